@@ -1,0 +1,142 @@
+"""name-addr and addr-spec with header parameters (From, To, Contact, Route...).
+
+The rule that trips parsers (RFC 3261 §20.10, RFC 4475 §3.3.12): without
+angle brackets, everything after the first ``;`` is a *header* parameter, so
+``Contact: sip:a@b;x`` has ``x`` on the address while ``<sip:a@b;x>`` has it
+on the URI. An addr-spec may not contain ``,``, ``?`` or ``;`` of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import BAD_NAME_ADDR, D_LWS_IN_ADDR_SPEC, SipError
+from .text import LWS_RE, TOKEN_RE, param, parse_params, unquote
+from .uri import URI, Params, parse_uri
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One address. ``uri`` is None only for the Contact wildcard ``*``."""
+
+    uri: URI | None
+    display_name: str | None = None
+    params: Params = ()
+    raw: str = ""
+
+    def __str__(self) -> str:
+        return self.raw
+
+    @property
+    def wildcard(self) -> bool:
+        return self.uri is None
+
+    def param(self, name: str) -> str | None:
+        return param(self.params, name)
+
+    @property
+    def tag(self) -> str | None:
+        return self.param("tag")
+
+    @property
+    def expires(self) -> int | None:
+        value = self.param("expires")
+        return int(value) if value and value.isascii() and value.isdigit() else None
+
+    @property
+    def q(self) -> float | None:
+        value = self.param("q")
+        try:
+            return float(value) if value else None
+        except ValueError:
+            return None
+
+
+def _find_unquoted(text: str, ch: str) -> int:
+    """Index of ``ch`` outside a quoted-string; -1 if absent; raises if a quote is open."""
+    if '"' not in text:
+        return text.find(ch)
+    in_quotes = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if in_quotes:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_quotes = False
+        elif c == '"':
+            in_quotes = True
+        elif c == ch:
+            return i
+        i += 1
+    if in_quotes:
+        raise SipError(BAD_NAME_ADDR, f"unterminated quoted string in {text[:80]!r}")
+    return -1
+
+
+def _display_name(text: str, whole: str) -> str | None:
+    text = text.strip()
+    if not text:
+        return None
+    if text[0] == '"':
+        if _closing_quote(text) != len(text) - 1:
+            raise SipError(BAD_NAME_ADDR, f"bad quoted display name in {whole[:80]!r}")
+        return unquote(text)
+    words = LWS_RE.split(text)
+    if not all(TOKEN_RE.fullmatch(w) for w in words):
+        raise SipError(BAD_NAME_ADDR, f"display name must be quoted: {text[:80]!r}")
+    return " ".join(words)
+
+
+def _closing_quote(text: str) -> int:
+    i = 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == '"':
+            return i
+        i += 1
+    return -1
+
+
+def parse_address(text: str, defects: list[str] | None = None) -> Address:
+    """Parse one name-addr / addr-spec with its parameters.
+
+    Raises SipError(bad-name-addr), or SipError(bad-uri) for the URI inside.
+    Spaces just inside ``< >`` are tolerated and recorded in ``defects``.
+    """
+    text = text.strip()
+    if text == "*":
+        return Address(None, raw=text)
+    lt = _find_unquoted(text, "<")
+    if lt >= 0:
+        gt = text.find(">", lt)
+        if gt < 0:
+            raise SipError(BAD_NAME_ADDR, f"unterminated '<' in {text[:80]!r}")
+        display = _display_name(text[:lt], text)
+        spec = text[lt + 1 : gt]
+        if spec != spec.strip():
+            spec = spec.strip()
+            if defects is not None:
+                defects.append(D_LWS_IN_ADDR_SPEC)
+        uri = parse_uri(spec)
+        rest = text[gt + 1 :].strip()
+        if rest and rest[0] != ";":
+            raise SipError(BAD_NAME_ADDR, f"junk after '>' in {text[:80]!r}")
+    else:
+        if _find_unquoted(text, '"') >= 0:
+            raise SipError(BAD_NAME_ADDR, f"quoted display name without <URI> in {text[:80]!r}")
+        spec, semi, rest = text.partition(";")
+        spec = spec.strip()
+        if any(c in spec for c in ",? \t"):
+            raise SipError(BAD_NAME_ADDR, f"URI with ',', '?' or spaces must be in <>: {spec[:80]!r}")
+        display = None
+        uri = parse_uri(spec)
+        rest = semi + rest
+    try:
+        params = parse_params(rest)
+    except SipError as exc:
+        raise SipError(BAD_NAME_ADDR, exc.detail) from None
+    return Address(uri, display, params, text)

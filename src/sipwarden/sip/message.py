@@ -1,0 +1,565 @@
+"""The SIP message: framing of one datagram, the header list, typed views, edits.
+
+Parsing is two-level. ``parse`` does only what every message needs: it frames
+the bytes (RFC 3261 §18.3), splits the start line and the header fields, and
+checks Content-Length. Typed views (``msg.via``, ``msg.cseq``, ``msg.uri``...)
+are parsed on first use and cached. ``msg.validate()`` forces all of them and
+the cross-header rules, for callers that want a verdict on the whole message.
+
+Editing keeps every untouched byte: each header remembers the text it was
+parsed from, and only headers an edit names are re-rendered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final, Protocol, TypeVar
+
+from . import errors as E
+from .address import Address, parse_address
+from .errors import SipError
+from .fields import Auth, CSeq, Via, parse_auth, parse_cseq, parse_delta, parse_via
+from .names import LIST_HEADERS, canonical_name, header_key
+from .text import TOKEN_RE, split_list
+from .uri import URI, parse_uri
+
+CRLF: Final = "\r\n"
+SIP_VERSION: Final = "SIP/2.0"
+_T = TypeVar("_T")
+_FOLD_CHARS: Final = (" ", "\t")
+
+
+class Header:
+    """One header field. ``text`` is the field exactly as parsed (name, colon,
+    value and any folded continuation lines) or None once edited/created."""
+
+    __slots__ = ("key", "name", "text", "value")
+
+    def __init__(self, name: str, value: str, text: str | None = None, key: str | None = None):
+        self.name = name
+        self.key = key if key is not None else header_key(name)
+        self.value = value
+        self.text = text
+
+    def render(self) -> str:
+        return self.text if self.text is not None else f"{self.name}: {self.value}"
+
+    def __repr__(self) -> str:
+        return f"Header({self.name!r}, {self.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Header) and (self.name, self.value) == (other.name, other.value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Message:
+    """A SIP request or response.
+
+    Requests have ``method``, ``uri_text``; responses have ``status`` and
+    ``reason``. ``headers`` is the ordered list of fields; ``body`` is bytes.
+    ``defects`` lists what was tolerated (see ``errors.D_*``).
+    """
+
+    __slots__ = (
+        "_cache",
+        "_raw",
+        "body",
+        "defects",
+        "headers",
+        "method",
+        "reason",
+        "start_line",
+        "status",
+        "uri_text",
+    )
+
+    def __init__(
+        self,
+        start_line: str,
+        headers: list[Header],
+        body: bytes = b"",
+        *,
+        defects: list[str] | None = None,
+        raw: bytes | None = None,
+    ) -> None:
+        self.headers = headers
+        self.body = body
+        self.defects = defects if defects is not None else []
+        self._raw = raw
+        self._cache: dict[str, Any] = {}
+        self.method: str | None = None
+        self.uri_text: str | None = None
+        self.status: int | None = None
+        self.reason: str | None = None
+        self.start_line = start_line
+        _parse_start_line(self, start_line)
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def is_request(self) -> bool:
+        return self.method is not None
+
+    def __repr__(self) -> str:
+        return f"<Message {self.start_line[:60]!r} {len(self.headers)} headers, {len(self.body)} body bytes>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (self.start_line, self.headers, self.body) == (
+            other.start_line,
+            other.headers,
+            other.body,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+    def to_bytes(self) -> bytes:
+        """The wire form. Unedited messages give back exactly the bytes parsed."""
+        if self._raw is not None:
+            return self._raw
+        head = CRLF.join([self.start_line, *(h.render() for h in self.headers)])
+        return (head + CRLF + CRLF).encode("utf-8", "surrogateescape") + self.body
+
+    # ------------------------------------------------------------ header access
+
+    def fields(self, name: str) -> Iterator[Header]:
+        key = header_key(name)
+        return (h for h in self.headers if h.key == key)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The value of the first field called ``name`` (long or compact form)."""
+        key = header_key(name)
+        for h in self.headers:
+            if h.key == key:
+                return h.value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``: list headers are split on their commas."""
+        key = header_key(name)
+        values = [h.value for h in self.headers if h.key == key]
+        if key in LIST_HEADERS:
+            return [v for value in values for v in split_list(value)]
+        return values
+
+    def __contains__(self, name: str) -> bool:
+        key = header_key(name)
+        return any(h.key == key for h in self.headers)
+
+    # ------------------------------------------------------------- typed views
+
+    def _cached(self, name: str, build: Callable[[], _T]) -> _T:
+        try:
+            return self._cache[name]  # type: ignore[no-any-return]
+        except KeyError:
+            value = self._cache[name] = build()
+            return value
+
+    def _single(self, key: str) -> str | None:
+        return self.get(key)
+
+    @property
+    def uri(self) -> URI:
+        """The Request-URI (requests only); headers inside it are an error."""
+        if self.uri_text is None:
+            raise SipError(E.BAD_REQUEST_URI, "a response has no Request-URI")
+        return self._cached("uri", self._parse_request_uri)
+
+    def _parse_request_uri(self) -> URI:
+        assert self.uri_text is not None
+        try:
+            uri = parse_uri(self.uri_text)
+        except SipError as exc:
+            raise SipError(E.BAD_REQUEST_URI, exc.detail) from None
+        if uri.headers:
+            raise SipError(E.BAD_REQUEST_URI, "headers are not allowed in a Request-URI")
+        return uri
+
+    @property
+    def vias(self) -> list[Via]:
+        return self._cached("vias", self._parse_vias)
+
+    def _parse_vias(self) -> list[Via]:
+        out = []
+        for value in self.get_all("via"):
+            if not value:
+                raise SipError(E.BAD_VIA, "empty Via value")
+            out.append(parse_via(value, self.defects if not out else None))
+        return out
+
+    @property
+    def via(self) -> Via | None:
+        """The top Via (None if the message has none)."""
+        vias = self.vias
+        return vias[0] if vias else None
+
+    @property
+    def from_(self) -> Address | None:
+        return self._cached("from", lambda: self._address("from"))
+
+    @property
+    def to(self) -> Address | None:
+        return self._cached("to", lambda: self._address("to"))
+
+    def _address(self, key: str) -> Address | None:
+        value = self._single(key)
+        return None if value is None else parse_address(value, self.defects)
+
+    @property
+    def contacts(self) -> list[Address]:
+        return self._cached("contacts", lambda: self._addresses("contact"))
+
+    @property
+    def routes(self) -> list[Address]:
+        return self._cached("routes", lambda: self._addresses("route"))
+
+    @property
+    def record_routes(self) -> list[Address]:
+        return self._cached("record-routes", lambda: self._addresses("record-route"))
+
+    @property
+    def paths(self) -> list[Address]:
+        return self._cached("paths", lambda: self._addresses("path"))
+
+    def _addresses(self, key: str) -> list[Address]:
+        out = []
+        for value in self.get_all(key):
+            if not value:
+                raise SipError(E.BAD_NAME_ADDR, f"empty {canonical_name(key)} value")
+            out.append(parse_address(value, self.defects))
+        return out
+
+    @property
+    def call_id(self) -> str | None:
+        return self._single("call-id")
+
+    @property
+    def cseq(self) -> CSeq | None:
+        def build() -> CSeq | None:
+            value = self._single("cseq")
+            return None if value is None else parse_cseq(value)
+
+        return self._cached("cseq", build)
+
+    @property
+    def max_forwards(self) -> int | None:
+        def build() -> int | None:
+            value = self._single("max-forwards")
+            if value is None:
+                return None
+            number, clamped = parse_delta(value, E.BAD_MAX_FORWARDS)
+            if clamped or number > 255:
+                self.defects.append(E.D_MAX_FORWARDS_RANGE)
+            return number
+
+        return self._cached("max-forwards", build)
+
+    @property
+    def expires(self) -> int | None:
+        def build() -> int | None:
+            value = self._single("expires")
+            if value is None:
+                return None
+            number, clamped = parse_delta(value, E.BAD_EXPIRES)
+            if clamped:
+                self.defects.append(E.D_EXPIRES_RANGE)
+            return number
+
+        return self._cached("expires", build)
+
+    @property
+    def content_length(self) -> int | None:
+        value = self._single("content-length")
+        return None if value is None else parse_delta(value, E.BAD_CONTENT_LENGTH)[0]
+
+    @property
+    def user_agent(self) -> str | None:
+        return self._single("user-agent")
+
+    @property
+    def server(self) -> str | None:
+        return self._single("server")
+
+    @property
+    def authorization(self) -> Auth | None:
+        return self._cached("authorization", lambda: self._auth("authorization"))
+
+    @property
+    def proxy_authorization(self) -> Auth | None:
+        return self._cached("proxy-authorization", lambda: self._auth("proxy-authorization"))
+
+    def _auth(self, key: str) -> Auth | None:
+        value = self._single(key)
+        return None if value is None else parse_auth(value)
+
+    @property
+    def www_authenticate(self) -> list[Auth]:
+        return self._cached("www-authenticate", lambda: [parse_auth(v) for v in self.get_all("www-authenticate")])
+
+    @property
+    def proxy_authenticate(self) -> list[Auth]:
+        return self._cached("proxy-authenticate", lambda: [parse_auth(v) for v in self.get_all("proxy-authenticate")])
+
+    # --------------------------------------------------------------- validate
+
+    def validate(self) -> Message:
+        """Parse every typed view and check the rules across headers.
+
+        Raises the first SipError found; returns self so calls chain. Checks:
+        mandatory headers (RFC 3261 §8.1.1), at most one of each single-valued
+        header, CSeq method equal to the request method, well-formed Request-URI,
+        Vias, addresses, CSeq, Max-Forwards and Expires.
+        """
+        for key in ("call-id", "from", "to", "cseq", "max-forwards"):
+            if sum(1 for h in self.headers if h.key == key) > 1:
+                raise SipError(f"duplicate-{key}", f"more than one {canonical_name(key)}")
+        for key in ("via", "from", "to", "call-id", "cseq"):
+            if key not in self:
+                raise SipError(E.MISSING_HEADER, f"no {canonical_name(key)}")
+        if self.is_request:
+            _ = self.uri
+            if "max-forwards" not in self:
+                self.defects.append(E.D_NO_MAX_FORWARDS)
+        _ = self.vias
+        from_, to = self.from_, self.to
+        assert from_ is not None and to is not None
+        if self.is_request and from_.tag is None:
+            self.defects.append(E.D_NO_FROM_TAG)
+        _ = self.contacts, self.routes, self.record_routes, self.paths
+        cseq = self.cseq
+        assert cseq is not None
+        if self.method is not None and cseq.method != self.method:
+            raise SipError(E.CSEQ_METHOD_MISMATCH, f"CSeq method {cseq.method} in a {self.method}")
+        _ = self.max_forwards, self.expires, self.authorization, self.proxy_authorization
+        return self
+
+    # ------------------------------------------------------------------- edits
+
+    def _touch(self) -> None:
+        self._raw = None
+        self._cache.clear()
+
+    def add_header(self, name: str, value: str, *, first: bool = False) -> None:
+        """Append (or with ``first``, prepend) a field."""
+        header = Header(name, value)
+        if first:
+            self.headers.insert(0, header)
+        else:
+            self.headers.append(header)
+        self._touch()
+
+    def remove_header(self, name: str) -> int:
+        """Remove every field called ``name``; returns how many were removed."""
+        key = header_key(name)
+        before = len(self.headers)
+        self.headers = [h for h in self.headers if h.key != key]
+        removed = before - len(self.headers)
+        if removed:
+            self._touch()
+        return removed
+
+    def replace_header(self, name: str, value: str) -> None:
+        """Set ``name`` to one field with ``value``, where the first one stood
+        (appended if absent). The field keeps the name as it was written."""
+        key = header_key(name)
+        for i, h in enumerate(self.headers):
+            if h.key == key:
+                self.headers[i] = Header(h.name, value, key=key)
+                self.headers[i + 1 :] = [x for x in self.headers[i + 1 :] if x.key != key]
+                break
+        else:
+            self.headers.append(Header(canonical_name(key), value, key=key))
+        self._touch()
+
+    def prepend_via(self, value: str | Via) -> None:
+        """Put a new top Via just above the current first one (RFC 3261 §16.6)."""
+        text = value.render() if isinstance(value, Via) else value
+        header = Header("Via", text, key="via")
+        for i, h in enumerate(self.headers):
+            if h.key == "via":
+                self.headers.insert(i, header)
+                break
+        else:
+            self.headers.insert(0, header)
+        self._touch()
+
+    def pop_via(self) -> Via:
+        """Remove the top Via value and return it; other values on its line stay."""
+        for i, h in enumerate(self.headers):
+            if h.key == "via":
+                values = split_list(h.value)
+                top = parse_via(values[0])
+                if len(values) == 1:
+                    del self.headers[i]
+                else:
+                    self.headers[i] = Header(h.name, ", ".join(values[1:]), key="via")
+                self._touch()
+                return top
+        raise SipError(E.MISSING_HEADER, "no Via to pop")
+
+    def set_via_param(self, name: str, value: str | None, index: int = 0) -> None:
+        """Set a parameter of the Via value at ``index`` (0 = top); ``None`` for a flag."""
+        seen = 0
+        for i, h in enumerate(self.headers):
+            if h.key != "via":
+                continue
+            values = split_list(h.value)
+            if index < seen + len(values):
+                values[index - seen] = parse_via(values[index - seen]).with_param(name, value).render()
+                self.headers[i] = Header(h.name, ", ".join(values), key="via")
+                self._touch()
+                return
+            seen += len(values)
+        raise SipError(E.MISSING_HEADER, f"no Via at index {index}")
+
+    def set_max_forwards(self, value: int) -> None:
+        self.replace_header("max-forwards", str(value))
+
+    def set_body(self, body: bytes, content_type: str | None = None) -> None:
+        """Replace the body; Content-Length (and Content-Type if given) follow."""
+        self.body = body
+        self.replace_header("content-length", str(len(body)))
+        if content_type is not None:
+            self.replace_header("content-type", content_type)
+        self._touch()
+
+
+# ---------------------------------------------------------------- start line
+
+
+class _StartLineTarget(Protocol):
+    method: str | None
+    uri_text: str | None
+    status: int | None
+    reason: str | None
+    defects: list[str]
+
+
+def _parse_start_line(msg: _StartLineTarget, line: str) -> None:
+    if line[:4].upper() == "SIP/":
+        _parse_status_line(msg, line)
+        return
+    parts = line.split(" ")
+    if len(parts) != 3 or not all(parts):
+        parts = line.split()
+        if len(parts) != 3:
+            raise SipError(E.BAD_REQUEST_LINE, f"expected 'METHOD URI SIP/2.0', got {line[:80]!r}")
+        msg.defects.append(E.D_START_LINE_WHITESPACE)
+    method, uri, version = parts
+    if TOKEN_RE.fullmatch(method) is None:
+        raise SipError(E.BAD_REQUEST_LINE, f"bad method {method[:40]!r}")
+    if version.upper() != SIP_VERSION:
+        raise SipError(E.BAD_VERSION, f"unsupported version {version[:20]!r}")
+    msg.method = method
+    msg.uri_text = uri
+
+
+def _parse_status_line(msg: _StartLineTarget, line: str) -> None:
+    version, sp1, rest = line.partition(" ")
+    code, sp2, reason = rest.partition(" ")
+    if version.upper() != SIP_VERSION:
+        raise SipError(E.BAD_VERSION, f"unsupported version {version[:20]!r}")
+    if len(code) != 3 or not code.isascii() or not code.isdigit() or not "100" <= code <= "699":
+        raise SipError(E.BAD_STATUS_LINE, f"bad status code {code[:20]!r}")
+    if not sp2:
+        msg.defects.append(E.D_NO_REASON_SEPARATOR)
+    msg.status = int(code)
+    msg.reason = reason
+
+
+# ------------------------------------------------------------------ framing
+
+
+def split_headers(lines: Iterable[str]) -> list[Header]:
+    """Header fields from header lines (without the start line), folding
+    continuation lines into the field above. Raises SipError(bad-header)."""
+    headers: list[Header] = []
+    for line in lines:
+        if line[:1] in _FOLD_CHARS:
+            if not headers:
+                raise SipError(E.BAD_HEADER, "continuation line before any header")
+            last = headers[-1]
+            assert last.text is not None
+            last.text += CRLF + line
+            last.value = (last.value + " " + line.strip()).strip()
+            continue
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if not colon or not name or TOKEN_RE.fullmatch(name) is None:
+            raise SipError(E.BAD_HEADER, f"malformed header line {line[:60]!r}")
+        headers.append(Header(name, value.strip(" \t"), line))
+    return headers
+
+
+def _content_length(headers: list[Header]) -> int | None:
+    found: str | None = None
+    for h in headers:
+        if h.key == "content-length":
+            if found is not None:
+                raise SipError(E.DUPLICATE_CONTENT_LENGTH, f"Content-Length {found} and {h.value}")
+            found = h.value
+    if found is None:
+        return None
+    return parse_delta(found, E.BAD_CONTENT_LENGTH)[0]
+
+
+def frame_datagram(data: bytes, defects: list[str]) -> tuple[int, int, int, str]:
+    """Locate a datagram's message: returns (start, head_end, body_at, line
+    separator). Tolerated quirks go to ``defects``. Raises SipError."""
+    start = 0
+    while data.startswith(b"\r\n", start):
+        start += 2
+    if start:
+        defects.append(E.D_LEADING_CRLF)
+    n = len(data)
+    if start >= n or not data[start:].strip():
+        raise SipError(E.EMPTY, "no message")
+    end = data.find(b"\r\n\r\n", start)
+    if end >= 0:
+        return start, end, end + 4, CRLF
+    lf_end = data.find(b"\n\n", start)
+    if lf_end >= 0 and b"\r\n" not in data[start:lf_end]:
+        defects.append(E.D_BARE_LF)
+        return start, lf_end, lf_end + 2, "\n"
+    if data.endswith(b"\r\n"):
+        defects.append(E.D_NO_HEADER_TERMINATOR)
+        return start, n - 2, n, CRLF
+    raise SipError(E.INCOMPLETE_HEADERS, "no empty line after the headers")
+
+
+def parse(data: bytes) -> Message:
+    """Parse one datagram (RFC 3261 §18.3): Content-Length bounds the body and
+    bytes after it are ignored (a defect); without Content-Length the body
+    runs to the end of the datagram. Raises SipError."""
+    defects: list[str] = []
+    start, end, body_at, sep = frame_datagram(data, defects)
+    lines = data[start:end].decode("utf-8", "surrogateescape").split(sep)
+    return _assemble(lines, data, start, body_at, defects, stream=False)
+
+
+def body_bounds(length: int | None, data: bytes, body_at: int, defects: list[str], *, stream: bool) -> int:
+    """Where the body ends, from Content-Length (None if absent). Raises SipError."""
+    available = len(data) - body_at
+    if length is None:
+        if stream:
+            raise SipError(E.MISSING_CONTENT_LENGTH, "Content-Length is mandatory on streams")
+        defects.append(E.D_NO_CONTENT_LENGTH)
+        return len(data)
+    if length > available:
+        raise SipError(E.CONTENT_LENGTH_MISMATCH, f"Content-Length {length} but {available} body bytes")
+    if length < available:
+        defects.append(E.D_TRAILING_BYTES)
+    return body_at + length
+
+
+def _assemble(
+    lines: list[str], data: bytes, start: int, body_at: int, defects: list[str], *, stream: bool
+) -> Message:
+    headers = split_headers(lines[1:])
+    end = body_bounds(_content_length(headers), data, body_at, defects, stream=stream)
+    return Message(lines[0], headers, data[body_at:end], defects=defects, raw=data[start:end])
