@@ -310,7 +310,9 @@ def test_inv2543_backwards_compatible():
     assert m.content_length is None
     # no Content-Length on UDP: the body runs to the end of the datagram
     assert m.body == data[data.index(b"\r\n\r\n") + 4 :]
-    assert {E.D_NO_BRANCH, E.D_NO_FROM_TAG, E.D_NO_MAX_FORWARDS, E.D_NO_CONTENT_LENGTH} <= set(m.defects)
+    assert {E.D_NO_BRANCH, E.D_NO_FROM_TAG, E.D_NO_MAX_FORWARDS, E.D_NO_CONTENT_LENGTH} <= set(
+        m.defects
+    )
 
 
 def test_lenient_choices_record_defects():

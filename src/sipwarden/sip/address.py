@@ -131,7 +131,9 @@ def parse_address(text: str, defects: list[str] | None = None) -> Address:
         spec, semi, rest = text.partition(";")
         spec = spec.strip()
         if any(c in spec for c in ",? \t"):
-            raise SipError(BAD_NAME_ADDR, f"URI with ',', '?' or spaces must be in <>: {spec[:80]!r}")
+            raise SipError(
+                BAD_NAME_ADDR, f"URI with ',', '?' or spaces must be in <>: {spec[:80]!r}"
+            )
         display = None
         uri = parse_uri(spec)
         rest = semi + rest

@@ -81,7 +81,9 @@ class StreamFramer:
             self._head_end = end
             self._body_len = _stream_content_length(bytes(buf[:end]))
             if end + 4 + self._body_len > self.max_size:
-                raise SipError(E.TOO_LARGE, f"message of {end + 4 + self._body_len} bytes over {self.max_size}")
+                raise SipError(
+                    E.TOO_LARGE, f"message of {end + 4 + self._body_len} bytes over {self.max_size}"
+                )
         total = self._head_end + 4 + self._body_len
         if len(buf) < total:
             return None

@@ -172,20 +172,14 @@ class Message:
 
     def _parse_request_uri(self) -> URI:
         assert self.uri_text is not None
-        try:
-            uri = parse_uri(self.uri_text)
-        except SipError as exc:
-            raise SipError(E.BAD_REQUEST_URI, exc.detail) from None
-        if uri.headers:
-            raise SipError(E.BAD_REQUEST_URI, "headers are not allowed in a Request-URI")
-        return uri
+        return parse_request_uri(self.uri_text)
 
     @property
     def vias(self) -> list[Via]:
         return self._cached("vias", self._parse_vias)
 
     def _parse_vias(self) -> list[Via]:
-        out = []
+        out: list[Via] = []
         for value in self.get_all("via"):
             if not value:
                 raise SipError(E.BAD_VIA, "empty Via value")
@@ -299,11 +293,16 @@ class Message:
 
     @property
     def www_authenticate(self) -> list[Auth]:
-        return self._cached("www-authenticate", lambda: [parse_auth(v) for v in self.get_all("www-authenticate")])
+        return self._cached(
+            "www-authenticate", lambda: [parse_auth(v) for v in self.get_all("www-authenticate")]
+        )
 
     @property
     def proxy_authenticate(self) -> list[Auth]:
-        return self._cached("proxy-authenticate", lambda: [parse_auth(v) for v in self.get_all("proxy-authenticate")])
+        return self._cached(
+            "proxy-authenticate",
+            lambda: [parse_auth(v) for v in self.get_all("proxy-authenticate")],
+        )
 
     # --------------------------------------------------------------- validate
 
@@ -410,7 +409,9 @@ class Message:
                 continue
             values = split_list(h.value)
             if index < seen + len(values):
-                values[index - seen] = parse_via(values[index - seen]).with_param(name, value).render()
+                values[index - seen] = (
+                    parse_via(values[index - seen]).with_param(name, value).render()
+                )
                 self.headers[i] = Header(h.name, ", ".join(values), key="via")
                 self._touch()
                 return
@@ -430,6 +431,17 @@ class Message:
 
 
 # ---------------------------------------------------------------- start line
+
+
+def parse_request_uri(text: str) -> URI:
+    """A Request-URI: any URI but one with headers (RFC 3261 §19.1.5)."""
+    try:
+        uri = parse_uri(text)
+    except SipError as exc:
+        raise SipError(E.BAD_REQUEST_URI, exc.detail) from None
+    if uri.headers:
+        raise SipError(E.BAD_REQUEST_URI, "headers are not allowed in a Request-URI")
+    return uri
 
 
 class _StartLineTarget(Protocol):
@@ -460,7 +472,7 @@ def _parse_start_line(msg: _StartLineTarget, line: str) -> None:
 
 
 def _parse_status_line(msg: _StartLineTarget, line: str) -> None:
-    version, sp1, rest = line.partition(" ")
+    version, _, rest = line.partition(" ")
     code, sp2, reason = rest.partition(" ")
     if version.upper() != SIP_VERSION:
         raise SipError(E.BAD_VERSION, f"unsupported version {version[:20]!r}")
@@ -542,7 +554,9 @@ def parse(data: bytes) -> Message:
     return _assemble(lines, data, start, body_at, defects, stream=False)
 
 
-def body_bounds(length: int | None, data: bytes, body_at: int, defects: list[str], *, stream: bool) -> int:
+def body_bounds(
+    length: int | None, data: bytes, body_at: int, defects: list[str], *, stream: bool
+) -> int:
     """Where the body ends, from Content-Length (None if absent). Raises SipError."""
     available = len(data) - body_at
     if length is None:
@@ -551,7 +565,9 @@ def body_bounds(length: int | None, data: bytes, body_at: int, defects: list[str
         defects.append(E.D_NO_CONTENT_LENGTH)
         return len(data)
     if length > available:
-        raise SipError(E.CONTENT_LENGTH_MISMATCH, f"Content-Length {length} but {available} body bytes")
+        raise SipError(
+            E.CONTENT_LENGTH_MISMATCH, f"Content-Length {length} but {available} body bytes"
+        )
     if length < available:
         defects.append(E.D_TRAILING_BYTES)
     return body_at + length

@@ -20,10 +20,17 @@ from . import errors as E
 from .address import Address, parse_address
 from .errors import SipError
 from .fields import Auth, CSeq, Via, parse_auth, parse_cseq, parse_delta, parse_via
-from .message import CRLF, _parse_start_line, body_bounds, frame_datagram, split_headers
+from .message import (
+    CRLF,
+    _parse_start_line,
+    body_bounds,
+    frame_datagram,
+    parse_request_uri,
+    split_headers,
+)
 from .names import COMPACT, LIST_HEADERS, header_key
 from .text import split_list
-from .uri import URI, parse_uri
+from .uri import URI
 
 _KEYS: Final = (
     "via",
@@ -68,7 +75,17 @@ for _name in (
 class Peek:
     """A lazily decoded view of one datagram's essentials (see module doc)."""
 
-    __slots__ = ("_lines", "_typed", "body_end", "data", "defects", "method", "reason", "status", "uri_text")
+    __slots__ = (
+        "_lines",
+        "_typed",
+        "body_end",
+        "data",
+        "defects",
+        "method",
+        "reason",
+        "status",
+        "uri_text",
+    )
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -119,7 +136,9 @@ class Peek:
 
     @property
     def has_credentials(self) -> bool:
-        return self._lines[AUTHORIZATION] is not None or self._lines[PROXY_AUTHORIZATION] is not None
+        return (
+            self._lines[AUTHORIZATION] is not None or self._lines[PROXY_AUTHORIZATION] is not None
+        )
 
     # typed values ------------------------------------------------------------
     @property
@@ -128,10 +147,7 @@ class Peek:
             raise SipError(E.BAD_REQUEST_URI, "a response has no Request-URI")
         uri = self._typed.get(-1)
         if uri is None:
-            try:
-                uri = self._typed[-1] = parse_uri(self.uri_text)
-            except SipError as exc:
-                raise SipError(E.BAD_REQUEST_URI, exc.detail) from None
+            uri = self._typed[-1] = parse_request_uri(self.uri_text)
         return uri  # type: ignore[return-value]
 
     @property
@@ -221,7 +237,11 @@ def peek(data: bytes) -> Peek:
             if i is None:
                 if not colon or not name:
                     raise SipError(E.BAD_HEADER, f"malformed header line {line[:60]!r}")
-                i = _SLOT.get(header_key(name), _IGNORED) if name.lower() in _LOWER_KEYS else _IGNORED
+                i = (
+                    _SLOT.get(header_key(name), _IGNORED)
+                    if name.lower() in _LOWER_KEYS
+                    else _IGNORED
+                )
             if i >= 0:
                 if slots[i] is None:
                     slots[i] = line

@@ -130,5 +130,7 @@ def pct_decode(text: str) -> str:
     """
     if "%" not in text:
         return text
-    data = _PCT_B_RE.sub(lambda m: bytes((int(m.group(1), 16),)), text.encode("utf-8", "surrogateescape"))
+    data = _PCT_B_RE.sub(
+        lambda m: bytes((int(m.group(1), 16),)), text.encode("utf-8", "surrogateescape")
+    )
     return data.decode("utf-8", "surrogateescape")

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, then run all of it: lint, types, tests.
+# CI runs exactly this (see .ci/run); with CI=true no test may skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages used by the real-tool tests. Later issues add to this list.
+APT_PACKAGES=()
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    else
+        echo "not root: cannot install ${missing[*]}; tests that need them will skip" >&2
+    fi
+fi
+
+bash scripts/setup.sh test
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy
+.venv/bin/python -m pytest -n auto "$@"

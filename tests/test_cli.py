@@ -1,0 +1,64 @@
+"""The sipwarden command, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from sipwarden import __version__
+
+from .conftest import SCANNERS, TORTURE
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "sipwarden.cli", *args], input=stdin, capture_output=True, timeout=60
+    )
+
+
+def test_version_and_help():
+    out = run("--version")
+    assert out.returncode == 0 and __version__ in out.stdout.decode()
+    out = run("--help")
+    assert out.returncode == 0 and b"parse" in out.stdout
+    out = run("parse", "--help")
+    assert out.returncode == 0 and b"--stream" in out.stdout
+
+
+def test_parse_valid_message_prints_json():
+    out = run("parse", str(SCANNERS / "svcrack_0.3.8_REGISTER_auth_pw100.sip"))
+    assert out.returncode == 0
+    view = json.loads(out.stdout)
+    assert view["valid"] is True
+    assert view["method"] == "REGISTER"
+    assert view["user_agent"] == "friendly-scanner"
+    assert view["authorization"]["params"]["username"] == "100"
+    assert view["via"][0]["branch"] == "z9hG4bK-1300158245"
+    assert view["from"]["params"]["tag"] == "3130303a31303001393430373437383831"
+
+
+def test_parse_from_stdin_and_non_utf8_values():
+    out = run("parse", "-", stdin=(TORTURE / "escnull.dat").read_bytes())
+    assert out.returncode == 0
+    view = json.loads(out.stdout)
+    assert [c["uri"]["user"] for c in view["contact"]] == ["\x00", "\x00\x00"]
+    out = run("parse", str(TORTURE / "intmeth.dat"))
+    assert out.returncode == 0, out.stderr
+
+
+def test_parse_invalid_message_names_the_reason():
+    out = run("parse", str(TORTURE / "mcl01.dat"))
+    assert out.returncode == 1
+    assert json.loads(out.stdout)["reason"] == "duplicate-content-length"
+    assert b"duplicate-content-length" in out.stderr
+    out = run("parse", str(TORTURE / "mismatch01.dat"))
+    assert out.returncode == 1 and json.loads(out.stdout)["reason"] == "cseq-method-mismatch"
+
+
+def test_parse_stream_mode_requires_content_length():
+    out = run("parse", "--stream", str(TORTURE / "inv2543.dat"))
+    assert out.returncode == 1
+    assert json.loads(out.stdout)["reason"] == "missing-content-length"
+    out = run("parse", "--lenient", str(TORTURE / "inv2543.dat"))
+    assert out.returncode == 0
