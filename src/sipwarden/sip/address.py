@@ -8,15 +8,15 @@ on the URI. An addr-spec may not contain ``,``, ``?`` or ``;`` of its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from typing import Final, NamedTuple
 
 from .errors import BAD_NAME_ADDR, D_LWS_IN_ADDR_SPEC, SipError
 from .text import LWS_RE, TOKEN_RE, param, parse_params, unquote
-from .uri import URI, Params, parse_uri
+from .uri import SIMPLE_HOST, URI, Params, parse_uri, simple_params, uri_from_match
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
+class Address(NamedTuple):
     """One address. ``uri`` is None only for the Contact wildcard ``*``."""
 
     uri: URI | None
@@ -50,6 +50,39 @@ class Address:
             return float(value) if value else None
         except ValueError:
             return None
+
+
+# The shapes nearly all real addresses have, matched in one go; anything else
+# (escapes, quoted-pairs, spaces around ';' or '=', quoted parameter values)
+# takes the general path below, which gives the same result for these shapes.
+_TOKEN_CHARS = r"[A-Za-z0-9\-.!%*_+`'~]"
+_HPARAMS = rf"((?:;{_TOKEN_CHARS}+(?:=(?:[A-Za-z0-9\-.!%*_+`'~:\[\]]*|\"[^\"\\\\]*\"))?)*)"
+_SIMPLE_NAME_ADDR: Final = re.compile(
+    rf'(?:"([^"\\]*)"[ \t]*|({_TOKEN_CHARS}+(?:[ \t]+{_TOKEN_CHARS}+)*)[ \t]*)?'
+    rf"<((sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?({SIMPLE_HOST})(?::([0-9]{{1,5}}))?"
+    rf"((?:;[A-Za-z0-9\-_.!~*'+]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]*)?)*))>" + _HPARAMS
+)
+_SIMPLE_ADDR_SPEC: Final = re.compile(
+    rf"((sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$]+)@)?({SIMPLE_HOST})(?::([0-9]{{1,5}}))?())" + _HPARAMS
+)
+
+
+def _simple_address(text: str) -> Address | None:
+    m = _SIMPLE_NAME_ADDR.fullmatch(text)
+    if m is not None:
+        uri = uri_from_match(m, 4, m.group(3))
+        if uri is None:
+            return None
+        quoted, tokens = m.group(1, 2)
+        display = quoted if quoted is not None else (" ".join(tokens.split()) if tokens else None)
+        return Address(uri, display, simple_params(m.group(9)), text)
+    m = _SIMPLE_ADDR_SPEC.fullmatch(text)
+    if m is not None:
+        uri = uri_from_match(m, 2, m.group(1))
+        if uri is None:
+            return None
+        return Address(uri, None, simple_params(m.group(7)), text)
+    return None
 
 
 def _find_unquoted(text: str, ch: str) -> int:
@@ -108,6 +141,14 @@ def parse_address(text: str, defects: list[str] | None = None) -> Address:
     Spaces just inside ``< >`` are tolerated and recorded in ``defects``.
     """
     text = text.strip()
+    simple = _simple_address(text)
+    if simple is not None:
+        return simple
+    return general_address(text, defects)
+
+
+def general_address(text: str, defects: list[str] | None = None) -> Address:
+    """The general path of parse_address, for every shape (``text`` stripped)."""
     if text == "*":
         return Address(None, raw=text)
     lt = _find_unquoted(text, "<")

@@ -7,8 +7,7 @@ immutable value or raises SipError with the header's reason.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from .errors import (
     BAD_AUTH,
@@ -19,7 +18,7 @@ from .errors import (
     SipError,
 )
 from .text import TOKEN_RE, format_params, param, parse_params, split_outside_quotes, unquote
-from .uri import Params, parse_hostport
+from .uri import SIMPLE_HOST, Params, parse_hostport, simple_params
 
 BRANCH_COOKIE: Final = "z9hG4bK"
 MAX_CSEQ: Final = 2**32 - 1
@@ -30,11 +29,15 @@ _VIA_RE: Final = re.compile(
     rf"({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]+([^;]+?)[ \t]*(;.*)?",
     re.S,
 )
+# SIP/2.0/UDP host:port;plain=params -- the shape nearly every Via has
+_SIMPLE_VIA_RE: Final = re.compile(
+    rf"SIP/2\.0/([A-Z]+) ({SIMPLE_HOST})(?::([0-9]{{1,5}}))?"
+    r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]*)?)*)"
+)
 _CSEQ_RE: Final = re.compile(rf"[ \t]*([0-9]+)[ \t]+({_TOKEN})[ \t]*")
 
 
-@dataclass(frozen=True, slots=True)
-class Via:
+class Via(NamedTuple):
     """One Via value: ``SIP/2.0/UDP host:port;branch=...;rport``."""
 
     transport: str  # upper-case: UDP, TCP, TLS, SCTP, WS, ...
@@ -85,7 +88,26 @@ class Via:
 
 
 def parse_via(text: str, defects: list[str] | None = None) -> Via:
-    m = _VIA_RE.fullmatch(text.strip())
+    text = text.strip()
+    m = _SIMPLE_VIA_RE.fullmatch(text)
+    if m is not None and (m.group(3) is None or int(m.group(3)) <= 65535):
+        port = m.group(3)
+        via = Via(
+            m.group(1), m.group(2), None if port is None else int(port), simple_params(m.group(4))
+        )
+    else:
+        via = _general_via(text)
+    if defects is not None:
+        branch = via.branch
+        if not branch:
+            defects.append(D_NO_BRANCH)
+        elif branch == BRANCH_COOKIE:
+            defects.append(D_BRANCH_COOKIE_ONLY)
+    return via
+
+
+def _general_via(text: str) -> Via:
+    m = _VIA_RE.fullmatch(text)
     if m is None:
         raise SipError(BAD_VIA, f"malformed Via {text[:80]!r}")
     protocol, version, transport, sent_by, params_text = m.groups()
@@ -96,18 +118,10 @@ def parse_via(text: str, defects: list[str] | None = None) -> Via:
         params = parse_params(params_text or "")
     except SipError as exc:
         raise SipError(BAD_VIA, exc.detail) from None
-    via = Via(transport.upper(), host, port, params, protocol, version)
-    if defects is not None:
-        branch = via.branch
-        if not branch:
-            defects.append(D_NO_BRANCH)
-        elif branch == BRANCH_COOKIE:
-            defects.append(D_BRANCH_COOKIE_ONLY)
-    return via
+    return Via(transport.upper(), host, port, params, protocol, version)
 
 
-@dataclass(frozen=True, slots=True)
-class CSeq:
+class CSeq(NamedTuple):
     number: int
     method: str
 
@@ -125,8 +139,7 @@ def parse_cseq(text: str) -> CSeq:
     return CSeq(number, m.group(2))
 
 
-@dataclass(frozen=True, slots=True)
-class Auth:
+class Auth(NamedTuple):
     """An Authorization / Proxy-Authorization credential or a
     WWW-Authenticate / Proxy-Authenticate challenge (same grammar).
 

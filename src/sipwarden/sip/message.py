@@ -314,15 +314,18 @@ class Message:
         header, CSeq method equal to the request method, well-formed Request-URI,
         Vias, addresses, CSeq, Max-Forwards and Expires.
         """
+        counts: dict[str, int] = {}
+        for h in self.headers:
+            counts[h.key] = counts.get(h.key, 0) + 1
         for key in ("call-id", "from", "to", "cseq", "max-forwards"):
-            if sum(1 for h in self.headers if h.key == key) > 1:
+            if counts.get(key, 0) > 1:
                 raise SipError(f"duplicate-{key}", f"more than one {canonical_name(key)}")
         for key in ("via", "from", "to", "call-id", "cseq"):
-            if key not in self:
+            if key not in counts:
                 raise SipError(E.MISSING_HEADER, f"no {canonical_name(key)}")
         if self.is_request:
             _ = self.uri
-            if "max-forwards" not in self:
+            if "max-forwards" not in counts:
                 self.defects.append(E.D_NO_MAX_FORWARDS)
         _ = self.vias
         from_, to = self.from_, self.to
@@ -487,24 +490,40 @@ def _parse_status_line(msg: _StartLineTarget, line: str) -> None:
 # ------------------------------------------------------------------ framing
 
 
+# Header names seen so far -> key, so the token check and lower-casing run
+# once per spelling. Bounded: random names from a flood cannot grow it.
+_KEYS_SEEN: dict[str, str] = {}
+_KEYS_SEEN_MAX: Final = 4096
+
+
+def _key_of(name: str, line: str) -> str:
+    key = _KEYS_SEEN.get(name)
+    if key is None:
+        if not name or TOKEN_RE.fullmatch(name) is None:
+            raise SipError(E.BAD_HEADER, f"malformed header line {line[:60]!r}")
+        key = header_key(name)
+        if len(_KEYS_SEEN) < _KEYS_SEEN_MAX:
+            _KEYS_SEEN[name] = key
+    return key
+
+
 def split_headers(lines: Iterable[str]) -> list[Header]:
     """Header fields from header lines (without the start line), folding
     continuation lines into the field above. Raises SipError(bad-header)."""
     headers: list[Header] = []
+    append = headers.append
     for line in lines:
-        if line[:1] in _FOLD_CHARS:
-            if not headers:
-                raise SipError(E.BAD_HEADER, "continuation line before any header")
-            last = headers[-1]
-            assert last.text is not None
-            last.text += CRLF + line
-            last.value = (last.value + " " + line.strip()).strip()
-            continue
         name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not name or TOKEN_RE.fullmatch(name) is None:
+        if not colon or name[:1] in _FOLD_CHARS:
+            if line[:1] in _FOLD_CHARS and headers:
+                last = headers[-1]
+                assert last.text is not None
+                last.text += CRLF + line
+                last.value = (last.value + " " + line.strip()).strip()
+                continue
             raise SipError(E.BAD_HEADER, f"malformed header line {line[:60]!r}")
-        headers.append(Header(name, value.strip(" \t"), line))
+        name = name.rstrip(" \t")
+        append(Header(name, value.strip(" \t"), line, _key_of(name, line)))
     return headers
 
 

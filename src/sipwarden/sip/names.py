@@ -93,10 +93,18 @@ SINGLE_HEADERS: Final[frozenset[str]] = frozenset(
 )
 
 
+_KEYS: dict[str, str] = {}
+
+
 def header_key(name: str) -> str:
     """The key of a header name as written: ``"v"`` and ``"VIA"`` give ``"via"``."""
-    key = name.lower()
-    return COMPACT.get(key, key)
+    key = _KEYS.get(name)
+    if key is None:
+        key = name.lower()
+        key = COMPACT.get(key, key)
+        if len(_KEYS) < 4096:  # bounded: hostile names cannot grow it
+            _KEYS[name] = key
+    return key
 
 
 def canonical_name(key: str) -> str:

@@ -227,7 +227,7 @@ def peek(data: bytes) -> Peek:
     lines = head.split(sep)
     _parse_start_line(view, lines[0])
     slots = view._lines
-    if sep != CRLF or "\n " in head or "\n\t" in head or " :" in head or "\t:" in head:
+    if sep != CRLF:
         _index_slow(slots, lines)
     else:
         get = _SLOT.get
@@ -235,13 +235,13 @@ def peek(data: bytes) -> Peek:
             name, colon, _ = line.partition(":")
             i = get(name)
             if i is None:
-                if not colon or not name:
-                    raise SipError(E.BAD_HEADER, f"malformed header line {line[:60]!r}")
-                i = (
-                    _SLOT.get(header_key(name), _IGNORED)
-                    if name.lower() in _LOWER_KEYS
-                    else _IGNORED
-                )
+                if not colon or name[:1] in _WS or name[-1:] in _WS or not name:
+                    # folded line, space before ':' or a broken line: the exact path
+                    slots[:] = [None] * len(slots)
+                    _index_slow(slots, lines)
+                    break
+                lower = name.lower()
+                i = _SLOT.get(header_key(lower), _IGNORED) if lower in _LOWER_KEYS else _IGNORED
             if i >= 0:
                 if slots[i] is None:
                     slots[i] = line
@@ -252,6 +252,7 @@ def peek(data: bytes) -> Peek:
     return view
 
 
+_WS: Final = (" ", "\t")
 _LOWER_KEYS: Final = frozenset(_KEYS) | frozenset(c for c, k in COMPACT.items() if k in _KEYS)
 
 

@@ -22,9 +22,24 @@ def is_token(text: str) -> bool:
     return TOKEN_RE.fullmatch(text) is not None
 
 
+# One list item: runs of plain characters, quoted strings (with quoted-pairs)
+# and, where angles count, <...> spans. The match stops at a separator, or at
+# a stray quote, which means an unterminated quoted string.
+_ITEMS: Final = {
+    (sep, angles): re.compile(
+        rf'(?:[^"{sep}{"<" if angles else ""}]+|"(?:[^"\\]|\\.)*"'
+        + (r"|<[^>]*>?" if angles else "")
+        + ")*",
+        re.S,
+    )
+    for sep in ",;"
+    for angles in (False, True)
+}
+
+
 def split_outside_quotes(value: str, sep: str, *, angles: bool) -> list[str]:
-    """Split ``value`` on ``sep`` where it is not inside quotes (or ``<...>``
-    when ``angles``). Parts are stripped of surrounding whitespace.
+    """Split ``value`` on ``sep`` (``,`` or ``;``) where it is not inside quotes
+    (or ``<...>`` when ``angles``). Parts are stripped of surrounding whitespace.
 
     Raises SipError(bad-header) for an unterminated quoted string.
     """
@@ -32,33 +47,20 @@ def split_outside_quotes(value: str, sep: str, *, angles: bool) -> list[str]:
         return [value.strip()]
     if '"' not in value and not (angles and "<" in value):
         return [part.strip() for part in value.split(sep)]
+    match = _ITEMS[sep, angles].match
     parts: list[str] = []
-    start = 0
-    in_quotes = False
-    in_angles = False
-    i = 0
+    pos = 0
     n = len(value)
-    while i < n:
-        ch = value[i]
-        if in_quotes:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quotes = False
-        elif ch == '"':
-            in_quotes = True
-        elif angles and ch == "<":
-            in_angles = True
-        elif angles and ch == ">":
-            in_angles = False
-        elif ch == sep and not in_angles:
-            parts.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    if in_quotes:
-        raise SipError(BAD_HEADER, "unterminated quoted string")
-    parts.append(value[start:].strip())
-    return parts
+    while True:
+        m = match(value, pos)
+        assert m is not None  # the pattern matches the empty string
+        end = m.end()
+        parts.append(value[pos:end].strip())
+        if end == n:
+            return parts
+        if value[end] != sep:
+            raise SipError(BAD_HEADER, "unterminated quoted string")
+        pos = end + 1
 
 
 def split_list(value: str) -> list[str]:

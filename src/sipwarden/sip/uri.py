@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from .errors import BAD_URI, SipError
 from .text import format_params, param, parse_params, pct_decode
@@ -20,11 +19,19 @@ Params = tuple[tuple[str, str | None], ...]
 _SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _HOSTNAME_RE: Final = re.compile(r"[A-Za-z0-9\-._]+")
 _IPV6_RE: Final = re.compile(r"\[[0-9A-Fa-f:.]+\]")
+# The shape nearly all real URIs have: no escapes, no password, no headers.
+# A URI that fullmatches parses to exactly what the general path gives.
+_PARAM_CHARS: Final = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]"
+SIMPLE_HOST: Final = r"[A-Za-z0-9\-.]+|\[[0-9A-Fa-f:.]+\]"
+SIMPLE_URI: Final = (
+    rf"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?({SIMPLE_HOST})(?::([0-9]{{1,5}}))?"
+    rf"((?:;[A-Za-z0-9\-_.!~*'+]+(?:={_PARAM_CHARS}*)?)*)"
+)
+_SIMPLE_URI_RE: Final = re.compile(SIMPLE_URI)
 _USER_SAFE: Final = frozenset(string.ascii_letters + string.digits + "-_.!~*'()&=+$,;?/")
 
 
-@dataclass(frozen=True, slots=True)
-class URI:
+class URI(NamedTuple):
     """A parsed URI. ``raw`` is the text as written; ``str(uri)`` gives it back.
 
     For sip/sips, ``user`` and ``password`` are %-decoded, ``host`` is as
@@ -123,8 +130,40 @@ def _port(text: str, whole: str) -> int:
     return int(text)
 
 
+def simple_params(text: str) -> Params:
+    """Parameters already known to be plain ``;name[=value]`` (no quotes, spaces or escapes)."""
+    if not text:
+        return ()
+    out = []
+    for item in text[1:].split(";"):
+        name, eq, value = item.partition("=")
+        out.append((name.lower(), value if eq else None))
+    return tuple(out)
+
+
+def uri_from_match(m: re.Match[str], start: int, raw: str) -> URI | None:
+    """A URI from the SIMPLE_URI groups at ``start`` of ``m``; None if its port is out of range."""
+    scheme, user, host, port, params = m.group(start, start + 1, start + 2, start + 3, start + 4)
+    port_number = None
+    if port is not None:
+        port_number = int(port)
+        if port_number > 65535:
+            return None
+    return URI(scheme, user, None, host, port_number, simple_params(params), (), None, raw)
+
+
 def parse_uri(text: str) -> URI:
     """Parse one URI; raises SipError(bad-uri) with what is wrong."""
+    m = _SIMPLE_URI_RE.fullmatch(text)
+    if m is not None:
+        uri = uri_from_match(m, 1, text)
+        if uri is not None:
+            return uri
+    return general_uri(text)
+
+
+def general_uri(text: str) -> URI:
+    """The general path of parse_uri, for every shape."""
     scheme, colon, rest = text.partition(":")
     if not colon or not _SCHEME_RE.fullmatch(scheme):
         raise SipError(BAD_URI, f"no scheme in {text[:80]!r}")
