@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from typing import Final, NamedTuple
 
+from .accel import SPEEDUPS
 from .errors import BAD_NAME_ADDR, D_LWS_IN_ADDR_SPEC, SipError
 from .text import LWS_RE, TOKEN_RE, param, parse_params, unquote
-from .uri import SIMPLE_HOST, URI, Params, parse_uri, simple_params, uri_from_match
+from .uri import SIMPLE_HOST, URI, Params, parse_uri, simple_params
 
 
 class Address(NamedTuple):
@@ -56,7 +57,7 @@ class Address(NamedTuple):
 # (escapes, quoted-pairs, spaces around ';' or '=', quoted parameter values)
 # takes the general path below, which gives the same result for these shapes.
 _TOKEN_CHARS = r"[A-Za-z0-9\-.!%*_+`'~]"
-_HPARAMS = rf"((?:;{_TOKEN_CHARS}+(?:=(?:[A-Za-z0-9\-.!%*_+`'~:\[\]]*|\"[^\"\\\\]*\"))?)*)"
+_HPARAMS = rf"((?:;{_TOKEN_CHARS}+(?:=(?:[A-Za-z0-9\-.!%*_+`'~:\[\]]*|\"[^\"\\;]*\"))?)*)"
 _SIMPLE_NAME_ADDR: Final = re.compile(
     rf'(?:"([^"\\]*)"[ \t]*|({_TOKEN_CHARS}+(?:[ \t]+{_TOKEN_CHARS}+)*)[ \t]*)?'
     rf"<((sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?({SIMPLE_HOST})(?::([0-9]{{1,5}}))?"
@@ -67,22 +68,42 @@ _SIMPLE_ADDR_SPEC: Final = re.compile(
 )
 
 
-def _simple_address(text: str) -> Address | None:
+# (display, scheme, user, host, port, uri params, header params, uri text, tag)
+AddrParts = tuple[str | None, str, str | None, str, int | None, str, str, str, str | None]
+
+
+def name_addr_parts_py(text: str) -> AddrParts | None:
+    """The parts of a simple-shaped address, or None (pure-Python twin of
+    ``_speedups.name_addr``). ``tag`` is as ``Address.tag`` gives it."""
     m = _SIMPLE_NAME_ADDR.fullmatch(text)
     if m is not None:
-        uri = uri_from_match(m, 4, m.group(3))
-        if uri is None:
-            return None
-        quoted, tokens = m.group(1, 2)
+        quoted, tokens, uri_raw, scheme, user, host, port, uparams, hparams = m.groups()
         display = quoted if quoted is not None else (" ".join(tokens.split()) if tokens else None)
-        return Address(uri, display, simple_params(m.group(9)), text)
-    m = _SIMPLE_ADDR_SPEC.fullmatch(text)
-    if m is not None:
-        uri = uri_from_match(m, 2, m.group(1))
-        if uri is None:
+    else:
+        m = _SIMPLE_ADDR_SPEC.fullmatch(text)
+        if m is None:
             return None
-        return Address(uri, None, simple_params(m.group(7)), text)
-    return None
+        uri_raw, scheme, user, host, port, uparams, hparams = m.groups()
+        display = None
+    port_number = None if port is None else int(port)
+    if port_number is not None and port_number > 65535:
+        return None
+    tag = param(simple_params(hparams), "tag")
+    return (display, scheme, user, host, port_number, uparams, hparams, uri_raw, tag)
+
+
+_name_addr_parts = SPEEDUPS.name_addr if SPEEDUPS is not None else name_addr_parts_py
+
+
+def name_addr_parts(text: str) -> AddrParts | None:
+    """The parts of a simple-shaped address (C when built), or None."""
+    return _name_addr_parts(text)
+
+
+def address_from_parts(parts: AddrParts, text: str) -> Address:
+    display, scheme, user, host, port, uparams, hparams, uri_raw, _ = parts
+    uri = URI(scheme, user, None, host, port, simple_params(uparams), (), None, uri_raw)
+    return Address(uri, display, simple_params(hparams), text)
 
 
 def _find_unquoted(text: str, ch: str) -> int:
@@ -141,9 +162,9 @@ def parse_address(text: str, defects: list[str] | None = None) -> Address:
     Spaces just inside ``< >`` are tolerated and recorded in ``defects``.
     """
     text = text.strip()
-    simple = _simple_address(text)
-    if simple is not None:
-        return simple
+    parts = _name_addr_parts(text)
+    if parts is not None:
+        return address_from_parts(parts, text)
     return general_address(text, defects)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final, NamedTuple
 
+from .accel import SPEEDUPS
 from .errors import (
     BAD_AUTH,
     BAD_CSEQ,
@@ -87,14 +88,45 @@ class Via(NamedTuple):
         return Via(self.transport, self.host, self.port, tuple(params), self.protocol, self.version)
 
 
+# (transport, host, port, params text, branch, rport, received)
+ViaParts = tuple[str, str, int | None, str, str | None, str | None, str | None]
+
+
+def via_parts_py(text: str) -> ViaParts | None:
+    """The parts of a simple-shaped Via value, or None (pure-Python twin of
+    ``_speedups.via``); branch, rport and received as the Via properties give them."""
+    m = _SIMPLE_VIA_RE.fullmatch(text)
+    if m is None:
+        return None
+    transport, host, port, params_text = m.groups()
+    port_number = None if port is None else int(port)
+    if port_number is not None and port_number > 65535:
+        return None
+    params = simple_params(params_text)
+    return (
+        transport,
+        host,
+        port_number,
+        params_text,
+        param(params, "branch"),
+        param(params, "rport"),
+        param(params, "received"),
+    )
+
+
+_via_parts = SPEEDUPS.via if SPEEDUPS is not None else via_parts_py
+
+
+def via_parts(text: str) -> ViaParts | None:
+    """The parts of a simple-shaped Via value (C when built), or None."""
+    return _via_parts(text)
+
+
 def parse_via(text: str, defects: list[str] | None = None) -> Via:
     text = text.strip()
-    m = _SIMPLE_VIA_RE.fullmatch(text)
-    if m is not None and (m.group(3) is None or int(m.group(3)) <= 65535):
-        port = m.group(3)
-        via = Via(
-            m.group(1), m.group(2), None if port is None else int(port), simple_params(m.group(4))
-        )
+    parts = _via_parts(text)
+    if parts is not None:
+        via = Via(parts[0], parts[1], parts[2], simple_params(parts[3]))
     else:
         via = _general_via(text)
     if defects is not None:

@@ -8,18 +8,31 @@ so a Peek always agrees with ``parse(data)``; it just never builds the
 header list. Messages with folded lines or odd spacing before a colon take
 the full parser's header split, so the rare shapes stay exact too.
 
-Cost model: one ``find``, one decode and one ``split``, then a dict lookup
-per header line; nothing else until a field is read.
+Cost model: one pass over the header bytes (in C when ``_speedups`` is
+built), then nothing until a field is read. The scalar accessors
+(``from_user``, ``from_tag``, ``via_branch``...) read the parts of simple
+shapes without building the typed objects; the pipeline should prefer them.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from . import errors as E
-from .address import Address, parse_address
+from .accel import SPEEDUPS
+from .address import Address, AddrParts, address_from_parts, name_addr_parts, parse_address
 from .errors import SipError
-from .fields import Auth, CSeq, Via, parse_auth, parse_cseq, parse_delta, parse_via
+from .fields import (
+    Auth,
+    CSeq,
+    Via,
+    ViaParts,
+    parse_auth,
+    parse_cseq,
+    parse_delta,
+    parse_via,
+    via_parts,
+)
 from .message import (
     CRLF,
     _parse_start_line,
@@ -50,6 +63,8 @@ _KEYS: Final = (
 VIA, FROM, TO, CALL_ID, CSEQ, USER_AGENT, CONTACT, CONTENT_LENGTH, MAX_FORWARDS = range(9)
 AUTHORIZATION, PROXY_AUTHORIZATION, SERVER, EXPIRES = range(9, 13)
 _IGNORED: Final = -1
+_RURI: Final = len(_KEYS)  # the parts cache's extra entry
+_UNSET: Final = object()
 
 # Name as written -> slot (or _IGNORED). Spellings not found here are lower-cased
 # and looked up again, so odd-case names cost one extra lookup, never a miss.
@@ -76,8 +91,10 @@ class Peek:
     """A lazily decoded view of one datagram's essentials (see module doc)."""
 
     __slots__ = (
-        "_lines",
-        "_typed",
+        "_cache",
+        "_parts",
+        "_values",
+        "body_at",
         "body_end",
         "data",
         "defects",
@@ -94,77 +111,212 @@ class Peek:
         self.status: int | None = None
         self.reason: str | None = None
         self.defects: list[str] = []
-        self.body_end = len(data)
-        self._lines: list[str | None] = [None] * len(_KEYS)
-        self._typed: dict[int, object] = {}
+        self.body_at = self.body_end = len(data)
+        self._values: list[str | None] | tuple[str | None, ...] = [None] * len(_KEYS)
+        self._cache: dict[object, object] = {}
+        # parts of simple shapes per slot (+ the Request-URI), _UNSET until read
+        self._parts: list[Any] = [_UNSET] * (len(_KEYS) + 1)
 
     @property
     def is_request(self) -> bool:
         return self.method is not None
 
-    @property
-    def start_line(self) -> str:
-        if self.method is not None:
-            return f"{self.method} {self.uri_text} SIP/2.0"
-        return f"SIP/2.0 {self.status} {self.reason}"
-
     def raw(self, slot: int) -> str | None:
-        """The first value of the header in ``slot`` as the full parse sees it."""
-        line = self._lines[slot]
-        if line is None:
-            return None
-        return line[line.find(":") + 1 :].strip(" \t")
+        """The first value of the header in ``slot``, as the full parse has it."""
+        return self._values[slot]
 
     def _first_value(self, slot: int) -> str | None:
-        value = self.raw(slot)
-        if value is not None and _KEYS[slot] in LIST_HEADERS and ("," in value):
+        value = self._values[slot]
+        if value is not None and "," in value and _KEYS[slot] in LIST_HEADERS:
             return split_list(value)[0]
         return value
 
-    # raw strings -----------------------------------------------------------
+    # raw strings ----------------------------------------------------------
     @property
     def call_id(self) -> str | None:
-        return self.raw(CALL_ID)
+        return self._values[CALL_ID]
 
     @property
     def user_agent(self) -> str | None:
-        return self.raw(USER_AGENT)
+        return self._values[USER_AGENT]
 
     @property
     def server(self) -> str | None:
-        return self.raw(SERVER)
+        return self._values[SERVER]
 
     @property
     def has_credentials(self) -> bool:
         return (
-            self._lines[AUTHORIZATION] is not None or self._lines[PROXY_AUTHORIZATION] is not None
+            self._values[AUTHORIZATION] is not None or self._values[PROXY_AUTHORIZATION] is not None
         )
 
-    # typed values ------------------------------------------------------------
+    @property
+    def body(self) -> bytes:
+        return self.data[self.body_at : self.body_end]
+
+    # parts of simple shapes, for the scalar accessors ----------------------
+    def _addr_parts(self, slot: int) -> AddrParts | None:
+        if self._parts[slot] is _UNSET:
+            value = self._first_value(slot) if slot != _RURI else self.uri_text
+            self._parts[slot] = None if value is None else name_addr_parts(value)
+        parts: AddrParts | None = self._parts[slot]
+        return parts
+
+    def _via_parts(self) -> ViaParts | None:
+        if self._parts[VIA] is _UNSET:
+            value = self._first_value(VIA)
+            self._parts[VIA] = None if value is None else via_parts(value)
+        parts: ViaParts | None = self._parts[VIA]
+        return parts
+
+    def _user(self, slot: int) -> str | None:
+        parts = self._parts[slot]
+        if parts is _UNSET:
+            parts = self._addr_parts(slot)
+        if parts is not None:
+            user: str | None = parts[2]
+            return user
+        addr = self._address(slot)
+        return None if addr is None or addr.uri is None else addr.uri.user
+
+    def _tag(self, slot: int) -> str | None:
+        parts = self._parts[slot]
+        if parts is _UNSET:
+            parts = self._addr_parts(slot)
+        if parts is not None:
+            tag: str | None = parts[8]
+            return tag
+        addr = self._address(slot)
+        return None if addr is None else addr.tag
+
+    @property
+    def from_user(self) -> str | None:
+        return self._user(FROM)
+
+    @property
+    def from_tag(self) -> str | None:
+        return self._tag(FROM)
+
+    @property
+    def to_user(self) -> str | None:
+        return self._user(TO)
+
+    @property
+    def to_tag(self) -> str | None:
+        return self._tag(TO)
+
+    @property
+    def contact_user(self) -> str | None:
+        return self._user(CONTACT)
+
+    def _ruri_part(self, index: int) -> str | int | None:
+        """A part of the Request-URI, read as an addr-spec when it has that
+        simple shape (user, host and port are the same either way)."""
+        parts = self._addr_parts(_RURI) if self.uri_text is not None else None
+        if parts is not None and parts[6] == "":
+            return parts[index]
+        uri = self.uri
+        return (uri.user, uri.host, uri.port)[index - 2]
+
+    @property
+    def ruri_user(self) -> str | None:
+        return self._ruri_part(2)  # type: ignore[return-value]
+
+    @property
+    def ruri_host(self) -> str | None:
+        return self._ruri_part(3)  # type: ignore[return-value]
+
+    @property
+    def ruri_port(self) -> int | None:
+        return self._ruri_part(4)  # type: ignore[return-value]
+
+    @property
+    def cseq_method(self) -> str | None:
+        value = self._values[CSEQ]
+        if value is None:
+            return None
+        number, space, method = value.partition(" ")
+        # the common request shape; anything else takes the full CSeq parser
+        if (
+            space
+            and method == self.method
+            and number.isascii()
+            and number.isdigit()
+            and len(number) <= 9
+        ):
+            return method
+        cseq = self.cseq
+        return None if cseq is None else cseq.method
+
+    def _via_field(self, index: int, name: str) -> str | int | None:
+        parts = self._parts[VIA]
+        if parts is _UNSET:
+            parts = self._via_parts()
+        if parts is not None:
+            field: str | int | None = parts[index]
+            return field
+        via = self.via
+        if via is None:
+            return None
+        value: str | int | None = getattr(via, name)
+        return value
+
+    @property
+    def via_transport(self) -> str | None:
+        return self._via_field(0, "transport")  # type: ignore[return-value]
+
+    @property
+    def via_host(self) -> str | None:
+        return self._via_field(1, "host")  # type: ignore[return-value]
+
+    @property
+    def via_port(self) -> int | None:
+        return self._via_field(2, "port")  # type: ignore[return-value]
+
+    @property
+    def via_branch(self) -> str | None:
+        return self._via_field(4, "branch")  # type: ignore[return-value]
+
+    @property
+    def via_rport(self) -> str | None:
+        return self._via_field(5, "rport")  # type: ignore[return-value]
+
+    @property
+    def via_received(self) -> str | None:
+        return self._via_field(6, "received")  # type: ignore[return-value]
+
+    # typed values ---------------------------------------------------------
     @property
     def uri(self) -> URI:
         if self.uri_text is None:
             raise SipError(E.BAD_REQUEST_URI, "a response has no Request-URI")
-        uri = self._typed.get(-1)
+        uri = self._cache.get("uri")
         if uri is None:
-            uri = self._typed[-1] = parse_request_uri(self.uri_text)
+            uri = self._cache["uri"] = parse_request_uri(self.uri_text)
         return uri  # type: ignore[return-value]
 
     @property
     def via(self) -> Via | None:
         """The top Via."""
-        if VIA not in self._typed:
+        if "via" not in self._cache:
             value = self._first_value(VIA)
             if value is not None and not value:
                 raise SipError(E.BAD_VIA, "empty Via value")
-            self._typed[VIA] = None if value is None else parse_via(value)
-        return self._typed[VIA]  # type: ignore[return-value]
+            self._cache["via"] = None if value is None else parse_via(value)
+        return self._cache["via"]  # type: ignore[return-value]
 
     def _address(self, slot: int) -> Address | None:
-        if slot not in self._typed:
-            value = self._first_value(slot)
-            self._typed[slot] = None if value is None else parse_address(value)
-        return self._typed[slot]  # type: ignore[return-value]
+        if slot not in self._cache:
+            parts = self._addr_parts(slot)
+            if parts is not None:
+                value = self._first_value(slot)
+                assert value is not None
+                address: Address | None = address_from_parts(parts, value)
+            else:
+                value = self._first_value(slot)
+                address = None if value is None else parse_address(value)
+            self._cache[slot] = address
+        return self._cache[slot]  # type: ignore[return-value]
 
     @property
     def from_(self) -> Address | None:
@@ -181,74 +333,91 @@ class Peek:
 
     @property
     def cseq(self) -> CSeq | None:
-        if CSEQ not in self._typed:
-            value = self.raw(CSEQ)
-            self._typed[CSEQ] = None if value is None else parse_cseq(value)
-        return self._typed[CSEQ]  # type: ignore[return-value]
+        if "cseq" not in self._cache:
+            value = self._values[CSEQ]
+            self._cache["cseq"] = None if value is None else parse_cseq(value)
+        return self._cache["cseq"]  # type: ignore[return-value]
 
     @property
     def max_forwards(self) -> int | None:
-        value = self.raw(MAX_FORWARDS)
+        value = self._values[MAX_FORWARDS]
         return None if value is None else parse_delta(value, E.BAD_MAX_FORWARDS)[0]
 
     @property
     def expires(self) -> int | None:
-        value = self.raw(EXPIRES)
+        value = self._values[EXPIRES]
         return None if value is None else parse_delta(value, E.BAD_EXPIRES)[0]
 
     @property
     def content_length(self) -> int | None:
-        value = self.raw(CONTENT_LENGTH)
+        value = self._values[CONTENT_LENGTH]
         return None if value is None else parse_delta(value, E.BAD_CONTENT_LENGTH)[0]
 
     @property
     def authorization(self) -> Auth | None:
-        value = self.raw(AUTHORIZATION)
+        value = self._values[AUTHORIZATION]
         return None if value is None else parse_auth(value)
 
     @property
     def proxy_authorization(self) -> Auth | None:
-        value = self.raw(PROXY_AUTHORIZATION)
+        value = self._values[PROXY_AUTHORIZATION]
         return None if value is None else parse_auth(value)
 
-    @property
-    def body(self) -> bytes:
-        head_end = self.data.find(b"\r\n\r\n")
-        return self.data[head_end + 4 : self.body_end] if head_end >= 0 else b""
+
+_scan = SPEEDUPS.scan if SPEEDUPS is not None else None
 
 
 def peek(data: bytes) -> Peek:
     """Frame a datagram and index its essential headers. Raises SipError
     wherever ``parse`` would for framing, the start line and Content-Length."""
+    found = _scan(data) if _scan is not None else None
+    if found is None:
+        return peek_python(data)
+    view = Peek(data)
+    (
+        view.method,
+        view.uri_text,
+        view.status,
+        view.reason,
+        view.body_at,
+        view.body_end,
+        view._values,
+    ) = found
+    return view
+
+
+def peek_python(data: bytes) -> Peek:
+    """The pure-Python peek (the twin of ``_speedups.scan``, and the path
+    for every shape the C scanner leaves to Python)."""
     view = Peek(data)
     defects = view.defects
-    start, end, body_at, sep = frame_datagram(data, defects)
+    start, end, view.body_at, sep = frame_datagram(data, defects)
     head = data[start:end].decode("utf-8", "surrogateescape")
     lines = head.split(sep)
     _parse_start_line(view, lines[0])
-    slots = view._lines
+    values = view._values
+    assert isinstance(values, list)
     if sep != CRLF:
-        _index_slow(slots, lines)
+        _index_slow(values, lines)
     else:
         get = _SLOT.get
         for line in lines[1:]:
-            name, colon, _ = line.partition(":")
+            name, colon, value = line.partition(":")
             i = get(name)
             if i is None:
                 if not colon or name[:1] in _WS or name[-1:] in _WS or not name:
                     # folded line, space before ':' or a broken line: the exact path
-                    slots[:] = [None] * len(slots)
-                    _index_slow(slots, lines)
+                    values[:] = [None] * len(values)
+                    _index_slow(values, lines)
                     break
                 lower = name.lower()
                 i = _SLOT.get(header_key(lower), _IGNORED) if lower in _LOWER_KEYS else _IGNORED
             if i >= 0:
-                if slots[i] is None:
-                    slots[i] = line
+                if values[i] is None:
+                    values[i] = value.strip(" \t")
                 elif i == CONTENT_LENGTH:
                     raise SipError(E.DUPLICATE_CONTENT_LENGTH, "two Content-Length headers")
-    length = view.content_length
-    view.body_end = body_bounds(length, data, body_at, defects, stream=False)
+    view.body_end = body_bounds(view.content_length, data, view.body_at, defects, stream=False)
     return view
 
 
@@ -256,14 +425,13 @@ _WS: Final = (" ", "\t")
 _LOWER_KEYS: Final = frozenset(_KEYS) | frozenset(c for c, k in COMPACT.items() if k in _KEYS)
 
 
-def _index_slow(slots: list[str | None], lines: list[str]) -> None:
+def _index_slow(values: list[str | None], lines: list[str]) -> None:
     """Index via the full header split (folded lines, spaces before ':')."""
     for h in split_headers(lines[1:]):
         i = _SLOT.get(h.key, _IGNORED)
         if i < 0:
             continue
-        if slots[i] is None:
-            # a synthetic one-line field whose value is the unfolded value
-            slots[i] = f"{h.key}:{h.value}"
+        if values[i] is None:
+            values[i] = h.value
         elif i == CONTENT_LENGTH:
             raise SipError(E.DUPLICATE_CONTENT_LENGTH, "two Content-Length headers")
