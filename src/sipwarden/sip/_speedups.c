@@ -12,6 +12,8 @@
  *   name_addr(text)   -> the simple name-addr / addr-spec shape
  *                        (address.py: name_addr_parts)
  *   via(text)         -> the simple Via shape (fields.py: via_parts)
+ *   split(data)       -> parse's framing and header split, with the
+ *                        key -> values index (message.py: parse_python)
  *
  * Goals: no allocation beyond the result, one pass over the bytes, no
  * recursion, and nothing a hostile packet can make slow (every loop advances).
@@ -534,12 +536,156 @@ static PyObject *via(PyObject *self, PyObject *text) {
         received);
 }
 
+/* ------------------------------------------------------------------- split */
+
+static PyObject *compact_map; /* message.py's COMPACT dict, set by configure() */
+
+static PyObject *configure(PyObject *self, PyObject *compact) {
+    if (!PyDict_Check(compact)) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes the COMPACT dict");
+        return NULL;
+    }
+    Py_INCREF(compact);
+    Py_XSETREF(compact_map, compact);
+    Py_RETURN_NONE;
+}
+
+/* The header key of a token name: lower-cased, compact forms expanded. */
+static PyObject *key_of(const char *name, Py_ssize_t n) {
+    char low[64];
+    char *buf = n < (Py_ssize_t)sizeof(low) ? low : PyMem_Malloc((size_t)n);
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : (char)c;
+    }
+    PyObject *key = PyUnicode_FromStringAndSize(buf, n);
+    if (buf != low)
+        PyMem_Free(buf);
+    if (key != NULL && n == 1 && compact_map != NULL) {
+        PyObject *full = PyDict_GetItemWithError(compact_map, key);
+        if (full != NULL) {
+            Py_INCREF(full);
+            Py_SETREF(key, full);
+        } else if (PyErr_Occurred()) {
+            Py_CLEAR(key);
+        }
+    }
+    return key;
+}
+
+static PyObject *split(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const char *s = view.buf;
+    Py_ssize_t n = view.len;
+    PyObject *fields = NULL, *start = NULL, *index = NULL;
+    Py_ssize_t clen_at = -1, clen_end = -1;
+
+    if (n < 4 || (s[0] == '\r' && s[1] == '\n'))
+        goto defer;
+    const char *hend = find_crlfcrlf(s, n);
+    if (hend == NULL)
+        goto defer;
+    Py_ssize_t head_end = hend - s, body_at = head_end + 4;
+    const char *eol = memchr(s, '\r', (size_t)head_end);
+    Py_ssize_t line_end = eol ? eol - s : head_end;
+    if (eol && eol[1] != '\n')
+        goto defer;
+    if ((fields = PyList_New(0)) == NULL || (index = PyDict_New()) == NULL)
+        goto error;
+    Py_ssize_t pos = line_end + 2;
+    while (pos < head_end) {
+        const char *nl = memchr(s + pos, '\r', (size_t)(head_end - pos));
+        Py_ssize_t le = nl ? nl - s : head_end;
+        if (nl && nl[1] != '\n')
+            goto defer;
+        Py_ssize_t ne = run(s, pos, le, CH_TOKEN);
+        if (ne == pos || ne >= le || s[ne] != ':')
+            goto defer; /* folding, odd spacing or a broken line: Python decides */
+        Py_ssize_t v0 = ne + 1, v1 = le;
+        while (v0 < v1 && (s[v0] == ' ' || s[v0] == '\t'))
+            v0++;
+        while (v1 > v0 && (s[v1 - 1] == ' ' || s[v1 - 1] == '\t'))
+            v1--;
+        PyObject *key = key_of(s + pos, ne - pos);
+        if (key == NULL)
+            goto error;
+        if (PyUnicode_CompareWithASCIIString(key, "content-length") == 0) {
+            if (clen_at >= 0) {
+                Py_DECREF(key);
+                goto defer; /* two Content-Lengths: Python raises */
+            }
+            clen_at = v0;
+            clen_end = v1;
+        }
+        PyObject *field = Py_BuildValue(
+            "(NNNN)", str_of(s + pos, ne - pos), key, str_of(s + v0, v1 - v0), str_of(s + pos, le - pos));
+        if (field == NULL || PyList_Append(fields, field) < 0) {
+            Py_XDECREF(field);
+            goto error;
+        }
+        /* index: key -> [values], the same objects as in the field */
+        key = PyTuple_GET_ITEM(field, 1);
+        PyObject *value = PyTuple_GET_ITEM(field, 2);
+        PyObject *values = PyDict_GetItemWithError(index, key);
+        int failed;
+        if (values != NULL) {
+            failed = PyList_Append(values, value) < 0;
+        } else if (PyErr_Occurred()) {
+            failed = 1;
+        } else {
+            values = PyList_New(1);
+            failed = values == NULL;
+            if (!failed) {
+                Py_INCREF(value);
+                PyList_SET_ITEM(values, 0, value);
+                failed = PyDict_SetItem(index, key, values) < 0;
+                Py_DECREF(values);
+            }
+        }
+        Py_DECREF(field);
+        if (failed)
+            goto error;
+        pos = le + 2;
+    }
+    if (clen_at < 0 || clen_end - clen_at < 1 || clen_end - clen_at > 10)
+        goto defer;
+    long long clen = 0;
+    for (Py_ssize_t i = clen_at; i < clen_end; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            goto defer;
+        clen = clen * 10 + (s[i] - '0');
+    }
+    if (clen != n - body_at)
+        goto defer;
+    if ((start = str_of(s, line_end)) == NULL)
+        goto error;
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(NNNnn)", start, fields, index, body_at, n);
+
+defer:
+    Py_XDECREF(fields);
+    Py_XDECREF(index);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(fields);
+    Py_XDECREF(index);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ module */
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_O, "Frame a datagram and index its slotted headers, or None."},
     {"name_addr", name_addr, METH_O, "The parts of a simple name-addr/addr-spec, or None."},
     {"via", via, METH_O, "The parts of a simple Via value, or None."},
+    {"split", split, METH_O, "Start line, header fields, their index and body bounds of a plain datagram, or None."},
+    {"configure", configure, METH_O, "Give the compact-form table (names.COMPACT)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
+from .names import COMPACT
+
 SPEEDUPS: ModuleType | None = None
 if os.environ.get("SIPWARDEN_PURE_PYTHON", "") in ("", "0"):
     try:
         from . import _speedups as SPEEDUPS  # type: ignore[attr-defined,no-redef]
     except ImportError:  # pragma: no cover - depends on the build
         SPEEDUPS = None
+
+if SPEEDUPS is not None:
+    SPEEDUPS.configure(COMPACT)

@@ -236,13 +236,40 @@ class Auth(NamedTuple):
         return (self.get("stale") or "").lower() == "true"
 
 
+# name=value or name="value" (no quoted-pairs), then a comma or the end:
+# the shape of every digest parameter real UAs send
+_AUTH_PARAM_RE: Final = re.compile(
+    r"[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*=[ \t]*"
+    r"(?:\"([^\"\\]*)\"|([A-Za-z0-9\-.!%*_+`'~:/@=]*))[ \t]*(,|\Z)"
+)
+
+
+def _simple_auth_params(rest: str) -> list[tuple[str, str]] | None:
+    pairs: list[tuple[str, str]] = []
+    match = _AUTH_PARAM_RE.match
+    pos, n = 0, len(rest)
+    while pos < n:
+        m = match(rest, pos)
+        if m is None:
+            return None
+        name, quoted, plain, sep = m.groups()
+        pairs.append((name.lower(), quoted if quoted is not None else plain))
+        pos = m.end()
+        if not sep:
+            return pairs
+    return None  # a trailing comma: the general path tolerates it
+
+
 def parse_auth(text: str) -> Auth:
     text = text.strip()
     scheme, _, rest = text.partition(" ")
     if not scheme or TOKEN_RE.fullmatch(scheme) is None:
         raise SipError(BAD_AUTH, f"bad auth scheme in {text[:80]!r}")
-    pairs: list[tuple[str, str]] = []
     rest = rest.strip()
+    simple = _simple_auth_params(rest) if rest else None
+    if simple is not None:
+        return Auth(scheme, tuple(simple))
+    pairs: list[tuple[str, str]] = []
     if rest:
         try:
             items = split_outside_quotes(rest, ",", angles=False)

@@ -12,10 +12,11 @@ parsed from, and only headers an edit names are re-rendered.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final, Protocol, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Generic, Protocol, TypeVar, overload
 
 from . import errors as E
+from .accel import SPEEDUPS
 from .address import Address, parse_address
 from .errors import SipError
 from .fields import Auth, CSeq, Via, parse_auth, parse_cseq, parse_delta, parse_via
@@ -27,6 +28,7 @@ CRLF: Final = "\r\n"
 SIP_VERSION: Final = "SIP/2.0"
 _T = TypeVar("_T")
 _FOLD_CHARS: Final = (" ", "\t")
+Field = tuple[str, str, str, str]  # name as written, key, value, text
 
 
 class Header:
@@ -53,20 +55,49 @@ class Header:
     __hash__ = None  # type: ignore[assignment]
 
 
+class _View(Generic[_T]):
+    """A typed view of a Message: built by ``build(msg)`` on first read and
+    kept in the message's cache, which every edit clears."""
+
+    def __init__(self, build: Callable[[Message], _T], doc: str) -> None:
+        self.build = build
+        self.name = ""
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, msg: None, owner: type | None = None) -> _View[_T]: ...
+    @overload
+    def __get__(self, msg: Message, owner: type | None = None) -> _T: ...
+    def __get__(self, msg: Message | None, owner: type | None = None) -> _T | _View[_T]:
+        if msg is None:
+            return self
+        cache = msg._cache
+        try:
+            return cache[self.name]  # type: ignore[no-any-return]
+        except KeyError:
+            value = cache[self.name] = self.build(msg)
+            return value
+
+
 class Message:
     """A SIP request or response.
 
     Requests have ``method``, ``uri_text``; responses have ``status`` and
-    ``reason``. ``headers`` is the ordered list of fields; ``body`` is bytes.
+    ``reason``. ``headers`` is the ordered list of fields (read it; change
+    it through the edit methods, which keep the caches right); ``body`` is bytes.
     ``defects`` lists what was tolerated (see ``errors.D_*``).
     """
 
     __slots__ = (
         "_cache",
+        "_fields",
+        "_headers",
         "_raw",
         "body",
         "defects",
-        "headers",
         "method",
         "reason",
         "start_line",
@@ -77,13 +108,17 @@ class Message:
     def __init__(
         self,
         start_line: str,
-        headers: list[Header],
+        headers: list[Header] | None,
         body: bytes = b"",
         *,
+        fields: list[Field] | None = None,
         defects: list[str] | None = None,
         raw: bytes | None = None,
     ) -> None:
-        self.headers = headers
+        # Header objects are built on first use of .headers; until then the
+        # (name, key, value, text) tuples of a fast split stand in for them.
+        self._headers = headers
+        self._fields = fields if headers is None else None
         self.body = body
         self.defects = defects if defects is not None else []
         self._raw = raw
@@ -127,64 +162,146 @@ class Message:
 
     # ------------------------------------------------------------ header access
 
-    def fields(self, name: str) -> Iterator[Header]:
+    @property
+    def headers(self) -> list[Header]:
+        if self._headers is None:
+            fields = self._fields or []
+            self._headers = [Header(name, value, text, key) for name, key, value, text in fields]
+            self._fields = None
+        return self._headers
+
+    @headers.setter
+    def headers(self, headers: list[Header]) -> None:
+        self._headers = headers
+        self._fields = None
+
+    def _index(self) -> dict[str, list[str]]:
+        """Values by key, built on first use; edits drop it with the cache."""
+        index: dict[str, list[str]] | None = self._cache.get("index")
+        if index is None:
+            index = {}
+            get = index.get
+            if self._headers is not None:
+                for h in self._headers:
+                    found = get(h.key)
+                    if found is None:
+                        index[h.key] = [h.value]
+                    else:
+                        found.append(h.value)
+            else:
+                for _, key, value, _ in self._fields or ():
+                    found = get(key)
+                    if found is None:
+                        index[key] = [value]
+                    else:
+                        found.append(value)
+            self._cache["index"] = index
+        return index
+
+    def fields(self, name: str) -> list[Header]:
+        """Every field called ``name`` (long or compact form), in order."""
         key = header_key(name)
-        return (h for h in self.headers if h.key == key)
+        return [h for h in self.headers if h.key == key]
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first field called ``name`` (long or compact form)."""
-        key = header_key(name)
-        for h in self.headers:
-            if h.key == key:
-                return h.value
-        return default
+        found = self._index().get(header_key(name))
+        return found[0] if found else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``: list headers are split on their commas."""
         key = header_key(name)
-        values = [h.value for h in self.headers if h.key == key]
+        values = self._index().get(key, ())
         if key in LIST_HEADERS:
             return [v for value in values for v in split_list(value)]
-        return values
+        return list(values)
 
     def __contains__(self, name: str) -> bool:
-        key = header_key(name)
-        return any(h.key == key for h in self.headers)
+        return header_key(name) in self._index()
 
     # ------------------------------------------------------------- typed views
+    # Each view is parsed on first read and cached until an edit (see _View).
 
-    def _cached(self, name: str, build: Callable[[], _T]) -> _T:
-        try:
-            return self._cache[name]  # type: ignore[no-any-return]
-        except KeyError:
-            value = self._cache[name] = build()
-            return value
+    def _first(self, key: str) -> str | None:
+        found = self._index().get(key)
+        return found[0] if found else None
 
-    def _single(self, key: str) -> str | None:
-        return self.get(key)
-
-    @property
-    def uri(self) -> URI:
-        """The Request-URI (requests only); headers inside it are an error."""
-        if self.uri_text is None:
-            raise SipError(E.BAD_REQUEST_URI, "a response has no Request-URI")
-        return self._cached("uri", self._parse_request_uri)
+    def _all(self, key: str) -> list[str]:
+        """Every value of a list header, split on its commas."""
+        return [v for value in self._index().get(key, ()) for v in split_list(value)]
 
     def _parse_request_uri(self) -> URI:
-        assert self.uri_text is not None
+        if self.uri_text is None:
+            raise SipError(E.BAD_REQUEST_URI, "a response has no Request-URI")
         return parse_request_uri(self.uri_text)
-
-    @property
-    def vias(self) -> list[Via]:
-        return self._cached("vias", self._parse_vias)
 
     def _parse_vias(self) -> list[Via]:
         out: list[Via] = []
-        for value in self.get_all("via"):
+        for value in self._all("via"):
             if not value:
                 raise SipError(E.BAD_VIA, "empty Via value")
             out.append(parse_via(value, self.defects if not out else None))
         return out
+
+    def _address(self, key: str) -> Address | None:
+        value = self._first(key)
+        return None if value is None else parse_address(value, self.defects)
+
+    def _addresses(self, key: str) -> list[Address]:
+        out = []
+        for value in self._all(key):
+            if not value:
+                raise SipError(E.BAD_NAME_ADDR, f"empty {canonical_name(key)} value")
+            out.append(parse_address(value, self.defects))
+        return out
+
+    def _cseq(self) -> CSeq | None:
+        value = self._first("cseq")
+        return None if value is None else parse_cseq(value)
+
+    def _max_forwards(self) -> int | None:
+        value = self._first("max-forwards")
+        if value is None:
+            return None
+        number, clamped = parse_delta(value, E.BAD_MAX_FORWARDS)
+        if clamped or number > 255:
+            self.defects.append(E.D_MAX_FORWARDS_RANGE)
+        return number
+
+    def _expires(self) -> int | None:
+        value = self._first("expires")
+        if value is None:
+            return None
+        number, clamped = parse_delta(value, E.BAD_EXPIRES)
+        if clamped:
+            self.defects.append(E.D_EXPIRES_RANGE)
+        return number
+
+    def _auth(self, key: str) -> Auth | None:
+        value = self._first(key)
+        return None if value is None else parse_auth(value)
+
+    uri = _View(_parse_request_uri, "The Request-URI (requests only); headers inside it are an error.")
+    vias = _View(_parse_vias, "Every Via value, top first.")
+    from_ = _View(lambda m: m._address("from"), "From (None if absent).")
+    to = _View(lambda m: m._address("to"), "To (None if absent).")
+    contacts = _View(lambda m: m._addresses("contact"), "Every Contact value.")
+    routes = _View(lambda m: m._addresses("route"), "Every Route value.")
+    record_routes = _View(lambda m: m._addresses("record-route"), "Every Record-Route value.")
+    paths = _View(lambda m: m._addresses("path"), "Every Path value.")
+    cseq = _View(_cseq, "CSeq (None if absent).")
+    max_forwards = _View(_max_forwards, "Max-Forwards (None if absent).")
+    expires = _View(_expires, "Expires (None if absent); clamped at 2**32-1.")
+    authorization = _View(lambda m: m._auth("authorization"), "Authorization credentials.")
+    proxy_authorization = _View(lambda m: m._auth("proxy-authorization"), "Proxy-Authorization.")
+    www_authenticate = _View(
+        lambda m: [parse_auth(v) for v in m._index().get("www-authenticate", ())],
+        "Every WWW-Authenticate challenge.",
+    )
+    proxy_authenticate = _View(
+        lambda m: [parse_auth(v) for v in m._index().get("proxy-authenticate", ())],
+        "Every Proxy-Authenticate challenge.",
+    )
 
     @property
     def via(self) -> Via | None:
@@ -193,116 +310,21 @@ class Message:
         return vias[0] if vias else None
 
     @property
-    def from_(self) -> Address | None:
-        return self._cached("from", lambda: self._address("from"))
-
-    @property
-    def to(self) -> Address | None:
-        return self._cached("to", lambda: self._address("to"))
-
-    def _address(self, key: str) -> Address | None:
-        value = self._single(key)
-        return None if value is None else parse_address(value, self.defects)
-
-    @property
-    def contacts(self) -> list[Address]:
-        return self._cached("contacts", lambda: self._addresses("contact"))
-
-    @property
-    def routes(self) -> list[Address]:
-        return self._cached("routes", lambda: self._addresses("route"))
-
-    @property
-    def record_routes(self) -> list[Address]:
-        return self._cached("record-routes", lambda: self._addresses("record-route"))
-
-    @property
-    def paths(self) -> list[Address]:
-        return self._cached("paths", lambda: self._addresses("path"))
-
-    def _addresses(self, key: str) -> list[Address]:
-        out = []
-        for value in self.get_all(key):
-            if not value:
-                raise SipError(E.BAD_NAME_ADDR, f"empty {canonical_name(key)} value")
-            out.append(parse_address(value, self.defects))
-        return out
-
-    @property
     def call_id(self) -> str | None:
-        return self._single("call-id")
-
-    @property
-    def cseq(self) -> CSeq | None:
-        def build() -> CSeq | None:
-            value = self._single("cseq")
-            return None if value is None else parse_cseq(value)
-
-        return self._cached("cseq", build)
-
-    @property
-    def max_forwards(self) -> int | None:
-        def build() -> int | None:
-            value = self._single("max-forwards")
-            if value is None:
-                return None
-            number, clamped = parse_delta(value, E.BAD_MAX_FORWARDS)
-            if clamped or number > 255:
-                self.defects.append(E.D_MAX_FORWARDS_RANGE)
-            return number
-
-        return self._cached("max-forwards", build)
-
-    @property
-    def expires(self) -> int | None:
-        def build() -> int | None:
-            value = self._single("expires")
-            if value is None:
-                return None
-            number, clamped = parse_delta(value, E.BAD_EXPIRES)
-            if clamped:
-                self.defects.append(E.D_EXPIRES_RANGE)
-            return number
-
-        return self._cached("expires", build)
+        return self._first("call-id")
 
     @property
     def content_length(self) -> int | None:
-        value = self._single("content-length")
+        value = self._first("content-length")
         return None if value is None else parse_delta(value, E.BAD_CONTENT_LENGTH)[0]
 
     @property
     def user_agent(self) -> str | None:
-        return self._single("user-agent")
+        return self._first("user-agent")
 
     @property
     def server(self) -> str | None:
-        return self._single("server")
-
-    @property
-    def authorization(self) -> Auth | None:
-        return self._cached("authorization", lambda: self._auth("authorization"))
-
-    @property
-    def proxy_authorization(self) -> Auth | None:
-        return self._cached("proxy-authorization", lambda: self._auth("proxy-authorization"))
-
-    def _auth(self, key: str) -> Auth | None:
-        value = self._single(key)
-        return None if value is None else parse_auth(value)
-
-    @property
-    def www_authenticate(self) -> list[Auth]:
-        return self._cached(
-            "www-authenticate", lambda: [parse_auth(v) for v in self.get_all("www-authenticate")]
-        )
-
-    @property
-    def proxy_authenticate(self) -> list[Auth]:
-        return self._cached(
-            "proxy-authenticate",
-            lambda: [parse_auth(v) for v in self.get_all("proxy-authenticate")],
-        )
+        return self._first("server")
 
     # --------------------------------------------------------------- validate
 
@@ -314,9 +336,7 @@ class Message:
         header, CSeq method equal to the request method, well-formed Request-URI,
         Vias, addresses, CSeq, Max-Forwards and Expires.
         """
-        counts: dict[str, int] = {}
-        for h in self.headers:
-            counts[h.key] = counts.get(h.key, 0) + 1
+        counts = {key: len(values) for key, values in self._index().items()}
         for key in ("call-id", "from", "to", "cseq", "max-forwards"):
             if counts.get(key, 0) > 1:
                 raise SipError(f"duplicate-{key}", f"more than one {canonical_name(key)}")
@@ -567,6 +587,21 @@ def parse(data: bytes) -> Message:
     """Parse one datagram (RFC 3261 §18.3): Content-Length bounds the body and
     bytes after it are ignored (a defect); without Content-Length the body
     runs to the end of the datagram. Raises SipError."""
+    found = _split(data) if _split is not None else None
+    if found is None:
+        return parse_python(data)
+    start_line, fields, index, body_at, body_end = found
+    msg = Message(start_line, None, data[body_at:body_end], fields=fields, raw=data[:body_end])
+    msg._cache["index"] = index
+    return msg
+
+
+_split = SPEEDUPS.split if SPEEDUPS is not None else None
+
+
+def parse_python(data: bytes) -> Message:
+    """The pure-Python parse (the twin of ``_speedups.split``, and the path
+    for every shape the C splitter leaves to Python)."""
     defects: list[str] = []
     start, end, body_at, sep = frame_datagram(data, defects)
     lines = data[start:end].decode("utf-8", "surrogateescape").split(sep)
