@@ -14,12 +14,16 @@ For each typical message (REGISTER with credentials, INVITE with SDP, OPTIONS):
 The speed-up rows compare like with like: split with split, typed with typed.
 
 Run: .venv/bin/python bench/parse.py [--seconds S]
+(with the C speedups built, it then runs again in pure Python for comparison)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import subprocess
+import sys
 import timeit
 from collections.abc import Callable
 
@@ -116,6 +120,7 @@ def per_call_us(fn: Callable[[bytes], object], data: bytes, seconds: float) -> f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=0.3, help="rough time per repeat")
+    ap.add_argument("--once", action="store_true", help="do not re-run in pure Python afterwards")
     args = ap.parse_args()
     cases: list[tuple[str, Callable[[bytes], object]]] = [
         ("hot path (peek + fields)", hot_path),
@@ -151,6 +156,12 @@ def main() -> None:
 
         ratio(cases[-2][0], "parse (split, lazy)")
         ratio(cases[-1][0], "full parse (typed views)")
+    if SPEEDUPS is not None and not args.once:
+        print()
+        env = {**os.environ, "SIPWARDEN_PURE_PYTHON": "1"}
+        subprocess.run(
+            [sys.executable, __file__, "--once", f"--seconds={args.seconds}"], env=env, check=True
+        )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,17 @@ if [ ! -x .venv/bin/python ]; then
         fi
     fi
 fi
+# The C hot path (src/sipwarden/sip/_speedups.c) needs a compiler and Python's
+# headers; without them sipwarden still installs and runs, only slower.
+has_headers() { python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; }
+if ! command -v cc >/dev/null || ! has_headers; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-dev
+    else
+        echo "no C compiler or Python headers: installing without the C speedups" >&2
+    fi
+fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ -n "$extras" ]; then
     .venv/bin/python -m pip install -q -e ".[$extras]"

@@ -193,8 +193,8 @@ static PyObject *scan(PyObject *self, PyObject *arg) {
         if (colon == NULL)
             goto defer;
         Py_ssize_t ne = colon - s;
-        if (ne == pos || s[pos] == ' ' || s[pos] == '\t' || s[ne - 1] == ' ' || s[ne - 1] == '\t')
-            goto defer; /* folding, or space before the colon */
+        if (ne == pos || run(s, pos, ne, CH_TOKEN) != ne)
+            goto defer; /* folding, space before the colon, a bad name: Python decides */
         int slot = canonical_slot(s + pos, ne - pos);
         if (slot < 0) {
             if (is_odd_case_slot(s + pos, ne - pos))

@@ -296,7 +296,9 @@ def parse_delta(text: str, reason: str) -> tuple[int, bool]:
     if not text or not text.isascii() or not text.isdigit():
         raise SipError(reason, f"not a non-negative integer: {text[:40]!r}")
     if len(text) > 10:
-        return MAX_DELTA_SECONDS, True
+        text = text.lstrip("0") or "0"  # leading zeros never make a value large
+        if len(text) > 10:
+            return MAX_DELTA_SECONDS, True
     value = int(text)
     if value > MAX_DELTA_SECONDS:
         return MAX_DELTA_SECONDS, True

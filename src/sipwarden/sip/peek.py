@@ -35,13 +35,14 @@ from .fields import (
 )
 from .message import (
     CRLF,
+    _key_of,
     _parse_start_line,
     body_bounds,
     frame_datagram,
     parse_request_uri,
     split_headers,
 )
-from .names import COMPACT, LIST_HEADERS, header_key
+from .names import COMPACT, LIST_HEADERS
 from .text import split_list
 from .uri import URI
 
@@ -369,7 +370,8 @@ _scan = SPEEDUPS.scan if SPEEDUPS is not None else None
 
 def peek(data: bytes) -> Peek:
     """Frame a datagram and index its essential headers. Raises SipError
-    wherever ``parse`` would for framing, the start line and Content-Length."""
+    wherever ``parse`` would (framing, start line, header lines,
+    Content-Length); typed fields raise when read, as the Message views do."""
     found = _scan(data) if _scan is not None else None
     if found is None:
         return peek_python(data)
@@ -410,8 +412,8 @@ def peek_python(data: bytes) -> Peek:
                     values[:] = [None] * len(values)
                     _index_slow(values, lines)
                     break
-                lower = name.lower()
-                i = _SLOT.get(header_key(lower), _IGNORED) if lower in _LOWER_KEYS else _IGNORED
+                # any other spelling: validated and keyed as the full parse does
+                i = _SLOT.get(_key_of(name, line), _IGNORED)
             if i >= 0:
                 if values[i] is None:
                     values[i] = value.strip(" \t")
@@ -422,7 +424,6 @@ def peek_python(data: bytes) -> Peek:
 
 
 _WS: Final = (" ", "\t")
-_LOWER_KEYS: Final = frozenset(_KEYS) | frozenset(c for c, k in COMPACT.items() if k in _KEYS)
 
 
 def _index_slow(values: list[str | None], lines: list[str]) -> None:
