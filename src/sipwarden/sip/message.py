@@ -281,7 +281,9 @@ class Message:
         value = self._first(key)
         return None if value is None else parse_auth(value)
 
-    uri = _View(_parse_request_uri, "The Request-URI (requests only); headers inside it are an error.")
+    uri = _View(
+        _parse_request_uri, "The Request-URI (requests only); headers inside it are an error."
+    )
     vias = _View(_parse_vias, "Every Via value, top first.")
     from_ = _View(lambda m: m._address("from"), "From (None if absent).")
     to = _View(lambda m: m._address("to"), "To (None if absent).")
