@@ -400,31 +400,44 @@ class Message:
             self.headers.append(Header(canonical_name(key), value, key=key))
         self._touch()
 
-    def prepend_via(self, value: str | Via) -> None:
-        """Put a new top Via just above the current first one (RFC 3261 §16.6)."""
-        text = value.render() if isinstance(value, Via) else value
-        header = Header("Via", text, key="via")
+    def prepend_value(self, name: str, value: str) -> None:
+        """Put ``value`` first in the list header ``name``: a new field just
+        above the first field of that name (at the top if there is none)."""
+        key = header_key(name)
+        header = Header(canonical_name(key), value, key=key)
         for i, h in enumerate(self.headers):
-            if h.key == "via":
+            if h.key == key:
                 self.headers.insert(i, header)
                 break
         else:
             self.headers.insert(0, header)
         self._touch()
 
-    def pop_via(self) -> Via:
-        """Remove the top Via value and return it; other values on its line stay."""
+    def pop_value(self, name: str) -> str | None:
+        """Remove the first value of the list header ``name`` and return it
+        (None if absent); other values on its line stay, re-rendered."""
+        key = header_key(name)
         for i, h in enumerate(self.headers):
-            if h.key == "via":
+            if h.key == key:
                 values = split_list(h.value)
-                top = parse_via(values[0])
                 if len(values) == 1:
                     del self.headers[i]
                 else:
-                    self.headers[i] = Header(h.name, ", ".join(values[1:]), key="via")
+                    self.headers[i] = Header(h.name, ", ".join(values[1:]), key=key)
                 self._touch()
-                return top
-        raise SipError(E.MISSING_HEADER, "no Via to pop")
+                return values[0]
+        return None
+
+    def prepend_via(self, value: str | Via) -> None:
+        """Put a new top Via just above the current first one (RFC 3261 §16.6)."""
+        self.prepend_value("via", value.render() if isinstance(value, Via) else value)
+
+    def pop_via(self) -> Via:
+        """Remove the top Via value and return it; other values on its line stay."""
+        value = self.pop_value("via")
+        if value is None:
+            raise SipError(E.MISSING_HEADER, "no Via to pop")
+        return parse_via(value)
 
     def set_via_param(self, name: str, value: str | None, index: int = 0) -> None:
         """Set a parameter of the Via value at ``index`` (0 = top); ``None`` for a flag."""

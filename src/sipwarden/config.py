@@ -1,0 +1,167 @@
+"""The one validated configuration model (TOML).
+
+Every error names the key, the value and what would be valid, e.g.
+``edge.listen[1]: 'sctp:0.0.0.0:5060' is not a listen address: use
+udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (IPv6 as [::1])``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+Transport = Literal["udp", "tcp", "tls"]
+TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp", "tls")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message says which key and why."""
+
+
+class Endpoint(NamedTuple):
+    """``udp:127.0.0.1:5060`` as (transport, host, port); host is an IP literal."""
+
+    transport: Transport
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+    @property
+    def family_v6(self) -> bool:
+        return ":" in self.host
+
+
+def parse_endpoint(text: str, *, allow_port_zero: bool = False) -> Endpoint:
+    """Parse ``transport:host:port`` (IPv6 hosts in brackets). Raises ValueError."""
+    usage = "use udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT with an IP address (IPv6 as [::1])"
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not an address: {usage}")
+    transport, sep, rest = text.partition(":")
+    transport = transport.lower()
+    if not sep or transport not in TRANSPORTS:
+        raise ValueError(f"{text!r} has no transport udp:, tcp: or tls:: {usage}")
+    if rest.startswith("["):
+        host, bracket, port_text = rest[1:].partition("]")
+        if not bracket or not port_text.startswith(":"):
+            raise ValueError(f"{text!r}: {usage}")
+        port_text = port_text[1:]
+    else:
+        host, colon, port_text = rest.rpartition(":")
+        if not colon or ":" in host:
+            raise ValueError(f"{text!r}: {usage}")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address; {usage}") from None
+    if not port_text.isdigit() or not (0 if allow_port_zero else 1) <= int(port_text) <= 65535:
+        low = 0 if allow_port_zero else 1
+        raise ValueError(f"{text!r}: the port must be a number from {low} to 65535")
+    return Endpoint(transport, ip.compressed, int(port_text))
+
+
+ListenEndpoint = Annotated[
+    Endpoint,
+    BeforeValidator(
+        lambda v: v if isinstance(v, Endpoint) else parse_endpoint(v, allow_port_zero=True)
+    ),
+]
+BackendEndpoint = Annotated[
+    Endpoint, BeforeValidator(lambda v: v if isinstance(v, Endpoint) else parse_endpoint(v))
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EdgeConfig(_Section):
+    """``[edge]``: where sipwarden listens and the PBX it protects."""
+
+    listen: list[ListenEndpoint] = Field(
+        default_factory=lambda: [
+            parse_endpoint("udp:127.0.0.1:5060"),
+            parse_endpoint("tcp:127.0.0.1:5060"),
+        ],
+        min_length=1,
+    )
+    backend: BackendEndpoint = Field(default_factory=lambda: parse_endpoint("udp:127.0.0.1:5080"))
+    domains: list[str] = Field(default_factory=list)
+    # The host (name or IP) clients are told to send to, in Record-Route and
+    # Path; by default the address of the listener a message arrived on.
+    advertise: str | None = None
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    # What replaces the backend's Server and User-Agent headers; "" removes them.
+    server_header: str = ""
+    max_message_size: int = Field(default=65_535, ge=1024, le=1_048_576)
+    idle_timeout: float = Field(default=600.0, gt=0)
+    message_timeout: float = Field(default=10.0, gt=0)  # a started message must finish (slowloris)
+    tls_handshake_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=10_000, ge=1)
+    max_connections_per_source: int = Field(default=32, ge=1)
+    max_forwards: int = Field(default=70, ge=1, le=255)  # when a request has none
+
+    @model_validator(mode="after")
+    def _tls_needs_a_certificate(self) -> EdgeConfig:
+        uses_tls = (
+            any(ep.transport == "tls" for ep in self.listen) or self.backend.transport == "tls"
+        )
+        if uses_tls and (self.tls_certificate is None or self.tls_key is None):
+            raise ValueError(
+                "a tls: listener or backend needs edge.tls_certificate and edge.tls_key"
+            )
+        return self
+
+
+class Config(_Section):
+    edge: EdgeConfig = Field(default_factory=EdgeConfig)
+
+
+def _format(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in item["loc"]).replace(
+            ".[", "["
+        )
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see README.md for the keys)"
+        value = item.get("input")
+        shown = (
+            ""
+            if item["type"] in ("missing", "extra_forbidden") or isinstance(value, dict)
+            else f" (got {value!r})"
+        )
+        lines.append(f"{key or 'config'}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc)) from None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a TOML file; ``None`` gives the embedded defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}:\n{exc}") from None

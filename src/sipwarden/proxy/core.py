@@ -1,0 +1,280 @@
+"""The stateless proxy (RFC 3261 §16.11), sans I/O.
+
+Operations: ``from_client(data, source, local)`` for a message that arrived on
+a public listener, ``from_backend(data, source)`` for one from the PBX. Each
+returns the actions to take (send these bytes to this flow, or drop, and why);
+the asyncio adapters in ``edge/`` carry them out.
+
+The plan, for a request from a client:
+  Max-Forwards checked (483 at zero) and decremented; our own Route entries
+  removed (loose routing); ``received``/``rport`` set on the client's Via
+  (RFC 3581); our Via added with a branch derived from the client's, so that
+  retransmissions and CANCEL get the same one, and carrying the signed flow
+  token the answer must go back to; REGISTER gets a Path and dialog-creating
+  requests a Record-Route (two when the two sides differ), both carrying the
+  token so the PBX's later requests find the phone. Then it goes to the
+  backend: requests from outside never go anywhere else.
+For a message from the backend:
+  a response must carry our Via on top; it is popped and the answer goes to
+  the flow in its token, with Server/User-Agent neutralised. A request (an
+  incoming call, a BYE, a NOTIFY) must start with one of our Route entries;
+  the flow token in it says which client, and anything else is dropped.
+
+Nothing here keeps state between messages, so any number of workers can run
+it side by side and a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final, NamedTuple
+
+from ..sip import Address, Message, SipError, make_response, parse
+from ..sip.build import reason_phrase
+from .flow import Flow, FlowTokens
+
+BRANCH_PREFIX: Final = "z9hG4bK-sw"
+TOKEN_PARAM: Final = "swf"  # our Via parameter carrying the reply flow token
+DIALOG_CREATING: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
+
+
+class Local(NamedTuple):
+    """One of our addresses: what we write in Via, Path and Record-Route."""
+
+    transport: str
+    host: str  # as advertised (an IP, or a name from edge.advertise)
+    port: int
+
+    def hostport(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{host}:{self.port}"
+
+
+class Send(NamedTuple):
+    flow: Flow
+    data: bytes
+
+
+class Drop(NamedTuple):
+    reason: str
+
+
+Action = Send | Drop
+
+
+class ProxySettings(NamedTuple):
+    backend: Flow
+    # where the backend reaches us, per transport (Via, Path, Record-Route towards the PBX)
+    internal: dict[str, Local]
+    # where clients reach us, per (transport, IPv6?) (Via and Record-Route towards clients)
+    public: dict[tuple[str, bool], Local]
+    server_header: str = ""  # replaces the backend's Server/User-Agent; "" removes them
+    default_max_forwards: int = 70
+
+
+def _branch(*parts: str) -> str:
+    digest = hashlib.blake2b("\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=10)
+    return BRANCH_PREFIX + digest.hexdigest()
+
+
+class StatelessProxy:
+    """See the module docstring. Counters of drops by reason are kept in
+    ``drops`` for the metrics layer."""
+
+    def __init__(self, settings: ProxySettings, tokens: FlowTokens) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.drops: dict[str, int] = {}
+        locals_ = [*settings.internal.values(), *settings.public.values()]
+        self._ours = {(loc.host.strip("[]").lower(), loc.port) for loc in locals_}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _drop(self, reason: str) -> list[Action]:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+        return [Drop(reason)]
+
+    def _is_ours(self, addr: Address) -> bool:
+        uri = addr.uri
+        if uri is None or not uri.is_sip or uri.host is None:
+            return False
+        if self.tokens.decode(uri.user) is not None:
+            return True
+        return (uri.host_bare or "", uri.port or 5060) in self._ours
+
+    def _pop_our_routes(self, msg: Message) -> Flow | None:
+        """Remove the leading Route entries that point at us; the flow of the
+        first signed one, if any."""
+        flow = None
+        while True:
+            routes = msg.routes
+            if not routes or not self._is_ours(routes[0]):
+                return flow
+            uri = routes[0].uri
+            if flow is None and uri is not None:
+                flow = self.tokens.decode(uri.user)
+            msg.pop_value("route")
+
+    def _neutralise(self, msg: Message) -> None:
+        """Hide the PBX's identity: no Server/User-Agent of its own leaves."""
+        for name in ("server", "user-agent"):
+            if name in msg:
+                if self.settings.server_header:
+                    msg.replace_header(name, self.settings.server_header)
+                else:
+                    msg.remove_header(name)
+
+    def _max_forwards(self, msg: Message) -> int:
+        """The Max-Forwards to send on (-1: answer 483)."""
+        value = msg.max_forwards
+        if value is None:
+            return self.settings.default_max_forwards - 1
+        if value <= 0:
+            return -1
+        return min(value, 255) - 1
+
+    def _record_route(
+        self, msg: Message, towards_callee: Local, towards_caller: Local, token: str
+    ) -> None:
+        """Record-Route ourselves, twice when the two sides differ (double
+        record-routing): the callee uses the list top-down, the caller
+        bottom-up, so the entry the callee can reach goes on top."""
+        entries = (
+            [towards_callee]
+            if towards_callee == towards_caller
+            else [towards_callee, towards_caller]
+        )
+        for local in reversed(entries):
+            msg.prepend_value("record-route", self._route_uri(local, token))
+
+    @staticmethod
+    def _route_uri(local: Local, token: str) -> str:
+        return f"<sip:{token}@{local.hostport()};transport={local.transport};lr>"
+
+    def _reply_flow(self, msg: Message, source: Flow) -> Flow:
+        """Where the answer to this request goes (RFC 3261 §18.2.2, RFC 3581)."""
+        if source.is_stream:
+            return source
+        via = msg.via
+        assert via is not None
+        if via.rport is not None:
+            return source
+        return Flow("udp", source.host, via.port or 5060)
+
+    # ------------------------------------------------------------ from clients
+
+    def from_client(self, data: bytes, source: Flow, local: Local) -> list[Action]:
+        try:
+            msg = parse(data).validate()
+        except SipError as exc:
+            return self._drop(f"malformed:{exc.reason}")
+        if msg.is_request:
+            return self._client_request(msg, source, local)
+        return self._client_response(msg)
+
+    def _client_request(self, msg: Message, source: Flow, local: Local) -> list[Action]:
+        forwards = self._max_forwards(msg)
+        if forwards < 0:
+            if msg.method == "ACK":
+                return self._drop("too-many-hops")
+            answer = make_response(msg, 483, reason_phrase(483))
+            return [Send(self._reply_flow(msg, source), answer.to_bytes())]
+        msg.set_max_forwards(forwards)
+        self._pop_our_routes(msg)
+        if msg.routes:
+            # a Route to somewhere else: the PBX would relay it there
+            return self._drop("foreign-route")
+
+        via = msg.via
+        assert via is not None
+        reply = self._reply_flow(msg, source)
+        if via.rport == "" or via.host.strip("[]").lower() != source.host:
+            msg.set_via_param("received", source.host)
+        if via.rport == "":
+            msg.set_via_param("rport", str(source.port))
+
+        backend = self.settings.backend
+        inside = self.settings.internal[backend.transport]
+        token = self.tokens.encode(reply)
+        branch = via.branch or ""
+        if branch.startswith("z9hG4bK") and len(branch) > 7:
+            key = _branch(branch, via.sent_by, str(source))
+        else:  # RFC 2543 peers: hash what identifies the transaction (§16.11)
+            from_, to, cseq = msg.from_, msg.to, msg.cseq
+            key = _branch(
+                msg.uri_text or "",
+                from_.tag or "" if from_ else "",
+                to.tag or "" if to else "",
+                msg.call_id or "",
+                str(cseq.number) if cseq else "",
+                via.sent_by,
+                str(source),
+            )
+        msg.prepend_via(
+            f"SIP/2.0/{backend.transport.upper()} {inside.hostport()};branch={key};{TOKEN_PARAM}={token}"
+        )
+        if msg.method == "REGISTER":
+            msg.prepend_value(
+                "path", f"<sip:{token}@{inside.hostport()};transport={inside.transport};lr>"
+            )
+        elif msg.method in DIALOG_CREATING and msg.to is not None and msg.to.tag is None:
+            self._record_route(msg, inside, local, token)
+        return [Send(backend, msg.to_bytes())]
+
+    def _client_response(self, msg: Message) -> list[Action]:
+        """A client's answer to a request the backend sent it through us."""
+        via = msg.via
+        assert via is not None
+        if not (via.branch or "").startswith(BRANCH_PREFIX):
+            return self._drop("response-not-ours")
+        msg.pop_via()
+        if not msg.vias:
+            return self._drop("response-without-via")
+        return [Send(self.settings.backend, msg.to_bytes())]
+
+    # ------------------------------------------------------------ from backend
+
+    def from_backend(self, data: bytes, source: Flow) -> list[Action]:
+        try:
+            msg = parse(data).validate()
+        except SipError as exc:
+            return self._drop(f"backend-malformed:{exc.reason}")
+        if msg.is_request:
+            return self._backend_request(msg, source)
+        return self._backend_response(msg)
+
+    def _backend_response(self, msg: Message) -> list[Action]:
+        via = msg.via
+        assert via is not None
+        if not (via.branch or "").startswith(BRANCH_PREFIX):
+            return self._drop("response-not-ours")
+        flow = self.tokens.decode(via.param(TOKEN_PARAM))
+        if flow is None:
+            return self._drop("response-bad-token")
+        msg.pop_via()
+        self._neutralise(msg)
+        return [Send(flow, msg.to_bytes())]
+
+    def _backend_request(self, msg: Message, source: Flow) -> list[Action]:
+        flow = self._pop_our_routes(msg)
+        if flow is None:
+            return self._drop("backend-request-without-route")
+        forwards = self._max_forwards(msg)
+        if forwards < 0:
+            if msg.method == "ACK":
+                return self._drop("too-many-hops")
+            answer = make_response(msg, 483, reason_phrase(483))
+            return [Send(source, answer.to_bytes())]
+        msg.set_max_forwards(forwards)
+        outside = self.settings.public.get((flow.transport, ":" in flow.host))
+        if outside is None:
+            return self._drop("no-listener-for-client")
+        via = msg.via
+        assert via is not None
+        key = _branch(via.branch or "", via.sent_by, msg.call_id or "", str(flow))
+        msg.prepend_via(f"SIP/2.0/{flow.transport.upper()} {outside.hostport()};branch={key}")
+        if msg.method in DIALOG_CREATING and msg.to is not None and msg.to.tag is None:
+            inside = self.settings.internal[self.settings.backend.transport]
+            self._record_route(msg, outside, inside, self.tokens.encode(flow))
+        self._neutralise(msg)
+        return [Send(flow, msg.to_bytes())]
