@@ -1,0 +1,75 @@
+"""The config model: defaults, and errors that name the key and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from sipwarden.config import ConfigError, Endpoint, config_from_dict, load_config
+
+
+def error(data) -> str:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    return str(info.value)
+
+
+def test_embedded_defaults_are_loopback():
+    cfg = load_config(None)
+    assert [str(e) for e in cfg.edge.listen] == ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+    assert cfg.edge.backend == Endpoint("udp", "127.0.0.1", 5080)
+
+
+def test_ipv6_and_tls_endpoints(tmp_path):
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cfg = config_from_dict(
+        {
+            "edge": {
+                "listen": ["udp:[::1]:5060", "tls:[::1]:5061", "tcp:0.0.0.0:0"],
+                "backend": "tcp:[2001:db8::5]:5080",
+                "tls_certificate": str(cert),
+                "tls_key": str(key),
+            }
+        }
+    )
+    assert cfg.edge.listen[0] == Endpoint("udp", "::1", 5060)
+    assert str(cfg.edge.listen[1]) == "tls:[::1]:5061"
+    assert cfg.edge.backend.family_v6
+
+
+@pytest.mark.parametrize(
+    "data,words",
+    [
+        ({"edge": {"listen": ["sctp:0.0.0.0:5060"]}}, ["edge.listen[0]", "sctp", "udp:HOST:PORT"]),
+        (
+            {"edge": {"listen": ["udp:pbx.example.com:5060"]}},
+            ["edge.listen[0]", "not an IP address"],
+        ),
+        ({"edge": {"backend": "udp:127.0.0.1:0"}}, ["edge.backend", "from 1 to 65535"]),
+        ({"edge": {"backend": "udp:127.0.0.1:70000"}}, ["edge.backend", "from 1 to 65535"]),
+        ({"edge": {"lisen": []}}, ["edge.lisen", "unknown key"]),
+        ({"edgy": {}}, ["edgy", "unknown key"]),
+        ({"edge": {"listen": []}}, ["edge.listen", "at least 1"]),
+        ({"edge": {"listen": ["tls:127.0.0.1:5061"]}}, ["edge", "tls_certificate"]),
+        ({"edge": {"max_message_size": 10}}, ["edge.max_message_size", "1024", "got 10"]),
+    ],
+)
+def test_errors_name_the_key_and_what_is_valid(data, words):
+    text = error(data)
+    for word in words:
+        assert word in text, (word, text)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[edge\nlisten = 1")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    good = tmp_path / "good.toml"
+    good.write_text('[edge]\nlisten = ["udp:127.0.0.1:5999"]\nbackend = "udp:127.0.0.1:5998"\n')
+    assert load_config(good).edge.listen[0].port == 5999
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[edge]\nbackend = "udp:127.0.0.1"\n')
+    with pytest.raises(ConfigError, match=r"typo\.toml:\nedge\.backend"):
+        load_config(typo)
