@@ -77,3 +77,18 @@ def test_parse_frame_requires_content_length():
     with pytest.raises(SipError) as info:
         parse_frame(b"OPTIONS sip:a SIP/2.0\r\nVia: x\r\n\r\n")
     assert info.value.reason == "missing-content-length"
+
+
+def test_folded_content_length():
+    framer = StreamFramer()
+    msg = b"OPTIONS sip:a SIP/2.0\r\nContent-Length:\r\n 2\r\n\r\nhi"
+    assert framer.feed(msg) == [msg]
+
+
+def test_frames_before_an_error_are_delivered_then_the_error():
+    framer = StreamFramer(max_size=1024)
+    frames = framer.feed(MSG + b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 5000\r\n\r\n")
+    assert frames == [MSG]
+    assert framer.error is not None and framer.error.reason == "message-too-large"
+    with pytest.raises(SipError):
+        framer.feed(b"")

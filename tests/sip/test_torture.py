@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from sipwarden.sip import SipError, parse
+from sipwarden.sip import SipError, parse, parse_via
 from sipwarden.sip import errors as E
 
 from ..conftest import TORTURE
@@ -382,3 +382,49 @@ def test_rfc5118_values():
     assert v6("ipv6-correct-abnf-2-colons").uri.host == "[2001:db8::192.0.2.1]"
     m = v6("ipv6-in-sdp")
     assert b"c=IN IP6 2001:db8::20" in m.body and len(m.body) == m.content_length
+
+
+# --- regressions from the property and fuzz runs ------------------------------------
+
+
+def test_long_whitespace_in_via_is_linear():
+    # a backtracking sent-by pattern made this quadratic (about a minute per 64 KB)
+    via = "SIP/2.0/UDP a" + " " * 60_000 + "b"
+    with pytest.raises(SipError) as info:
+        parse_via(via)
+    assert info.value.reason == E.BAD_VIA
+
+
+def test_version_must_be_ascii():
+    for line in (
+        b"\xc5\xbfip/2.0 200 OK",
+        b"OPTIONS sip:a SI\xc4\xb1P/2.0",
+    ):  # 'ſip', 'SıP' upper() to SIP
+        with pytest.raises(SipError) as info:
+            parse(line + b"\r\nl: 0\r\n\r\n")
+        assert info.value.reason == E.BAD_VERSION
+
+
+def test_no_line_break_inside_the_start_line():
+    with pytest.raises(SipError) as info:
+        parse(b"SIP/2.0 200 OK\nX: y\r\nl: 0\r\n\r\n")
+    assert info.value.reason == E.BAD_START_LINE
+
+
+def test_bare_lf_framing_wins_over_a_later_crlfcrlf():
+    m = parse(b"SIP/2.0 200 OK\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\nl: 6\n\n\r\n\r\nab")
+    assert m.reason == "OK" and m.via.branch == "z9hG4bK1" and m.body == b"\r\n\r\nab"
+    assert E.D_BARE_LF in m.defects
+
+
+def test_zero_padded_numbers():
+    m = parse(
+        b"OPTIONS sip:a SIP/2.0\r\nCSeq: 00000000001 OPTIONS\r\nMax-Forwards: 000000000070\r\nl: 0\r\n\r\n"
+    )
+    assert m.cseq.number == 1 and m.max_forwards == 70
+
+
+def test_start_line_error_is_reported_before_header_errors():
+    with pytest.raises(SipError) as info:
+        parse(b"X\r\nl: z\r\n\r\n")
+    assert info.value.reason == E.BAD_REQUEST_LINE

@@ -135,6 +135,21 @@ static const char *find_crlfcrlf(const char *s, Py_ssize_t n) {
     return NULL;
 }
 
+/* Any LF in the head that is not part of a CRLF: bare-LF framing and line
+ * breaks inside a line are the Python path's to judge. */
+static int has_lone_lf(const char *s, Py_ssize_t head_end) {
+    const char *p = s, *end = s + head_end;
+    while (p < end) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        if (lf == NULL)
+            return 0;
+        if (lf == s || lf[-1] != '\r')
+            return 1;
+        p = lf + 1;
+    }
+    return 0;
+}
+
 static PyObject *scan(PyObject *self, PyObject *arg) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
@@ -153,6 +168,8 @@ static PyObject *scan(PyObject *self, PyObject *arg) {
     if (hend == NULL)
         goto defer;
     Py_ssize_t head_end = hend - s, body_at = head_end + 4;
+    if (has_lone_lf(s, head_end))
+        goto defer;
 
     /* start line */
     const char *eol = memchr(s, '\r', (size_t)head_end);
@@ -590,6 +607,8 @@ static PyObject *split(PyObject *self, PyObject *arg) {
     if (hend == NULL)
         goto defer;
     Py_ssize_t head_end = hend - s, body_at = head_end + 4;
+    if (has_lone_lf(s, head_end))
+        goto defer;
     const char *eol = memchr(s, '\r', (size_t)head_end);
     Py_ssize_t line_end = eol ? eol - s : head_end;
     if (eol && eol[1] != '\n')

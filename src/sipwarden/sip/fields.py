@@ -27,7 +27,7 @@ MAX_DELTA_SECONDS: Final = 2**32 - 1
 
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 _VIA_RE: Final = re.compile(
-    rf"({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]+([^;]+?)[ \t]*(;.*)?",
+    rf"({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]+([^;\s]+)[ \t]*(;.*)?",
     re.S,
 )
 # SIP/2.0/UDP host:port;plain=params -- the shape nearly every Via has
@@ -165,7 +165,8 @@ def parse_cseq(text: str) -> CSeq:
     m = _CSEQ_RE.fullmatch(text)
     if m is None:
         raise SipError(BAD_CSEQ, f"malformed CSeq {text[:80]!r}")
-    number = int(m.group(1)) if len(m.group(1)) <= 10 else MAX_CSEQ + 1
+    digits = m.group(1).lstrip("0") or "0"  # leading zeros never make it large
+    number = int(digits) if len(digits) <= 10 else MAX_CSEQ + 1
     if number > MAX_CSEQ:
         raise SipError(BAD_CSEQ, f"CSeq number over 2**32-1: {m.group(1)[:40]}")
     return CSeq(number, m.group(2))

@@ -42,7 +42,8 @@ class StreamFramer:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add a chunk; return the complete frames it finished: messages, and
-        ``PING`` for each CRLFCRLF keep-alive. Raises SipError on framing errors."""
+        ``PING`` for each CRLFCRLF keep-alive. Raises SipError on a framing
+        error (after returning the frames completed before it, if any)."""
         if self._broken is not None:
             raise self._broken
         self._buf += data
@@ -55,8 +56,16 @@ class StreamFramer:
                 frames.append(frame)
         except SipError as exc:
             self._broken = exc
-            raise
+            if not frames:
+                raise
+            # the complete messages before the error are delivered; the next
+            # feed() raises it
         return frames
+
+    @property
+    def error(self) -> SipError | None:
+        """The framing error that broke the stream, if any."""
+        return self._broken
 
     def _next(self) -> bytes | None:
         buf = self._buf
@@ -97,9 +106,15 @@ class StreamFramer:
 def _stream_content_length(head: bytes) -> int:
     """The Content-Length of a stream message's header block (mandatory)."""
     found: bytes | None = None
+    in_length = False  # the last field was Content-Length (its value may be folded)
     for line in head.split(b"\r\n")[1:]:
+        if line[:1] in (b" ", b"\t"):
+            if in_length:
+                found = (found or b"") + line.strip()
+            continue
         name, colon, value = line.partition(b":")
-        if colon and name.rstrip(b" \t").lower() in (b"content-length", b"l"):
+        in_length = bool(colon) and name.rstrip(b" \t").lower() in (b"content-length", b"l")
+        if in_length:
             if found is not None:
                 raise SipError(E.DUPLICATE_CONTENT_LENGTH, "two Content-Length headers")
             found = value.strip()

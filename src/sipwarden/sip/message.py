@@ -491,6 +491,8 @@ class _StartLineTarget(Protocol):
 
 
 def _parse_start_line(msg: _StartLineTarget, line: str) -> None:
+    if "\n" in line or "\r" in line:
+        raise SipError(E.BAD_START_LINE, f"line break inside the start line {line[:80]!r}")
     if line[:4].upper() == "SIP/":
         _parse_status_line(msg, line)
         return
@@ -503,7 +505,7 @@ def _parse_start_line(msg: _StartLineTarget, line: str) -> None:
     method, uri, version = parts
     if TOKEN_RE.fullmatch(method) is None:
         raise SipError(E.BAD_REQUEST_LINE, f"bad method {method[:40]!r}")
-    if version.upper() != SIP_VERSION:
+    if not version.isascii() or version.upper() != SIP_VERSION:
         raise SipError(E.BAD_VERSION, f"unsupported version {version[:20]!r}")
     msg.method = method
     msg.uri_text = uri
@@ -512,7 +514,7 @@ def _parse_start_line(msg: _StartLineTarget, line: str) -> None:
 def _parse_status_line(msg: _StartLineTarget, line: str) -> None:
     version, _, rest = line.partition(" ")
     code, sp2, reason = rest.partition(" ")
-    if version.upper() != SIP_VERSION:
+    if not version.isascii() or version.upper() != SIP_VERSION:
         raise SipError(E.BAD_VERSION, f"unsupported version {version[:20]!r}")
     if len(code) != 3 or not code.isascii() or not code.isdigit() or not "100" <= code <= "699":
         raise SipError(E.BAD_STATUS_LINE, f"bad status code {code[:20]!r}")
@@ -586,12 +588,13 @@ def frame_datagram(data: bytes, defects: list[str]) -> tuple[int, int, int, str]
     if start >= n or not data[start:].strip():
         raise SipError(E.EMPTY, "no message")
     end = data.find(b"\r\n\r\n", start)
-    if end >= 0:
-        return start, end, end + 4, CRLF
-    lf_end = data.find(b"\n\n", start)
+    # bare-LF framing wins when its blank line comes first and no CRLF precedes it
+    lf_end = data.find(b"\n\n", start, end if end >= 0 else n)
     if lf_end >= 0 and b"\r\n" not in data[start:lf_end]:
         defects.append(E.D_BARE_LF)
         return start, lf_end, lf_end + 2, "\n"
+    if end >= 0:
+        return start, end, end + 4, CRLF
     if data.endswith(b"\r\n"):
         defects.append(E.D_NO_HEADER_TERMINATOR)
         return start, n - 2, n, CRLF
@@ -645,6 +648,12 @@ def body_bounds(
 def _assemble(
     lines: list[str], data: bytes, start: int, body_at: int, defects: list[str], *, stream: bool
 ) -> Message:
+    # the start line first, then the fields, then the body: the order peek
+    # checks in too, so both name the same reason for the same bytes
+    msg = Message(lines[0], [], defects=defects)
     headers = split_headers(lines[1:])
     end = body_bounds(_content_length(headers), data, body_at, defects, stream=stream)
-    return Message(lines[0], headers, data[body_at:end], defects=defects, raw=data[start:end])
+    msg.headers = headers
+    msg.body = data[body_at:end]
+    msg._raw = data[start:end]
+    return msg

@@ -405,7 +405,7 @@ def peek_python(data: bytes) -> Peek:
         get = _SLOT.get
         for line in lines[1:]:
             name, colon, value = line.partition(":")
-            i = get(name)
+            i = get(name) if colon else None
             if i is None:
                 if not colon or name[:1] in _WS or name[-1:] in _WS or not name:
                     # folded line, space before ':' or a broken line: the exact path
