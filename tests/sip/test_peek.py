@@ -21,6 +21,39 @@ def outcome(fn):
         return ("error", exc.reason)
 
 
+SCALARS = [
+    ("via", ("via_transport", "transport"), ("via_host", "host"), ("via_port", "port")),
+    ("via", ("via_branch", "branch"), ("via_rport", "rport"), ("via_received", "received")),
+    ("from_", ("from_user", "uri.user"), ("from_tag", "tag")),
+    ("to", ("to_user", "uri.user"), ("to_tag", "tag")),
+    ("contact", ("contact_user", "uri.user")),
+    ("cseq", ("cseq_method", "method")),
+]
+
+
+def _field(value, path: str):
+    for part in path.split("."):
+        value = None if value is None else getattr(value, part)
+    return value
+
+
+def scalars_agree(view) -> None:
+    """The scalar accessors give what the view's typed values give (and fail alike)."""
+    for typed, *pairs in SCALARS:
+        expected = outcome(lambda t=typed: getattr(view, t))
+        for scalar, path in pairs:
+            got = outcome(lambda s=scalar: getattr(view, s))
+            if expected[0] == "error":
+                assert got == expected, scalar
+            else:
+                assert got == ("ok", _field(expected[1], path)), scalar
+    if view.is_request:
+        uri = outcome(lambda: view.uri)
+        for scalar, field in (("ruri_user", "user"), ("ruri_host", "host"), ("ruri_port", "port")):
+            got = outcome(lambda s=scalar: getattr(view, s))
+            assert got == (uri if uri[0] == "error" else ("ok", getattr(uri[1], field))), scalar
+
+
 def same_view(data: bytes) -> None:
     msg = parse(data)
     view = peek(data)
@@ -48,6 +81,7 @@ def same_view(data: bytes) -> None:
         assert outcome(lambda: view.contact) == first_contact
     if msg.is_request:
         assert outcome(lambda: view.uri) == outcome(lambda: msg.uri)
+    scalars_agree(peek(data))  # a fresh view: scalars first, before any typed read
 
 
 @pytest.mark.parametrize("path", SCANNER_FILES, ids=lambda p: p.name)

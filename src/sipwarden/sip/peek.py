@@ -214,7 +214,8 @@ class Peek:
         """A part of the Request-URI, read as an addr-spec when it has that
         simple shape (user, host and port are the same either way)."""
         parts = self._addr_parts(_RURI) if self.uri_text is not None else None
-        if parts is not None and parts[6] == "":
+        # only a bare addr-spec with no parameters reads the same as a URI
+        if parts is not None and parts[6] == "" and parts[7] == self.uri_text:
             return parts[index]
         uri = self.uri
         return (uri.user, uri.host, uri.port)[index - 2]
