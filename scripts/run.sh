@@ -5,8 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ "$#" -eq 0 ]; then
-    # The edge (`sipwarden run`, loopback, SQLite) is not built yet; until it is,
-    # show what the command can do.
-    set -- --help
+    # the edge with embedded defaults: UDP and TCP on 127.0.0.1:5060, PBX at 127.0.0.1:5080
+    set -- run
 fi
 exec .venv/bin/sipwarden "$@"

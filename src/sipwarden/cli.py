@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import BinaryIO
 
@@ -17,6 +18,34 @@ from .sip.describe import message_dict
 @click.version_option(__version__, prog_name="sipwarden")
 def main() -> None:
     """sipwarden: a SIP security edge in front of your PBX."""
+
+
+@main.command()
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML config (default: embedded)",
+)
+def run(config_file: str | None) -> None:
+    """Run the edge until SIGTERM/SIGINT."""
+    import uvloop
+
+    from .app import serve
+    from .config import ConfigError, load_config
+
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        click.echo(f"sipwarden: bad configuration: {exc}", err=True)
+        sys.exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        uvloop.run(serve(config))
+    except OSError as exc:
+        click.echo(f"sipwarden: cannot start: {exc}", err=True)
+        sys.exit(1)
 
 
 @main.command("parse")

@@ -107,6 +107,9 @@ class EdgeConfig(_Section):
     max_connections: int = Field(default=10_000, ge=1)
     max_connections_per_source: int = Field(default=32, ge=1)
     max_forwards: int = Field(default=70, ge=1, le=255)  # when a request has none
+    # The key that signs flow tokens in Path/Record-Route: kept across restarts
+    # so registered phones stay reachable. Created (mode 0600) if missing.
+    flow_key_file: Path = Path("sipwarden.key")
 
     @model_validator(mode="after")
     def _tls_needs_a_certificate(self) -> EdgeConfig:

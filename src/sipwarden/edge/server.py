@@ -1,0 +1,364 @@
+"""The edge's sockets: thin asyncio adapters around the sans-I/O proxy.
+
+Public listeners (UDP, TCP, TLS; IPv4 and IPv6) take client traffic; one
+internal UDP socket talks to the backend. Every inbound message is framed,
+peeked, judged by the policy pipeline and, if it passes, handed to the
+StatelessProxy, whose actions are carried out here. A dropped message gets
+no answer at all. Nothing a peer sends can raise out of these callbacks:
+malformed input is counted and dropped, a misbehaving connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import socket
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, cast
+
+from ..config import EdgeConfig, Endpoint
+from ..policy import Pipeline, forward_all
+from ..proxy import Drop, Flow, FlowTokens, Local, ProxySettings, Send, StatelessProxy
+from ..sip import PING, SipError, StreamFramer, peek
+
+log = logging.getLogger("sipwarden.edge")
+
+UDP_BUFFER = 4 * 1024 * 1024  # deep socket queues: loss starts late under bursts
+SWEEP_INTERVAL = 1.0
+
+
+def _ip(addr: Any) -> str:
+    return (
+        socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, addr))
+        if ":" in addr
+        else addr
+    )
+
+
+def local_address_towards(host: str, port: int) -> str:
+    """The local IP the kernel would use to reach host:port (no packet is sent)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.connect((host, port))
+        return str(s.getsockname()[0])
+
+
+class Edge:
+    """The running edge. ``counters`` holds what metrics will export."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        flow_key: bytes,
+        *,
+        pipeline: Pipeline = forward_all,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.clock = clock
+        self.tokens = FlowTokens(flow_key)
+        self.counters: Counter[str] = Counter()
+        self.proxy: StatelessProxy | None = None
+        self.public: dict[tuple[str, bool], Local] = {}
+        self.bound: list[Endpoint] = []  # the listeners as bound (ports filled in)
+        self._udp: dict[bool, asyncio.DatagramTransport] = {}  # public UDP per family (IPv6?)
+        self._internal: asyncio.DatagramTransport | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._conns: dict[int, _StreamConnection] = {}
+        self._per_source: Counter[str] = Counter()
+        self._next_conn = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        self._backend = Flow(config.backend.transport, config.backend.host, config.backend.port)
+
+    # ----------------------------------------------------------------- life
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        if cfg.backend.transport != "udp":
+            raise NotImplementedError(
+                "a TCP or TLS backend link is not built yet; use a udp: backend"
+            )
+        ssl_ctx = self._server_tls() if any(ep.transport == "tls" for ep in cfg.listen) else None
+        for ep in cfg.listen:
+            if ep.transport == "udp":
+                transport, _ = await loop.create_datagram_endpoint(
+                    functools.partial(_UdpListener, self, ep), local_addr=(ep.host, ep.port)
+                )
+                _deepen(transport)
+                port = transport.get_extra_info("sockname")[1]
+                self._udp.setdefault(ep.family_v6, transport)
+            else:
+                server = await loop.create_server(
+                    functools.partial(_StreamConnection, self, ep),
+                    ep.host,
+                    ep.port,
+                    ssl=ssl_ctx if ep.transport == "tls" else None,
+                    ssl_handshake_timeout=cfg.tls_handshake_timeout
+                    if ep.transport == "tls"
+                    else None,
+                    reuse_address=True,
+                )
+                self._servers.append(server)
+                port = server.sockets[0].getsockname()[1]
+            bound = Endpoint(ep.transport, ep.host, port)
+            self.bound.append(bound)
+            advertised = cfg.advertise or (
+                ep.host if ep.host not in ("0.0.0.0", "::") else self._guess_public(ep)
+            )
+            self.public.setdefault(
+                (ep.transport, ep.family_v6), Local(ep.transport, advertised, port)
+            )
+
+        backend = cfg.backend
+        inside_host = local_address_towards(backend.host, backend.port)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _BackendSocket(self), local_addr=(inside_host, 0)
+        )
+        _deepen(transport)
+        self._internal = transport
+        inside = Local("udp", inside_host, transport.get_extra_info("sockname")[1])
+        self.proxy = StatelessProxy(
+            ProxySettings(
+                backend=self._backend,
+                internal={"udp": inside},
+                public=self.public,
+                server_header=cfg.server_header,
+                default_max_forwards=cfg.max_forwards,
+            ),
+            self.tokens,
+        )
+        self._sweeper = asyncio.create_task(self._sweep())
+        log.info(
+            "edge listening on %s, backend %s via %s",
+            ", ".join(map(str, self.bound)),
+            backend,
+            inside,
+        )
+
+    def _guess_public(self, ep: Endpoint) -> str:
+        return local_address_towards(self.config.backend.host, self.config.backend.port)
+
+    def _server_tls(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        assert self.config.tls_certificate is not None and self.config.tls_key is not None
+        ctx.load_cert_chain(self.config.tls_certificate, self.config.tls_key)
+        return ctx
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for server in self._servers:
+            server.close()
+        for conn in list(self._conns.values()):
+            conn.close("shutdown")
+        for transport in [*self._udp.values(), self._internal]:
+            if transport is not None:
+                transport.close()
+        for server in self._servers:
+            await server.wait_closed()
+
+    async def _sweep(self) -> None:
+        """Close idle connections and ones that started a message but never
+        finished it (slowloris), once a second rather than a timer per message."""
+        cfg = self.config
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = self.clock()
+            for conn in list(self._conns.values()):
+                if now - conn.last_activity > cfg.idle_timeout:
+                    conn.close("idle")
+                elif (
+                    conn.partial_since is not None
+                    and now - conn.partial_since > cfg.message_timeout
+                ):
+                    conn.close("slow-message")
+
+    # -------------------------------------------------------------- inbound
+
+    def from_client(self, data: bytes, source: Flow, listener: Endpoint) -> None:
+        self.counters["received"] += 1
+        try:
+            view = peek(data)
+        except SipError as exc:
+            self.counters[f"malformed:{exc.reason}"] += 1
+            return
+        verdict = self.pipeline(view, source)
+        if not verdict.passes:
+            self.counters[f"verdict:{verdict.kind}:{verdict.reason}"] += 1
+            return
+        local = self.public[(listener.transport, listener.family_v6)]
+        assert self.proxy is not None
+        self._execute(self.proxy.from_client(data, source, local))
+
+    def from_backend(self, data: bytes, source: Flow) -> None:
+        if source.host != self._backend.host:
+            self.counters["backend-socket-stranger"] += 1
+            return
+        assert self.proxy is not None
+        self._execute(self.proxy.from_backend(data, source))
+
+    # ------------------------------------------------------------- outbound
+
+    def _execute(self, actions: list[Send | Drop]) -> None:
+        for action in actions:
+            if isinstance(action, Drop):
+                self.counters[f"drop:{action.reason}"] += 1
+                continue
+            self.send(action.flow, action.data)
+
+    def send(self, flow: Flow, data: bytes) -> None:
+        if flow == self._backend:
+            assert self._internal is not None
+            self._internal.sendto(data, (flow.host, flow.port))
+            self.counters["to-backend"] += 1
+            return
+        if flow.transport == "udp":
+            transport = self._udp.get(":" in flow.host)
+            if transport is None:
+                self.counters["drop:no-udp-listener"] += 1
+                return
+            transport.sendto(data, (flow.host, flow.port))
+        else:
+            conn = self._conns.get(flow.conn)
+            if conn is None or conn.peer != (flow.host, flow.port):
+                self.counters["drop:connection-gone"] += 1
+                return
+            conn.write(data)
+        self.counters["to-client"] += 1
+
+    # ---------------------------------------------------------- connections
+
+    def admit(self, conn: _StreamConnection) -> bool:
+        cfg = self.config
+        host = conn.peer[0]
+        if len(self._conns) >= cfg.max_connections:
+            self.counters["refused:max-connections"] += 1
+            return False
+        if self._per_source[host] >= cfg.max_connections_per_source:
+            self.counters["refused:max-connections-per-source"] += 1
+            return False
+        self._next_conn += 1
+        conn.conn_id = self._next_conn
+        self._conns[conn.conn_id] = conn
+        self._per_source[host] += 1
+        return True
+
+    def forget(self, conn: _StreamConnection) -> None:
+        if self._conns.pop(conn.conn_id, None) is not None:
+            host = conn.peer[0]
+            self._per_source[host] -= 1
+            if self._per_source[host] <= 0:
+                del self._per_source[host]
+
+
+def _deepen(transport: asyncio.DatagramTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):  # the kernel may cap it; best effort
+                sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
+
+
+class _UdpListener(asyncio.DatagramProtocol):
+    def __init__(self, edge: Edge, listener: Endpoint) -> None:
+        self.edge = edge
+        self.listener = listener
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            self.edge.from_client(data, Flow("udp", _ip(addr[0]), addr[1]), self.listener)
+        except Exception:  # a bug must not stop the listener: count it, keep serving
+            self.edge.counters["internal-error"] += 1
+            log.exception("error handling a datagram from %s", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.edge.counters["udp-error"] += 1
+
+
+class _BackendSocket(asyncio.DatagramProtocol):
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            self.edge.from_backend(data, Flow("udp", _ip(addr[0]), addr[1]))
+        except Exception:
+            self.edge.counters["internal-error"] += 1
+            log.exception("error handling a datagram from the backend %s", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.edge.counters["backend-udp-error"] += 1
+
+
+class _StreamConnection(asyncio.Protocol):
+    """One TCP or TLS client connection, framed by StreamFramer."""
+
+    def __init__(self, edge: Edge, listener: Endpoint) -> None:
+        self.edge = edge
+        self.listener = listener
+        self.framer = StreamFramer(edge.config.max_message_size)
+        self.transport: asyncio.Transport | None = None
+        self.conn_id = 0
+        self.peer: tuple[str, int] = ("", 0)
+        self.last_activity = edge.clock()
+        self.partial_since: float | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio subclasses
+        peer = transport.get_extra_info("peername")
+        self.peer = (_ip(peer[0]), peer[1])
+        if not self.edge.admit(self):
+            self.closed = True
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        edge = self.edge
+        now = edge.clock()
+        self.last_activity = now
+        try:
+            frames = self.framer.feed(data)
+        except SipError as exc:
+            edge.counters[f"stream-closed:{exc.reason}"] += 1
+            self.close(exc.reason)
+            return
+        source = Flow(self.listener.transport, self.peer[0], self.peer[1], self.conn_id)
+        for frame in frames:
+            if frame == PING:
+                self.write(b"\r\n")  # RFC 5626 pong
+                continue
+            try:
+                edge.from_client(frame, source, self.listener)
+            except Exception:
+                edge.counters["internal-error"] += 1
+                log.exception("error handling a message from %s", source)
+        if self.framer.error is not None:
+            edge.counters[f"stream-closed:{self.framer.error.reason}"] += 1
+            self.close(self.framer.error.reason)
+            return
+        self.partial_since = (self.partial_since or now) if self.framer.buffered else None
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.edge.counters[f"closed:{reason}"] += 1
+            if self.transport is not None:
+                self.transport.abort()
+        self.edge.forget(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.edge.forget(self)

@@ -1,0 +1,159 @@
+"""The edge end to end on loopback: real sockets, the built-in registrar
+behind it (Kamailio, sipp and baresip come in test_real_peers.py)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from sipwarden.sip import parse
+
+from .harness import UdpPhone, authorization, register_request, running_edge
+
+
+def register_over_udp(run, phone: UdpPhone, user: str = "100", *, host: str = "127.0.0.1"):
+    edge_port = run.ports["udp"]
+    phone.send(register_request(user, port=phone.port, cseq=1), edge_port, host)
+    challenge = parse(phone.recv())
+    assert challenge.status == 401
+    nonce = challenge.www_authenticate[0].nonce
+    phone.send(
+        register_request(user, port=phone.port, cseq=2, auth=authorization(user, nonce)),
+        edge_port,
+        host,
+    )
+    return parse(phone.recv())
+
+
+def test_register_with_digest_auth_over_udp(tmp_path):
+    with running_edge(tmp_path) as run:
+        phone = UdpPhone()
+        ok = register_over_udp(run, phone)
+        assert ok.status == 200
+        # the backend's identity never reaches the client
+        assert "server" not in ok and b"sipwarden-registrar" not in ok.to_bytes()
+        # only the phone's own Via comes back, with received/rport filled in
+        assert (
+            len(ok.vias) == 1 and ok.via.rport == str(phone.port) and ok.via.received == "127.0.0.1"
+        )
+        # the registrar stored the binding with our Path in front of it
+        (binding,) = run.registrar.lookup("100")
+        assert len(binding.path) == 1 and ";lr" in binding.path[0]
+        assert run.edge.counters["to-backend"] == 2 and run.edge.counters["to-client"] == 2
+        phone.close()
+
+
+def test_register_over_ipv6(tmp_path):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+    with running_edge(tmp_path, host="::1") as run:
+        phone = UdpPhone("::1")
+        assert register_over_udp(run, phone, host="::1").status == 200
+        phone.close()
+
+
+def tcp_exchange(port: int, data: bytes, *, expect: int = 1, timeout: float = 3) -> list[bytes]:
+    from sipwarden.sip import StreamFramer
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        framer, frames = StreamFramer(), []
+        deadline = time.monotonic() + timeout
+        while len(frames) < expect and time.monotonic() < deadline:
+            chunk = sock.recv(65535)
+            if not chunk:
+                break
+            frames += framer.feed(chunk)
+        return frames
+
+
+def test_tcp_client_bridged_to_udp_backend(tmp_path):
+    with running_edge(tmp_path) as run:
+        with socket.create_connection(("127.0.0.1", run.ports["tcp"]), timeout=3) as sock:
+            from sipwarden.sip import StreamFramer
+
+            framer = StreamFramer()
+            port = sock.getsockname()[1]
+
+            def roundtrip(data: bytes) -> bytes:
+                sock.sendall(data)
+                while True:
+                    frames = framer.feed(sock.recv(65535))
+                    if frames:
+                        return frames[0]
+
+            challenge = parse(roundtrip(register_request("200", port=port, transport="TCP")))
+            assert challenge.status == 401
+            nonce = challenge.www_authenticate[0].nonce
+            ok = parse(
+                roundtrip(
+                    register_request(
+                        "200", port=port, transport="TCP", cseq=2, auth=authorization("200", nonce)
+                    )
+                )
+            )
+            assert ok.status == 200 and ok.via.transport == "TCP"
+        (binding,) = run.registrar.lookup("200")
+        assert binding.source.transport == "udp"  # the backend saw the edge's UDP socket
+
+
+def test_garbage_and_slow_tcp_peers_are_cut_off_while_a_client_works(tmp_path):
+    with running_edge(tmp_path, message_timeout=1.5, max_message_size=2048) as run:
+        port = run.ports["tcp"]
+        garbage = socket.create_connection(("127.0.0.1", port), timeout=3)
+        garbage.sendall(b"\x00\x01\x02 not sip at all\r\n\r\n")
+        slow = socket.create_connection(("127.0.0.1", port), timeout=3)
+        slow.sendall(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h")  # and never finishes
+        big = socket.create_connection(("127.0.0.1", port), timeout=3)
+        big.sendall(b"OPTIONS sip:x SIP/2.0\r\n" + b"X-Junk: " + b"a" * 4000 + b"\r\n")
+        # a legitimate client on the same listener keeps working meanwhile
+        frames = tcp_exchange(port, register_request("100", port=5060, transport="TCP"))
+        assert parse(frames[0]).status == 401
+        deadline = time.monotonic() + 5
+        closed = set()
+        while time.monotonic() < deadline and len(closed) < 3:
+            for name, sock in (("garbage", garbage), ("slow", slow), ("big", big)):
+                sock.settimeout(0.2)
+                try:
+                    if sock.recv(100) == b"":
+                        closed.add(name)
+                except (TimeoutError, ConnectionResetError):
+                    if name != "slow":  # an abort with unread data is a reset
+                        closed.add(name)
+                except OSError:
+                    closed.add(name)
+        assert closed == {"garbage", "slow", "big"}
+        counters = run.edge.counters
+        assert counters["closed:slow-message"] == 1
+        assert counters["stream-closed:message-too-large"] == 1
+        assert counters["stream-closed:missing-content-length"] == 1  # the garbage, never answered
+        for sock in (garbage, slow, big):
+            sock.close()
+
+
+def test_connection_caps(tmp_path):
+    with running_edge(tmp_path, max_connections_per_source=2) as run:
+        socks = [
+            socket.create_connection(("127.0.0.1", run.ports["tcp"]), timeout=3) for _ in range(3)
+        ]
+        time.sleep(0.3)
+        assert run.edge.counters["refused:max-connections-per-source"] == 1
+        for s in socks:
+            s.close()
+
+
+def test_max_forwards_zero_gets_483_and_malformed_gets_silence(tmp_path):
+    with running_edge(tmp_path) as run:
+        phone = UdpPhone()
+        req = register_request("100", port=phone.port).replace(
+            b"Max-Forwards: 70", b"Max-Forwards: 0"
+        )
+        phone.send(req, run.ports["udp"])
+        assert parse(phone.recv()).status == 483
+        phone.send(b"INVITE sip:x SIP/2.0\r\nGarbage\r\n\r\n", run.ports["udp"])
+        phone.send(b"", run.ports["udp"])
+        assert phone.recv(timeout=0.5) is None
+        assert run.edge.counters["malformed:bad-header"] == 1
+        phone.close()

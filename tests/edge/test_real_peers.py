@@ -1,0 +1,78 @@
+"""Real SIP tools through the edge: sipp registering with digest auth.
+
+Kamailio as the backend and baresip as a second UA come next (issue 3 is
+not finished); these run against the built-in registrar.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ..conftest import need
+from .harness import USERS, running_edge
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sipp(
+    target: str, scenario: str, *args: str, cwd: Path, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "sipp",
+            target,
+            "-sf",
+            str(SCENARIOS / scenario),
+            "-m",
+            "1",
+            "-nostdin",
+            "-i",
+            "127.0.0.1",
+            "-timeout",
+            "15",
+            "-timeout_error",
+            "-trace_err",
+            *args,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_sipp_registers_with_digest_auth_through_the_edge(tmp_path, transport):
+    need(shutil.which("sipp") is not None, "sipp is not installed (apt-get install sip-tester)")
+    with running_edge(tmp_path) as run:
+        port = free_port(socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM)
+        result = sipp(
+            f"127.0.0.1:{run.ports[transport]}",
+            "register_auth.xml",
+            "-s",
+            "100",
+            "-au",
+            "100",
+            "-ap",
+            USERS["100"],
+            "-p",
+            str(port),
+            "-t",
+            "u1" if transport == "udp" else "t1",
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        (binding,) = run.registrar.lookup("100")
+        assert binding.contact.lower().endswith(f":{port};transport={transport}")
+        assert binding.path and run.edge.counters["to-client"] == 2
