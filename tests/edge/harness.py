@@ -28,7 +28,7 @@ USERS = {"100": "secret100", "200": "secret200"}
 @dataclass
 class Running:
     edge: Edge
-    registrar: Registrar
+    registrar: Registrar | None  # the built-in one, when no other backend was given
     registrar_port: int
     loop: asyncio.AbstractEventLoop
     ports: dict[str, int] = field(default_factory=dict)
@@ -48,22 +48,28 @@ def running_edge(
     *,
     listen: tuple[str, ...] = ("udp", "tcp"),
     host: str = "127.0.0.1",
+    backend_port: int | None = None,
     **edge_options,
 ) -> Iterator[Running]:
+    """An edge on ephemeral ports in front of ``backend_port`` (UDP), or of a
+    built-in registrar when none is given."""
     loop = uvloop.new_event_loop()
     started = threading.Event()
     state: dict = {}
 
     async def main() -> None:
-        registrar = Registrar(REALM, USERS)
-        server = RegistrarServer(registrar, host, 0)
-        await server.start()
+        registrar, server = None, None
+        if backend_port is None:
+            registrar = Registrar(REALM, USERS)
+            server = RegistrarServer(registrar, host, 0)
+            await server.start()
+        port = backend_port if server is None else server.port
         bracket = f"[{host}]" if ":" in host else host
         cfg = config_from_dict(
             {
                 "edge": {
                     "listen": [f"{t}:{bracket}:0" for t in listen],
-                    "backend": f"udp:{bracket}:{server.port}",
+                    "backend": f"udp:{bracket}:{port}",
                     "flow_key_file": str(tmp_path / "flow.key"),
                     **edge_options,
                 }
@@ -72,17 +78,27 @@ def running_edge(
         edge = Edge(cfg.edge, b"k" * 32)
         await edge.start()
         state["running"] = Running(
-            edge, registrar, server.port, loop, {ep.transport: ep.port for ep in edge.bound}
+            edge, registrar, port, loop, {ep.transport: ep.port for ep in edge.bound}
         )
         state["stop"] = asyncio.Event()
         started.set()
         await state["stop"].wait()
         await edge.stop()
-        server.close()
+        if server is not None:
+            server.close()
 
-    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
+    def run() -> None:
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:  # report a failed start to the test at once
+            state["error"] = exc
+            started.set()
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     assert started.wait(10), "the edge did not start"
+    if "error" in state:
+        raise state["error"]
     try:
         yield state["running"]
     finally:
@@ -94,10 +110,28 @@ def running_edge(
 # --------------------------------------------------------------- a tiny UA
 
 
-def digest(user: str, password: str, method: str, uri: str, nonce: str) -> str:
-    ha1 = hashlib.md5(f"{user}:{REALM}:{password}".encode()).hexdigest()
-    ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
-    return hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def authorization(
+    user: str, challenge, *, method: str = "REGISTER", uri: str = f"sip:{REALM}"
+) -> str:
+    """An Authorization value answering a WWW-Authenticate (an Auth, or a bare
+    nonce string for a qop-less challenge), as a phone computes it."""
+    nonce = challenge if isinstance(challenge, str) else challenge.nonce
+    qop = None if isinstance(challenge, str) else challenge.qop
+    realm = REALM if isinstance(challenge, str) else challenge.realm
+    ha1 = _md5(f"{user}:{realm}:{USERS[user]}")
+    ha2 = _md5(f"{method}:{uri}")
+    value = (
+        f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", algorithm=MD5'
+    )
+    if qop:
+        cnonce, nc = "0a4f113b", "00000001"
+        response = _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
+        return f'{value}, response="{response}", qop=auth, nc={nc}, cnonce="{cnonce}"'
+    return f'{value}, response="{_md5(f"{ha1}:{nonce}:{ha2}")}"'
 
 
 def register_request(
@@ -110,6 +144,7 @@ def register_request(
     contact_host: str = "192.168.1.50",
     ua: str = "Yealink SIP-T46S",
 ) -> bytes:
+    """A phone's REGISTER; its Contact is a private address (behind NAT)."""
     lines = [
         f"REGISTER sip:{REALM} SIP/2.0",
         f"Via: SIP/2.0/{transport} {contact_host}:{port};branch=z9hG4bK-reg{cseq}{user};rport",
@@ -125,11 +160,6 @@ def register_request(
         "Content-Length: 0",
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def authorization(user: str, challenge_nonce: str) -> str:
-    response = digest(user, USERS[user], "REGISTER", f"sip:{REALM}", challenge_nonce)
-    return f'Digest username="{user}", realm="{REALM}", nonce="{challenge_nonce}", uri="sip:{REALM}", response="{response}", algorithm=MD5'
 
 
 class UdpPhone:

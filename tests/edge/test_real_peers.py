@@ -13,8 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from sipwarden.sip import parse
+
 from ..conftest import need
-from .harness import USERS, running_edge
+from .harness import USERS, UdpPhone, authorization, register_request, running_edge
+from .kamailio import available as kamailio_available
+from .kamailio import kamailio
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -76,3 +80,40 @@ def test_sipp_registers_with_digest_auth_through_the_edge(tmp_path, transport):
         (binding,) = run.registrar.lookup("100")
         assert binding.contact.lower().endswith(f":{port};transport={transport}")
         assert binding.path and run.edge.counters["to-client"] == 2
+
+
+def test_register_through_the_edge_to_kamailio(tmp_path):
+    need(kamailio_available(), "kamailio is not installed (apt-get install kamailio)")
+    with kamailio(tmp_path) as pbx_port, running_edge(tmp_path, backend_port=pbx_port) as run:
+        phone = UdpPhone()
+        phone.send(register_request("100", port=phone.port), run.ports["udp"])
+        challenge = parse(phone.recv())
+        assert challenge.status == 401, challenge
+        nonce = challenge.www_authenticate[0]
+        phone.send(
+            register_request("100", port=phone.port, cseq=2, auth=authorization("100", nonce)),
+            run.ports["udp"],
+        )
+        ok = parse(phone.recv())
+        assert ok.status == 200
+        for answer in (challenge, ok):
+            raw = answer.to_bytes().lower()
+            assert b"kamailio" not in raw and str(pbx_port).encode() not in raw
+        phone.close()
+        if shutil.which("sipp"):
+            result = sipp(
+                f"127.0.0.1:{run.ports['udp']}",
+                "register_auth.xml",
+                "-s",
+                "200",
+                "-au",
+                "200",
+                "-ap",
+                USERS["200"],
+                "-p",
+                str(free_port()),
+                "-t",
+                "u1",
+                cwd=tmp_path,
+            )
+            assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

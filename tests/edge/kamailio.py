@@ -1,0 +1,183 @@
+"""A real Kamailio (Debian's package) as the PBX: a registrar with digest
+authentication (subscribers in db_text) and Path support, configured and
+started by the test on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .harness import REALM, USERS
+
+MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
+
+CONFIG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+disable_tcp=yes
+auto_aliases=no
+alias="{realm}"
+listen=udp:127.0.0.1:{port}
+mpath="{modules}"
+server_header="Server: kamailio-pbx-under-test"
+user_agent_header="User-Agent: kamailio-pbx-under-test"
+
+loadmodule "kex.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "path.so"
+loadmodule "db_text.so"
+loadmodule "auth.so"
+loadmodule "auth_db.so"
+
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "use_path", 1)
+modparam("registrar", "path_mode", 0)
+modparam("auth_db", "db_url", "text://{db}")
+modparam("auth_db", "calculate_ha1", yes)
+modparam("auth_db", "password_column", "password")
+modparam("auth_db", "load_credentials", "")
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (has_totag()) {{
+        if (loose_route()) {{
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK")) {{
+            if (t_check_trans()) t_relay();
+            exit;
+        }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) t_relay();
+        exit;
+    }}
+    if (is_method("REGISTER")) {{
+        if (!auth_check("$fd", "subscriber", "1")) {{
+            auth_challenge("$fd", "1");
+            exit;
+        }}
+        if (!save("location")) sl_reply_error();
+        exit;
+    }}
+    if (is_method("INVITE|SUBSCRIBE")) record_route();
+    if (!lookup("location")) {{
+        sl_send_reply("404", "Not Found");
+        exit;
+    }}
+    t_relay();
+}}
+"""
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def available() -> bool:
+    return shutil.which("kamailio") is not None and (MODULES / "auth_db.so").exists()
+
+
+@contextmanager
+def kamailio(tmp_path: Path) -> Iterator[int]:
+    """Start Kamailio on a free loopback UDP port; yield the port."""
+    db = tmp_path / "kamdb"
+    db.mkdir()
+    (db / "version").write_text(
+        "id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n0:location:9\n"
+    )
+    rows = "".join(
+        f"{i}:{user}:{REALM}:{password}:{_md5(f'{user}:{REALM}:{password}')}:"
+        f"{_md5(f'{user}@{REALM}:{REALM}:{password}')}\n"
+        for i, (user, password) in enumerate(USERS.items(), 1)
+    )
+    (db / "subscriber").write_text(
+        "id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) \n"
+        + rows
+    )
+    port = free_udp_port()
+    cfg = tmp_path / "kamailio.cfg"
+    cfg.write_text(CONFIG.format(realm=REALM, port=port, modules=MODULES, db=db))
+    log = (tmp_path / "kamailio.log").open("w")
+    proc = subprocess.Popen(
+        [
+            "kamailio",
+            "-f",
+            str(cfg),
+            "-DD",
+            "-E",
+            "-m",
+            "64",
+            "-M",
+            "8",
+            "-Y",
+            str(tmp_path),
+            "-w",
+            str(tmp_path),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"kamailio exited: {(tmp_path / 'kamailio.log').read_text()[-3000:]}"
+                )
+            if "listening on" in (tmp_path / "kamailio.log").read_text() or _answers(port):
+                break
+            time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _answers(port: int) -> bool:
+    probe = (
+        f"OPTIONS sip:{REALM} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKprobe\r\n"
+        f"From: <sip:probe@{REALM}>;tag=p\r\nTo: <sip:{REALM}>\r\nCall-ID: probe\r\nCSeq: 1 OPTIONS\r\n"
+        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.2)
+        probe = probe.replace(b"127.0.0.1:9", f"127.0.0.1:{s.getsockname()[1]}".encode())
+        s.sendto(probe, ("127.0.0.1", port))
+        try:
+            return bool(s.recv(4096))
+        except TimeoutError:
+            return False
