@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -182,3 +183,96 @@ class UdpPhone:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class Callee:
+    """A phone that registers through the edge, then answers calls: 180 and
+    200 (copying Record-Route), absorbs ACK, answers BYE with 200. It runs in
+    a thread and records the requests it saw."""
+
+    def __init__(self, user: str, edge_port: int, transport: str = "udp") -> None:
+        from sipwarden.sip import StreamFramer
+
+        self.user, self.transport = user, transport
+        self.seen: list[str] = []
+        self.error: BaseException | None = None
+        if transport == "udp":
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind(("127.0.0.1", 0))
+            self.sock.connect(("127.0.0.1", edge_port))
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", edge_port))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.framer = StreamFramer()
+        self.registered = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Callee:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.sock.close()
+
+    def _recv(self, timeout: float = 5.0):
+        from sipwarden.sip import parse
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            try:
+                data = self.sock.recv(65535)
+            except TimeoutError:
+                continue
+            if self.transport == "udp":
+                return parse(data)
+            frames = [f for f in self.framer.feed(data) if f != b"\r\n\r\n"]
+            if frames:
+                return parse(frames[0])
+        return None
+
+    def _run(self) -> None:
+        from sipwarden.sip import make_response
+
+        try:
+            t = self.transport.upper()
+            self.sock.send(register_request(self.user, port=self.port, transport=t))
+            challenge = self._recv()
+            assert challenge is not None and challenge.status == 401, challenge
+            auth = authorization(self.user, challenge.www_authenticate[0])
+            self.sock.send(
+                register_request(self.user, port=self.port, transport=t, cseq=2, auth=auth)
+            )
+            ok = self._recv()
+            assert ok is not None and ok.status == 200, ok
+            self.registered.set()
+            contact = f"<sip:{self.user}@127.0.0.1:{self.port};transport={self.transport}>"
+            while not self.stopping.is_set():
+                msg = self._recv(timeout=0.5)
+                if msg is None or not msg.is_request:
+                    continue
+                self.seen.append(msg.method or "")
+                rr = [("Record-Route", v) for v in msg.get_all("record-route")]
+                if msg.method == "INVITE":
+                    tag = f"callee{self.port}"
+                    self.sock.send(
+                        make_response(
+                            msg, 180, to_tag=tag, headers=[*rr, ("Contact", contact)]
+                        ).to_bytes()
+                    )
+                    sdp = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\n"
+                    answer = make_response(
+                        msg,
+                        200,
+                        to_tag=tag,
+                        headers=[*rr, ("Contact", contact), ("Content-Type", "application/sdp")],
+                        body=sdp,
+                    )
+                    self.sock.send(answer.to_bytes())
+                elif msg.method in ("BYE", "CANCEL", "OPTIONS"):
+                    self.sock.send(make_response(msg, 200).to_bytes())
+        except BaseException as exc:  # reported to the test
+            self.error = exc

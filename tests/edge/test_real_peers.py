@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from sipwarden.sip import parse
 
 from ..conftest import need
-from .harness import USERS, UdpPhone, authorization, register_request, running_edge
+from .harness import USERS, Callee, UdpPhone, authorization, register_request, running_edge
 from .kamailio import available as kamailio_available
 from .kamailio import kamailio
 
@@ -117,3 +118,68 @@ def test_register_through_the_edge_to_kamailio(tmp_path):
                 cwd=tmp_path,
             )
             assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def start_sipp(target: str, scenario: str, *args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            "sipp",
+            target,
+            "-sf",
+            str(SCENARIOS / scenario),
+            "-m",
+            "1",
+            "-nostdin",
+            "-i",
+            "127.0.0.1",
+            "-timeout",
+            "20",
+            "-timeout_error",
+            "-trace_err",
+            *args,
+        ],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("callee_transport", ["udp", "tcp"])
+def test_call_between_two_phones_through_edge_and_kamailio(tmp_path, callee_transport):
+    """The callee registers (over UDP, or TCP: then Kamailio's INVITE reaches it
+    through the edge on its TCP connection); sipp calls it, both through the
+    edge; 180, 200, ACK and BYE all cross edge -> Kamailio -> edge."""
+    need(kamailio_available(), "kamailio is not installed (apt-get install kamailio)")
+    need(shutil.which("sipp") is not None, "sipp is not installed (apt-get install sip-tester)")
+    with kamailio(tmp_path) as pbx_port, running_edge(tmp_path, backend_port=pbx_port) as run:
+        callee = Callee("200", run.ports[callee_transport], callee_transport).start()
+        try:
+            assert callee.registered.wait(10), callee.error
+            caller = sipp(
+                f"127.0.0.1:{run.ports['udp']}",
+                "caller.xml",
+                "-s",
+                "200",
+                "-p",
+                str(free_port()),
+                "-t",
+                "u1",
+                cwd=tmp_path,
+            )
+            assert caller.returncode == 0, caller.stdout[-3000:] + caller.stderr[-2000:]
+            assert wait_for(lambda: "BYE" in callee.seen), callee.seen
+        finally:
+            callee.stop()
+        assert callee.error is None, callee.error
+        assert callee.seen[:3] == ["INVITE", "ACK", "BYE"], callee.seen
+        assert not any(k.startswith("drop:") for k in run.edge.counters), dict(run.edge.counters)

@@ -205,3 +205,15 @@ def test_flow_tokens_roundtrip_and_reject_tampering():
     assert FlowTokens(b"t" * 32).decode(token) is None
     for junk in (None, "", "sw", "sw!!", "x" * 200, "swzzzz"):
         assert tokens.decode(junk) is None
+
+
+def test_in_dialog_routes_through_the_pbx_are_kept(proxy):
+    # the PBX record-routed too: after our entries comes the PBX's, then ours again
+    ack = request(
+        "ACK",
+        to_tag=";tag=t1",
+        extra="Route: <sip:127.0.0.1:5062;lr>, <sip:127.0.0.1:5080;lr>, <sip:192.0.2.99;lr>",
+    )
+    flow, out = sent(proxy.from_client(ack, PHONE, PUBLIC))
+    assert flow == BACKEND
+    assert [r.uri.host for r in out.routes] == ["127.0.0.1", "192.0.2.99"]

@@ -102,6 +102,16 @@ class StatelessProxy:
             return True
         return (uri.host_bare or "", uri.port or 5060) in self._ours
 
+    def _is_backend(self, addr: Address) -> bool:
+        """A Route entry naming the PBX itself (its own Record-Route)."""
+        uri, backend = addr.uri, self.settings.backend
+        return (
+            uri is not None
+            and uri.is_sip
+            and (uri.host_bare or "") == backend.host
+            and (uri.port or 5060) == backend.port
+        )
+
     def _pop_our_routes(self, msg: Message) -> Flow | None:
         """Remove the leading Route entries that point at us; the flow of the
         first signed one, if any."""
@@ -181,7 +191,8 @@ class StatelessProxy:
             return [Send(self._reply_flow(msg, source), answer.to_bytes())]
         msg.set_max_forwards(forwards)
         self._pop_our_routes(msg)
-        if msg.routes:
+        routes = msg.routes
+        if routes and not self._is_backend(routes[0]):
             # a Route to somewhere else: the PBX would relay it there
             return self._drop("foreign-route")
 
