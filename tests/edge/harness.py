@@ -190,10 +190,14 @@ class Callee:
     200 (copying Record-Route), absorbs ACK, answers BYE with 200. It runs in
     a thread and records the requests it saw."""
 
-    def __init__(self, user: str, edge_port: int, transport: str = "udp") -> None:
+    def __init__(
+        self, user: str, edge_port: int, transport: str = "udp", mode: str = "answer"
+    ) -> None:
+        """``mode``: "answer" the call, only "ring" (then take the CANCEL), or
+        answer and "hangup" (send the BYE itself) after the ACK."""
         from sipwarden.sip import StreamFramer
 
-        self.user, self.transport = user, transport
+        self.user, self.transport, self.mode = user, transport, mode
         self.seen: list[str] = []
         self.error: BaseException | None = None
         if transport == "udp":
@@ -205,6 +209,7 @@ class Callee:
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.framer = StreamFramer()
+        self.sent: list[str] = []
         self.registered = threading.Event()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -256,23 +261,52 @@ class Callee:
                     continue
                 self.seen.append(msg.method or "")
                 rr = [("Record-Route", v) for v in msg.get_all("record-route")]
+                tag = f"callee{self.port}"
                 if msg.method == "INVITE":
-                    tag = f"callee{self.port}"
+                    invite = msg
                     self.sock.send(
                         make_response(
                             msg, 180, to_tag=tag, headers=[*rr, ("Contact", contact)]
                         ).to_bytes()
                     )
+                    if self.mode == "ring":
+                        continue
                     sdp = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\n"
-                    answer = make_response(
-                        msg,
-                        200,
-                        to_tag=tag,
-                        headers=[*rr, ("Contact", contact), ("Content-Type", "application/sdp")],
-                        body=sdp,
+                    headers = [*rr, ("Contact", contact), ("Content-Type", "application/sdp")]
+                    self.sock.send(
+                        make_response(msg, 200, to_tag=tag, headers=headers, body=sdp).to_bytes()
                     )
-                    self.sock.send(answer.to_bytes())
-                elif msg.method in ("BYE", "CANCEL", "OPTIONS"):
+                elif msg.method == "ACK" and self.mode == "hangup" and "BYE" not in self.sent:
+                    time.sleep(0.2)
+                    self.sock.send(self._bye(invite, tag))
+                elif msg.method == "CANCEL":
+                    self.sock.send(make_response(msg, 200, to_tag=tag).to_bytes())
+                    self.sock.send(make_response(invite, 487, to_tag=tag).to_bytes())
+                elif msg.method in ("BYE", "OPTIONS"):
                     self.sock.send(make_response(msg, 200).to_bytes())
         except BaseException as exc:  # reported to the test
             self.error = exc
+
+    def _bye(self, invite, tag: str) -> bytes:
+        """The callee's BYE: to the caller's Contact, along the recorded route."""
+        from sipwarden.sip import make_request
+
+        self.sent.append("BYE")
+        routes = [("Route", v) for v in invite.get_all("record-route")]
+        caller = invite.contacts[0].uri.raw
+        return make_request(
+            "BYE",
+            caller,
+            [
+                (
+                    "Via",
+                    f"SIP/2.0/{self.transport.upper()} 127.0.0.1:{self.port};branch=z9hG4bK-bye{self.port};rport",
+                ),
+                ("Max-Forwards", "70"),
+                ("From", f"{invite.get('to')};tag={tag}"),
+                ("To", invite.get("from") or ""),
+                ("Call-ID", invite.call_id or ""),
+                ("CSeq", "1 BYE"),
+                *routes,
+            ],
+        ).to_bytes()

@@ -129,31 +129,6 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
     return False
 
 
-def start_sipp(target: str, scenario: str, *args: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            "sipp",
-            target,
-            "-sf",
-            str(SCENARIOS / scenario),
-            "-m",
-            "1",
-            "-nostdin",
-            "-i",
-            "127.0.0.1",
-            "-timeout",
-            "20",
-            "-timeout_error",
-            "-trace_err",
-            *args,
-        ],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 @pytest.mark.parametrize("callee_transport", ["udp", "tcp"])
 def test_call_between_two_phones_through_edge_and_kamailio(tmp_path, callee_transport):
     """The callee registers (over UDP, or TCP: then Kamailio's INVITE reaches it
@@ -182,4 +157,37 @@ def test_call_between_two_phones_through_edge_and_kamailio(tmp_path, callee_tran
             callee.stop()
         assert callee.error is None, callee.error
         assert callee.seen[:3] == ["INVITE", "ACK", "BYE"], callee.seen
+        assert not any(k.startswith("drop:") for k in run.edge.counters), dict(run.edge.counters)
+
+
+@pytest.mark.parametrize(
+    "mode,scenario,expected",
+    [
+        ("hangup", "caller_hung_up.xml", ["INVITE", "ACK"]),  # the callee sends the BYE
+        ("ring", "caller_cancels.xml", ["INVITE", "CANCEL", "ACK"]),  # CANCEL before answer
+    ],
+)
+def test_bye_from_the_callee_and_cancel_before_answer(tmp_path, mode, scenario, expected):
+    need(kamailio_available(), "kamailio is not installed (apt-get install kamailio)")
+    need(shutil.which("sipp") is not None, "sipp is not installed (apt-get install sip-tester)")
+    with kamailio(tmp_path) as pbx_port, running_edge(tmp_path, backend_port=pbx_port) as run:
+        callee = Callee("200", run.ports["udp"], "udp", mode=mode).start()
+        try:
+            assert callee.registered.wait(10), callee.error
+            caller = sipp(
+                f"127.0.0.1:{run.ports['udp']}",
+                scenario,
+                "-s",
+                "200",
+                "-p",
+                str(free_port()),
+                "-t",
+                "u1",
+                cwd=tmp_path,
+            )
+            assert caller.returncode == 0, caller.stdout[-3000:] + caller.stderr[-2000:]
+            assert wait_for(lambda: callee.seen[: len(expected)] == expected), callee.seen
+        finally:
+            callee.stop()
+        assert callee.error is None, callee.error
         assert not any(k.startswith("drop:") for k in run.edge.counters), dict(run.edge.counters)
