@@ -157,3 +157,73 @@ def test_max_forwards_zero_gets_483_and_malformed_gets_silence(tmp_path):
         assert phone.recv(timeout=0.5) is None
         assert run.edge.counters["malformed:bad-header"] == 1
         phone.close()
+
+
+def make_certificate(tmp_path):
+    import shutil
+    import subprocess
+
+    from ..conftest import need
+
+    need(shutil.which("openssl") is not None, "openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+def test_register_over_tls_and_handshake_timeout(tmp_path):
+    import ssl
+
+    from sipwarden.sip import StreamFramer
+
+    cert, key = make_certificate(tmp_path)
+    options = {"tls_certificate": str(cert), "tls_key": str(key), "tls_handshake_timeout": 1.0}
+    with running_edge(tmp_path, listen=("udp", "tls"), **options) as run:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.check_hostname = False
+        with (
+            socket.create_connection(("127.0.0.1", run.ports["tls"]), timeout=5) as raw,
+            ctx.wrap_socket(raw) as sock,
+        ):
+            framer, port = StreamFramer(), sock.getsockname()[1]
+
+            def roundtrip(data: bytes):
+                sock.sendall(data)
+                while True:
+                    frames = framer.feed(sock.recv(65535))
+                    if frames:
+                        return parse(frames[0])
+
+            challenge = roundtrip(register_request("100", port=port, transport="TLS"))
+            assert challenge.status == 401
+            auth = authorization("100", challenge.www_authenticate[0])
+            ok = roundtrip(register_request("100", port=port, transport="TLS", cseq=2, auth=auth))
+            assert ok.status == 200 and ok.via.transport == "TLS"
+        # a peer that opens a connection and never speaks TLS is cut off
+        with socket.create_connection(("127.0.0.1", run.ports["tls"]), timeout=5) as idle:
+            idle.settimeout(4)
+            try:
+                closed = idle.recv(100) == b""
+            except ConnectionResetError:
+                closed = True
+            assert closed
