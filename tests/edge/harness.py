@@ -50,6 +50,7 @@ def running_edge(
     listen: tuple[str, ...] = ("udp", "tcp"),
     host: str = "127.0.0.1",
     backend_port: int | None = None,
+    backend_host: str | None = None,
     **edge_options,
 ) -> Iterator[Running]:
     """An edge on ephemeral ports in front of ``backend_port`` (UDP), or of a
@@ -66,11 +67,13 @@ def running_edge(
             await server.start()
         port = backend_port if server is None else server.port
         bracket = f"[{host}]" if ":" in host else host
+        pbx = backend_host or host
+        pbx = f"[{pbx}]" if ":" in pbx else pbx
         cfg = config_from_dict(
             {
                 "edge": {
                     "listen": [f"{t}:{bracket}:0" for t in listen],
-                    "backend": f"udp:{bracket}:{port}",
+                    "backend": f"udp:{pbx}:{port}",
                     "flow_key_file": str(tmp_path / "flow.key"),
                     **edge_options,
                 }
@@ -191,13 +194,19 @@ class Callee:
     a thread and records the requests it saw."""
 
     def __init__(
-        self, user: str, edge_port: int, transport: str = "udp", mode: str = "answer"
+        self,
+        user: str,
+        edge_port: int,
+        transport: str = "udp",
+        mode: str = "answer",
+        *,
+        nat: bool = False,
     ) -> None:
         """``mode``: "answer" the call, only "ring" (then take the CANCEL), or
         answer and "hangup" (send the BYE itself) after the ACK."""
         from sipwarden.sip import StreamFramer
 
-        self.user, self.transport, self.mode = user, transport, mode
+        self.user, self.transport, self.mode, self.nat = user, transport, mode, nat
         self.seen: list[str] = []
         self.error: BaseException | None = None
         if transport == "udp":
@@ -244,13 +253,13 @@ class Callee:
 
         try:
             t = self.transport.upper()
-            self.sock.send(register_request(self.user, port=self.port, transport=t))
+            # behind NAT, the phone believes it is 192.168.1.50:5060
+            said = 5060 if self.nat else self.port
+            self.sock.send(register_request(self.user, port=said, transport=t))
             challenge = self._recv()
             assert challenge is not None and challenge.status == 401, challenge
             auth = authorization(self.user, challenge.www_authenticate[0])
-            self.sock.send(
-                register_request(self.user, port=self.port, transport=t, cseq=2, auth=auth)
-            )
+            self.sock.send(register_request(self.user, port=said, transport=t, cseq=2, auth=auth))
             ok = self._recv()
             assert ok is not None and ok.status == 200, ok
             self.registered.set()

@@ -129,15 +129,20 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
     return False
 
 
-@pytest.mark.parametrize("callee_transport", ["udp", "tcp"])
+@pytest.mark.parametrize("callee_transport", ["udp", "udp-nat", "tcp"])
 def test_call_between_two_phones_through_edge_and_kamailio(tmp_path, callee_transport):
-    """The callee registers (over UDP, or TCP: then Kamailio's INVITE reaches it
-    through the edge on its TCP connection); sipp calls it, both through the
+    """The callee registers (over UDP; over UDP from behind NAT, its Contact a
+    private address on another port; or over TCP, where Kamailio's INVITE
+    must reach it on its own connection); sipp calls it, both through the
     edge; 180, 200, ACK and BYE all cross edge -> Kamailio -> edge."""
     need(kamailio_available(), "kamailio is not installed (apt-get install kamailio)")
     need(shutil.which("sipp") is not None, "sipp is not installed (apt-get install sip-tester)")
     with kamailio(tmp_path) as pbx_port, running_edge(tmp_path, backend_port=pbx_port) as run:
-        callee = Callee("200", run.ports[callee_transport], callee_transport).start()
+        transport = callee_transport.removesuffix("-nat")
+        # -nat: Via and Contact name a private address and another port than the real one
+        callee = Callee(
+            "200", run.ports[transport], transport, nat=callee_transport.endswith("-nat")
+        ).start()
         try:
             assert callee.registered.wait(10), callee.error
             caller = sipp(
@@ -191,3 +196,37 @@ def test_bye_from_the_callee_and_cancel_before_answer(tmp_path, mode, scenario, 
             callee.stop()
         assert callee.error is None, callee.error
         assert not any(k.startswith("drop:") for k in run.edge.counters), dict(run.edge.counters)
+
+
+def test_ipv6_phone_registers_with_an_ipv4_kamailio(tmp_path):
+    need(kamailio_available(), "kamailio is not installed (apt-get install kamailio)")
+    need(socket.has_ipv6, "no IPv6 on this host")
+    with (
+        kamailio(tmp_path) as pbx_port,
+        running_edge(
+            tmp_path,
+            host="::1",
+            backend_port=pbx_port,
+            backend_host="127.0.0.1",
+            listen=("udp", "tcp"),
+        ) as run,
+    ):
+        phone = UdpPhone("::1")
+        phone.send(
+            register_request("100", port=phone.port, contact_host="[2001:db8::50]"),
+            run.ports["udp"],
+            "::1",
+        )
+        challenge = parse(phone.recv())
+        assert challenge.status == 401
+        auth = authorization("100", challenge.www_authenticate[0])
+        phone.send(
+            register_request(
+                "100", port=phone.port, cseq=2, auth=auth, contact_host="[2001:db8::50]"
+            ),
+            run.ports["udp"],
+            "::1",
+        )
+        ok = parse(phone.recv())
+        assert ok.status == 200 and ok.via.received == "::1"
+        phone.close()
