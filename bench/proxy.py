@@ -1,0 +1,253 @@
+"""CPU per message of the edge, against Kamailio as a stateless forwarder.
+
+sipp (UAC) -> edge -> sipp (UAS), OPTIONS + 200, UDP, loopback. For each
+edge and each fixed rate step, the edge process's CPU time (utime + stime
+from /proc/PID/stat) over the step is divided by the messages it carried
+(two per transaction); sipp's own CPU is reported beside it, because the two
+sipp processes share the machine's two cores with the edge. The Kamailio run
+uses Debian's package with the TLSF allocator (-x tlsf) and a stateless
+forward(), the cheapest configuration it has.
+
+Run: .venv/bin/python bench/proxy.py [--rates 1000,2000,4000] [--seconds 5]
+Needs sipp (sip-tester) and kamailio on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def children(pid: int) -> list[int]:
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids = (task / "children").read_text().split()
+        for kid in kids:
+            out += children(int(kid))
+    return out
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Wait until something answers an OPTIONS on udp port."""
+    probe = (
+        "OPTIONS sip:pbx@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKwait{n}\r\n"
+        "Max-Forwards: 70\r\nTo: <sip:pbx@127.0.0.1>\r\nFrom: <sip:w@127.0.0.1>;tag=w\r\n"
+        "Call-ID: wait{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    deadline = time.monotonic() + timeout
+    n = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.3)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError("the edge under test exited")
+            n += 1
+            s.sendto(probe.format(p=s.getsockname()[1], n=n).encode(), ("127.0.0.1", port))
+            try:
+                s.recv(4096)
+                return
+            except TimeoutError:
+                continue
+    raise RuntimeError(f"nothing answers on udp port {port}")
+
+
+KAMAILIO_CFG = """#!KAMAILIO
+debug=1
+log_stderror=yes
+children={children}
+disable_tcp=yes
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "sl.so"
+loadmodule "maxfwd.so"
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    forward("127.0.0.1", {uas});
+}}
+"""
+
+
+def start_edge(
+    kind: str, port: int, uas: int, workdir: Path, workers: int
+) -> subprocess.Popen[bytes]:
+    if kind == "kamailio":
+        cfg = workdir / "kamailio.cfg"
+        cfg.write_text(KAMAILIO_CFG.format(children=workers, port=port, uas=uas))
+        cmd = [
+            "kamailio",
+            "-f",
+            str(cfg),
+            "-DD",
+            "-E",
+            "-x",
+            "tlsf",
+            "-m",
+            "64",
+            "-Y",
+            str(workdir),
+            "-w",
+            str(workdir),
+        ]
+    else:
+        cfg = workdir / "sipwarden.toml"
+        cfg.write_text(
+            f'[edge]\nlisten = ["udp:127.0.0.1:{port}"]\nbackend = "udp:127.0.0.1:{uas}"\n'
+            f'flow_key_file = "{workdir / "flow.key"}"\n'
+        )
+        cmd = [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
+
+
+def run_step(
+    edge_pids: list[int], uas_pid: int, port: int, rate: int, seconds: float, workdir: Path
+) -> dict[str, float]:
+    calls = int(rate * seconds)
+    uac_port = free_port()
+    cmd = [
+        "sipp",
+        f"127.0.0.1:{port}",
+        "-sf",
+        str(HERE / "scenarios" / "options_uac.xml"),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(uac_port),
+        "-r",
+        str(rate),
+        "-m",
+        str(calls),
+        "-nostdin",
+        "-timeout",
+        str(int(seconds * 3 + 10)),
+        "-recv_timeout",
+        "2000",
+        "-buff_size",
+        "8388608",
+    ]
+    before_edge, before_uas = cpu_seconds(edge_pids), cpu_seconds([uas_pid])
+    start = time.monotonic()
+    uac = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir
+    )
+    out, _ = uac.communicate(timeout=seconds * 4 + 30)
+    elapsed = time.monotonic() - start
+    edge_cpu = cpu_seconds(edge_pids) - before_edge
+    uas_cpu = cpu_seconds([uas_pid]) - before_uas
+    ok = _stat(out, "Successful call")
+    failed = _stat(out, "Failed call")
+    messages = 2 * ok if ok else 2 * calls
+    return {
+        "rate": rate,
+        "ok": ok,
+        "failed": failed,
+        "edge_us": edge_cpu / max(1, messages) * 1e6,
+        "edge_core": edge_cpu / elapsed,
+        "uas_core": uas_cpu / elapsed,
+        "achieved": ok / elapsed,
+    }
+
+
+def _stat(out: str, name: str) -> int:
+    m = re.search(rf"{name}\s*\|\s*\d+\s*\|\s*(\d+)", out)
+    return int(m.group(1)) if m else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", default="1000,2000,4000", help="transactions per second, per step")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    args = ap.parse_args()
+    for tool in ("sipp", "kamailio"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed")
+    rates = [int(r) for r in args.rates.split(",")]
+    print(f"OPTIONS + 200 over UDP on loopback; {args.seconds:.0f} s per step; CPU from /proc")
+    print(
+        f"{'edge':24}{'rate tx/s':>10}{'ok':>9}{'failed':>8}{'edge µs/msg':>13}{'edge core':>11}{'sipp UAS core':>15}"
+    )
+    results: dict[str, list[dict[str, float]]] = {}
+    for kind, workers in (("sipwarden", 1), ("kamailio", 1), ("kamailio", 2)):
+        label = f"{kind} ({workers} worker{'s' if workers > 1 else ''})"
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            uas_port, edge_port = free_port(), free_port()
+            uas = subprocess.Popen(
+                [
+                    "sipp",
+                    "-sf",
+                    str(HERE / "scenarios" / "options_uas.xml"),
+                    "-i",
+                    "127.0.0.1",
+                    "-p",
+                    str(uas_port),
+                    "-nostdin",
+                    "-buff_size",
+                    "8388608",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=workdir,
+            )
+            edge = start_edge(kind, edge_port, uas_port, workdir, workers)
+            try:
+                wait_port(edge_port, edge)
+                pids = children(edge.pid)
+                for rate in rates:
+                    r = run_step(pids, uas.pid, edge_port, rate, args.seconds, workdir)
+                    results.setdefault(label, []).append(r)
+                    print(
+                        f"{label:24}{rate:>10}{r['ok']:>9.0f}{r['failed']:>8.0f}{r['edge_us']:>13.1f}"
+                        f"{r['edge_core']:>11.2f}{r['uas_core']:>15.2f}",
+                        flush=True,
+                    )
+            finally:
+                for proc in (edge, uas):
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+    ours = results.get("sipwarden (1 worker)", [])
+    theirs = results.get("kamailio (1 worker)", [])
+    if ours and theirs:
+        ratios = [
+            a["edge_us"] / b["edge_us"]
+            for a, b in zip(ours, theirs, strict=True)
+            if b["edge_us"] > 0
+        ]
+        print("sipwarden / kamailio CPU per message: " + ", ".join(f"{x:.1f}x" for x in ratios))
+
+
+if __name__ == "__main__":
+    main()
