@@ -150,6 +150,24 @@ static int has_lone_lf(const char *s, Py_ssize_t head_end) {
     return 0;
 }
 
+/* The common framing of scan() and split(): a message that starts at byte 0
+ * (no leading CRLF), a CRLFCRLF, no lone LF in the head, a start line ended
+ * by CRLF. Fills the offsets; 0 means "not the plain shape: defer". */
+static int frame_head(const char *s, Py_ssize_t n, Py_ssize_t *head_end, Py_ssize_t *body_at, Py_ssize_t *line_end) {
+    if (n < 4 || (s[0] == '\r' && s[1] == '\n'))
+        return 0;
+    const char *hend = find_crlfcrlf(s, n);
+    if (hend == NULL)
+        return 0;
+    *head_end = hend - s;
+    *body_at = *head_end + 4;
+    if (has_lone_lf(s, *head_end))
+        return 0;
+    const char *eol = memchr(s, '\r', (size_t)*head_end);
+    *line_end = eol ? eol - s : *head_end;
+    return !(eol && eol[1] != '\n');
+}
+
 static PyObject *scan(PyObject *self, PyObject *arg) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
@@ -162,20 +180,11 @@ static PyObject *scan(PyObject *self, PyObject *arg) {
 
     for (int i = 0; i < NSLOTS; i++)
         vstart[i] = -1;
-    if (n < 4 || (s[0] == '\r' && s[1] == '\n'))
-        goto defer;
-    const char *hend = find_crlfcrlf(s, n);
-    if (hend == NULL)
-        goto defer;
-    Py_ssize_t head_end = hend - s, body_at = head_end + 4;
-    if (has_lone_lf(s, head_end))
+    Py_ssize_t head_end, body_at, line_end;
+    if (!frame_head(s, n, &head_end, &body_at, &line_end))
         goto defer;
 
     /* start line */
-    const char *eol = memchr(s, '\r', (size_t)head_end);
-    Py_ssize_t line_end = eol ? eol - s : head_end;
-    if (eol && eol[1] != '\n')
-        goto defer;
     Py_ssize_t a0 = 0, a1, b0, b1;
     if (line_end >= 8 && memcmp(s, "SIP/2.0 ", 8) == 0) {
         /* SIP/2.0 ddd reason */
@@ -601,17 +610,8 @@ static PyObject *split(PyObject *self, PyObject *arg) {
     PyObject *fields = NULL, *start = NULL, *index = NULL;
     Py_ssize_t clen_at = -1, clen_end = -1;
 
-    if (n < 4 || (s[0] == '\r' && s[1] == '\n'))
-        goto defer;
-    const char *hend = find_crlfcrlf(s, n);
-    if (hend == NULL)
-        goto defer;
-    Py_ssize_t head_end = hend - s, body_at = head_end + 4;
-    if (has_lone_lf(s, head_end))
-        goto defer;
-    const char *eol = memchr(s, '\r', (size_t)head_end);
-    Py_ssize_t line_end = eol ? eol - s : head_end;
-    if (eol && eol[1] != '\n')
+    Py_ssize_t head_end, body_at, line_end;
+    if (!frame_head(s, n, &head_end, &body_at, &line_end))
         goto defer;
     if ((fields = PyList_New(0)) == NULL || (index = PyDict_New()) == NULL)
         goto error;
