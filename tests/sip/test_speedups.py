@@ -17,7 +17,8 @@ from sipwarden.sip.accel import SPEEDUPS
 from sipwarden.sip.address import address_from_parts, general_address, name_addr_parts_py
 from sipwarden.sip.fields import _general_via, _simple_auth_params, parse_auth, via_parts_py
 from sipwarden.sip.message import parse_python
-from sipwarden.sip.peek import Peek, peek_python
+from sipwarden.sip.peek import _KEYS as KEYS
+from sipwarden.sip.peek import MAX_FORWARDS, SERVER, USER_AGENT, VIA, Peek, peek_python
 
 from ..conftest import SCANNERS, TORTURE, need
 
@@ -241,7 +242,25 @@ def agree(c, data: bytes) -> None:
         python = ("error", exc.reason)
     found = c.scan(data)
     if found is not None:
-        assert python == ("ok", found)
+        assert python == ("ok", found[:7])
+        layout_agrees(data, found[6], found[7])
+
+
+def layout_agrees(data: bytes, values: tuple, layout: tuple) -> None:
+    """The offsets the splice path edits at point at exactly those values."""
+    line_end, repeated, *bounds = layout
+    assert data[line_end : line_end + 2] == b"\r\n" and b"\r\n" not in data[:line_end]
+    pairs = list(zip(bounds[::2], bounds[1::2], strict=True))
+    for slot, (start, end) in zip((VIA, MAX_FORWARDS, SERVER, USER_AGENT), pairs, strict=True):
+        if values[slot] is None:
+            assert (start, end) == (-1, -1)
+        else:
+            assert data[start:end].decode("utf-8", "surrogateescape") == values[slot]
+    counts: dict[str, int] = {}
+    for h in parse_python(data).headers:
+        counts[h.key] = counts.get(h.key, 0) + 1
+    expected = sum(1 << i for i, key in enumerate(KEYS) if counts.get(key, 0) > 1)
+    assert repeated == expected
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)

@@ -61,12 +61,12 @@ static PyObject *str_of(const char *s, Py_ssize_t n) {
 /* -------------------------------------------------------------------- scan */
 
 /* Header slots, in the order of peek._KEYS. */
-#define NSLOTS 13
-enum { S_VIA, S_FROM, S_TO, S_CALL_ID, S_CSEQ, S_UA, S_CONTACT, S_CLEN, S_MAXFWD, S_AUTH, S_PAUTH, S_SERVER, S_EXPIRES };
+#define NSLOTS 14
+enum { S_VIA, S_FROM, S_TO, S_CALL_ID, S_CSEQ, S_UA, S_CONTACT, S_CLEN, S_MAXFWD, S_AUTH, S_PAUTH, S_SERVER, S_EXPIRES, S_ROUTE };
 
 static const char *const slot_keys[NSLOTS] = {
     "via", "from", "to", "call-id", "cseq", "user-agent", "contact", "content-length",
-    "max-forwards", "authorization", "proxy-authorization", "server", "expires",
+    "max-forwards", "authorization", "proxy-authorization", "server", "expires", "route",
 };
 /* compact forms of slotted headers */
 static const struct { char c; int slot; } compact_slots[] = {
@@ -83,7 +83,7 @@ static int canonical_slot(const char *name, Py_ssize_t n) {
         {"VIA", S_VIA}, {"FROM", S_FROM}, {"TO", S_TO}, {"CALL-ID", S_CALL_ID}, {"CSEQ", S_CSEQ},
         {"USER-AGENT", S_UA}, {"CONTACT", S_CONTACT}, {"CONTENT-LENGTH", S_CLEN},
         {"MAX-FORWARDS", S_MAXFWD}, {"AUTHORIZATION", S_AUTH}, {"PROXY-AUTHORIZATION", S_PAUTH},
-        {"SERVER", S_SERVER}, {"EXPIRES", S_EXPIRES},
+        {"SERVER", S_SERVER}, {"EXPIRES", S_EXPIRES}, {"Route", S_ROUTE}, {"ROUTE", S_ROUTE},
     };
     if (n == 1) {
         char c = name[0] | 0x20;
@@ -175,11 +175,12 @@ static PyObject *scan(PyObject *self, PyObject *arg) {
     const char *s = view.buf;
     Py_ssize_t n = view.len;
     Py_ssize_t vstart[NSLOTS], vend[NSLOTS];
-    PyObject *result = NULL, *values = NULL, *a = NULL, *b = NULL;
+    PyObject *result = NULL, *values = NULL, *a = NULL, *b = NULL, *layout = NULL;
     long status = -1;
+    unsigned int repeated = 0; /* slots seen more than once, as bits */
 
     for (int i = 0; i < NSLOTS; i++)
-        vstart[i] = -1;
+        vstart[i] = vend[i] = -1;
     Py_ssize_t head_end, body_at, line_end;
     if (!frame_head(s, n, &head_end, &body_at, &line_end))
         goto defer;
@@ -235,6 +236,8 @@ static PyObject *scan(PyObject *self, PyObject *arg) {
             vend[slot] = v1;
         } else if (slot == S_CLEN) {
             goto defer; /* duplicate Content-Length: Python raises */
+        } else {
+            repeated |= 1u << slot;
         }
         pos = le + 2;
     }
@@ -267,14 +270,22 @@ static PyObject *scan(PyObject *self, PyObject *arg) {
         }
         PyTuple_SET_ITEM(values, i, v);
     }
+    /* where the proxy's splice path edits: the start line's end, the repeated
+     * slots, and the value bounds of the first Via, Max-Forwards, Server and
+     * User-Agent (-1 when absent) */
+    layout = Py_BuildValue(
+        "(nInnnnnnnn)", line_end, repeated, vstart[S_VIA], vend[S_VIA], vstart[S_MAXFWD], vend[S_MAXFWD],
+        vstart[S_SERVER], vend[S_SERVER], vstart[S_UA], vend[S_UA]);
+    if (layout == NULL)
+        goto error;
     if (status < 0) {
         if ((a = str_of(s + a0, a1 - a0)) == NULL || (b = str_of(s + b0, b1 - b0)) == NULL)
             goto error;
-        result = Py_BuildValue("(NNOOnnN)", a, b, Py_None, Py_None, body_at, n, values);
+        result = Py_BuildValue("(NNOOnnNN)", a, b, Py_None, Py_None, body_at, n, values, layout);
     } else {
         if ((b = str_of(s + b0, b1 - b0)) == NULL)
             goto error;
-        result = Py_BuildValue("(OOlNnnN)", Py_None, Py_None, status, b, body_at, n, values);
+        result = Py_BuildValue("(OOlNnnNN)", Py_None, Py_None, status, b, body_at, n, values, layout);
     }
     PyBuffer_Release(&view);
     return result;
@@ -286,6 +297,7 @@ error:
     Py_XDECREF(a);
     Py_XDECREF(b);
     Py_XDECREF(values);
+    Py_XDECREF(layout);
     PyBuffer_Release(&view);
     return NULL;
 }

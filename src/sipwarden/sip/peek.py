@@ -60,9 +60,10 @@ _KEYS: Final = (
     "proxy-authorization",
     "server",
     "expires",
+    "route",
 )
 VIA, FROM, TO, CALL_ID, CSEQ, USER_AGENT, CONTACT, CONTENT_LENGTH, MAX_FORWARDS = range(9)
-AUTHORIZATION, PROXY_AUTHORIZATION, SERVER, EXPIRES = range(9, 13)
+AUTHORIZATION, PROXY_AUTHORIZATION, SERVER, EXPIRES, ROUTE = range(9, 14)
 _IGNORED: Final = -1
 _RURI: Final = len(_KEYS)  # the parts cache's extra entry
 _UNSET: Final = object()
@@ -99,6 +100,7 @@ class Peek:
         "body_end",
         "data",
         "defects",
+        "layout",
         "method",
         "reason",
         "status",
@@ -113,6 +115,10 @@ class Peek:
         self.reason: str | None = None
         self.defects: list[str] = []
         self.body_at = self.body_end = len(data)
+        # Byte offsets for in-place edits, from the C scanner only (None on
+        # the Python path): (start-line end, repeated-slot bits, then value
+        # start/end of the first Via, Max-Forwards, Server, User-Agent or -1).
+        self.layout: tuple[int, ...] | None = None
         self._values: list[str | None] | tuple[str | None, ...] = [None] * len(_KEYS)
         self._cache: dict[object, object] = {}
         # parts of simple shapes per slot (+ the Request-URI), _UNSET until read
@@ -385,6 +391,7 @@ def peek(data: bytes) -> Peek:
         view.body_at,
         view.body_end,
         view._values,
+        view.layout,
     ) = found
     return view
 
