@@ -81,6 +81,7 @@ def test_sipp_registers_with_digest_auth_through_the_edge(tmp_path, transport):
         (binding,) = run.registrar.lookup("100")
         assert binding.contact.lower().endswith(f":{port};transport={transport}")
         assert binding.path and run.edge.counters["to-client"] == 2
+        assert run.edge.proxy.fast_path >= 3  # REGISTER, its retry and the answers took the splice path
 
 
 def test_register_through_the_edge_to_kamailio(tmp_path):

@@ -195,14 +195,19 @@ class Edge:
             return
         local = self.public[(listener.transport, listener.family_v6)]
         assert self.proxy is not None
-        self._execute(self.proxy.from_client(data, source, local))
+        self._execute(self.proxy.from_client(data, source, local, view))
 
     def from_backend(self, data: bytes, source: Flow) -> None:
         if source.host != self._backend.host:
             self.counters["backend-socket-stranger"] += 1
             return
+        try:
+            view = peek(data)
+        except SipError as exc:
+            self.counters[f"backend-malformed:{exc.reason}"] += 1
+            return
         assert self.proxy is not None
-        self._execute(self.proxy.from_backend(data, source))
+        self._execute(self.proxy.from_backend(data, source, view))
 
     # ------------------------------------------------------------- outbound
 

@@ -29,13 +29,15 @@ from __future__ import annotations
 import hashlib
 from typing import Final, NamedTuple
 
-from ..sip import Address, Message, SipError, make_response, parse
+from ..sip import Address, Message, Peek, SipError, make_response, parse
 from ..sip.build import reason_phrase
+from . import splice
 from .flow import Flow, FlowTokens
 
 BRANCH_PREFIX: Final = "z9hG4bK-sw"
 TOKEN_PARAM: Final = "swf"  # our Via parameter carrying the reply flow token
 DIALOG_CREATING: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
+_TOKEN_CACHE: Final = 65_536  # flows remembered; cleared when full (spoofed floods)
 
 
 class Local(NamedTuple):
@@ -72,6 +74,13 @@ class ProxySettings(NamedTuple):
     default_max_forwards: int = 70
 
 
+def _response_tag(msg: Message) -> str:
+    """The To tag of an answer the edge gives itself: the same for every
+    retransmission of the request."""
+    tag = msg.from_.tag if msg.from_ is not None else None
+    return _branch(msg.call_id or "", tag or "")[len(BRANCH_PREFIX) :][:12]
+
+
 def _branch(*parts: str) -> str:
     digest = hashlib.blake2b("\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=10)
     return BRANCH_PREFIX + digest.hexdigest()
@@ -85,10 +94,35 @@ class StatelessProxy:
         self.settings = settings
         self.tokens = tokens
         self.drops: dict[str, int] = {}
+        self.fast_path = 0  # messages that took the splice path
+        self._token_of: dict[Flow, str] = {}
+        self._flow_of: dict[str, Flow] = {}
         locals_ = [*settings.internal.values(), *settings.public.values()]
         self._ours = {(loc.host.strip("[]").lower(), loc.port) for loc in locals_}
 
     # ------------------------------------------------------------------ helpers
+
+    def token_for(self, flow: Flow) -> str:
+        """The signed token of a flow, remembered (bounded) to spare the HMAC."""
+        token = self._token_of.get(flow)
+        if token is None:
+            if len(self._token_of) >= _TOKEN_CACHE:
+                self._token_of.clear()
+            token = self._token_of[flow] = self.tokens.encode(flow)
+        return token
+
+    def flow_of(self, token: str | None) -> Flow | None:
+        """The flow of a token we issued (verified once, then remembered)."""
+        if token is None:
+            return None
+        flow = self._flow_of.get(token)
+        if flow is None:
+            flow = self.tokens.decode(token)
+            if flow is not None:
+                if len(self._flow_of) >= _TOKEN_CACHE:
+                    self._flow_of.clear()
+                self._flow_of[token] = flow
+        return flow
 
     def _drop(self, reason: str) -> list[Action]:
         self.drops[reason] = self.drops.get(reason, 0) + 1
@@ -173,7 +207,16 @@ class StatelessProxy:
 
     # ------------------------------------------------------------ from clients
 
-    def from_client(self, data: bytes, source: Flow, local: Local) -> list[Action]:
+    def from_client(
+        self, data: bytes, source: Flow, local: Local, view: Peek | None = None
+    ) -> list[Action]:
+        """A message from a client. With the ``peek`` view of the data, the
+        common shapes take the splice path (see ``splice``)."""
+        if view is not None and view.layout is not None and view.method is not None:
+            fast = splice.client_request(self, data, view, source, local)
+            if fast is not None:
+                self.fast_path += 1
+                return fast
         try:
             msg = parse(data).validate()
         except SipError as exc:
@@ -187,7 +230,7 @@ class StatelessProxy:
         if forwards < 0:
             if msg.method == "ACK":
                 return self._drop("too-many-hops")
-            answer = make_response(msg, 483, reason_phrase(483))
+            answer = make_response(msg, 483, reason_phrase(483), to_tag=_response_tag(msg))
             return [Send(self._reply_flow(msg, source), answer.to_bytes())]
         msg.set_max_forwards(forwards)
         self._pop_our_routes(msg)
@@ -206,7 +249,7 @@ class StatelessProxy:
 
         backend = self.settings.backend
         inside = self.settings.internal[backend.transport]
-        token = self.tokens.encode(reply)
+        token = self.token_for(reply)
         branch = via.branch or ""
         if branch.startswith("z9hG4bK") and len(branch) > 7:
             key = _branch(branch, via.sent_by, str(source))
@@ -245,7 +288,12 @@ class StatelessProxy:
 
     # ------------------------------------------------------------ from backend
 
-    def from_backend(self, data: bytes, source: Flow) -> list[Action]:
+    def from_backend(self, data: bytes, source: Flow, view: Peek | None = None) -> list[Action]:
+        if view is not None and view.layout is not None and view.status is not None:
+            fast = splice.backend_response(self, data, view)
+            if fast is not None:
+                self.fast_path += 1
+                return fast
         try:
             msg = parse(data).validate()
         except SipError as exc:
@@ -259,7 +307,7 @@ class StatelessProxy:
         assert via is not None
         if not (via.branch or "").startswith(BRANCH_PREFIX):
             return self._drop("response-not-ours")
-        flow = self.tokens.decode(via.param(TOKEN_PARAM))
+        flow = self.flow_of(via.param(TOKEN_PARAM))
         if flow is None:
             return self._drop("response-bad-token")
         msg.pop_via()
@@ -274,7 +322,7 @@ class StatelessProxy:
         if forwards < 0:
             if msg.method == "ACK":
                 return self._drop("too-many-hops")
-            answer = make_response(msg, 483, reason_phrase(483))
+            answer = make_response(msg, 483, reason_phrase(483), to_tag=_response_tag(msg))
             return [Send(source, answer.to_bytes())]
         msg.set_max_forwards(forwards)
         outside = self.settings.public.get((flow.transport, ":" in flow.host))

@@ -1,0 +1,181 @@
+"""The proxy's fast path: edit the datagram in place instead of re-building it.
+
+For the two messages that make up nearly all traffic through an edge -- a
+client's request without Route headers, and the backend's response to it --
+the edits are few and local: a Via line (and Path or Record-Route lines)
+inserted after the start line, ``received``/``rport`` appended to the
+client's Via, Max-Forwards decremented; or the top Via line cut and the
+Server/User-Agent lines replaced. The C scanner already knows where those
+values sit (``Peek.layout``), so the new message is a join of slices.
+
+This path only takes messages whose every touched part has the simple shape
+(one value on the Via line, plain Max-Forwards, no repeated single headers,
+From/To/CSeq as the fast parsers read them) and hands everything else, with
+its full validation, to ``StatelessProxy``'s general path. What it checks is
+what the proxy needs; the sanity of the rest is the policy pipeline's job.
+The results are the same either way (the tests compare them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..sip import Peek, SipError
+from ..sip.peek import CALL_ID, CSEQ, FROM, MAX_FORWARDS, ROUTE, SERVER, TO, USER_AGENT, VIA
+from ..sip.uri import simple_params
+from .flow import Flow
+
+if TYPE_CHECKING:
+    from .core import Action, Local, StatelessProxy
+
+# single-valued headers that must not repeat for the fast path
+_MUST_NOT_REPEAT = (
+    (1 << CALL_ID) | (1 << FROM) | (1 << TO) | (1 << CSEQ) | (1 << MAX_FORWARDS) | (1 << VIA)
+)
+
+
+def client_request(
+    proxy: StatelessProxy, data: bytes, view: Peek, source: Flow, local: Local
+) -> list[Action] | None:
+    """The fast path for a client's request; None when it does not apply."""
+    from .core import BRANCH_PREFIX, DIALOG_CREATING, TOKEN_PARAM, Send, _branch
+
+    layout = view.layout
+    method = view.method
+    if layout is None or method is None:
+        return None
+    line_end, repeated, via0, via1, mf0, mf1 = layout[:6]
+    values = view._values
+    if repeated & _MUST_NOT_REPEAT or values[ROUTE] is not None or via0 < 0 or mf0 < 0:
+        return None
+    if values[CALL_ID] is None or values[FROM] is None or values[TO] is None:
+        return None
+    mf_text = values[MAX_FORWARDS]
+    assert mf_text is not None
+    if (
+        not (mf_text.isascii() and mf_text.isdigit() and 0 < len(mf_text) <= 3)
+        or mf_text.strip("0") == ""
+    ):
+        return None  # (zero: the general path answers 483)
+    via_text = values[VIA]
+    assert via_text is not None
+    if "," in via_text or via_text.startswith(BRANCH_PREFIX):
+        return None
+    parts = view._via_parts()
+    if parts is None or parts[6] is not None:  # an existing received=: general path
+        return None
+    _, host, port, _, branch, rport, _ = parts
+    to_parts = view._addr_parts(TO)
+    if to_parts is None or view._addr_parts(FROM) is None or view.cseq_method != method:
+        return None
+    try:
+        view.uri  # noqa: B018 - a Request-URI the general path would refuse must not pass
+    except SipError:
+        return None
+
+    # where the answer goes (RFC 3261 §18.2.2, RFC 3581)
+    if source.is_stream or rport is not None:
+        reply = source
+    else:
+        reply = Flow("udp", source.host, port or 5060)
+    # the client's Via: rport filled in, received added
+    new_via = via_text
+    if rport == "":
+        at = _flag_at(via_text, ";rport")
+        if at < 0:
+            return None
+        new_via = f"{via_text[:at]};rport={source.port}{via_text[at + 6 :]}"
+    if rport == "" or host.strip("[]").lower() != source.host:
+        new_via += f";received={source.host}"
+
+    settings = proxy.settings
+    backend = settings.backend
+    inside = settings.internal[backend.transport]
+    token = proxy.token_for(reply)
+    if branch and branch.startswith("z9hG4bK") and len(branch) > 7:
+        key = _branch(branch, f"{host}:{port}" if port is not None else host, str(source))
+    else:
+        return None  # RFC 2543 transactions: the general path hashes more fields
+    lines = [
+        f"Via: SIP/2.0/{backend.transport.upper()} {inside.hostport()};branch={key};{TOKEN_PARAM}={token}\r\n"
+    ]
+    if method == "REGISTER":
+        lines.append(f"Path: <sip:{token}@{inside.hostport()};transport={inside.transport};lr>\r\n")
+    elif method in DIALOG_CREATING and to_parts[8] is None:
+        entries = [inside] if inside == local else [inside, local]
+        lines += [f"Record-Route: {proxy._route_uri(e, token)}\r\n" for e in entries]
+
+    forwards = str(min(int(mf_text), 255) - 1).encode()
+    edits = sorted([(via0, via1, new_via.encode("utf-8", "surrogateescape")), (mf0, mf1, forwards)])
+    head = line_end + 2
+    out = [data[:head], "".join(lines).encode("utf-8", "surrogateescape")]
+    at = head
+    for start, end, replacement in edits:
+        out += [data[at:start], replacement]
+        at = end
+    out.append(data[at:])
+    return [Send(backend, b"".join(out))]
+
+
+def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Action] | None:
+    """The fast path for the backend's answer to a client; None when it does not apply."""
+    from .core import BRANCH_PREFIX, TOKEN_PARAM, Send
+
+    layout = view.layout
+    if layout is None or view.status is None:
+        return None
+    _, repeated, via0, via1, _, _, sv0, sv1, ua0, ua1 = layout
+    if repeated & ((1 << SERVER) | (1 << USER_AGENT)) or via0 < 0:
+        return None
+    via_text = view._values[VIA]
+    assert via_text is not None
+    if "," in via_text:
+        return None
+    parts = view._via_parts()
+    if parts is None or not (parts[4] or "").startswith(BRANCH_PREFIX):
+        return None
+    token = None
+    for name, value in simple_params(parts[3]):
+        if name == TOKEN_PARAM:
+            token = value
+            break
+    flow = proxy.flow_of(token)
+    if flow is None:
+        return None  # the general path drops it, and says why
+
+    # cut the whole top Via line; replace or cut Server and User-Agent lines
+    cuts: list[tuple[int, int, bytes]] = [(_line_start(data, via0), _line_end(data, via1), b"")]
+    neutral = proxy.settings.server_header
+    for start, end in ((sv0, sv1), (ua0, ua1)):
+        if start >= 0:
+            if neutral:
+                cuts.append((start, end, neutral.encode("utf-8", "surrogateescape")))
+            else:
+                cuts.append((_line_start(data, start), _line_end(data, end), b""))
+    cuts.sort()
+    out, at = [], 0
+    for start, end, replacement in cuts:
+        out += [data[at:start], replacement]
+        at = end
+    out.append(data[at:])
+    return [Send(flow, b"".join(out))]
+
+
+def _line_start(data: bytes, offset: int) -> int:
+    return data.rfind(b"\r\n", 0, offset) + 2
+
+
+def _line_end(data: bytes, offset: int) -> int:
+    """Just past the CRLF that ends the line holding ``offset``."""
+    return data.index(b"\r\n", offset) + 2
+
+
+def _flag_at(text: str, flag: str) -> int:
+    """Where the parameter ``flag`` (``;rport``) stands without a value, or -1."""
+    at = text.find(flag)
+    while at >= 0:
+        after = at + len(flag)
+        if after == len(text) or text[after] == ";":
+            return at
+        at = text.find(flag, after)
+    return -1
