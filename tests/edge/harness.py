@@ -111,6 +111,17 @@ def running_edge(
         loop.close()
 
 
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` (counters are bumped by the edge's thread just after
+    a send, so a test may see the message before the count)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
 # --------------------------------------------------------------- a tiny UA
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from sipwarden.sip import parse
 
-from .harness import UdpPhone, authorization, register_request, running_edge
+from .harness import UdpPhone, authorization, register_request, running_edge, wait_for
 
 
 def register_over_udp(run, phone: UdpPhone, user: str = "100", *, host: str = "127.0.0.1"):
@@ -41,7 +41,8 @@ def test_register_with_digest_auth_over_udp(tmp_path):
         # the registrar stored the binding with our Path in front of it
         (binding,) = run.registrar.lookup("100")
         assert len(binding.path) == 1 and ";lr" in binding.path[0]
-        assert run.edge.counters["to-backend"] == 2 and run.edge.counters["to-client"] == 2
+        assert wait_for(lambda: run.edge.counters["to-client"] == 2), dict(run.edge.counters)
+        assert run.edge.counters["to-backend"] == 2
         phone.close()
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,15 @@ import pytest
 from sipwarden.sip import parse
 
 from ..conftest import need
-from .harness import USERS, Callee, UdpPhone, authorization, register_request, running_edge
+from .harness import (
+    USERS,
+    Callee,
+    UdpPhone,
+    authorization,
+    register_request,
+    running_edge,
+    wait_for,
+)
 from .kamailio import available as kamailio_available
 from .kamailio import kamailio
 
@@ -28,6 +35,12 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def explain(result: subprocess.CompletedProcess[str], cwd: Path) -> str:
+    """What sipp said, for a failed assertion: its error log first."""
+    logs = "".join(p.read_text(errors="replace")[-3000:] for p in cwd.glob("*_errors.log"))
+    return f"exit {result.returncode}\n{logs}\n{result.stdout[-1500:]}\n{result.stderr[-1500:]}"
 
 
 def sipp(
@@ -77,11 +90,13 @@ def test_sipp_registers_with_digest_auth_through_the_edge(tmp_path, transport):
             "u1" if transport == "udp" else "t1",
             cwd=tmp_path,
         )
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert result.returncode == 0, explain(result, tmp_path)
         (binding,) = run.registrar.lookup("100")
         assert binding.contact.lower().endswith(f":{port};transport={transport}")
-        assert binding.path and run.edge.counters["to-client"] == 2
-        assert run.edge.proxy.fast_path >= 3  # REGISTER, its retry and the answers took the splice path
+        assert binding.path and wait_for(lambda: run.edge.counters["to-client"] == 2)
+        assert (
+            run.edge.proxy.fast_path >= 3
+        )  # REGISTER, its retry and the answers took the splice path
 
 
 def test_register_through_the_edge_to_kamailio(tmp_path):
@@ -118,16 +133,7 @@ def test_register_through_the_edge_to_kamailio(tmp_path):
                 "u1",
                 cwd=tmp_path,
             )
-            assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+            assert result.returncode == 0, explain(result, tmp_path)
 
 
 CALLS = {
@@ -165,7 +171,7 @@ def test_call_between_two_phones_through_edge_and_kamailio(tmp_path, case):
                 "u1",
                 cwd=tmp_path,
             )
-            assert caller.returncode == 0, caller.stdout[-3000:] + caller.stderr[-2000:]
+            assert caller.returncode == 0, explain(caller, tmp_path)
             assert wait_for(lambda: callee.seen[: len(expected)] == expected), callee.seen
         finally:
             callee.stop()

@@ -67,8 +67,11 @@ class Edge:
         self.proxy: StatelessProxy | None = None
         self.public: dict[tuple[str, bool], Local] = {}
         self.bound: list[Endpoint] = []  # the listeners as bound (ports filled in)
-        self._udp: dict[bool, asyncio.DatagramTransport] = {}  # public UDP per family (IPv6?)
-        self._internal: asyncio.DatagramTransport | None = None
+        # UDP sockets we send on directly (a plain sendto is several times cheaper
+        # than the transport's): the public ones per family (IPv6?), the internal one
+        self._udp: dict[bool, socket.socket] = {}
+        self._internal: socket.socket | None = None
+        self._udp_transports: list[asyncio.DatagramTransport] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._conns: dict[int, _StreamConnection] = {}
         self._per_source: Counter[str] = Counter()
@@ -88,12 +91,13 @@ class Edge:
         ssl_ctx = self._server_tls() if any(ep.transport == "tls" for ep in cfg.listen) else None
         for ep in cfg.listen:
             if ep.transport == "udp":
+                sock = _udp_socket(ep.host, ep.port)
                 transport, _ = await loop.create_datagram_endpoint(
-                    functools.partial(_UdpListener, self, ep), local_addr=(ep.host, ep.port)
+                    functools.partial(_UdpListener, self, ep), sock=sock
                 )
-                _deepen(transport)
-                port = transport.get_extra_info("sockname")[1]
-                self._udp.setdefault(ep.family_v6, transport)
+                port = sock.getsockname()[1]
+                self._udp.setdefault(ep.family_v6, sock)
+                self._udp_transports.append(transport)
             else:
                 server = await loop.create_server(
                     functools.partial(_StreamConnection, self, ep),
@@ -118,12 +122,11 @@ class Edge:
 
         backend = cfg.backend
         inside_host = local_address_towards(backend.host, backend.port)
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _BackendSocket(self), local_addr=(inside_host, 0)
-        )
-        _deepen(transport)
-        self._internal = transport
-        inside = Local("udp", inside_host, transport.get_extra_info("sockname")[1])
+        sock = _udp_socket(inside_host, 0)
+        transport, _ = await loop.create_datagram_endpoint(lambda: _BackendSocket(self), sock=sock)
+        self._internal = sock
+        self._udp_transports.append(transport)
+        inside = Local("udp", inside_host, sock.getsockname()[1])
         self.proxy = StatelessProxy(
             ProxySettings(
                 backend=self._backend,
@@ -158,9 +161,8 @@ class Edge:
             server.close()
         for conn in list(self._conns.values()):
             conn.close("shutdown")
-        for transport in [*self._udp.values(), self._internal]:
-            if transport is not None:
-                transport.close()
+        for transport in self._udp_transports:
+            transport.close()
         for server in self._servers:
             await server.wait_closed()
 
@@ -221,15 +223,19 @@ class Edge:
     def send(self, flow: Flow, data: bytes) -> None:
         if flow == self._backend:
             assert self._internal is not None
-            self._internal.sendto(data, (flow.host, flow.port))
-            self.counters["to-backend"] += 1
+            if _sendto(self._internal, data, flow):
+                self.counters["to-backend"] += 1
+            else:
+                self.counters["drop:backend-send-failed"] += 1
             return
         if flow.transport == "udp":
-            transport = self._udp.get(":" in flow.host)
-            if transport is None:
+            sock = self._udp.get(":" in flow.host)
+            if sock is None:
                 self.counters["drop:no-udp-listener"] += 1
                 return
-            transport.sendto(data, (flow.host, flow.port))
+            if not _sendto(sock, data, flow):
+                self.counters["drop:send-failed"] += 1
+                return
         else:
             conn = self._conns.get(flow.conn)
             if conn is None or conn.peer != (flow.host, flow.port):
@@ -263,12 +269,28 @@ class Edge:
                 del self._per_source[host]
 
 
-def _deepen(transport: asyncio.DatagramTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
+def _udp_socket(host: str, port: int) -> socket.socket:
+    """A bound, non-blocking UDP socket with deep queues."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):  # the kernel may cap it; best effort
                 sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _sendto(sock: socket.socket, data: bytes, flow: Flow) -> bool:
+    """Send one datagram; False when the kernel refuses it (full queue, no route)."""
+    try:
+        sock.sendto(data, (flow.host, flow.port))
+    except OSError:
+        return False
+    return True
 
 
 class _UdpListener(asyncio.DatagramProtocol):

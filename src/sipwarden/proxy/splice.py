@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..sip import Peek, SipError
+from ..sip.fields import ViaParts, via_parts
 from ..sip.peek import CALL_ID, CSEQ, FROM, MAX_FORWARDS, ROUTE, SERVER, TO, USER_AGENT, VIA
 from ..sip.uri import simple_params
 from .flow import Flow
@@ -38,7 +39,7 @@ def client_request(
     proxy: StatelessProxy, data: bytes, view: Peek, source: Flow, local: Local
 ) -> list[Action] | None:
     """The fast path for a client's request; None when it does not apply."""
-    from .core import BRANCH_PREFIX, DIALOG_CREATING, TOKEN_PARAM, Send, _branch
+    from .core import DIALOG_CREATING, TOKEN_PARAM, Send, _branch
 
     layout = view.layout
     method = view.method
@@ -57,12 +58,12 @@ def client_request(
         or mf_text.strip("0") == ""
     ):
         return None  # (zero: the general path answers 483)
-    via_text = values[VIA]
-    assert via_text is not None
-    if "," in via_text or via_text.startswith(BRANCH_PREFIX):
+    top = _top_via(values[VIA])
+    if top is None:
         return None
-    parts = view._via_parts()
-    if parts is None or parts[6] is not None:  # an existing received=: general path
+    via_text, parts = top
+    via1 = via0 + len(via_text)  # (the line may go on with more Via values)
+    if parts[6] is not None:  # an existing received=: general path
         return None
     _, host, port, _, branch, rport, _ = parts
     to_parts = view._addr_parts(TO)
@@ -127,13 +128,12 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
     _, repeated, via0, via1, _, _, sv0, sv1, ua0, ua1 = layout
     if repeated & ((1 << SERVER) | (1 << USER_AGENT)) or via0 < 0:
         return None
-    via_text = view._values[VIA]
-    assert via_text is not None
-    if "," in via_text:
+    line = view._values[VIA]
+    top = _top_via(line)
+    if top is None or not (top[1][4] or "").startswith(BRANCH_PREFIX):
         return None
-    parts = view._via_parts()
-    if parts is None or not (parts[4] or "").startswith(BRANCH_PREFIX):
-        return None
+    via_text, parts = top
+    assert line is not None
     token = None
     for name, value in simple_params(parts[3]):
         if name == TOKEN_PARAM:
@@ -143,8 +143,17 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
     if flow is None:
         return None  # the general path drops it, and says why
 
-    # cut the whole top Via line; replace or cut Server and User-Agent lines
-    cuts: list[tuple[int, int, bytes]] = [(_line_start(data, via0), _line_end(data, via1), b"")]
+    # cut the top Via (its whole line, or its value and comma when more values
+    # share the line); replace or cut the Server and User-Agent lines
+    if len(via_text) == len(line):
+        cuts: list[tuple[int, int, bytes]] = [(_line_start(data, via0), _line_end(data, via1), b"")]
+    else:
+        rest = line[len(via_text) :]  # ", SIP/2.0/UDP next..."
+        skip = len(rest) - len(rest.lstrip(" \t,")) if rest.lstrip(" \t").startswith(",") else -1
+        if skip < 0:
+            return None
+        cut_to = via0 + len((via_text + rest[:skip]).encode("utf-8", "surrogateescape"))
+        cuts = [(via0, cut_to, b"")]
     neutral = proxy.settings.server_header
     for start, end in ((sv0, sv1), (ua0, ua1)):
         if start >= 0:
@@ -159,6 +168,17 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
         at = end
     out.append(data[at:])
     return [Send(flow, b"".join(out))]
+
+
+def _top_via(line: str | None) -> tuple[str, ViaParts] | None:
+    """The top Via value as written at the start of its line, and its parts,
+    when it has the simple shape; None otherwise."""
+    if line is None:
+        return None
+    comma = line.find(",")
+    text = line if comma < 0 else line[:comma].rstrip(" \t")
+    parts = via_parts(text)
+    return None if parts is None else (text, parts)
 
 
 def _line_start(data: bytes, offset: int) -> int:
