@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from sipwarden.proxy import Drop, Flow, FlowTokens, Local, ProxySettings, Send, StatelessProxy
-from sipwarden.proxy.core import BRANCH_PREFIX, TOKEN_PARAM
+from sipwarden.proxy.base import BRANCH_PREFIX, TOKEN_PARAM
 from sipwarden.sip import make_response, parse
 
 BACKEND = Flow("udp", "127.0.0.1", 5080)

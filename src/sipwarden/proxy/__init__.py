@@ -1,6 +1,7 @@
 """Sans-I/O stateless proxying (RFC 3261 §16.11): see ``core``."""
 
-from .core import Action, Drop, Local, ProxySettings, Send, StatelessProxy
+from .base import Action, Drop, Local, ProxySettings, Send
+from .core import StatelessProxy
 from .flow import Flow, FlowTokens
 
 __all__ = [

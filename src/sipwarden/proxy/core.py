@@ -26,64 +26,29 @@ it side by side and a restart loses nothing.
 
 from __future__ import annotations
 
-import hashlib
-from typing import Final, NamedTuple
-
 from ..sip import Address, Message, Peek, SipError, make_response, parse
 from ..sip.build import reason_phrase
 from . import splice
+from .base import (
+    _TOKEN_CACHE,
+    BRANCH_PREFIX,
+    DIALOG_CREATING,
+    TOKEN_PARAM,
+    Action,
+    Drop,
+    Local,
+    ProxySettings,
+    Send,
+    branch_of,
+)
 from .flow import Flow, FlowTokens
-
-BRANCH_PREFIX: Final = "z9hG4bK-sw"
-TOKEN_PARAM: Final = "swf"  # our Via parameter carrying the reply flow token
-DIALOG_CREATING: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
-_TOKEN_CACHE: Final = 65_536  # flows remembered; cleared when full (spoofed floods)
-
-
-class Local(NamedTuple):
-    """One of our addresses: what we write in Via, Path and Record-Route."""
-
-    transport: str
-    host: str  # as advertised (an IP, or a name from edge.advertise)
-    port: int
-
-    def hostport(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"{host}:{self.port}"
-
-
-class Send(NamedTuple):
-    flow: Flow
-    data: bytes
-
-
-class Drop(NamedTuple):
-    reason: str
-
-
-Action = Send | Drop
-
-
-class ProxySettings(NamedTuple):
-    backend: Flow
-    # where the backend reaches us, per transport (Via, Path, Record-Route towards the PBX)
-    internal: dict[str, Local]
-    # where clients reach us, per (transport, IPv6?) (Via and Record-Route towards clients)
-    public: dict[tuple[str, bool], Local]
-    server_header: str = ""  # replaces the backend's Server/User-Agent; "" removes them
-    default_max_forwards: int = 70
 
 
 def _response_tag(msg: Message) -> str:
     """The To tag of an answer the edge gives itself: the same for every
     retransmission of the request."""
     tag = msg.from_.tag if msg.from_ is not None else None
-    return _branch(msg.call_id or "", tag or "")[len(BRANCH_PREFIX) :][:12]
-
-
-def _branch(*parts: str) -> str:
-    digest = hashlib.blake2b("\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=10)
-    return BRANCH_PREFIX + digest.hexdigest()
+    return branch_of(msg.call_id or "", tag or "")[len(BRANCH_PREFIX) :][:12]
 
 
 class StatelessProxy:
@@ -252,10 +217,10 @@ class StatelessProxy:
         token = self.token_for(reply)
         branch = via.branch or ""
         if branch.startswith("z9hG4bK") and len(branch) > 7:
-            key = _branch(branch, via.sent_by, str(source))
+            key = branch_of(branch, via.sent_by, str(source))
         else:  # RFC 2543 peers: hash what identifies the transaction (§16.11)
             from_, to, cseq = msg.from_, msg.to, msg.cseq
-            key = _branch(
+            key = branch_of(
                 msg.uri_text or "",
                 from_.tag or "" if from_ else "",
                 to.tag or "" if to else "",
@@ -330,7 +295,7 @@ class StatelessProxy:
             return self._drop("no-listener-for-client")
         via = msg.via
         assert via is not None
-        key = _branch(via.branch or "", via.sent_by, msg.call_id or "", str(flow))
+        key = branch_of(via.branch or "", via.sent_by, msg.call_id or "", str(flow))
         msg.prepend_via(f"SIP/2.0/{flow.transport.upper()} {outside.hostport()};branch={key}")
         if msg.method in DIALOG_CREATING and msg.to is not None and msg.to.tag is None:
             inside = self.settings.internal[self.settings.backend.transport]

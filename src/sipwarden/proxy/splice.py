@@ -24,10 +24,11 @@ from ..sip import Peek, SipError
 from ..sip.fields import ViaParts, via_parts
 from ..sip.peek import CALL_ID, CSEQ, FROM, MAX_FORWARDS, ROUTE, SERVER, TO, USER_AGENT, VIA
 from ..sip.uri import simple_params
+from .base import BRANCH_PREFIX, DIALOG_CREATING, TOKEN_PARAM, Action, Local, Send, branch_of
 from .flow import Flow
 
 if TYPE_CHECKING:
-    from .core import Action, Local, StatelessProxy
+    from .core import StatelessProxy
 
 # single-valued headers that must not repeat for the fast path
 _MUST_NOT_REPEAT = (
@@ -39,7 +40,6 @@ def client_request(
     proxy: StatelessProxy, data: bytes, view: Peek, source: Flow, local: Local
 ) -> list[Action] | None:
     """The fast path for a client's request; None when it does not apply."""
-    from .core import DIALOG_CREATING, TOKEN_PARAM, Send, _branch
 
     layout = view.layout
     method = view.method
@@ -94,7 +94,7 @@ def client_request(
     inside = settings.internal[backend.transport]
     token = proxy.token_for(reply)
     if branch and branch.startswith("z9hG4bK") and len(branch) > 7:
-        key = _branch(branch, f"{host}:{port}" if port is not None else host, str(source))
+        key = branch_of(branch, f"{host}:{port}" if port is not None else host, str(source))
     else:
         return None  # RFC 2543 transactions: the general path hashes more fields
     lines = [
@@ -120,8 +120,6 @@ def client_request(
 
 def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Action] | None:
     """The fast path for the backend's answer to a client; None when it does not apply."""
-    from .core import BRANCH_PREFIX, TOKEN_PARAM, Send
-
     layout = view.layout
     if layout is None or view.status is None:
         return None

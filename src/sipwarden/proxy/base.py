@@ -1,0 +1,53 @@
+"""What the proxy's two paths share: its vocabulary and the branch hash."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final, NamedTuple
+
+from .flow import Flow
+
+BRANCH_PREFIX: Final = "z9hG4bK-sw"
+TOKEN_PARAM: Final = "swf"  # our Via parameter carrying the reply flow token
+DIALOG_CREATING: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
+_TOKEN_CACHE: Final = 65_536  # flows remembered; cleared when full (spoofed floods)
+
+
+class Local(NamedTuple):
+    """One of our addresses: what we write in Via, Path and Record-Route."""
+
+    transport: str
+    host: str  # as advertised (an IP, or a name from edge.advertise)
+    port: int
+
+    def hostport(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{host}:{self.port}"
+
+
+class Send(NamedTuple):
+    flow: Flow
+    data: bytes
+
+
+class Drop(NamedTuple):
+    reason: str
+
+
+Action = Send | Drop
+
+
+class ProxySettings(NamedTuple):
+    backend: Flow
+    # where the backend reaches us, per transport (Via, Path, Record-Route towards the PBX)
+    internal: dict[str, Local]
+    # where clients reach us, per (transport, IPv6?) (Via and Record-Route towards clients)
+    public: dict[tuple[str, bool], Local]
+    server_header: str = ""  # replaces the backend's Server/User-Agent; "" removes them
+    default_max_forwards: int = 70
+
+
+def branch_of(*parts: str) -> str:
+    """A Via branch of ours, derived from what identifies the transaction."""
+    digest = hashlib.blake2b("\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=10)
+    return BRANCH_PREFIX + digest.hexdigest()
