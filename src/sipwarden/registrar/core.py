@@ -66,7 +66,7 @@ class Registrar:
         self.bindings: dict[str, list[Binding]] = {}
         self.failures = 0
         self._secret = secrets.token_bytes(16)
-        self._cancelled: set[str] = set()
+        self._cancelled: dict[str, None] = {}  # recent cancelled Call-IDs, oldest first
 
     # ------------------------------------------------------------- digest
 
@@ -163,7 +163,9 @@ class Registrar:
         if method == "ACK":
             return []
         if method == "CANCEL":
-            self._cancelled.add(msg.call_id or "")
+            if len(self._cancelled) >= 1024:  # bounded: forget the oldest
+                del self._cancelled[next(iter(self._cancelled))]
+            self._cancelled[msg.call_id or ""] = None
             return self._answer(msg, flow, 200)
         if method == "BYE":
             return self._answer(msg, flow, 200)
