@@ -123,7 +123,7 @@ def start_edge(
         cfg = workdir / "sipwarden.toml"
         cfg.write_text(
             f'[edge]\nlisten = ["udp:127.0.0.1:{port}"]\nbackend = "udp:127.0.0.1:{uas}"\n'
-            f'flow_key_file = "{workdir / "flow.key"}"\n'
+            f'workers = {workers}\nflow_key_file = "{workdir / "flow.key"}"\n'
         )
         cmd = [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
@@ -197,7 +197,7 @@ def main() -> None:
         f"{'edge':24}{'rate tx/s':>10}{'ok':>9}{'failed':>8}{'edge µs/msg':>13}{'edge core':>11}{'sipp UAS core':>15}"
     )
     results: dict[str, list[dict[str, float]]] = {}
-    for kind, workers in (("sipwarden", 1), ("kamailio", 1), ("kamailio", 2)):
+    for kind, workers in (("sipwarden", 1), ("sipwarden", 2), ("kamailio", 1), ("kamailio", 2)):
         label = f"{kind} ({workers} worker{'s' if workers > 1 else ''})"
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
@@ -222,6 +222,7 @@ def main() -> None:
             edge = start_edge(kind, edge_port, uas_port, workdir, workers)
             try:
                 wait_port(edge_port, edge)
+                time.sleep(0.5)  # let every worker come up before counting them
                 pids = children(edge.pid)
                 for rate in rates:
                     r = run_step(pids, uas.pid, edge_port, rate, args.seconds, workdir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -32,22 +33,52 @@ def flow_key(path: Path) -> bytes:
         return key
 
 
-async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
-    """Run the edge until SIGTERM or SIGINT, then stop cleanly."""
-    edge = Edge(config.edge, flow_key(config.edge.flow_key_file))
+async def serve(config: Config, key: bytes, *, worker: int = 0) -> None:
+    """Run one edge worker until SIGTERM or SIGINT, then stop cleanly."""
+    edge = Edge(config.edge, key)
     await edge.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(
-        f"sipwarden: listening on {', '.join(map(str, edge.bound))}; backend {config.edge.backend}",
-        flush=True,
-    )
-    if ready is not None:
-        ready.set()
+    if worker == 0:
+        workers = config.edge.workers
+        print(
+            f"sipwarden: listening on {', '.join(map(str, edge.bound))}; backend {config.edge.backend}"
+            + (f"; {workers} workers" if workers > 1 else ""),
+            flush=True,
+        )
     try:
         await stop.wait()
     finally:
         await edge.stop()
-        log.info("stopped; counters: %s", dict(edge.counters))
+        log.info("worker %d stopped; counters: %s", worker, dict(edge.counters))
+
+
+def run(config: Config) -> None:
+    """Run ``edge.workers`` processes sharing the listening ports (SO_REUSEPORT;
+    the kernel spreads sources across them). The proxy keeps no state, and
+    each worker's own backend socket brings the PBX's answers back to it."""
+    import uvloop
+
+    key = flow_key(config.edge.flow_key_file)  # before forking: one key for all
+    children: list[int] = []
+    for worker in range(1, config.edge.workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                uvloop.run(serve(config, key, worker=worker))
+            except BaseException:
+                log.exception("worker %d failed", worker)
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    try:
+        uvloop.run(serve(config, key))
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            os.waitpid(pid, 0)

@@ -30,9 +30,7 @@ def main() -> None:
 )
 def run(config_file: str | None) -> None:
     """Run the edge until SIGTERM/SIGINT."""
-    import uvloop
-
-    from .app import serve
+    from .app import run as run_edge
     from .config import ConfigError, load_config
 
     try:
@@ -42,7 +40,7 @@ def run(config_file: str | None) -> None:
         sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        uvloop.run(serve(config))
+        run_edge(config)
     except OSError as exc:
         click.echo(f"sipwarden: cannot start: {exc}", err=True)
         sys.exit(1)

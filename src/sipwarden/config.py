@@ -107,9 +107,20 @@ class EdgeConfig(_Section):
     max_connections: int = Field(default=10_000, ge=1)
     max_connections_per_source: int = Field(default=32, ge=1)
     max_forwards: int = Field(default=70, ge=1, le=255)  # when a request has none
+    # Processes sharing the listening ports (SO_REUSEPORT); each has its own
+    # socket towards the backend. More than one needs fixed listen ports.
+    workers: int = Field(default=1, ge=1, le=64)
     # The key that signs flow tokens in Path/Record-Route: kept across restarts
     # so registered phones stay reachable. Created (mode 0600) if missing.
     flow_key_file: Path = Path("sipwarden.key")
+
+    @model_validator(mode="after")
+    def _workers_need_fixed_ports(self) -> EdgeConfig:
+        if self.workers > 1 and any(ep.port == 0 for ep in self.listen):
+            raise ValueError(
+                "edge.workers > 1 needs fixed ports in edge.listen (port 0 picks one per worker)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_needs_a_certificate(self) -> EdgeConfig:

@@ -91,7 +91,7 @@ class Edge:
         ssl_ctx = self._server_tls() if any(ep.transport == "tls" for ep in cfg.listen) else None
         for ep in cfg.listen:
             if ep.transport == "udp":
-                sock = _udp_socket(ep.host, ep.port)
+                sock = _udp_socket(ep.host, ep.port, shared=cfg.workers > 1)
                 transport, _ = await loop.create_datagram_endpoint(
                     functools.partial(_UdpListener, self, ep), sock=sock
                 )
@@ -108,6 +108,7 @@ class Edge:
                     if ep.transport == "tls"
                     else None,
                     reuse_address=True,
+                    reuse_port=cfg.workers > 1,
                 )
                 self._servers.append(server)
                 port = server.sockets[0].getsockname()[1]
@@ -269,10 +270,13 @@ class Edge:
                 del self._per_source[host]
 
 
-def _udp_socket(host: str, port: int) -> socket.socket:
-    """A bound, non-blocking UDP socket with deep queues."""
+def _udp_socket(host: str, port: int, *, shared: bool = False) -> socket.socket:
+    """A bound, non-blocking UDP socket with deep queues (``shared``: the
+    port is bound by every worker, SO_REUSEPORT)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):  # the kernel may cap it; best effort
                 sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)

@@ -1,0 +1,87 @@
+"""Several edge worker processes on one port (SO_REUSEPORT)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from sipwarden.proxy import Flow
+from sipwarden.registrar import Registrar
+from sipwarden.sip import parse
+
+from .harness import REALM, USERS
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def options(port: int, n: int) -> bytes:
+    return (
+        f"OPTIONS sip:{REALM} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-w{n};rport\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:t@{REALM}>;tag=w{n}\r\nTo: <sip:{REALM}>\r\nCall-ID: w{n}\r\n"
+        "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_two_workers_share_the_port_and_stop_together(tmp_path: Path):
+    # the PBX: a registrar answering OPTIONS, noting which edge socket asked
+    backend = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    backend.bind(("127.0.0.1", 0))
+    backend.settimeout(0.2)
+    registrar, seen, stop = Registrar(REALM, USERS), set(), threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                data, addr = backend.recvfrom(65535)
+            except TimeoutError:
+                continue
+            seen.add(addr[1])
+            for answer in registrar.handle(data, Flow("udp", addr[0], addr[1])):
+                backend.sendto(answer.data, (answer.flow.host, answer.flow.port))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = free_udp_port()
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(
+        f'[edge]\nlisten = ["udp:127.0.0.1:{port}"]\nbackend = "udp:127.0.0.1:{backend.getsockname()[1]}"\n'
+        f'workers = 2\nflow_key_file = "{tmp_path / "flow.key"}"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert b"2 workers" in proc.stdout.readline()
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1
+        answered = 0
+        for n in range(40):  # many sources: the kernel spreads them over the workers
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+                phone.bind(("127.0.0.1", 0))
+                phone.settimeout(3)
+                phone.sendto(options(phone.getsockname()[1], n), ("127.0.0.1", port))
+                answered += parse(phone.recv(65535)).status == 200
+        assert answered == 40
+        assert len(seen) == 2  # both workers' backend sockets were used
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert (
+            not Path(f"/proc/{children[0]}").exists()
+            or "Z" in Path(f"/proc/{children[0]}/stat").read_text().split()[2]
+        )
+    finally:
+        stop.set()
+        if proc.poll() is None:
+            proc.kill()
+        thread.join(2)
+        backend.close()
