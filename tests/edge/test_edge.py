@@ -228,3 +228,21 @@ def test_register_over_tls_and_handshake_timeout(tmp_path):
             except ConnectionResetError:
                 closed = True
             assert closed
+
+
+def test_requests_for_other_hosts_are_not_relayed_anywhere(tmp_path):
+    with running_edge(tmp_path, domains=["pbx.test"]) as run:
+        phone = UdpPhone()
+        nmap = register_request("100", port=phone.port).replace(
+            b"REGISTER sip:pbx.test", b"REGISTER sip:203.0.113.1"
+        )
+        phone.send(nmap, run.ports["udp"])
+        relay = register_request("100", port=phone.port).replace(
+            b"REGISTER sip:pbx.test", b"REGISTER sip:victim.example.net"
+        )
+        phone.send(relay, run.ports["udp"])
+        assert phone.recv(timeout=0.5) is None
+        assert wait_for(lambda: run.edge.counters["drop:foreign-domain"] == 2)
+        assert run.edge.counters["to-backend"] == 0
+        assert register_over_udp(run, phone).status == 200  # our own domain still works
+        phone.close()

@@ -217,3 +217,25 @@ def test_in_dialog_routes_through_the_pbx_are_kept(proxy):
     flow, out = sent(proxy.from_client(ack, PHONE, PUBLIC))
     assert flow == BACKEND
     assert [r.uri.host for r in out.routes] == ["127.0.0.1", "192.0.2.99"]
+
+
+def test_initial_requests_for_other_domains_are_dropped():
+    settings = ProxySettings(
+        backend=BACKEND,
+        internal={"udp": INSIDE},
+        public={("udp", False): PUBLIC},
+        domains=frozenset({"pbx.example.com", "198.51.100.1"}),
+    )
+    proxy = StatelessProxy(settings, FlowTokens(b"k" * 32))
+    assert isinstance(proxy.from_client(request(), PHONE, PUBLIC)[0], Send)
+    aimed = request().replace(
+        b"INVITE sip:200@pbx.example.com", b"INVITE sip:200@victim.example.net"
+    )
+    assert proxy.from_client(aimed, PHONE, PUBLIC) == [Drop("foreign-domain")]
+    bare = request().replace(b"INVITE sip:200@pbx.example.com", b"INVITE sip:nm@203.0.113.1")
+    assert proxy.from_client(bare, PHONE, PUBLIC) == [Drop("foreign-domain")]
+    # in-dialog requests name the remote target, not a domain: routed as usual
+    bye = request("BYE", to_tag=";tag=t1").replace(
+        b"BYE sip:200@pbx.example.com", b"BYE sip:200@192.168.1.7:5060"
+    )
+    assert isinstance(proxy.from_client(bye, PHONE, PUBLIC)[0], Send)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipwarden.proxy import Flow, FlowTokens, Local, ProxySettings, Send, StatelessProxy
+from sipwarden.proxy import Drop, Flow, FlowTokens, Local, ProxySettings, Send, StatelessProxy
 from sipwarden.sip import make_response, parse, peek
 from sipwarden.sip.accel import SPEEDUPS
 
@@ -188,3 +188,18 @@ def test_fast_equals_general_on_generated_requests(
     if isinstance(general[0], Send):
         assert general[0].flow == fast[0].flow
         same_message(general[0].data, fast[0].data)
+
+
+def test_foreign_domains_are_left_to_the_general_path_which_drops_them():
+    settings_ = ProxySettings(
+        backend=BACKEND,
+        internal={"udp": INSIDE},
+        public={("udp", False): PUBLIC},
+        domains=frozenset({"pbx.example.com"}),
+    )
+    proxy = StatelessProxy(settings_, FlowTokens(b"k" * 32))
+    ok, ok_fast, took = both_paths(proxy, request("INVITE", VIAS[0]))
+    assert took and ok[0].flow == ok_fast[0].flow
+    aimed = request("INVITE", VIAS[0], ruri="sip:nm@203.0.113.1")
+    general, fast, took = both_paths(proxy, aimed)
+    assert not took and general == fast == [Drop("foreign-domain")]

@@ -135,6 +135,7 @@ class Edge:
                 public=self.public,
                 server_header=cfg.server_header,
                 default_max_forwards=cfg.max_forwards,
+                domains=frozenset(d.strip("[]").lower() for d in cfg.domains),
             ),
             self.tokens,
         )

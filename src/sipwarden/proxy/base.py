@@ -45,6 +45,9 @@ class ProxySettings(NamedTuple):
     public: dict[tuple[str, bool], Local]
     server_header: str = ""  # replaces the backend's Server/User-Agent; "" removes them
     default_max_forwards: int = 70
+    # hosts (lower case, IPv6 without brackets) an initial request may name in
+    # its Request-URI; empty: any. Scanners aim at bare IPs.
+    domains: frozenset[str] = frozenset()
 
 
 def branch_of(*parts: str) -> str:

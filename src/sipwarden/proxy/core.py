@@ -197,6 +197,14 @@ class StatelessProxy:
                 return self._drop("too-many-hops")
             answer = make_response(msg, 483, reason_phrase(483), to_tag=_response_tag(msg))
             return [Send(self._reply_flow(msg, source), answer.to_bytes())]
+        domains = self.settings.domains
+        if (
+            domains
+            and msg.to is not None
+            and msg.to.tag is None
+            and msg.uri.host_bare not in domains
+        ):
+            return self._drop("foreign-domain")
         msg.set_max_forwards(forwards)
         self._pop_our_routes(msg)
         routes = msg.routes

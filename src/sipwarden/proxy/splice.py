@@ -70,9 +70,12 @@ def client_request(
     if to_parts is None or view._addr_parts(FROM) is None or view.cseq_method != method:
         return None
     try:
-        view.uri  # noqa: B018 - a Request-URI the general path would refuse must not pass
+        uri = view.uri  # a Request-URI the general path would refuse must not pass
     except SipError:
         return None
+    domains = proxy.settings.domains
+    if domains and to_parts[8] is None and uri.host_bare not in domains:
+        return None  # the general path drops it, and counts why
 
     # where the answer goes (RFC 3261 §18.2.2, RFC 3581)
     if source.is_stream or rport is not None:
