@@ -98,6 +98,8 @@ class EdgeConfig(_Section):
     advertise: str | None = None
     tls_certificate: Path | None = None
     tls_key: Path | None = None
+    # CA bundle for a tls: backend's certificate (default: the system's CAs)
+    backend_ca_file: Path | None = None
     # What replaces the backend's Server and User-Agent headers; "" removes them.
     server_header: str = ""
     max_message_size: int = Field(default=65_535, ge=1024, le=1_048_576)

@@ -51,6 +51,7 @@ def running_edge(
     host: str = "127.0.0.1",
     backend_port: int | None = None,
     backend_host: str | None = None,
+    backend_transport: str = "udp",
     **edge_options,
 ) -> Iterator[Running]:
     """An edge on ephemeral ports in front of ``backend_port`` (UDP), or of a
@@ -73,7 +74,7 @@ def running_edge(
             {
                 "edge": {
                     "listen": [f"{t}:{bracket}:0" for t in listen],
-                    "backend": f"udp:{pbx}:{port}",
+                    "backend": f"{backend_transport}:{pbx}:{port}",
                     "flow_key_file": str(tmp_path / "flow.key"),
                     **edge_options,
                 }

@@ -211,3 +211,34 @@ def test_ipv6_phone_registers_with_an_ipv4_kamailio(tmp_path):
         ok = parse(phone.recv())
         assert ok.status == 200 and ok.via.received == "::1"
         phone.close()
+
+
+@pytest.mark.parametrize("callee_transport", ["udp", "tcp"])
+def test_call_through_a_tcp_backend_link(tmp_path, callee_transport):
+    """The edge talks TCP to Kamailio (phones on UDP or TCP): transport bridging."""
+    need(kamailio_available(), "kamailio is not installed (apt-get install kamailio)")
+    need(shutil.which("sipp") is not None, "sipp is not installed (apt-get install sip-tester)")
+    with (
+        kamailio(tmp_path) as pbx_port,
+        running_edge(tmp_path, backend_port=pbx_port, backend_transport="tcp") as run,
+    ):
+        callee = Callee("200", run.ports[callee_transport], callee_transport).start()
+        try:
+            assert callee.registered.wait(10), callee.error
+            caller = sipp(
+                f"127.0.0.1:{run.ports['udp']}",
+                "caller.xml",
+                "-s",
+                "200",
+                "-p",
+                str(free_port()),
+                "-t",
+                "u1",
+                cwd=tmp_path,
+            )
+            assert caller.returncode == 0, explain(caller, tmp_path)
+            assert wait_for(lambda: callee.seen[:3] == ["INVITE", "ACK", "BYE"]), callee.seen
+        finally:
+            callee.stop()
+        assert callee.error is None, callee.error
+        assert not any(k.startswith("drop:") for k in run.edge.counters), dict(run.edge.counters)

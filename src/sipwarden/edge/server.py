@@ -77,6 +77,7 @@ class Edge:
         self._per_source: Counter[str] = Counter()
         self._next_conn = 0
         self._sweeper: asyncio.Task[None] | None = None
+        self._link: _BackendLink | None = None  # the connection to a TCP/TLS backend
         self._backend = Flow(config.backend.transport, config.backend.host, config.backend.port)
 
     # ----------------------------------------------------------------- life
@@ -84,10 +85,6 @@ class Edge:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
-        if cfg.backend.transport != "udp":
-            raise NotImplementedError(
-                "a TCP or TLS backend link is not built yet; use a udp: backend"
-            )
         ssl_ctx = self._server_tls() if any(ep.transport == "tls" for ep in cfg.listen) else None
         for ep in cfg.listen:
             if ep.transport == "udp":
@@ -123,15 +120,38 @@ class Edge:
 
         backend = cfg.backend
         inside_host = local_address_towards(backend.host, backend.port)
-        sock = _udp_socket(inside_host, 0)
-        transport, _ = await loop.create_datagram_endpoint(lambda: _BackendSocket(self), sock=sock)
-        self._internal = sock
-        self._udp_transports.append(transport)
-        inside = Local("udp", inside_host, sock.getsockname()[1])
+        if backend.transport == "udp":
+            sock = _udp_socket(inside_host, 0)
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _BackendSocket(self), sock=sock
+            )
+            self._internal = sock
+            self._udp_transports.append(transport)
+            inside = Local("udp", inside_host, sock.getsockname()[1])
+        else:
+            # the PBX answers on our connection; its own requests (to a Path or
+            # Record-Route of ours) may come on a connection it opens to this listener
+            tls = backend.transport == "tls"
+            server = await loop.create_server(
+                functools.partial(
+                    _StreamConnection,
+                    self,
+                    Endpoint(backend.transport, inside_host, 0),
+                    inside=True,
+                ),
+                inside_host,
+                0,
+                ssl=self._server_tls() if tls else None,
+                ssl_handshake_timeout=cfg.tls_handshake_timeout if tls else None,
+            )
+            self._servers.append(server)
+            inside = Local(backend.transport, inside_host, server.sockets[0].getsockname()[1])
+            self._link = _BackendLink(self, self._client_tls() if tls else None)
+            await self._link.connect()
         self.proxy = StatelessProxy(
             ProxySettings(
                 backend=self._backend,
-                internal={"udp": inside},
+                internal={backend.transport: inside},
                 public=self.public,
                 server_header=cfg.server_header,
                 default_max_forwards=cfg.max_forwards,
@@ -150,6 +170,13 @@ class Edge:
     def _guess_public(self, ep: Endpoint) -> str:
         return local_address_towards(self.config.backend.host, self.config.backend.port)
 
+    def _client_tls(self) -> ssl.SSLContext:
+        """TLS towards the PBX: verified against edge.backend_ca_file (or the
+        system's CAs); the PBX is named by IP, so the name is not checked."""
+        ctx = ssl.create_default_context(cafile=self.config.backend_ca_file)
+        ctx.check_hostname = False
+        return ctx
+
     def _server_tls(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         assert self.config.tls_certificate is not None and self.config.tls_key is not None
@@ -159,6 +186,8 @@ class Edge:
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._link is not None:
+            self._link.close()
         for server in self._servers:
             server.close()
         for conn in list(self._conns.values()):
@@ -224,6 +253,12 @@ class Edge:
 
     def send(self, flow: Flow, data: bytes) -> None:
         if flow == self._backend:
+            if self._link is not None:
+                if self._link.send(data):
+                    self.counters["to-backend"] += 1
+                else:
+                    self.counters["drop:backend-unreachable"] += 1
+                return
             assert self._internal is not None
             if _sendto(self._internal, data, flow):
                 self.counters["to-backend"] += 1
@@ -332,9 +367,10 @@ class _BackendSocket(asyncio.DatagramProtocol):
 class _StreamConnection(asyncio.Protocol):
     """One TCP or TLS client connection, framed by StreamFramer."""
 
-    def __init__(self, edge: Edge, listener: Endpoint) -> None:
+    def __init__(self, edge: Edge, listener: Endpoint, *, inside: bool = False) -> None:
         self.edge = edge
         self.listener = listener
+        self.inside = inside  # a connection with the PBX: its frames are the backend's
         self.framer = StreamFramer(edge.config.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.conn_id = 0
@@ -347,6 +383,11 @@ class _StreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio subclasses
         peer = transport.get_extra_info("peername")
         self.peer = (_ip(peer[0]), peer[1])
+        if self.inside and self.peer[0] != self.edge.config.backend.host:
+            self.edge.counters["refused:not-the-backend"] += 1
+            self.closed = True
+            self.transport.abort()
+            return
         if not self.edge.admit(self):
             self.closed = True
             self.transport.abort()
@@ -369,7 +410,10 @@ class _StreamConnection(asyncio.Protocol):
                 self.write(b"\r\n")  # RFC 5626 pong
                 continue
             try:
-                edge.from_client(frame, source, self.listener)
+                if self.inside:
+                    edge.from_backend(frame, source)
+                else:
+                    edge.from_client(frame, source, self.listener)
             except Exception:
                 edge.counters["internal-error"] += 1
                 log.exception("error handling a message from %s", source)
@@ -394,3 +438,65 @@ class _StreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.edge.forget(self)
+
+
+class _BackendLink:
+    """The edge's own connection to a TCP or TLS backend, re-opened on demand.
+
+    Requests to the PBX go out on it and its answers come back on it
+    (RFC 3261 §18.2.2). While it is (re)connecting, a bounded number of
+    messages wait; beyond that they are dropped and counted.
+    """
+
+    MAX_WAITING = 256
+
+    def __init__(self, edge: Edge, tls: ssl.SSLContext | None) -> None:
+        self.edge = edge
+        self.tls = tls
+        self.conn: _StreamConnection | None = None
+        self.waiting: list[bytes] = []
+        self.connecting: asyncio.Task[None] | None = None
+        self.closed = False
+
+    async def connect(self) -> None:
+        edge, backend = self.edge, self.edge.config.backend
+        loop = asyncio.get_running_loop()
+        listener = Endpoint(backend.transport, backend.host, backend.port)
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    functools.partial(_StreamConnection, edge, listener, inside=True),
+                    backend.host,
+                    backend.port,
+                    ssl=self.tls,
+                ),
+                timeout=edge.config.tls_handshake_timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            edge.counters["backend-connect-failed"] += 1
+            log.warning("cannot connect to the backend %s: %s", backend, exc)
+            self.waiting.clear()
+            return
+        self.conn = conn
+        for data in self.waiting:
+            conn.write(data)
+        self.waiting.clear()
+
+    def send(self, data: bytes) -> bool:
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            conn.write(data)
+            return True
+        if self.closed or len(self.waiting) >= self.MAX_WAITING:
+            return False
+        self.waiting.append(data)
+        if self.connecting is None or self.connecting.done():
+            self.connecting = asyncio.get_running_loop().create_task(self.connect())
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+        if self.connecting is not None:
+            self.connecting.cancel()
+        if self.conn is not None:
+            self.conn.close("shutdown")
