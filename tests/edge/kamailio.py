@@ -26,10 +26,12 @@ auto_aliases=no
 alias="{realm}"
 listen=udp:127.0.0.1:{port}
 listen=tcp:127.0.0.1:{port}
+{tls_listen}
 mpath="{modules}"
 server_header="Server: kamailio-pbx-under-test"
 user_agent_header="User-Agent: kamailio-pbx-under-test"
 
+{tls_module}
 loadmodule "kex.so"
 loadmodule "tm.so"
 loadmodule "sl.so"
@@ -103,13 +105,32 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def available() -> bool:
-    return shutil.which("kamailio") is not None and (MODULES / "auth_db.so").exists()
+def available(*, tls: bool = False) -> bool:
+    return (
+        shutil.which("kamailio") is not None
+        and (MODULES / "auth_db.so").exists()
+        and (not tls or (MODULES / "tls.so").exists())
+    )
+
+
+TLS_CFG = """[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+private_key = {key}
+certificate = {cert}
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+"""
 
 
 @contextmanager
-def kamailio(tmp_path: Path) -> Iterator[int]:
-    """Start Kamailio on a free loopback UDP port; yield the port."""
+def kamailio(tmp_path: Path, tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+    """Start Kamailio on a free loopback port (UDP and TCP; with ``tls`` =
+    (certificate, key), TLS on the port above it); yield the port."""
     db = tmp_path / "kamdb"
     db.mkdir()
     (db / "version").write_text(
@@ -126,7 +147,21 @@ def kamailio(tmp_path: Path) -> Iterator[int]:
     )
     port = free_udp_port()
     cfg = tmp_path / "kamailio.cfg"
-    cfg.write_text(CONFIG.format(realm=REALM, port=port, modules=MODULES, db=db))
+    tls_listen = tls_module = ""
+    if tls is not None:
+        (tmp_path / "tls.cfg").write_text(TLS_CFG.format(cert=tls[0], key=tls[1]))
+        tls_listen = f"enable_tls=yes\nlisten=tls:127.0.0.1:{port + 1}"
+        tls_module = f'loadmodule "tls.so"\nmodparam("tls", "config", "{tmp_path / "tls.cfg"}")'
+    cfg.write_text(
+        CONFIG.format(
+            realm=REALM,
+            port=port,
+            modules=MODULES,
+            db=db,
+            tls_listen=tls_listen,
+            tls_module=tls_module,
+        )
+    )
     log = (tmp_path / "kamailio.log").open("w")
     proc = subprocess.Popen(
         [

@@ -242,3 +242,40 @@ def test_call_through_a_tcp_backend_link(tmp_path, callee_transport):
             callee.stop()
         assert callee.error is None, callee.error
         assert not any(k.startswith("drop:") for k in run.edge.counters), dict(run.edge.counters)
+
+
+def test_call_through_a_tls_backend_link(tmp_path):
+    """The edge talks TLS to Kamailio, verifying its certificate; phones on UDP."""
+    from .test_edge import make_certificate
+
+    need(
+        kamailio_available(tls=True),
+        "kamailio's TLS module is not installed (apt-get install kamailio-tls-modules)",
+    )
+    need(shutil.which("sipp") is not None, "sipp is not installed (apt-get install sip-tester)")
+    cert, key = make_certificate(tmp_path)
+    tls = {"tls_certificate": str(cert), "tls_key": str(key), "backend_ca_file": str(cert)}
+    with (
+        kamailio(tmp_path, tls=(cert, key)) as pbx_port,
+        running_edge(tmp_path, backend_port=pbx_port + 1, backend_transport="tls", **tls) as run,
+    ):
+        callee = Callee("200", run.ports["udp"], "udp").start()
+        try:
+            assert callee.registered.wait(10), callee.error
+            caller = sipp(
+                f"127.0.0.1:{run.ports['udp']}",
+                "caller.xml",
+                "-s",
+                "200",
+                "-p",
+                str(free_port()),
+                "-t",
+                "u1",
+                cwd=tmp_path,
+            )
+            assert caller.returncode == 0, explain(caller, tmp_path)
+            assert wait_for(lambda: callee.seen[:3] == ["INVITE", "ACK", "BYE"]), callee.seen
+        finally:
+            callee.stop()
+        assert callee.error is None, callee.error
+        assert not any(k.startswith("drop:") for k in run.edge.counters), dict(run.edge.counters)
