@@ -67,6 +67,7 @@ class Edge:
         self.proxy: StatelessProxy | None = None
         self.public: dict[tuple[str, bool], Local] = {}
         self.bound: list[Endpoint] = []  # the listeners as bound (ports filled in)
+        self._local_of: dict[Endpoint, Local] = {}  # listener (as configured) -> what we advertise
         # UDP sockets we send on directly (a plain sendto is several times cheaper
         # than the transport's): the public ones per family (IPv6?), the internal one
         self._udp: dict[bool, socket.socket] = {}
@@ -83,18 +84,19 @@ class Edge:
     # ----------------------------------------------------------------- life
 
     async def start(self) -> None:
+        """Bind everything, build the proxy, and only then start reading: a
+        packet that arrives meanwhile waits in the kernel, never meets a half
+        built edge (other workers may already be sending traffic our way)."""
         loop = asyncio.get_running_loop()
         cfg = self.config
         ssl_ctx = self._server_tls() if any(ep.transport == "tls" for ep in cfg.listen) else None
+        udp_pending: list[tuple[Any, socket.socket]] = []
         for ep in cfg.listen:
             if ep.transport == "udp":
                 sock = _udp_socket(ep.host, ep.port, shared=cfg.workers > 1)
-                transport, _ = await loop.create_datagram_endpoint(
-                    functools.partial(_UdpListener, self, ep), sock=sock
-                )
+                udp_pending.append((functools.partial(_UdpListener, self, ep), sock))
                 port = sock.getsockname()[1]
                 self._udp.setdefault(ep.family_v6, sock)
-                self._udp_transports.append(transport)
             else:
                 server = await loop.create_server(
                     functools.partial(_StreamConnection, self, ep),
@@ -106,32 +108,30 @@ class Edge:
                     else None,
                     reuse_address=True,
                     reuse_port=cfg.workers > 1,
+                    start_serving=False,
                 )
                 self._servers.append(server)
                 port = server.sockets[0].getsockname()[1]
-            bound = Endpoint(ep.transport, ep.host, port)
-            self.bound.append(bound)
+            self.bound.append(Endpoint(ep.transport, ep.host, port))
             advertised = cfg.advertise or (
                 ep.host if ep.host not in ("0.0.0.0", "::") else self._guess_public(ep)
             )
             self.public.setdefault(
                 (ep.transport, ep.family_v6), Local(ep.transport, advertised, port)
             )
+            self._local_of[ep] = self.public[(ep.transport, ep.family_v6)]
 
         backend = cfg.backend
         inside_host = local_address_towards(backend.host, backend.port)
+        tls = backend.transport == "tls"
         if backend.transport == "udp":
             sock = _udp_socket(inside_host, 0)
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _BackendSocket(self), sock=sock
-            )
+            udp_pending.append((functools.partial(_BackendSocket, self), sock))
             self._internal = sock
-            self._udp_transports.append(transport)
             inside = Local("udp", inside_host, sock.getsockname()[1])
         else:
             # the PBX answers on our connection; its own requests (to a Path or
             # Record-Route of ours) may come on a connection it opens to this listener
-            tls = backend.transport == "tls"
             server = await loop.create_server(
                 functools.partial(
                     _StreamConnection,
@@ -143,11 +143,10 @@ class Edge:
                 0,
                 ssl=self._server_tls() if tls else None,
                 ssl_handshake_timeout=cfg.tls_handshake_timeout if tls else None,
+                start_serving=False,
             )
             self._servers.append(server)
             inside = Local(backend.transport, inside_host, server.sockets[0].getsockname()[1])
-            self._link = _BackendLink(self, self._client_tls() if tls else None)
-            await self._link.connect()
         self.proxy = StatelessProxy(
             ProxySettings(
                 backend=self._backend,
@@ -159,6 +158,15 @@ class Edge:
             ),
             self.tokens,
         )
+        # now read
+        for factory, sock in udp_pending:
+            transport, _ = await loop.create_datagram_endpoint(factory, sock=sock)
+            self._udp_transports.append(transport)
+        for listening in self._servers:
+            await listening.start_serving()
+        if backend.transport != "udp":
+            self._link = _BackendLink(self, self._client_tls() if tls else None)
+            await self._link.connect()
         self._sweeper = asyncio.create_task(self._sweep())
         log.info(
             "edge listening on %s, backend %s via %s",
@@ -216,7 +224,7 @@ class Edge:
     # -------------------------------------------------------------- inbound
 
     def from_client(self, data: bytes, source: Flow, listener: Endpoint) -> None:
-        self.counters["received"] += 1
+        self.counters["received"] += 1  # (a Counter: the metrics layer reads it as it is)
         try:
             view = peek(data)
         except SipError as exc:
@@ -226,9 +234,8 @@ class Edge:
         if not verdict.passes:
             self.counters[f"verdict:{verdict.kind}:{verdict.reason}"] += 1
             return
-        local = self.public[(listener.transport, listener.family_v6)]
         assert self.proxy is not None
-        self._execute(self.proxy.from_client(data, source, local, view))
+        self._execute(self.proxy.from_client(data, source, self._local_of[listener], view))
 
     def from_backend(self, data: bytes, source: Flow) -> None:
         if source.host != self._backend.host:

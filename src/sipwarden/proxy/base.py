@@ -54,3 +54,8 @@ def branch_of(*parts: str) -> str:
     """A Via branch of ours, derived from what identifies the transaction."""
     digest = hashlib.blake2b("\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=10)
     return BRANCH_PREFIX + digest.hexdigest()
+
+
+def flow_words(flow: Flow) -> tuple[str, str, str]:
+    """What identifies a source in a branch hash."""
+    return (flow.transport, flow.host, str(flow.port))

@@ -40,6 +40,7 @@ from .base import (
     ProxySettings,
     Send,
     branch_of,
+    flow_words,
 )
 from .flow import Flow, FlowTokens
 
@@ -60,12 +61,21 @@ class StatelessProxy:
         self.tokens = tokens
         self.drops: dict[str, int] = {}
         self.fast_path = 0  # messages that took the splice path
+        inside = settings.internal[settings.backend.transport]
+        # the parts of our own lines that never change, written once
+        self.via_prefix = (
+            f"Via: SIP/2.0/{settings.backend.transport.upper()} {inside.hostport()};branch="
+        )
+        self._path_suffix = f"@{inside.hostport()};transport={inside.transport};lr>\r\n"
         self._token_of: dict[Flow, str] = {}
         self._flow_of: dict[str, Flow] = {}
         locals_ = [*settings.internal.values(), *settings.public.values()]
         self._ours = {(loc.host.strip("[]").lower(), loc.port) for loc in locals_}
 
     # ------------------------------------------------------------------ helpers
+
+    def path_line(self, token: str) -> str:
+        return f"Path: <sip:{token}{self._path_suffix}"
 
     def token_for(self, flow: Flow) -> str:
         """The signed token of a flow, remembered (bounded) to spare the HMAC."""
@@ -225,7 +235,7 @@ class StatelessProxy:
         token = self.token_for(reply)
         branch = via.branch or ""
         if branch.startswith("z9hG4bK") and len(branch) > 7:
-            key = branch_of(branch, via.sent_by, str(source))
+            key = branch_of(branch, via.sent_by, *flow_words(source))
         else:  # RFC 2543 peers: hash what identifies the transaction (§16.11)
             from_, to, cseq = msg.from_, msg.to, msg.cseq
             key = branch_of(
@@ -235,7 +245,7 @@ class StatelessProxy:
                 msg.call_id or "",
                 str(cseq.number) if cseq else "",
                 via.sent_by,
-                str(source),
+                *flow_words(source),
             )
         msg.prepend_via(
             f"SIP/2.0/{backend.transport.upper()} {inside.hostport()};branch={key};{TOKEN_PARAM}={token}"

@@ -22,9 +22,18 @@ from typing import TYPE_CHECKING
 
 from ..sip import Peek, SipError
 from ..sip.fields import ViaParts, via_parts
-from ..sip.peek import CALL_ID, CSEQ, FROM, MAX_FORWARDS, ROUTE, SERVER, TO, USER_AGENT, VIA
+from ..sip.peek import _RURI, CALL_ID, CSEQ, FROM, MAX_FORWARDS, ROUTE, SERVER, TO, USER_AGENT, VIA
 from ..sip.uri import simple_params
-from .base import BRANCH_PREFIX, DIALOG_CREATING, TOKEN_PARAM, Action, Local, Send, branch_of
+from .base import (
+    BRANCH_PREFIX,
+    DIALOG_CREATING,
+    TOKEN_PARAM,
+    Action,
+    Local,
+    Send,
+    branch_of,
+    flow_words,
+)
 from .flow import Flow
 
 if TYPE_CHECKING:
@@ -69,12 +78,18 @@ def client_request(
     to_parts = view._addr_parts(TO)
     if to_parts is None or view._addr_parts(FROM) is None or view.cseq_method != method:
         return None
-    try:
-        uri = view.uri  # a Request-URI the general path would refuse must not pass
-    except SipError:
-        return None
+    # a Request-URI the general path would refuse must not pass: a bare
+    # addr-spec of the simple shape is fine as it is, anything else is parsed
+    ruri = view._addr_parts(_RURI)
+    if ruri is not None and ruri[6] == "" and ruri[7] == view.uri_text:
+        ruri_host = ruri[3].strip("[]").lower()
+    else:
+        try:
+            ruri_host = view.uri.host_bare or ""
+        except SipError:
+            return None
     domains = proxy.settings.domains
-    if domains and to_parts[8] is None and uri.host_bare not in domains:
+    if domains and to_parts[8] is None and ruri_host not in domains:
         return None  # the general path drops it, and counts why
 
     # where the answer goes (RFC 3261 §18.2.2, RFC 3581)
@@ -92,33 +107,31 @@ def client_request(
     if rport == "" or host.strip("[]").lower() != source.host:
         new_via += f";received={source.host}"
 
-    settings = proxy.settings
-    backend = settings.backend
-    inside = settings.internal[backend.transport]
-    token = proxy.token_for(reply)
-    if branch and branch.startswith("z9hG4bK") and len(branch) > 7:
-        key = branch_of(branch, f"{host}:{port}" if port is not None else host, str(source))
-    else:
+    if not (branch and branch.startswith("z9hG4bK") and len(branch) > 7):
         return None  # RFC 2543 transactions: the general path hashes more fields
-    lines = [
-        f"Via: SIP/2.0/{backend.transport.upper()} {inside.hostport()};branch={key};{TOKEN_PARAM}={token}\r\n"
-    ]
+    token = proxy.token_for(reply)
+    key = branch_of(branch, f"{host}:{port}" if port is not None else host, *flow_words(source))
+    lines = f"{proxy.via_prefix}{key};{TOKEN_PARAM}={token}\r\n"
     if method == "REGISTER":
-        lines.append(f"Path: <sip:{token}@{inside.hostport()};transport={inside.transport};lr>\r\n")
+        lines += proxy.path_line(token)
     elif method in DIALOG_CREATING and to_parts[8] is None:
+        inside = proxy.settings.internal[proxy.settings.backend.transport]
         entries = [inside] if inside == local else [inside, local]
-        lines += [f"Record-Route: {proxy._route_uri(e, token)}\r\n" for e in entries]
+        lines += "".join(f"Record-Route: {proxy._route_uri(e, token)}\r\n" for e in entries)
 
     forwards = str(min(int(mf_text), 255) - 1).encode()
-    edits = sorted([(via0, via1, new_via.encode("utf-8", "surrogateescape")), (mf0, mf1, forwards)])
+    via_bytes = new_via.encode("utf-8", "surrogateescape")
     head = line_end + 2
-    out = [data[:head], "".join(lines).encode("utf-8", "surrogateescape")]
-    at = head
-    for start, end, replacement in edits:
-        out += [data[at:start], replacement]
-        at = end
-    out.append(data[at:])
-    return [Send(backend, b"".join(out))]
+    if via0 < mf0:
+        middle = [data[head:via0], via_bytes, data[via1:mf0], forwards, data[mf1:]]
+    else:
+        middle = [data[head:mf0], forwards, data[mf1:via0], via_bytes, data[via1:]]
+    return [
+        Send(
+            proxy.settings.backend,
+            b"".join([data[:head], lines.encode("utf-8", "surrogateescape"), *middle]),
+        )
+    ]
 
 
 def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Action] | None:
