@@ -8,6 +8,9 @@ sipp processes share the machine's two cores with the edge. The Kamailio run
 uses Debian's package with the TLSF allocator (-x tlsf) and a stateless
 forward(), the cheapest configuration it has.
 
+It also prints, per edge, the highest tested rate with < 1 % failed
+transactions: give --rates up to where it breaks to find the knee.
+
 Run: .venv/bin/python bench/proxy.py [--rates 1000,2000,4000] [--seconds 5]
 Needs sipp (sip-tester) and kamailio on PATH.
 """
@@ -239,6 +242,14 @@ def main() -> None:
                         proc.wait(10)
                     except subprocess.TimeoutExpired:
                         proc.kill()
+    print("highest tested rate with < 1 % failed transactions:")
+    for label, steps in results.items():
+        good = [
+            r["rate"]
+            for r in steps
+            if r["ok"] + r["failed"] > 0 and r["failed"] < 0.01 * (r["ok"] + r["failed"])
+        ]
+        print(f"  {label:24}{max(good) if good else 0:>8.0f} tx/s")
     ours = results.get("sipwarden (1 worker)", [])
     theirs = results.get("kamailio (1 worker)", [])
     if ours and theirs:
