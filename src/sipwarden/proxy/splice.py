@@ -9,11 +9,13 @@ Server/User-Agent lines replaced. The C scanner already knows where those
 values sit (``Peek.layout``), so the new message is a join of slices.
 
 This path only takes messages whose every touched part has the simple shape
-(one value on the Via line, plain Max-Forwards, no repeated single headers,
-From/To/CSeq as the fast parsers read them) and hands everything else, with
-its full validation, to ``StatelessProxy``'s general path. What it checks is
-what the proxy needs; the sanity of the rest is the policy pipeline's job.
-The results are the same either way (the tests compare them).
+(a plain top Via value, plain Max-Forwards, no repeated single headers, no
+Route, From/To/CSeq/Request-URI as the fast parsers read them) and hands
+everything else, with its full validation, to ``StatelessProxy``'s general
+path. What it checks is what the proxy needs: unlike the general path, it
+does not validate headers it does not touch (a malformed Contact, say); the
+sanity of those is the policy pipeline's job (issue 4). On every message it
+takes, the result is the one the general path gives (tests/proxy/test_splice.py).
 """
 
 from __future__ import annotations
