@@ -220,6 +220,7 @@ class Callee:
 
         self.user, self.transport, self.mode, self.nat = user, transport, mode, nat
         self.seen: list[str] = []
+        self.received: list[bytes] = []  # every message as it arrived
         self.error: BaseException | None = None
         if transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -254,9 +255,11 @@ class Callee:
             except TimeoutError:
                 continue
             if self.transport == "udp":
+                self.received.append(data)
                 return parse(data)
             frames = [f for f in self.framer.feed(data) if f != b"\r\n\r\n"]
             if frames:
+                self.received.append(frames[0])
                 return parse(frames[0])
         return None
 

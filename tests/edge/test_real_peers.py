@@ -168,6 +168,7 @@ def test_call_between_two_phones_through_edge_and_kamailio(tmp_path, case):
                 str(free_port()),
                 "-t",
                 "u1",
+                "-trace_msg",
                 cwd=tmp_path,
             )
             assert caller.returncode == 0, explain(caller, tmp_path)
@@ -176,6 +177,13 @@ def test_call_between_two_phones_through_edge_and_kamailio(tmp_path, case):
             callee.stop()
         assert callee.error is None, callee.error
         assert not any(k.startswith("drop:") for k in run.edge.counters), dict(run.edge.counters)
+        # topology hiding: neither phone ever saw Kamailio's address, though it
+        # record-routes and its Vias travel with every request
+        pbx = f"127.0.0.1:{pbx_port}".encode()
+        assert callee.received and not any(pbx in m for m in callee.received)
+        (trace,) = tmp_path.glob("caller*_messages.log")
+        log = trace.read_bytes()
+        assert b"swr=" in log and pbx not in log  # (the 180 carried our sealed Record-Route)
 
 
 def test_ipv6_phone_registers_with_an_ipv4_kamailio(tmp_path):

@@ -156,12 +156,21 @@ def test_backend_request_is_routed_only_through_our_route(proxy):
     assert "route" not in out
     assert out.via.transport == "TCP" and (out.via.host, out.via.port) == ("198.51.100.1", 5060)
     assert "user-agent" not in out
-    rr = out.record_routes
-    assert [(r.uri.host, r.uri.port) for r in rr] == [("198.51.100.1", 5060), ("127.0.0.1", 5062)]
-    # the phone answers; the answer goes back to the backend with our Via popped
-    answer = make_response(out, 180, to_tag="t9")
+    # the phone sees one Record-Route: ours, with the route set sealed in it
+    (rr,) = out.record_routes
+    assert (rr.uri.host, rr.uri.port) == ("198.51.100.1", 5060) and rr.uri.param("swr")
+    assert b"127.0.0.1" not in out.to_bytes()
+    # the phone answers; the answer goes back to the backend with our Via
+    # popped and the full route set restored
+    answer = make_response(
+        out, 180, to_tag="t9", headers=[("Record-Route", out.get("record-route"))]
+    )
     flow, back = sent(proxy.from_client(answer.to_bytes(), PHONE_TCP, PUBLIC_TCP))
     assert flow == BACKEND and back.via.branch == "z9hG4bKpbx1"
+    assert [(r.uri.host, r.uri.port) for r in back.record_routes] == [
+        ("198.51.100.1", 5060),
+        ("127.0.0.1", 5062),
+    ]
 
 
 def test_no_open_relay(proxy):
@@ -239,3 +248,31 @@ def test_initial_requests_for_other_domains_are_dropped():
         b"BYE sip:200@pbx.example.com", b"BYE sip:200@192.168.1.7:5060"
     )
     assert isinstance(proxy.from_client(bye, PHONE, PUBLIC)[0], Send)
+
+
+def test_the_pbx_route_is_hidden_from_the_caller_and_restored(proxy):
+    """A record-routing PBX: the caller's 200 carries one sealed Record-Route;
+    its BYE, routed by that one entry, reaches the PBX with the PBX's own
+    Route back in place. A forged seal goes nowhere."""
+    _, fwd = sent(proxy.from_client(request(), PHONE, PUBLIC))
+    pbx_rr = "<sip:127.0.0.1:5080;lr;ftag=f1>"
+    answer = make_response(
+        fwd,
+        200,
+        to_tag="t2",
+        headers=[
+            ("Record-Route", pbx_rr),
+            *(("Record-Route", v) for v in fwd.get_all("record-route")),
+        ],
+    )
+    flow, ok = sent(proxy.from_backend(answer.to_bytes(), BACKEND))
+    assert flow == PHONE
+    (rr,) = ok.record_routes
+    assert b"5080" not in ok.to_bytes() and b"5062" not in ok.to_bytes()
+    bye = request("BYE", to_tag=";tag=t2", extra=f"Route: {rr}")
+    flow, out = sent(proxy.from_client(bye, PHONE, PUBLIC))
+    assert flow == BACKEND
+    assert [str(r) for r in out.routes] == [pbx_rr]  # ours popped, the PBX's restored
+    seal = rr.uri.param("swr")
+    forged = bye.replace(seal.encode(), seal[:-3].encode() + b"AAA")
+    assert proxy.from_client(forged, PHONE, PUBLIC) == [Drop("forged-route-seal")]

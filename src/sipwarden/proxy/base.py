@@ -9,6 +9,7 @@ from .flow import Flow
 
 BRANCH_PREFIX: Final = "z9hG4bK-sw"
 TOKEN_PARAM: Final = "swf"  # our Via parameter carrying the reply flow token
+SEAL_PARAM: Final = "swr"  # our Record-Route/Route URI parameter carrying a sealed route set
 DIALOG_CREATING: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 _TOKEN_CACHE: Final = 65_536  # flows remembered; cleared when full (spoofed floods)
 

@@ -33,6 +33,7 @@ from .base import (
     _TOKEN_CACHE,
     BRANCH_PREFIX,
     DIALOG_CREATING,
+    SEAL_PARAM,
     TOKEN_PARAM,
     Action,
     Drop,
@@ -69,6 +70,9 @@ class StatelessProxy:
         self._path_suffix = f"@{inside.hostport()};transport={inside.transport};lr>\r\n"
         self._token_of: dict[Flow, str] = {}
         self._flow_of: dict[str, Flow] = {}
+        self._public = {
+            (loc.host.strip("[]").lower(), loc.port) for loc in settings.public.values()
+        }
         locals_ = [*settings.internal.values(), *settings.public.values()]
         self._ours = {(loc.host.strip("[]").lower(), loc.port) for loc in locals_}
 
@@ -133,6 +137,51 @@ class StatelessProxy:
             if flow is None and uri is not None:
                 flow = self.tokens.decode(uri.user)
             msg.pop_value("route")
+
+    def _hide_route_set(self, msg: Message, flow: Flow, *, request: bool) -> None:
+        """Topology hiding: the client gets one Record-Route, our own entry
+        facing it, which carries the whole recorded route sealed inside. The
+        PBX's address and our inside address never reach it; the route set is
+        restored from the seal when the client uses it (``_restore_route_set``)."""
+        routes = msg.record_routes
+        if len(routes) < 2:
+            return
+        for entry in routes:
+            uri = entry.uri
+            if (
+                uri is not None
+                and (uri.host_bare or "", uri.port or 5060) in self._public
+                and self.flow_of(uri.user) == flow
+            ):
+                break
+        else:
+            return
+        values = [r.raw for r in routes]
+        # the client's route set: a callee uses the list as it is, a caller reversed
+        route_set = values if request else values[::-1]
+        msg.remove_header("record-route")
+        msg.prepend_value("record-route", f"<{uri.raw};{SEAL_PARAM}={self.tokens.seal(route_set)}>")
+
+    def _restore_route_set(self, msg: Message, key: str) -> bool:
+        """Put back the route set sealed in a client's Route (or, in its
+        answer, Record-Route). False if the seal is forged."""
+        values = msg.get_all(key)
+        if not values or SEAL_PARAM not in values[0]:
+            return True
+        try:
+            first = msg.routes[0] if key == "route" else msg.record_routes[0]
+        except SipError:
+            return True  # (validation has parsed them already; cannot happen)
+        blob = first.uri.param(SEAL_PARAM) if first.uri is not None else None
+        if blob is None:
+            return True
+        entries = self.tokens.unseal(blob)
+        if entries is None:
+            return False
+        msg.remove_header(key)
+        for value in reversed(entries):
+            msg.prepend_value(key, value)
+        return True
 
     def _neutralise(self, msg: Message) -> None:
         """Hide the PBX's identity: no Server/User-Agent of its own leaves."""
@@ -215,6 +264,8 @@ class StatelessProxy:
             and msg.uri.host_bare not in domains
         ):
             return self._drop("foreign-domain")
+        if not self._restore_route_set(msg, "route"):
+            return self._drop("forged-route-seal")
         msg.set_max_forwards(forwards)
         self._pop_our_routes(msg)
         routes = msg.routes
@@ -264,7 +315,18 @@ class StatelessProxy:
         assert via is not None
         if not (via.branch or "").startswith(BRANCH_PREFIX):
             return self._drop("response-not-ours")
-        msg.pop_via()
+        if not self._restore_route_set(msg, "record-route"):
+            return self._drop("forged-route-seal")
+        sealed = via.param(SEAL_PARAM)
+        if sealed is None:
+            msg.pop_via()
+        else:  # our Via carries the Vias the phone never saw: put them back
+            below = self.tokens.unseal(sealed)
+            if below is None:
+                return self._drop("forged-via-seal")
+            msg.remove_header("via")
+            for value in reversed(below):
+                msg.prepend_via(value)
         if not msg.vias:
             return self._drop("response-without-via")
         return [Send(self.settings.backend, msg.to_bytes())]
@@ -295,6 +357,7 @@ class StatelessProxy:
             return self._drop("response-bad-token")
         msg.pop_via()
         self._neutralise(msg)
+        self._hide_route_set(msg, flow, request=False)
         return [Send(flow, msg.to_bytes())]
 
     def _backend_request(self, msg: Message, source: Flow) -> list[Action]:
@@ -314,9 +377,16 @@ class StatelessProxy:
         via = msg.via
         assert via is not None
         key = branch_of(via.branch or "", via.sent_by, msg.call_id or "", str(flow))
-        msg.prepend_via(f"SIP/2.0/{flow.transport.upper()} {outside.hostport()};branch={key}")
+        # the Vias below ours (the PBX's, and those of whoever called through
+        # it) are sealed into ours: the phone learns no address but the edge's
+        below = self.tokens.seal(msg.get_all("via"))
+        msg.remove_header("via")
+        msg.prepend_via(
+            f"SIP/2.0/{flow.transport.upper()} {outside.hostport()};branch={key};{SEAL_PARAM}={below}"
+        )
         if msg.method in DIALOG_CREATING and msg.to is not None and msg.to.tag is None:
             inside = self.settings.internal[self.settings.backend.transport]
-            self._record_route(msg, outside, inside, self.tokens.encode(flow))
+            self._record_route(msg, outside, inside, self.token_for(flow))
         self._neutralise(msg)
+        self._hide_route_set(msg, flow, request=True)
         return [Send(flow, msg.to_bytes())]

@@ -79,3 +79,24 @@ class FlowTokens:
             return None
         host = ipaddress.ip_address(payload[7:]).compressed
         return Flow(transport, host, port, conn)
+
+    # -- sealed route sets (topology hiding) ---------------------------------
+
+    def seal(self, entries: list[str]) -> str:
+        """A signed, URI-parameter-safe packing of a list of route entries."""
+        payload = "\n".join(entries).encode("utf-8", "surrogateescape")
+        raw = payload + self._mac(b"route-set\x00" + payload)
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+    def unseal(self, blob: str | None) -> list[str] | None:
+        """The entries of a seal we made; None for anything else (never raises)."""
+        if not blob or len(blob) > 8192:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(blob + "=" * (-len(blob) % 4))
+        except ValueError:
+            return None
+        payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+        if not payload or not hmac.compare_digest(mac, self._mac(b"route-set\x00" + payload)):
+            return None
+        return payload.decode("utf-8", "surrogateescape").split("\n")

@@ -24,7 +24,19 @@ from typing import TYPE_CHECKING
 
 from ..sip import Peek, SipError
 from ..sip.fields import ViaParts, via_parts
-from ..sip.peek import _RURI, CALL_ID, CSEQ, FROM, MAX_FORWARDS, ROUTE, SERVER, TO, USER_AGENT, VIA
+from ..sip.peek import (
+    _RURI,
+    CALL_ID,
+    CSEQ,
+    FROM,
+    MAX_FORWARDS,
+    RECORD_ROUTE,
+    ROUTE,
+    SERVER,
+    TO,
+    USER_AGENT,
+    VIA,
+)
 from ..sip.uri import simple_params
 from .base import (
     BRANCH_PREFIX,
@@ -144,6 +156,8 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
     _, repeated, via0, via1, _, _, sv0, sv1, ua0, ua1 = layout
     if repeated & ((1 << SERVER) | (1 << USER_AGENT)) or via0 < 0:
         return None
+    if view._values[RECORD_ROUTE] is not None:
+        return None  # a route set to hide: the general path
     line = view._values[VIA]
     top = _top_via(line)
     if top is None or not (top[1][4] or "").startswith(BRANCH_PREFIX):

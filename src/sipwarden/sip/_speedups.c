@@ -61,12 +61,12 @@ static PyObject *str_of(const char *s, Py_ssize_t n) {
 /* -------------------------------------------------------------------- scan */
 
 /* Header slots, in the order of peek._KEYS. */
-#define NSLOTS 14
-enum { S_VIA, S_FROM, S_TO, S_CALL_ID, S_CSEQ, S_UA, S_CONTACT, S_CLEN, S_MAXFWD, S_AUTH, S_PAUTH, S_SERVER, S_EXPIRES, S_ROUTE };
+#define NSLOTS 15
+enum { S_VIA, S_FROM, S_TO, S_CALL_ID, S_CSEQ, S_UA, S_CONTACT, S_CLEN, S_MAXFWD, S_AUTH, S_PAUTH, S_SERVER, S_EXPIRES, S_ROUTE, S_RR };
 
 static const char *const slot_keys[NSLOTS] = {
     "via", "from", "to", "call-id", "cseq", "user-agent", "contact", "content-length",
-    "max-forwards", "authorization", "proxy-authorization", "server", "expires", "route",
+    "max-forwards", "authorization", "proxy-authorization", "server", "expires", "route", "record-route",
 };
 /* compact forms of slotted headers */
 static const struct { char c; int slot; } compact_slots[] = {
@@ -84,6 +84,7 @@ static int canonical_slot(const char *name, Py_ssize_t n) {
         {"USER-AGENT", S_UA}, {"CONTACT", S_CONTACT}, {"CONTENT-LENGTH", S_CLEN},
         {"MAX-FORWARDS", S_MAXFWD}, {"AUTHORIZATION", S_AUTH}, {"PROXY-AUTHORIZATION", S_PAUTH},
         {"SERVER", S_SERVER}, {"EXPIRES", S_EXPIRES}, {"Route", S_ROUTE}, {"ROUTE", S_ROUTE},
+        {"Record-Route", S_RR}, {"RECORD-ROUTE", S_RR},
     };
     if (n == 1) {
         char c = name[0] | 0x20;
@@ -103,7 +104,7 @@ static int canonical_slot(const char *name, Py_ssize_t n) {
 
 /* An odd-case spelling of a slotted header ("vIa"): the Python path handles it. */
 static int is_odd_case_slot(const char *name, Py_ssize_t n) {
-    char low[24];
+    char low[24]; /* longer than any slotted name */
     if (n >= (Py_ssize_t)sizeof(low))
         return 0;
     for (Py_ssize_t i = 0; i < n; i++) {

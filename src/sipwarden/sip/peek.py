@@ -61,9 +61,10 @@ _KEYS: Final = (
     "server",
     "expires",
     "route",
+    "record-route",
 )
 VIA, FROM, TO, CALL_ID, CSEQ, USER_AGENT, CONTACT, CONTENT_LENGTH, MAX_FORWARDS = range(9)
-AUTHORIZATION, PROXY_AUTHORIZATION, SERVER, EXPIRES, ROUTE = range(9, 14)
+AUTHORIZATION, PROXY_AUTHORIZATION, SERVER, EXPIRES, ROUTE, RECORD_ROUTE = range(9, 15)
 _IGNORED: Final = -1
 _RURI: Final = len(_KEYS)  # the parts cache's extra entry
 _UNSET: Final = object()
