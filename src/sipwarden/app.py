@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import secrets
@@ -55,6 +56,16 @@ async def serve(config: Config, key: bytes, *, worker: int = 0) -> None:
         log.info("worker %d stopped; counters: %s", worker, dict(edge.counters))
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker if the main process dies, however it
+    dies (PR_SET_PDEATHSIG), so no worker is left holding the port."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
 def run(config: Config) -> None:
     """Run ``edge.workers`` processes sharing the listening ports (SO_REUSEPORT;
     the kernel spreads sources across them). The proxy keeps no state, and
@@ -66,6 +77,7 @@ def run(config: Config) -> None:
     for worker in range(1, config.edge.workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
+            _die_with_parent()
             code = 0
             try:
                 uvloop.run(serve(config, key, worker=worker))

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from sipwarden.proxy import Flow
@@ -85,3 +86,27 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path):
             proc.kill()
         thread.join(2)
         backend.close()
+
+
+def test_workers_die_with_the_main_process(tmp_path: Path):
+    port = free_udp_port()
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(
+        f'[edge]\nlisten = ["udp:127.0.0.1:{port}"]\nbackend = "udp:127.0.0.1:9"\n'
+        f'workers = 2\nflow_key_file = "{tmp_path / "flow.key"}"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert b"2 workers" in proc.stdout.readline()
+        (child,) = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    finally:
+        proc.kill()  # no chance to clean up
+        proc.wait(10)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists(), "the worker outlived the main process"
