@@ -246,3 +246,32 @@ def test_requests_for_other_hosts_are_not_relayed_anywhere(tmp_path):
         assert run.edge.counters["to-backend"] == 0
         assert register_over_udp(run, phone).status == 200  # our own domain still works
         phone.close()
+
+
+def test_a_uas_backend_is_hidden_behind_the_edge(tmp_path):
+    """The built-in UAS answers with its own Contact, like Asterisk: the phone
+    never sees the backend's address, and its BYE to that Contact arrives."""
+    with running_edge(tmp_path) as run:
+        phone = UdpPhone()
+        pbx = f"127.0.0.1:{run.registrar_port}".encode()
+        invite = (
+            f"INVITE sip:200@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.50:{phone.port};branch=z9hG4bK-c1;rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:100@pbx.test>;tag=c1\r\nTo: <sip:200@pbx.test>\r\nCall-ID: c1\r\n"
+            f"CSeq: 1 INVITE\r\nContact: <sip:100@192.168.1.50:{phone.port}>\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        phone.send(invite, run.ports["udp"])
+        answers = [parse(phone.recv()) for _ in range(3)]
+        assert [a.status for a in answers] == [100, 180, 200]
+        assert not any(pbx in a.to_bytes() for a in answers)
+        ok = answers[-1]
+        (rr,) = ok.record_routes  # our one entry
+        target = ok.contacts[0].uri.raw
+        bye = (
+            f"BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.50:{phone.port};branch=z9hG4bK-c2;rport\r\n"
+            f"Max-Forwards: 70\r\nRoute: {rr}\r\nFrom: <sip:100@pbx.test>;tag=c1\r\nTo: {ok.get('to')}\r\n"
+            f"Call-ID: c1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        phone.send(bye, run.ports["udp"])
+        done = parse(phone.recv())
+        assert done.status == 200 and done.cseq.method == "BYE" and pbx not in done.to_bytes()
+        phone.close()

@@ -276,3 +276,30 @@ def test_the_pbx_route_is_hidden_from_the_caller_and_restored(proxy):
     seal = rr.uri.param("swr")
     forged = bye.replace(seal.encode(), seal[:-3].encode() + b"AAA")
     assert proxy.from_client(forged, PHONE, PUBLIC) == [Drop("forged-route-seal")]
+
+
+def test_the_pbx_contact_is_hidden_and_restored(proxy):
+    """A B2BUA PBX answers with its own Contact: the phone gets the edge's,
+    with the original sealed inside; requests aimed at it reach the original."""
+    _, fwd = sent(proxy.from_client(request(), PHONE, PUBLIC))
+    answer = make_response(
+        fwd, 200, to_tag="t3", headers=[("Contact", "<sip:pbx@127.0.0.1:5080>;expires=60")]
+    )
+    flow, ok = sent(proxy.from_backend(answer.to_bytes(), BACKEND))
+    (contact,) = ok.contacts
+    assert (contact.uri.host, contact.uri.port) == ("198.51.100.1", 5060) and contact.expires == 60
+    assert b"5080" not in ok.to_bytes()
+    bye = request("BYE", to_tag=";tag=t3").replace(
+        b"BYE sip:200@pbx.example.com", f"BYE {contact.uri.raw}".encode()
+    )
+    flow, out = sent(proxy.from_client(bye, PHONE, PUBLIC))
+    assert flow == BACKEND and out.uri_text == "sip:pbx@127.0.0.1:5080"
+    forged = bye.replace(contact.uri.param("swr").encode(), b"AAAA")
+    assert proxy.from_client(forged, PHONE, PUBLIC) == [Drop("forged-contact-seal")]
+    # the bindings in an answer to REGISTER are the phone's own: untouched
+    _, reg = sent(proxy.from_client(request("REGISTER"), PHONE, PUBLIC))
+    bound = make_response(
+        reg, 200, headers=[("Contact", "<sip:100@192.168.1.20:5060>;expires=600")]
+    )
+    _, ok = sent(proxy.from_backend(bound.to_bytes(), BACKEND))
+    assert ok.get("contact") == "<sip:100@192.168.1.20:5060>;expires=600"

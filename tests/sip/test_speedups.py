@@ -18,7 +18,7 @@ from sipwarden.sip.address import address_from_parts, general_address, name_addr
 from sipwarden.sip.fields import _general_via, _simple_auth_params, parse_auth, via_parts_py
 from sipwarden.sip.message import parse_python
 from sipwarden.sip.peek import _KEYS as KEYS
-from sipwarden.sip.peek import MAX_FORWARDS, SERVER, USER_AGENT, VIA, Peek, peek_python
+from sipwarden.sip.peek import CONTACT, MAX_FORWARDS, SERVER, USER_AGENT, VIA, Peek, peek_python
 
 from ..conftest import SCANNERS, TORTURE, need
 
@@ -251,7 +251,9 @@ def layout_agrees(data: bytes, values: tuple, layout: tuple) -> None:
     line_end, repeated, *bounds = layout
     assert data[line_end : line_end + 2] == b"\r\n" and b"\r\n" not in data[:line_end]
     pairs = list(zip(bounds[::2], bounds[1::2], strict=True))
-    for slot, (start, end) in zip((VIA, MAX_FORWARDS, SERVER, USER_AGENT), pairs, strict=True):
+    for slot, (start, end) in zip(
+        (VIA, MAX_FORWARDS, SERVER, USER_AGENT, CONTACT), pairs, strict=True
+    ):
         if values[slot] is None:
             assert (start, end) == (-1, -1)
         else:

@@ -27,7 +27,9 @@ it side by side and a restart loses nothing.
 from __future__ import annotations
 
 from ..sip import Address, Message, Peek, SipError, make_response, parse
+from ..sip.address import name_addr_parts
 from ..sip.build import reason_phrase
+from ..sip.text import format_params
 from . import splice
 from .base import (
     _TOKEN_CACHE,
@@ -70,6 +72,7 @@ class StatelessProxy:
         self._path_suffix = f"@{inside.hostport()};transport={inside.transport};lr>\r\n"
         self._token_of: dict[Flow, str] = {}
         self._flow_of: dict[str, Flow] = {}
+        self._sealed_contacts: dict[str, str] = {}
         self._public = {
             (loc.host.strip("[]").lower(), loc.port) for loc in settings.public.values()
         }
@@ -183,6 +186,55 @@ class StatelessProxy:
             msg.prepend_value(key, value)
         return True
 
+    def hidden_contact(self, flow: Flow, uri: str, header_params: str) -> str | None:
+        """A Contact value that names the edge instead of ``uri``: the
+        original sealed inside, put back into the Request-URI of the
+        requests that target it (``_restore_request_uri``)."""
+        outside = self.settings.public.get((flow.transport, ":" in flow.host))
+        if outside is None:
+            return None
+        seal = self._sealed_contacts.get(uri)  # a PBX has few Contacts: seal each once
+        if seal is None:
+            if len(self._sealed_contacts) >= _TOKEN_CACHE:
+                self._sealed_contacts.clear()
+            seal = self._sealed_contacts[uri] = self.tokens.seal([uri])
+        return f"<sip:sw@{outside.hostport()};transport={outside.transport};{SEAL_PARAM}={seal}>{header_params}"
+
+    def _hide_contacts(self, msg: Message, flow: Flow) -> None:
+        """The PBX's Contact (its address) becomes the edge's; the bindings in
+        an answer to REGISTER are the phone's own and stay."""
+        if not msg.is_request and msg.cseq is not None and msg.cseq.method == "REGISTER":
+            return
+        values = msg.get_all("contact")
+        if not values:
+            return
+        hidden = []
+        for value, contact in zip(values, msg.contacts, strict=True):
+            if contact.uri is None:
+                return  # a wildcard: nothing to hide in a message that has one
+            parts = name_addr_parts(value)
+            params = parts[6] if parts is not None else format_params(contact.params)
+            new = self.hidden_contact(flow, contact.uri.raw, params)
+            if new is None:
+                return
+            hidden.append(new)
+        msg.replace_header("contact", ", ".join(hidden))
+
+    def _restore_request_uri(self, msg: Message) -> bool:
+        """A request aimed at a Contact we hid goes to the original again.
+        False if the seal is forged."""
+        text = msg.uri_text or ""
+        if SEAL_PARAM not in text:
+            return True
+        uri = msg.uri
+        if (uri.host_bare or "", uri.port or 5060) not in self._public:
+            return True
+        sealed = self.tokens.unseal(uri.param(SEAL_PARAM))
+        if sealed is None or len(sealed) != 1:
+            return False
+        msg.set_request_uri(sealed[0])
+        return True
+
     def _neutralise(self, msg: Message) -> None:
         """Hide the PBX's identity: no Server/User-Agent of its own leaves."""
         for name in ("server", "user-agent"):
@@ -266,6 +318,8 @@ class StatelessProxy:
             return self._drop("foreign-domain")
         if not self._restore_route_set(msg, "route"):
             return self._drop("forged-route-seal")
+        if not self._restore_request_uri(msg):
+            return self._drop("forged-contact-seal")
         msg.set_max_forwards(forwards)
         self._pop_our_routes(msg)
         routes = msg.routes
@@ -358,6 +412,7 @@ class StatelessProxy:
         msg.pop_via()
         self._neutralise(msg)
         self._hide_route_set(msg, flow, request=False)
+        self._hide_contacts(msg, flow)
         return [Send(flow, msg.to_bytes())]
 
     def _backend_request(self, msg: Message, source: Flow) -> list[Action]:
@@ -389,4 +444,5 @@ class StatelessProxy:
             self._record_route(msg, outside, inside, self.token_for(flow))
         self._neutralise(msg)
         self._hide_route_set(msg, flow, request=True)
+        self._hide_contacts(msg, flow)
         return [Send(flow, msg.to_bytes())]

@@ -23,10 +23,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..sip import Peek, SipError
+from ..sip.address import name_addr_parts
 from ..sip.fields import ViaParts, via_parts
 from ..sip.peek import (
     _RURI,
     CALL_ID,
+    CONTACT,
     CSEQ,
     FROM,
     MAX_FORWARDS,
@@ -41,6 +43,7 @@ from ..sip.uri import simple_params
 from .base import (
     BRANCH_PREFIX,
     DIALOG_CREATING,
+    SEAL_PARAM,
     TOKEN_PARAM,
     Action,
     Local,
@@ -94,6 +97,8 @@ def client_request(
         return None
     # a Request-URI the general path would refuse must not pass: a bare
     # addr-spec of the simple shape is fine as it is, anything else is parsed
+    if SEAL_PARAM in (view.uri_text or ""):
+        return None  # aimed at a Contact we hid: the general path restores it
     ruri = view._addr_parts(_RURI)
     if ruri is not None and ruri[6] == "" and ruri[7] == view.uri_text:
         ruri_host = ruri[3].strip("[]").lower()
@@ -153,7 +158,9 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
     layout = view.layout
     if layout is None or view.status is None:
         return None
-    _, repeated, via0, via1, _, _, sv0, sv1, ua0, ua1 = layout
+    _, repeated, via0, via1, _, _, sv0, sv1, ua0, ua1, ct0, ct1 = layout
+    if repeated & (1 << CONTACT):
+        return None
     if repeated & ((1 << SERVER) | (1 << USER_AGENT)) or via0 < 0:
         return None
     if view._values[RECORD_ROUTE] is not None:
@@ -173,6 +180,22 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
     if flow is None:
         return None  # the general path drops it, and says why
 
+    # the PBX's Contact becomes the edge's (not in an answer to REGISTER:
+    # those are the phone's own bindings)
+    contact_edit = None
+    if ct0 >= 0:
+        contact = view._values[CONTACT]
+        assert contact is not None
+        cseq = view.cseq
+        if cseq is None or cseq.method != "REGISTER":
+            contact_parts = name_addr_parts(contact)
+            if contact_parts is None or "," in contact:
+                return None
+            hidden = proxy.hidden_contact(flow, contact_parts[7], contact_parts[6])
+            if hidden is None:
+                return None
+            contact_edit = (ct0, ct1, hidden.encode("utf-8", "surrogateescape"))
+
     # cut the top Via (its whole line, or its value and comma when more values
     # share the line); replace or cut the Server and User-Agent lines
     if len(via_text) == len(line):
@@ -191,6 +214,8 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
                 cuts.append((start, end, neutral.encode("utf-8", "surrogateescape")))
             else:
                 cuts.append((_line_start(data, start), _line_end(data, end), b""))
+    if contact_edit is not None:
+        cuts.append(contact_edit)
     cuts.sort()
     out, at = [], 0
     for start, end, replacement in cuts:

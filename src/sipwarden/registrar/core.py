@@ -64,6 +64,7 @@ class Registrar:
         self.min_expires = min_expires
         self.max_expires = max_expires
         self.bindings: dict[str, list[Binding]] = {}
+        self.address: str | None = None  # host:port it is served on (set by its server)
         self.failures = 0
         self._secret = secrets.token_bytes(16)
         self._cancelled: dict[str, None] = {}  # recent cancelled Call-IDs, oldest first
@@ -153,12 +154,15 @@ class Registrar:
                 )
             if msg.call_id in self._cancelled:
                 return self._answer(msg, flow, 487)
+            # a UAS copies Record-Route into the answers that set up the dialog (RFC 3261 §12.1.1)
+            dialog = [
+                *(("Record-Route", v) for v in msg.get_all("record-route")),
+                ("Contact", self._contact(msg)),
+            ]
             return [
                 *self._answer(msg, flow, 100),
-                *self._answer(msg, flow, 180),
-                *self._answer(
-                    msg, flow, 200, body=SDP_ANSWER, headers=[("Contact", self._contact(msg))]
-                ),
+                *self._answer(msg, flow, 180, headers=dialog),
+                *self._answer(msg, flow, 200, body=SDP_ANSWER, headers=dialog),
             ]
         if method == "ACK":
             return []
@@ -172,8 +176,10 @@ class Registrar:
         return self._answer(msg, flow, 501)
 
     def _contact(self, msg: Message) -> str:
+        """Its own address once served (as Asterisk answers), else the R-URI's."""
         uri = msg.uri
-        return f"<sip:{uri.user or 'pbx'}@{uri.host}{'' if uri.port is None else f':{uri.port}'}>"
+        where = self.address or f"{uri.host}{'' if uri.port is None else f':{uri.port}'}"
+        return f"<sip:{uri.user or 'pbx'}@{where}>"
 
     def _register(self, msg: Message, flow: Flow, source: Flow) -> list[Answer]:
         user = self._authorised(msg)

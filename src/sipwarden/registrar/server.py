@@ -42,6 +42,8 @@ class RegistrarServer:
         )
         self._transport = transport
         self.port = transport.get_extra_info("sockname")[1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.registrar.address = f"{host}:{self.port}"
 
     def close(self) -> None:
         if self._transport is not None:

@@ -272,11 +272,11 @@ static PyObject *scan(PyObject *self, PyObject *arg) {
         PyTuple_SET_ITEM(values, i, v);
     }
     /* where the proxy's splice path edits: the start line's end, the repeated
-     * slots, and the value bounds of the first Via, Max-Forwards, Server and
-     * User-Agent (-1 when absent) */
+     * slots, and the value bounds of the first Via, Max-Forwards, Server,
+     * User-Agent and Contact (-1 when absent) */
     layout = Py_BuildValue(
-        "(nInnnnnnnn)", line_end, repeated, vstart[S_VIA], vend[S_VIA], vstart[S_MAXFWD], vend[S_MAXFWD],
-        vstart[S_SERVER], vend[S_SERVER], vstart[S_UA], vend[S_UA]);
+        "(nInnnnnnnnnn)", line_end, repeated, vstart[S_VIA], vend[S_VIA], vstart[S_MAXFWD], vend[S_MAXFWD],
+        vstart[S_SERVER], vend[S_SERVER], vstart[S_UA], vend[S_UA], vstart[S_CONTACT], vend[S_CONTACT]);
     if (layout == NULL)
         goto error;
     if (status < 0) {

@@ -456,6 +456,14 @@ class Message:
             seen += len(values)
         raise SipError(E.MISSING_HEADER, f"no Via at index {index}")
 
+    def set_request_uri(self, uri: str) -> None:
+        """Replace the Request-URI (requests only); the rest of the start line stays."""
+        if self.method is None:
+            raise SipError(E.BAD_REQUEST_URI, "a response has no Request-URI")
+        self.uri_text = uri
+        self.start_line = f"{self.method} {uri} {SIP_VERSION}"
+        self._touch()
+
     def set_max_forwards(self, value: int) -> None:
         self.replace_header("max-forwards", str(value))
 

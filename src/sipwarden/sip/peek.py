@@ -118,7 +118,8 @@ class Peek:
         self.body_at = self.body_end = len(data)
         # Byte offsets for in-place edits, from the C scanner only (None on
         # the Python path): (start-line end, repeated-slot bits, then value
-        # start/end of the first Via, Max-Forwards, Server, User-Agent or -1).
+        # start/end of the first Via, Max-Forwards, Server, User-Agent and
+        # Contact, or -1).
         self.layout: tuple[int, ...] | None = None
         self._values: list[str | None] | tuple[str | None, ...] = [None] * len(_KEYS)
         self._cache: dict[object, object] = {}
