@@ -149,6 +149,42 @@ CALLS = {
 }
 
 
+def place_call(
+    run,
+    tmp_path: Path,
+    *,
+    transport="udp",
+    nat=False,
+    mode="answer",
+    scenario="caller.xml",
+    expected=("INVITE", "ACK", "BYE"),
+) -> Callee:
+    """A Callee registers through the edge; sipp calls it; both must see the
+    call through, and the edge drop nothing."""
+    callee = Callee("200", run.ports[transport], transport, mode=mode, nat=nat).start()
+    try:
+        assert callee.registered.wait(10), callee.error
+        caller = sipp(
+            f"127.0.0.1:{run.ports['udp']}",
+            scenario,
+            "-s",
+            "200",
+            "-p",
+            str(free_port()),
+            "-t",
+            "u1",
+            "-trace_msg",
+            cwd=tmp_path,
+        )
+        assert caller.returncode == 0, explain(caller, tmp_path)
+        assert wait_for(lambda: callee.seen[: len(expected)] == list(expected)), callee.seen
+    finally:
+        callee.stop()
+    assert callee.error is None, callee.error
+    assert not any(k.startswith("drop:") for k in run.edge.counters), dict(run.edge.counters)
+    return callee
+
+
 @pytest.mark.parametrize("case", sorted(CALLS))
 def test_call_between_two_phones_through_edge_and_kamailio(tmp_path, case):
     """sipp calls a registered phone; every message crosses edge -> Kamailio -> edge."""
@@ -156,34 +192,22 @@ def test_call_between_two_phones_through_edge_and_kamailio(tmp_path, case):
     need(kamailio_available(), "kamailio is not installed (apt-get install kamailio)")
     need(shutil.which("sipp") is not None, "sipp is not installed (apt-get install sip-tester)")
     with kamailio(tmp_path) as pbx_port, running_edge(tmp_path, backend_port=pbx_port) as run:
-        callee = Callee("200", run.ports[transport], transport, mode=mode, nat=nat).start()
-        try:
-            assert callee.registered.wait(10), callee.error
-            caller = sipp(
-                f"127.0.0.1:{run.ports['udp']}",
-                scenario,
-                "-s",
-                "200",
-                "-p",
-                str(free_port()),
-                "-t",
-                "u1",
-                "-trace_msg",
-                cwd=tmp_path,
-            )
-            assert caller.returncode == 0, explain(caller, tmp_path)
-            assert wait_for(lambda: callee.seen[: len(expected)] == expected), callee.seen
-        finally:
-            callee.stop()
-        assert callee.error is None, callee.error
-        assert not any(k.startswith("drop:") for k in run.edge.counters), dict(run.edge.counters)
-        # topology hiding: neither phone ever saw Kamailio's address, though it
-        # record-routes and its Vias travel with every request
-        pbx = f"127.0.0.1:{pbx_port}".encode()
-        assert callee.received and not any(pbx in m for m in callee.received)
-        (trace,) = tmp_path.glob("caller*_messages.log")
-        log = trace.read_bytes()
-        assert b"swr=" in log and pbx not in log  # (the 180 carried our sealed Record-Route)
+        callee = place_call(
+            run,
+            tmp_path,
+            transport=transport,
+            nat=nat,
+            mode=mode,
+            scenario=scenario,
+            expected=expected,
+        )
+    # topology hiding: neither phone ever saw Kamailio's address, though it
+    # record-routes and its Vias travel with every request
+    pbx = f"127.0.0.1:{pbx_port}".encode()
+    assert callee.received and not any(pbx in m for m in callee.received)
+    (trace,) = tmp_path.glob("caller*_messages.log")
+    log = trace.read_bytes()
+    assert b"swr=" in log and pbx not in log  # (the 180 carried our sealed Record-Route)
 
 
 def test_ipv6_phone_registers_with_an_ipv4_kamailio(tmp_path):
@@ -229,26 +253,7 @@ def test_call_through_a_tcp_backend_link(tmp_path, callee_transport):
         kamailio(tmp_path) as pbx_port,
         running_edge(tmp_path, backend_port=pbx_port, backend_transport="tcp") as run,
     ):
-        callee = Callee("200", run.ports[callee_transport], callee_transport).start()
-        try:
-            assert callee.registered.wait(10), callee.error
-            caller = sipp(
-                f"127.0.0.1:{run.ports['udp']}",
-                "caller.xml",
-                "-s",
-                "200",
-                "-p",
-                str(free_port()),
-                "-t",
-                "u1",
-                cwd=tmp_path,
-            )
-            assert caller.returncode == 0, explain(caller, tmp_path)
-            assert wait_for(lambda: callee.seen[:3] == ["INVITE", "ACK", "BYE"]), callee.seen
-        finally:
-            callee.stop()
-        assert callee.error is None, callee.error
-        assert not any(k.startswith("drop:") for k in run.edge.counters), dict(run.edge.counters)
+        place_call(run, tmp_path, transport=callee_transport)
 
 
 def test_call_through_a_tls_backend_link(tmp_path):
@@ -266,26 +271,7 @@ def test_call_through_a_tls_backend_link(tmp_path):
         kamailio(tmp_path, tls=(cert, key)) as pbx_port,
         running_edge(tmp_path, backend_port=pbx_port + 1, backend_transport="tls", **tls) as run,
     ):
-        callee = Callee("200", run.ports["udp"], "udp").start()
-        try:
-            assert callee.registered.wait(10), callee.error
-            caller = sipp(
-                f"127.0.0.1:{run.ports['udp']}",
-                "caller.xml",
-                "-s",
-                "200",
-                "-p",
-                str(free_port()),
-                "-t",
-                "u1",
-                cwd=tmp_path,
-            )
-            assert caller.returncode == 0, explain(caller, tmp_path)
-            assert wait_for(lambda: callee.seen[:3] == ["INVITE", "ACK", "BYE"]), callee.seen
-        finally:
-            callee.stop()
-        assert callee.error is None, callee.error
-        assert not any(k.startswith("drop:") for k in run.edge.counters), dict(run.edge.counters)
+        place_call(run, tmp_path)
 
 
 BARESIP_CONFIG = """poll_method epoll
