@@ -93,7 +93,12 @@ def client_request(
         return None
     _, host, port, _, branch, rport, _ = parts
     to_parts = view._addr_parts(TO)
-    if to_parts is None or view._addr_parts(FROM) is None or view.cseq_method != method:
+    if to_parts is None or view._addr_parts(FROM) is None:
+        return None
+    try:
+        if view.cseq_method != method:
+            return None
+    except SipError:  # a broken CSeq: the general path drops it, and says why
         return None
     # a Request-URI the general path would refuse must not pass: a bare
     # addr-spec of the simple shape is fine as it is, anything else is parsed
@@ -186,7 +191,10 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
     if ct0 >= 0:
         contact = view._values[CONTACT]
         assert contact is not None
-        cseq = view.cseq
+        try:
+            cseq = view.cseq
+        except SipError:
+            return None
         if cseq is None or cseq.method != "REGISTER":
             contact_parts = name_addr_parts(contact)
             if contact_parts is None or "," in contact:
