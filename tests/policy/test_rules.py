@@ -172,3 +172,83 @@ def test_errors_name_the_file_the_rule_and_the_field(text, words):
         compile_rules(tomllib.loads(text)["rule"], "test.toml")
     for word in words:
         assert word in str(info.value), (word, str(info.value))
+
+
+# --- the built-in User-Agent rules ------------------------------------------------
+
+ATTACK_USER_AGENTS = [
+    "sipcli",
+    "sipvicious",
+    "sip-scan",
+    "sipsak",
+    "sundayddr",
+    "friendly-scanner",
+    "iWar",
+    "CSipSimple",
+    "SIVuS",
+    "Gulp",
+    "sipv",
+    "smap",
+    "friendly-request",
+    "VaxIPUserAgent",
+    "VaxSIPUserAgent",
+    "siparmyknife",
+    "Test Agent",
+    "pplsip",
+    "Nmap NSE",
+]
+
+
+def with_user_agent(ua: str) -> bytes:
+    return SIPSAK.replace(b"User-Agent: sipsak 0.9.8.1", f"User-Agent: {ua}".encode())
+
+
+def pack() -> RuleSet:
+    from importlib.resources import files
+
+    text = files("sipwarden.policy.pack").joinpath("user_agents.toml").read_text()
+    return RuleSet(compile_rules(tomllib.loads(text)["rule"], "user_agents.toml"))
+
+
+@pytest.mark.parametrize("ua", ATTACK_USER_AGENTS)
+def test_every_attack_tool_user_agent_is_caught_in_any_case(ua):
+    rs = pack()
+    for variant in (
+        ua,
+        ua.upper(),
+        ua.lower(),
+        ua.swapcase(),
+        f"{ua}/1.2",
+        f"{ua} 0.3.8",
+        f"{ua}-v2",
+    ):
+        rule = rs.evaluate(ctx(with_user_agent(variant)))
+        assert rule is not None and rule.action == "drop", variant
+        assert rule.description and rule.references and rule.false_positives
+
+
+@pytest.mark.parametrize(
+    "ua",
+    [
+        "Testing Agent Pro",
+        "Yealink SIP-T46S 66.86.0.15",
+        "Zoiper rv2.10.20.4",
+        "Linphone/5.2.0",
+        "baresip v1.0.0",
+        "MicroSIP/3.21.3",
+        "Gulpfiction",
+        "smapper",
+    ],
+)
+def test_a_phone_is_not_mistaken_for_a_tool(ua):
+    assert pack().evaluate(ctx(with_user_agent(ua))) is None
+
+
+def test_the_real_scanner_captures_are_caught_by_their_user_agent():
+    rs = pack()
+    caught = {
+        p.name: rs.evaluate(ctx(p.read_bytes()))
+        for p in sorted(SCANNERS.glob("*.sip"))
+        if b"User-Agent" in p.read_bytes()
+    }
+    assert caught and all(rule is not None for rule in caught.values()), caught

@@ -1,0 +1,1 @@
+"""The built-in rule pack, shipped with sipwarden: TOML files of rules."""
