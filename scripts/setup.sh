@@ -35,8 +35,5 @@ if ! command -v cc >/dev/null || ! has_headers; then
     fi
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-if [ -n "$extras" ]; then
-    .venv/bin/python -m pip install -q -e ".[$extras]"
-else
-    .venv/bin/python -m pip install -q .
-fi
+# Always editable: run.sh and test.sh share .venv, and the checkout is the code.
+.venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
