@@ -275,3 +275,38 @@ def test_a_uas_backend_is_hidden_behind_the_edge(tmp_path):
         done = parse(phone.recv())
         assert done.status == 200 and done.cseq.method == "BYE" and pbx not in done.to_bytes()
         phone.close()
+
+
+def test_record_route_names_the_listener_the_call_came_in_on(tmp_path):
+    with running_edge(tmp_path, listen=("udp", "udp")) as run:
+        second = run.edge.bound[1].port
+        phone = UdpPhone()
+        invite = (
+            f"INVITE sip:200@pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{phone.port};branch=z9hG4bK-l2;rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:100@pbx.test>;tag=l2\r\nTo: <sip:200@pbx.test>\r\nCall-ID: l2\r\n"
+            f"CSeq: 1 INVITE\r\nContact: <sip:100@127.0.0.1:{phone.port}>\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        phone.send(invite, second)
+        answers = [parse(phone.recv()) for _ in range(3)]
+        (rr,) = answers[-1].record_routes
+        assert rr.uri.port == second != run.edge.bound[0].port
+        phone.close()
+
+
+def test_an_internal_error_is_counted_and_logged_a_bounded_number_of_times(tmp_path, caplog):
+    from sipwarden.edge import server
+
+    with running_edge(tmp_path) as run:
+
+        def broken(view, source):
+            raise RuntimeError("a bug in a detector")
+
+        run.edge.pipeline = broken
+        phone = UdpPhone()
+        for n in range(server.ERRORS_LOGGED + 15):
+            phone.send(register_request("100", port=phone.port, cseq=n + 1), run.ports["udp"])
+        assert wait_for(lambda: run.edge.counters["internal-error"] == server.ERRORS_LOGGED + 15)
+        assert phone.recv(timeout=0.3) is None  # nothing answered
+        tracebacks = [r for r in caplog.records if r.exc_info]
+        assert len(tracebacks) == server.ERRORS_LOGGED
+        phone.close()

@@ -33,11 +33,24 @@ SWEEP_INTERVAL = 1.0
 
 
 def _ip(addr: Any) -> str:
-    return (
-        socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, addr))
-        if ":" in addr
-        else addr
-    )
+    """A peer's address as flows name it: IPv6 compressed, without a %scope."""
+    if ":" not in addr:
+        return str(addr)
+    addr = addr.split("%", 1)[0]
+    return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, addr))
+
+
+ERRORS_LOGGED = 20  # bugs logged with their traceback; after that, only counted
+
+
+def _bug(edge: Edge, what: str, peer: Any) -> None:
+    """Count an unexpected error; log the first few only, so that a packet
+    that triggers one cannot flood the log (call from an except block)."""
+    edge.counters["internal-error"] += 1
+    if edge.counters["internal-error"] <= ERRORS_LOGGED:
+        log.exception("error handling %s from %s", what, peer)
+        if edge.counters["internal-error"] == ERRORS_LOGGED:
+            log.error("further internal errors are only counted (counter internal-error)")
 
 
 def local_address_towards(host: str, port: int) -> str:
@@ -116,10 +129,11 @@ class Edge:
             advertised = cfg.advertise or (
                 ep.host if ep.host not in ("0.0.0.0", "::") else self._guess_public(ep)
             )
-            self.public.setdefault(
-                (ep.transport, ep.family_v6), Local(ep.transport, advertised, port)
-            )
-            self._local_of[ep] = self.public[(ep.transport, ep.family_v6)]
+            local = Local(ep.transport, advertised, port)
+            # our Via and Record-Route name the listener a message came in on;
+            # the PBX's own requests go out through the first of their kind
+            self.public.setdefault((ep.transport, ep.family_v6), local)
+            self._local_of[ep] = local
 
         backend = cfg.backend
         inside_host = local_address_towards(backend.host, backend.port)
@@ -155,6 +169,7 @@ class Edge:
                 server_header=cfg.server_header,
                 default_max_forwards=cfg.max_forwards,
                 domains=frozenset(d.strip("[]").lower() for d in cfg.domains),
+                listeners=tuple(self._local_of.values()),
             ),
             self.tokens,
         )
@@ -349,8 +364,7 @@ class _UdpListener(asyncio.DatagramProtocol):
         try:
             self.edge.from_client(data, Flow("udp", _ip(addr[0]), addr[1]), self.listener)
         except Exception:  # a bug must not stop the listener: count it, keep serving
-            self.edge.counters["internal-error"] += 1
-            log.exception("error handling a datagram from %s", addr)
+            _bug(self.edge, "a datagram", addr)
 
     def error_received(self, exc: Exception) -> None:
         self.edge.counters["udp-error"] += 1
@@ -364,8 +378,7 @@ class _BackendSocket(asyncio.DatagramProtocol):
         try:
             self.edge.from_backend(data, Flow("udp", _ip(addr[0]), addr[1]))
         except Exception:
-            self.edge.counters["internal-error"] += 1
-            log.exception("error handling a datagram from the backend %s", addr)
+            _bug(self.edge, "a datagram from the backend", addr)
 
     def error_received(self, exc: Exception) -> None:
         self.edge.counters["backend-udp-error"] += 1
@@ -422,8 +435,7 @@ class _StreamConnection(asyncio.Protocol):
                 else:
                     edge.from_client(frame, source, self.listener)
             except Exception:
-                edge.counters["internal-error"] += 1
-                log.exception("error handling a message from %s", source)
+                _bug(edge, "a message", source)
         if self.framer.error is not None:
             edge.counters[f"stream-closed:{self.framer.error.reason}"] += 1
             self.close(self.framer.error.reason)

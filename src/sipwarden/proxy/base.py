@@ -49,6 +49,8 @@ class ProxySettings(NamedTuple):
     # hosts (lower case, IPv6 without brackets) an initial request may name in
     # its Request-URI; empty: any. Scanners aim at bare IPs.
     domains: frozenset[str] = frozenset()
+    # every public listener (``public`` holds the first of each kind only)
+    listeners: tuple[Local, ...] = ()
 
 
 def branch_of(*parts: str) -> str:

@@ -73,10 +73,9 @@ class StatelessProxy:
         self._token_of: dict[Flow, str] = {}
         self._flow_of: dict[str, Flow] = {}
         self._sealed_contacts: dict[str, str] = {}
-        self._public = {
-            (loc.host.strip("[]").lower(), loc.port) for loc in settings.public.values()
-        }
-        locals_ = [*settings.internal.values(), *settings.public.values()]
+        outside = [*settings.public.values(), *settings.listeners]
+        self._public = {(loc.host.strip("[]").lower(), loc.port) for loc in outside}
+        locals_ = [*settings.internal.values(), *outside]
         self._ours = {(loc.host.strip("[]").lower(), loc.port) for loc in locals_}
 
     # ------------------------------------------------------------------ helpers
