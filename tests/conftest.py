@@ -25,3 +25,36 @@ def need(condition: bool, reason: str) -> None:
 
 def read(path: Path) -> bytes:
     return path.read_bytes()
+
+
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_edge_process(tmp_path: Path, port: int, backend_port: int, workers: int = 1):
+    """`sipwarden run` as an operator starts it (UDP on 127.0.0.1:port), and
+    the line it prints once listening; fails after 15 s of silence."""
+    import select
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(
+        f'[edge]\nlisten = ["udp:127.0.0.1:{port}"]\nbackend = "udp:127.0.0.1:{backend_port}"\n'
+        f'workers = {workers}\nflow_key_file = "{tmp_path / "flow.key"}"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 15)
+    if not ready:
+        proc.kill()
+        pytest.fail("sipwarden run printed nothing in 15 s")
+    return proc, proc.stdout.readline()

@@ -8,7 +8,7 @@ import sys
 
 from sipwarden import __version__
 
-from .conftest import SCANNERS, TORTURE
+from .conftest import SCANNERS, TORTURE, free_udp_port, start_edge_process
 
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -66,28 +66,15 @@ def test_parse_stream_mode_requires_content_length():
 
 def test_run_serves_until_sigterm_and_names_bad_keys(tmp_path):
     import signal
-    import socket
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[edge]\nlisten = ["udp:127.0.0.1:99999"]\n')
     out = run("run", "-c", str(bad))
     assert out.returncode == 2 and b"edge.listen[0]" in out.stderr and b"65535" in out.stderr
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    good = tmp_path / "good.toml"
-    good.write_text(
-        f'[edge]\nlisten = ["udp:127.0.0.1:{port}"]\nbackend = "udp:127.0.0.1:9"\n'
-        f'flow_key_file = "{tmp_path / "flow.key"}"\n'
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(good)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    port = free_udp_port()
+    proc, line = start_edge_process(tmp_path, port, backend_port=9)
     try:
-        line = proc.stdout.readline()
         assert f"udp:127.0.0.1:{port}".encode() in line
         assert (tmp_path / "flow.key").stat().st_mode & 0o777 == 0o600
         proc.send_signal(signal.SIGTERM)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,13 +12,8 @@ from sipwarden.proxy import Flow
 from sipwarden.registrar import Registrar
 from sipwarden.sip import parse
 
+from ..conftest import free_udp_port, start_edge_process
 from .harness import REALM, USERS
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def options(port: int, n: int) -> bytes:
@@ -51,18 +44,9 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path):
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     port = free_udp_port()
-    cfg = tmp_path / "edge.toml"
-    cfg.write_text(
-        f'[edge]\nlisten = ["udp:127.0.0.1:{port}"]\nbackend = "udp:127.0.0.1:{backend.getsockname()[1]}"\n'
-        f'workers = 2\nflow_key_file = "{tmp_path / "flow.key"}"\n'
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc, line = start_edge_process(tmp_path, port, backend.getsockname()[1], workers=2)
     try:
-        assert b"2 workers" in proc.stdout.readline()
+        assert b"2 workers" in line
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert len(children) == 1
         answered = 0
@@ -89,19 +73,9 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path):
 
 
 def test_workers_die_with_the_main_process(tmp_path: Path):
-    port = free_udp_port()
-    cfg = tmp_path / "edge.toml"
-    cfg.write_text(
-        f'[edge]\nlisten = ["udp:127.0.0.1:{port}"]\nbackend = "udp:127.0.0.1:9"\n'
-        f'workers = 2\nflow_key_file = "{tmp_path / "flow.key"}"\n'
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc, line = start_edge_process(tmp_path, free_udp_port(), backend_port=9, workers=2)
     try:
-        assert b"2 workers" in proc.stdout.readline()
+        assert b"2 workers" in line
         (child,) = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     finally:
         proc.kill()  # no chance to clean up

@@ -345,22 +345,6 @@ def test_scan_agrees_on_arbitrary_bytes(c, data):
     agree(c, data)
 
 
-def test_parse_is_unaffected_by_the_c_path(c):
-    # parse() never uses scan; the typed views use the C shape matchers
-    for path in CORPUS:
-        try:
-            msg = parse(path.read_bytes())
-        except SipError:
-            continue
-        for addr in ("from_", "to"):
-            try:
-                value = getattr(msg, addr)
-            except SipError:
-                continue
-            if value is not None:
-                assert value == general_address(str(value).strip()) or value.uri is None
-
-
 # --- split (parse's framing and header split) -------------------------------------------
 
 
