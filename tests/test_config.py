@@ -51,6 +51,12 @@ def test_ipv6_and_tls_endpoints(tmp_path):
         ({"edge": {"listen": []}}, ["edge.listen", "at least 1"]),
         ({"edge": {"listen": ["tls:127.0.0.1:5061"]}}, ["edge", "tls_certificate"]),
         ({"edge": {"max_message_size": 10}}, ["edge.max_message_size", "1024", "got 10"]),
+        ({"edge": {"advertise": "sip.example.com;x=1"}}, ["edge.advertise", "not a host name"]),
+        (
+            {"edge": {"domains": ["pbx.example.com", "bad host"]}},
+            ["edge.domains", "[1]", "not a host name"],
+        ),
+        ({"edge": {"server_header": "x\r\nX-Injected: 1"}}, ["edge.server_header", "one line"]),
     ],
 )
 def test_errors_name_the_key_and_what_is_valid(data, words):
@@ -73,3 +79,15 @@ def test_file_errors_name_the_file(tmp_path):
     typo.write_text('[edge]\nbackend = "udp:127.0.0.1"\n')
     with pytest.raises(ConfigError, match=r"typo\.toml:\nedge\.backend"):
         load_config(typo)
+
+
+def test_good_hosts_are_accepted():
+    cfg = config_from_dict(
+        {
+            "edge": {
+                "advertise": "sip.example.com",
+                "domains": ["pbx.example.com", "203.0.113.5", "[2001:db8::5]"],
+            }
+        }
+    )
+    assert cfg.edge.advertise == "sip.example.com" and len(cfg.edge.domains) == 3

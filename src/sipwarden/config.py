@@ -8,11 +8,20 @@ udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (IPv6 as [::1])``.
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Transport = Literal["udp", "tcp", "tls"]
 TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp", "tls")
@@ -77,6 +86,19 @@ BackendEndpoint = Annotated[
 ]
 
 
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def _is_host(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return True
+    except ValueError:
+        return _HOSTNAME.fullmatch(text) is not None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -115,6 +137,32 @@ class EdgeConfig(_Section):
     # The key that signs flow tokens in Path/Record-Route: kept across restarts
     # so registered phones stay reachable. Created (mode 0600) if missing.
     flow_key_file: Path = Path("sipwarden.key")
+
+    @field_validator("domains")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for i, host in enumerate(value):
+            if not _is_host(host):
+                raise ValueError(f"entry [{i}], {host!r}, is not a host name or an IP address")
+        return value
+
+    @field_validator("advertise")
+    @classmethod
+    def _advertised_host(cls, value: str | None) -> str | None:
+        if value is not None and not _is_host(value):
+            raise ValueError(
+                f"{value!r} is not a host name or an IP address (it goes into Via and Record-Route)"
+            )
+        return value
+
+    @field_validator("server_header")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if any(ch in value for ch in "\r\n\0") or value != value.strip():
+            raise ValueError(
+                "one line of text without leading or trailing spaces (it becomes a header value)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _workers_need_fixed_ports(self) -> EdgeConfig:
