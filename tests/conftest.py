@@ -35,9 +35,12 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_edge_process(tmp_path: Path, port: int, backend_port: int, workers: int = 1):
-    """`sipwarden run` as an operator starts it (UDP on 127.0.0.1:port), and
-    the line it prints once listening; fails after 15 s of silence."""
+def start_edge_process(
+    tmp_path: Path, port: int, backend_port: int, workers: int = 1, extra: str = ""
+):
+    """`sipwarden run` as an operator starts it (UDP on 127.0.0.1:port; its
+    control socket in tmp_path; ``extra`` TOML appended), and the line it
+    prints once listening; fails after 15 s of silence."""
     import select
     import subprocess
     import sys
@@ -46,6 +49,7 @@ def start_edge_process(tmp_path: Path, port: int, backend_port: int, workers: in
     cfg.write_text(
         f'[edge]\nlisten = ["udp:127.0.0.1:{port}"]\nbackend = "udp:127.0.0.1:{backend_port}"\n'
         f'workers = {workers}\nflow_key_file = "{tmp_path / "flow.key"}"\n'
+        f'[control]\nsocket = "{tmp_path / "sipwarden.sock"}"\n{extra}'
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)],

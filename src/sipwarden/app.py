@@ -10,9 +10,13 @@ import os
 import secrets
 import signal
 from pathlib import Path
+from typing import Any
 
-from .config import Config
+from .config import Config, ConfigError, load_config
+from .control import add_stats, ask_async, serve_control, worker_path
 from .edge import Edge
+from .policy import Policy, RuleError
+from .policy.load import PolicyError, build_policy
 
 log = logging.getLogger("sipwarden")
 
@@ -34,26 +38,118 @@ def flow_key(path: Path) -> bytes:
         return key
 
 
-async def serve(config: Config, key: bytes, *, worker: int = 0) -> None:
-    """Run one edge worker until SIGTERM or SIGINT, then stop cleanly."""
-    edge = Edge(config.edge, key)
+class Daemon:
+    """One worker's edge with its policy, reload and control socket."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None,
+        edge: Edge,
+        *,
+        worker: int = 0,
+        children: list[int] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.edge = edge
+        self.worker = worker
+        self.children = children or []
+        self.socket_path = worker_path(config.control.socket, worker)
+
+    def reload(self) -> str | None:
+        """Re-read the config's policy and swap it in whole; on any error keep
+        the rules in force and return the error. Counters and connections stay."""
+        try:
+            config = load_config(self.config_path)
+            policy = build_policy(config.policy, previous=self.edge.policy)
+        except (ConfigError, RuleError, PolicyError) as exc:
+            log.error("reload refused, the old rules stay in force: %s", exc)
+            return str(exc)
+        if config.edge != self.config.edge:
+            log.warning("reload: changes to [edge] take effect at the next restart")
+        self.edge.policy = policy
+        log.info("worker %d: reloaded, %d rules in force", self.worker, len(policy.rules.rules))
+        return None
+
+    def reload_all(self) -> str | None:
+        error = self.reload()
+        if error is None:
+            for pid in self.children:  # they read the same files
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGHUP)
+        return error
+
+    def stats(self) -> dict[str, Any]:
+        policy = self.edge.policy
+        return {
+            "ok": True,
+            "hits": dict(policy.rules.hits),
+            "monitored": dict(policy.rules.monitored),
+            "verdicts": dict(policy.counters),
+            "edge": dict(self.edge.counters),
+        }
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request.get("cmd")
+        if command == "reload":
+            error = self.reload_all() if self.worker == 0 else self.reload()
+            if error is not None:
+                return {"ok": False, "error": error}
+            return {"ok": True, "rules": len(self.edge.policy.rules.rules)}
+        if command == "stats":
+            total = self.stats()
+            if self.worker == 0 and not request.get("local"):
+                for n in range(1, len(self.children) + 1):
+                    with contextlib.suppress(OSError, ValueError, TimeoutError):
+                        part = await ask_async(
+                            worker_path(self.config.control.socket, n), {"cmd": "stats"}
+                        )
+                        add_stats(total, part)
+            return total
+        return {"ok": False, "error": f"unknown command {command!r} (reload, stats)"}
+
+
+async def serve(
+    config: Config,
+    key: bytes,
+    policy: Policy,
+    *,
+    config_path: Path | None = None,
+    worker: int = 0,
+    children: list[int] | None = None,
+) -> None:
+    """Run one edge worker until SIGTERM or SIGINT, then stop cleanly.
+    SIGHUP reloads the policy (worker 0 passes it on to the others)."""
+    edge = Edge(config.edge, key, policy=policy)
     await edge.start()
+    daemon = Daemon(config, config_path, edge, worker=worker, children=children)
+    control = await serve_control(daemon.socket_path, daemon.handle)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload_all if worker == 0 else daemon.reload)
     if worker == 0:
         workers = config.edge.workers
         print(
             f"sipwarden: listening on {', '.join(map(str, edge.bound))}; backend {config.edge.backend}"
-            + (f"; {workers} workers" if workers > 1 else ""),
+            f"; {len(policy.rules.rules)} rules" + (f"; {workers} workers" if workers > 1 else ""),
             flush=True,
         )
     try:
         await stop.wait()
     finally:
+        control.close()
+        with contextlib.suppress(OSError):
+            daemon.socket_path.unlink()
         await edge.stop()
-        log.info("worker %d stopped; counters: %s", worker, dict(edge.counters))
+        log.info(
+            "worker %d stopped; edge %s; verdicts %s",
+            worker,
+            dict(edge.counters),
+            dict(edge.policy.counters),
+        )
 
 
 def _die_with_parent() -> None:
@@ -66,13 +162,14 @@ def _die_with_parent() -> None:
         pass
 
 
-def run(config: Config) -> None:
+def run(config: Config, config_path: Path | None = None) -> None:
     """Run ``edge.workers`` processes sharing the listening ports (SO_REUSEPORT;
     the kernel spreads sources across them). The proxy keeps no state, and
     each worker's own backend socket brings the PBX's answers back to it."""
     import uvloop
 
     key = flow_key(config.edge.flow_key_file)  # before forking: one key for all
+    policy = build_policy(config.policy)  # a broken rule stops startup here
     children: list[int] = []
     for worker in range(1, config.edge.workers):
         pid = os.fork()
@@ -80,14 +177,14 @@ def run(config: Config) -> None:
             _die_with_parent()
             code = 0
             try:
-                uvloop.run(serve(config, key, worker=worker))
+                uvloop.run(serve(config, key, policy, config_path=config_path, worker=worker))
             except BaseException:
                 log.exception("worker %d failed", worker)
                 code = 1
             os._exit(code)
         children.append(pid)
     try:
-        uvloop.run(serve(config, key))
+        uvloop.run(serve(config, key, policy, config_path=config_path, children=children))
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):

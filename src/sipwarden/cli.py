@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import sys
-from typing import BinaryIO
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import click
 
 from . import __version__
-from .sip import SipError, parse, parse_frame
+from .config import Config, ConfigError, load_config
+from .control import ControlError, ask
+from .policy import Policy, RuleError
+from .policy.load import PolicyError, build_policy, describe_rule
+from .proxy import Flow
+from .sip import PING, SipError, StreamFramer, parse, parse_frame
 from .sip.describe import message_dict
 
 
@@ -20,30 +27,217 @@ def main() -> None:
     """sipwarden: a SIP security edge in front of your PBX."""
 
 
-@main.command()
-@click.option(
+CONFIG_OPTION = click.option(
     "-c",
     "--config",
     "config_file",
     type=click.Path(dir_okay=False),
     help="TOML config (default: embedded)",
 )
-def run(config_file: str | None) -> None:
-    """Run the edge until SIGTERM/SIGINT."""
-    from .app import run as run_edge
-    from .config import ConfigError, load_config
 
+
+def _config(config_file: str | None) -> Config:
     try:
-        config = load_config(config_file)
+        return load_config(config_file)
     except ConfigError as exc:
         click.echo(f"sipwarden: bad configuration: {exc}", err=True)
         sys.exit(2)
+
+
+def _policy(config: Config) -> Policy:
+    try:
+        return build_policy(config.policy)
+    except (RuleError, PolicyError) as exc:
+        click.echo(f"sipwarden: bad policy: {exc}", err=True)
+        sys.exit(2)
+
+
+@main.command()
+@CONFIG_OPTION
+def run(config_file: str | None) -> None:
+    """Run the edge until SIGTERM/SIGINT."""
+    from .app import run as run_edge
+
+    config = _config(config_file)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        run_edge(config)
+        run_edge(config, Path(config_file) if config_file else None)
+    except (RuleError, PolicyError) as exc:
+        click.echo(f"sipwarden: bad policy: {exc}", err=True)
+        sys.exit(2)
     except OSError as exc:
         click.echo(f"sipwarden: cannot start: {exc}", err=True)
         sys.exit(1)
+
+
+@main.command()
+@CONFIG_OPTION
+def reload(config_file: str | None) -> None:
+    """Make the running daemon re-read its rules and trusted peers.
+
+    A broken rule file is refused with the error, and the rules in force stay.
+    """
+    config = _config(config_file)
+    try:
+        answer = ask(config.control.socket, {"cmd": "reload"})
+    except ControlError as exc:
+        click.echo(f"sipwarden: {exc}", err=True)
+        sys.exit(1)
+    if not answer.get("ok"):
+        click.echo(
+            f"sipwarden: reload refused, the old rules stay in force:\n{answer.get('error')}",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"reloaded: {answer.get('rules')} rules in force")
+
+
+@main.group()
+def rules() -> None:
+    """The rules in force: the operator's, then the built-in pack."""
+
+
+@rules.command("list")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def rules_list(config_file: str | None, as_json: bool) -> None:
+    """List every rule in evaluation order, with hit counts when the daemon runs."""
+    config = _config(config_file)
+    policy = _policy(config)
+    try:
+        stats: dict[str, Any] | None = ask(config.control.socket, {"cmd": "stats"}, timeout=2)
+    except ControlError:
+        stats = None
+    rows = [
+        describe_rule(
+            rule,
+            None if stats is None else stats.get("hits", {}).get(rule.id, 0),
+            None if stats is None else stats.get("monitored", {}).get(rule.id, 0),
+        )
+        for rule in policy.rules.rules
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{len(rows)} rules" + ("" if stats else " (daemon not running: no hit counts)")
+    )
+    for column in ("id", "action", "mode", "description") + (
+        ("hits", "monitored") if stats else ()
+    ):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        action = row["action"] + (f" {row['code']}" if "code" in row else "")
+        cells = [row["id"], action, row["mode"], row["description"]]
+        if stats:
+            cells += [str(row["hits"]), str(row["monitored"])]
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def _source_flow(source: str, transport: str) -> Flow:
+    host, _, port = source.rpartition(":") if source.count(":") == 1 else (source, "", "")
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise click.BadParameter(f"{source!r} is not an IP address (or IP:port)") from None
+    return Flow(transport, ip.compressed, int(port) if port.isdigit() else 5060)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("file", type=click.File("rb"))
+@click.option(
+    "--source", default="192.0.2.1", show_default=True, help="The sender's IP (or IP:port)."
+)
+@click.option(
+    "--transport", type=click.Choice(["udp", "tcp", "tls"]), default="udp", show_default=True
+)
+@click.option(
+    "--port",
+    "local_port",
+    type=int,
+    default=5060,
+    show_default=True,
+    help="Our port it arrived on.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def explain(
+    config_file: str | None,
+    file: BinaryIO,
+    source: str,
+    transport: str,
+    local_port: int,
+    as_json: bool,
+) -> None:
+    """Which rules match one SIP message, in order, and the final verdict.
+
+    FILE holds one message as it arrives (- for stdin); the verdict is the
+    one the running edge gives for the same bytes from the same source.
+    """
+    config = _config(config_file)
+    policy = _policy(config)
+    flow = _source_flow(source, transport)
+    data = file.read()
+    if transport != "udp":
+        framed = parse_stream_message(data)
+        if framed is not None:
+            data = framed
+    result = policy.explain(data, flow, local_port)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"source     {result['source']}" + (" (trusted peer)" if result["trusted"] else ""))
+    if not result["parsed"]:
+        click.echo("parsed     no: not a SIP message")
+    for rule in result["matching_rules"]:
+        click.echo(f"matches    {rule['id']}  ({rule['action']}, {rule['mode']}; {rule['origin']})")
+    if result["parsed"] and not result["matching_rules"]:
+        click.echo("matches    no rule")
+    code = f" {result['code']}" if "code" in result else ""
+    click.echo(
+        f"verdict    {result['verdict']}{code}"
+        + (f"  ({result['reason']})" if result["reason"] else "")
+    )
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--port",
+    "ports",
+    type=int,
+    multiple=True,
+    help="SIP port(s) the edge listens on (default 5060).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def replay(config_file: str | None, capture: Path, ports: tuple[int, ...], as_json: bool) -> None:
+    """What the policy would have done with a capture (pcap or pcapng, UDP and TCP).
+
+    Every SIP message sent to the edge's port(s) is judged as the live edge
+    judges it; the summary is per source: verdicts and the rules hit.
+    """
+    from rich.console import Console
+
+    from .replay import replay as replay_capture
+
+    config = _config(config_file)
+    policy = _policy(config)
+    try:
+        report = replay_capture(
+            capture, policy, ports=ports or (5060,), progress=not as_json and sys.stderr.isatty()
+        )
+    except (OSError, ValueError) as exc:
+        click.echo(f"sipwarden: cannot read {capture}: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        report.render(Console())
 
 
 @main.command("parse")
@@ -71,6 +265,15 @@ def parse_cmd(file: BinaryIO, stream: bool, lenient: bool) -> None:
         click.echo(f"invalid SIP message: {exc.reason}: {exc.detail}", err=True)
         sys.exit(1)
     click.echo(json.dumps({"valid": True, **message_dict(msg)}, indent=2))
+
+
+def parse_stream_message(data: bytes) -> bytes | None:
+    """The first message framed as TCP does it (Content-Length decides)."""
+    try:
+        frames = [f for f in StreamFramer().feed(data) if f != PING]
+    except SipError:
+        return None
+    return frames[0] if frames else None
 
 
 if __name__ == "__main__":  # pragma: no cover

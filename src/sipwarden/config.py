@@ -184,8 +184,63 @@ class EdgeConfig(_Section):
         return self
 
 
+class PolicyConfig(_Section):
+    """``[policy]``: who is trusted, which rules apply, and the built-in switches."""
+
+    # Trunks and offices: IPs, CIDRs or host names (resolved at load and on
+    # reload). They are allowed before any rule, limit or ban looks at them.
+    trusted_peers: list[str] = Field(default_factory=list)
+    # Operator rule files ([[rule]] tables, see README.md), relative to this
+    # config file; glob patterns such as "rules.d/*.toml" are expanded.
+    rule_files: list[str] = Field(default_factory=list)
+    # Rules written in the config itself, as [[policy.rules]] tables.
+    rules: list[dict[str, Any]] = Field(default_factory=list)
+    pack: bool = True  # the built-in scanner pack (`sipwarden rules list`)
+    disable: list[str] = Field(default_factory=list)  # pack or operator rule ids
+    monitor: list[str] = Field(default_factory=list)  # ids to count and log only
+    enforce: list[str] = Field(default_factory=list)  # ids shipped in monitor mode to enforce
+    # OPTIONS from anyone but a trusted peer: "drop" silently (scanners probe
+    # with OPTIONS) or "forward" to the PBX.
+    options: Literal["drop", "forward"] = "drop"
+    sanity: bool = True  # drop messages that fail the sanity checks (README.md)
+    max_uri_length: int = Field(default=1024, ge=64, le=65_535)
+
+    @field_validator("trusted_peers")
+    @classmethod
+    def _peers(cls, value: list[str]) -> list[str]:
+        for i, peer in enumerate(value):
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError:
+                if not isinstance(peer, str) or not _HOSTNAME.fullmatch(peer):
+                    raise ValueError(
+                        f"entry [{i}], {peer!r}, is not an IP address, a CIDR or a host name"
+                    ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_mode_per_rule(self) -> PolicyConfig:
+        lists = {"disable": self.disable, "monitor": self.monitor, "enforce": self.enforce}
+        seen: dict[str, str] = {}
+        for key, ids in lists.items():
+            for rule_id in ids:
+                if rule_id in seen and seen[rule_id] != key:
+                    raise ValueError(f"rule {rule_id!r} is in both {seen[rule_id]} and {key}")
+                seen[rule_id] = key
+        return self
+
+
+class ControlConfig(_Section):
+    """``[control]``: where `sipwarden reload` and `sipwarden rules list`
+    reach the running daemon (a Unix socket, mode 0600)."""
+
+    socket: Path = Path("sipwarden.sock")
+
+
 class Config(_Section):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
 
 
 def _format(error: ValidationError) -> str:
@@ -226,6 +281,12 @@ def load_config(path: str | Path | None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return config_from_dict(data)
+        config = config_from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}:\n{exc}") from None
+    # rule files are found next to the config that names them
+    here = path.resolve().parent
+    files = [str(here / f) for f in config.policy.rule_files]
+    return config.model_copy(
+        update={"policy": config.policy.model_copy(update={"rule_files": files})}
+    )

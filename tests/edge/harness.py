@@ -20,6 +20,7 @@ import uvloop
 
 from sipwarden.config import config_from_dict
 from sipwarden.edge import Edge
+from sipwarden.policy.load import build_policy
 from sipwarden.registrar import Registrar, RegistrarServer
 
 REALM = "pbx.test"
@@ -52,10 +53,13 @@ def running_edge(
     backend_port: int | None = None,
     backend_host: str | None = None,
     backend_transport: str = "udp",
+    policy: dict | None = None,
     **edge_options,
 ) -> Iterator[Running]:
     """An edge on ephemeral ports in front of ``backend_port`` (UDP), or of a
-    built-in registrar when none is given."""
+    built-in registrar when none is given, with the policy the config
+    ``policy`` (the [policy] table) gives: by default the real one (pack on,
+    OPTIONS dropped)."""
     loop = uvloop.new_event_loop()
     started = threading.Event()
     state: dict = {}
@@ -77,10 +81,11 @@ def running_edge(
                     "backend": f"{backend_transport}:{pbx}:{port}",
                     "flow_key_file": str(tmp_path / "flow.key"),
                     **edge_options,
-                }
+                },
+                "policy": policy or {},
             }
         )
-        edge = Edge(cfg.edge, b"k" * 32)
+        edge = Edge(cfg.edge, b"k" * 32, policy=build_policy(cfg.policy))
         await edge.start()
         state["running"] = Running(
             edge, registrar, port, loop, {ep.transport: ep.port for ep in edge.bound}

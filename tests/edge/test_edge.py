@@ -156,7 +156,8 @@ def test_max_forwards_zero_gets_483_and_malformed_gets_silence(tmp_path):
         phone.send(b"INVITE sip:x SIP/2.0\r\nGarbage\r\n\r\n", run.ports["udp"])
         phone.send(b"", run.ports["udp"])
         assert phone.recv(timeout=0.5) is None
-        assert run.edge.counters["malformed:bad-header"] == 1
+        assert run.edge.policy.counters["drop:malformed.bad-header"] == 1
+        assert run.edge.policy.counters["drop:scan.empty-datagram"] == 1
         phone.close()
 
 
@@ -298,10 +299,10 @@ def test_an_internal_error_is_counted_and_logged_a_bounded_number_of_times(tmp_p
 
     with running_edge(tmp_path) as run:
 
-        def broken(view, source):
+        def broken(data, source, local_port):
             raise RuntimeError("a bug in a detector")
 
-        run.edge.pipeline = broken
+        run.edge.policy.judge_bytes = broken
         phone = UdpPhone()
         for n in range(server.ERRORS_LOGGED + 15):
             phone.send(register_request("100", port=phone.port, cseq=n + 1), run.ports["udp"])

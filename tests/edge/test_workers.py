@@ -44,7 +44,13 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path):
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     port = free_udp_port()
-    proc, line = start_edge_process(tmp_path, port, backend.getsockname()[1], workers=2)
+    proc, line = start_edge_process(
+        tmp_path,
+        port,
+        backend.getsockname()[1],
+        workers=2,
+        extra='[policy]\ntrusted_peers = ["127.0.0.1"]\n',  # a trunk's keep-alives
+    )
     try:
         assert b"2 workers" in line
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()

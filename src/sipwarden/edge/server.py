@@ -22,9 +22,9 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from ..config import EdgeConfig, Endpoint
-from ..policy import Pipeline, forward_all
+from ..policy import Policy
 from ..proxy import Drop, Flow, FlowTokens, Local, ProxySettings, Send, StatelessProxy
-from ..sip import PING, SipError, StreamFramer, peek
+from ..sip import PING, SipError, StreamFramer, make_response, parse, peek
 
 log = logging.getLogger("sipwarden.edge")
 
@@ -69,11 +69,11 @@ class Edge:
         config: EdgeConfig,
         flow_key: bytes,
         *,
-        pipeline: Pipeline = forward_all,
+        policy: Policy | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.pipeline = pipeline
+        self.policy = policy if policy is not None else Policy()  # swapped whole on reload
         self.clock = clock
         self.tokens = FlowTokens(flow_key)
         self.counters: Counter[str] = Counter()
@@ -240,17 +240,28 @@ class Edge:
 
     def from_client(self, data: bytes, source: Flow, listener: Endpoint) -> None:
         self.counters["received"] += 1  # (a Counter: the metrics layer reads it as it is)
+        # (the policy counts every verdict: self.policy.counters)
+        local = self._local_of[listener]
+        verdict, view = self.policy.judge_bytes(data, source, local.port)
+        if view is None:
+            return
+        if verdict.passes:
+            assert self.proxy is not None
+            self._execute(self.proxy.from_client(data, source, local, view))
+        elif verdict.kind == "reject" and view.is_request and view.method != "ACK":
+            self._reject(data, source, verdict.code)
+        # drop, ban and deceive are silent here (the ban book and deception
+        # stages act on them; nothing goes back to the source)
+
+    def _reject(self, data: bytes, source: Flow, code: int) -> None:
+        """Answer with ``code`` (a rule's reject: meant for legitimate-looking traffic)."""
         try:
-            view = peek(data)
-        except SipError as exc:
-            self.counters[f"malformed:{exc.reason}"] += 1
-            return
-        verdict = self.pipeline(view, source)
-        if not verdict.passes:
-            self.counters[f"verdict:{verdict.kind}:{verdict.reason}"] += 1
-            return
-        assert self.proxy is not None
-        self._execute(self.proxy.from_client(data, source, self._local_of[listener], view))
+            request = parse(data)
+            request.validate()
+        except SipError:
+            return  # nothing sane to answer
+        self.counters["rejected"] += 1
+        self.send(source, bytes(make_response(request, code)))
 
     def from_backend(self, data: bytes, source: Flow) -> None:
         if source.host != self._backend.host:

@@ -81,6 +81,19 @@ class Rule:
     false_positives: str = ""
     origin: str = ""  # the file it came from
     fields: tuple[str, ...] = field(default=())
+    duration: float = 0.0  # seconds, for "ban" (0: the ban book's default)
+    guard: Guard | None = None  # one condition the rule cannot match without (for the index)
+
+
+class Guard(NamedTuple):
+    """A text test on one field that must hold for the rule to match: the
+    RuleSet indexes rules by it, so a message only meets the rules whose
+    guard its fields could satisfy."""
+
+    field: str
+    op: str
+    operand: Any
+    case_sensitive: bool
 
 
 # ------------------------------------------------------------------ fields
@@ -311,6 +324,10 @@ def _leaf(name: str, spec: Any, where: str) -> Predicate:
                 f"{at}: unknown operator (use one of {', '.join(TEXT_OPS + NUMBER_OPS + FLAG_OPS)})"
             )
 
+    if len(tests) == 1:
+        only = tests[0]
+        return lambda ctx: only(getter(ctx))
+
     def predicate(ctx: Context) -> bool:
         value = getter(ctx)
         return all(t(value) for t in tests)
@@ -360,6 +377,44 @@ def _present_and(check: Callable[[str], bool]) -> Callable[[Any], bool]:
     return lambda v: v is not None and check(v)
 
 
+# Fields whose value is one string or number (lists and addresses are not indexed).
+_UNINDEXED_PREFIXES: Final = ("headers.", "source")
+_GUARD_RANK: Final = {"equals": 0, "in": 0, "prefix": 1, "suffix": 1, "contains": 1, "regex": 2}
+
+
+def _fusable(pattern: str) -> bool:
+    """Whether a regex can join an alternation unchanged: no groups (a
+    back-reference would renumber) and no global inline flags."""
+    try:
+        return re.compile(pattern).groups == 0 and bool(re.compile(f"(?:{pattern})|x"))
+    except re.error:
+        return False
+
+
+def _guards(spec: Any) -> Iterable[Guard]:
+    """The single-operator text tests among a condition's conjuncts."""
+    if not isinstance(spec, dict):
+        return
+    for key, value in spec.items():
+        if key == "all" and isinstance(value, list):
+            for sub in value:
+                yield from _guards(sub)
+        elif key in ("any", "not") or key.startswith(_UNINDEXED_PREFIXES):
+            continue
+        else:
+            ops = dict(value) if isinstance(value, dict) else {"equals": value}
+            case_sensitive = bool(ops.pop("case_sensitive", False))
+            if len(ops) != 1:
+                continue
+            ((op, operand),) = ops.items()
+            if op in _GUARD_RANK and (op != "regex" or _fusable(operand)):
+                yield Guard(key, op, operand, case_sensitive)
+
+
+def _best_guard(spec: Any) -> Guard | None:
+    return min(_guards(spec), key=lambda g: _GUARD_RANK[g.op], default=None)
+
+
 _RULE_KEYS: Final = {
     "id",
     "description",
@@ -369,6 +424,7 @@ _RULE_KEYS: Final = {
     "match",
     "references",
     "false_positives",
+    "duration",
 }
 
 
@@ -395,6 +451,11 @@ def compile_rule(spec: Mapping[str, Any], origin: str, index: int) -> Rule:
         raise RuleError(f"{where}: no match table")
     fields: list[str] = []
     predicate = compile_condition(spec["match"], f"{where}.match", fields)
+    duration = spec.get("duration", 0)
+    if isinstance(duration, bool) or not isinstance(duration, int | float) or duration < 0:
+        raise RuleError(f"{where}.duration: the ban's length in seconds (0: the default)")
+    if duration and action != "ban":
+        raise RuleError(f"{where}.duration: only a ban has a duration")
     references = spec.get("references", [])
     if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
         raise RuleError(f"{where}.references: a list of strings")
@@ -409,6 +470,8 @@ def compile_rule(spec: Mapping[str, Any], origin: str, index: int) -> Rule:
         false_positives=str(spec.get("false_positives", "")),
         origin=origin,
         fields=tuple(fields),
+        duration=float(duration),
+        guard=_best_guard(spec["match"]),
     )
 
 
@@ -422,25 +485,115 @@ def compile_rules(specs: Iterable[Mapping[str, Any]], origin: str) -> list[Rule]
     return rules
 
 
+class _FieldIndex:
+    """The guards on one field: exact values in dicts, patterns fused into one
+    regex per kind, so a field is read once and tested at C speed however many
+    rules name it. A pattern hit makes all its rules candidates (a superset:
+    each candidate's full predicate still decides)."""
+
+    def __init__(self, name: str) -> None:
+        getter = field_getter(name)
+        assert getter is not None  # the rule compiled, so the field exists
+        self.getter = getter
+        self.exact_folded: dict[str, list[int]] = {}
+        self.exact: dict[str, list[int]] = {}
+        self._literal_folded: list[tuple[str, int]] = []  # tested on value.lower()
+        self._regex_folded: list[tuple[str, int]] = []  # IGNORECASE on the value
+        self._regex: list[tuple[str, int]] = []  # case-sensitive on the value
+        self.patterns: list[tuple[re.Pattern[str], bool, list[int]]] = []  # (rx, on lower, rules)
+
+    def add(self, guard: Guard, position: int) -> None:
+        op, operand, sensitive = guard.op, guard.operand, guard.case_sensitive
+        if op in ("equals", "in"):
+            table = self.exact if sensitive else self.exact_folded
+            for item in operand if op == "in" else [operand]:
+                key = str(item) if sensitive else str(item).lower()
+                table.setdefault(key, []).append(position)
+            return
+        if op == "regex":
+            (self._regex if sensitive else self._regex_folded).append((operand, position))
+            return
+        text = re.escape(str(operand) if sensitive else str(operand).lower())
+        literal = {"prefix": rf"\A{text}", "suffix": rf"{text}\Z", "contains": text}[op]
+        (self._regex if sensitive else self._literal_folded).append((literal, position))
+
+    def finish(self) -> None:
+        for parts, flags, on_lower in (
+            (self._literal_folded, 0, True),
+            (self._regex_folded, re.IGNORECASE, False),
+            (self._regex, 0, False),
+        ):
+            if parts:
+                fused = re.compile("|".join(f"(?:{p})" for p, _ in parts), flags)
+                self.patterns.append((fused, on_lower, [pos for _, pos in parts]))
+
+    def candidates(self, ctx: Context, out: list[int]) -> None:
+        value = self.getter(ctx)
+        if value is None:
+            return
+        text = str(value)
+        if self.exact:
+            out.extend(self.exact.get(text, ()))
+        if self.exact_folded or self.patterns:
+            folded = text.lower()
+            out.extend(self.exact_folded.get(folded, ()))
+            for pattern, on_lower, positions in self.patterns:
+                if pattern.search(folded if on_lower else text) is not None:
+                    out.extend(positions)
+
+
 class RuleSet:
     """Compiled rules in order, with hit counters per rule.
 
     ``evaluate`` returns the first enforcing rule that matches (or None) and
     counts, without acting on them, the monitor-mode rules that matched
     before it, so a new rule can be tried on live traffic safely.
+
+    Rules are indexed by their guard (see ``Guard``): a message is tested
+    only against the unguarded rules and those whose guard its fields hit,
+    still in file order, so the first match is the same as testing every
+    rule, at a cost that grows with the fields named, not the rules.
     """
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
         self.hits: dict[str, int] = dict.fromkeys((r.id for r in rules), 0)
         self.monitored: dict[str, int] = dict.fromkeys((r.id for r in rules), 0)
+        # told of each monitor-mode match (the pipeline logs a few)
+        self.on_monitor: Callable[[Rule, Context], None] | None = None
+        self._unguarded: list[int] = []
+        indexes: dict[str, _FieldIndex] = {}
+        for position, rule in enumerate(rules):
+            if rule.guard is None:
+                self._unguarded.append(position)
+            else:
+                index = indexes.get(rule.guard.field)
+                if index is None:
+                    index = indexes[rule.guard.field] = _FieldIndex(rule.guard.field)
+                index.add(rule.guard, position)
+        for index in indexes.values():
+            index.finish()
+        self._indexes = list(indexes.values())
 
     def evaluate(self, ctx: Context) -> Rule | None:
-        for rule in self.rules:
+        hits: list[int] = []
+        for index in self._indexes:
+            index.candidates(ctx, hits)
+        positions = sorted(set(hits).union(self._unguarded)) if hits else self._unguarded
+        rules = self.rules
+        for position in positions:
+            rule = rules[position]
             if rule.predicate(ctx):
                 if rule.mode == "monitor":
                     self.monitored[rule.id] += 1
+                    if self.on_monitor is not None:
+                        self.on_monitor(rule, ctx)
                     continue
                 self.hits[rule.id] += 1
                 return rule
         return None
+
+    def matching(self, ctx: Context) -> list[Rule]:
+        """Every rule that matches, in order, without the index or counting
+        (for ``explain``, and the reference the index is tested against)."""
+        return [rule for rule in self.rules if rule.predicate(ctx)]
