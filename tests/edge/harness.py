@@ -339,3 +339,35 @@ class Callee:
                 *routes,
             ],
         ).to_bytes()
+
+
+@contextmanager
+def registrar_thread() -> Iterator[tuple[int, set[int]]]:
+    """The built-in registrar on a UDP port, served by a thread (for edges in
+    another process): yields its port and the set of source ports it heard
+    from (one per edge worker)."""
+    from sipwarden.proxy import Flow
+
+    backend = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    backend.bind(("127.0.0.1", 0))
+    backend.settimeout(0.2)
+    registrar, seen, stop = Registrar(REALM, USERS), set(), threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, addr = backend.recvfrom(65535)
+            except TimeoutError:
+                continue
+            seen.add(addr[1])
+            for answer in registrar.handle(data, Flow("udp", addr[0], addr[1])):
+                backend.sendto(answer.data, (answer.flow.host, answer.flow.port))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield backend.getsockname()[1], seen
+    finally:
+        stop.set()
+        thread.join(2)
+        backend.close()

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 
-from sipwarden.proxy import Flow
-from sipwarden.registrar import Registrar
 from sipwarden.sip import parse
 
 from ..conftest import free_udp_port, start_edge_process
-from .harness import REALM, USERS
+from .harness import REALM, registrar_thread
 
 
 def options(port: int, n: int) -> bytes:
@@ -26,56 +23,37 @@ def options(port: int, n: int) -> bytes:
 
 def test_two_workers_share_the_port_and_stop_together(tmp_path: Path):
     # the PBX: a registrar answering OPTIONS, noting which edge socket asked
-    backend = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    backend.bind(("127.0.0.1", 0))
-    backend.settimeout(0.2)
-    registrar, seen, stop = Registrar(REALM, USERS), set(), threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                data, addr = backend.recvfrom(65535)
-            except TimeoutError:
-                continue
-            seen.add(addr[1])
-            for answer in registrar.handle(data, Flow("udp", addr[0], addr[1])):
-                backend.sendto(answer.data, (answer.flow.host, answer.flow.port))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    port = free_udp_port()
-    proc, line = start_edge_process(
-        tmp_path,
-        port,
-        backend.getsockname()[1],
-        workers=2,
-        extra='[policy]\ntrusted_peers = ["127.0.0.1"]\n',  # a trunk's keep-alives
-    )
-    try:
-        assert b"2 workers" in line
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        assert len(children) == 1
-        answered = 0
-        for n in range(40):  # many sources: the kernel spreads them over the workers
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
-                phone.bind(("127.0.0.1", 0))
-                phone.settimeout(3)
-                phone.sendto(options(phone.getsockname()[1], n), ("127.0.0.1", port))
-                answered += parse(phone.recv(65535)).status == 200
-        assert answered == 40
-        assert len(seen) == 2  # both workers' backend sockets were used
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-        assert (
-            not Path(f"/proc/{children[0]}").exists()
-            or "Z" in Path(f"/proc/{children[0]}/stat").read_text().split()[2]
+    with registrar_thread() as (backend_port, seen):
+        port = free_udp_port()
+        proc, line = start_edge_process(
+            tmp_path,
+            port,
+            backend_port,
+            workers=2,
+            extra='[policy]\ntrusted_peers = ["127.0.0.1"]\n',  # a trunk's keep-alives
         )
-    finally:
-        stop.set()
-        if proc.poll() is None:
-            proc.kill()
-        thread.join(2)
-        backend.close()
+        try:
+            assert b"2 workers" in line
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            assert len(children) == 1
+            answered = 0
+            for n in range(40):  # many sources: the kernel spreads them over the workers
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+                    phone.bind(("127.0.0.1", 0))
+                    phone.settimeout(3)
+                    phone.sendto(options(phone.getsockname()[1], n), ("127.0.0.1", port))
+                    answered += parse(phone.recv(65535)).status == 200
+            assert answered == 40
+            assert len(seen) == 2  # both workers' backend sockets were used
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+            assert (
+                not Path(f"/proc/{children[0]}").exists()
+                or "Z" in Path(f"/proc/{children[0]}/stat").read_text().split()[2]
+            )
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def test_workers_die_with_the_main_process(tmp_path: Path):

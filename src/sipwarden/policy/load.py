@@ -119,7 +119,7 @@ def all_rules(config: PolicyConfig) -> list[Rule]:
     for rule in rules:
         if rule.id in seen:
             raise RuleError(
-                f"{rule.origin}: rule {rule.id}: the id is already used in {seen[rule.id]}"
+                f"rule {rule.id}: the id is used in both {seen[rule.id]} and {rule.origin}"
             )
         seen[rule.id] = rule.origin
     return _switched(rules, config)
