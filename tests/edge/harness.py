@@ -371,3 +371,15 @@ def registrar_thread() -> Iterator[tuple[int, set[int]]]:
         stop.set()
         thread.join(2)
         backend.close()
+
+
+def drops(run: Running) -> dict[str, int]:
+    """Everything the edge dropped, the proxy's drops and the policy's
+    (``drop:``, ``ban:``, ``deceive:``, ``reject:`` verdicts) together."""
+    out = {k: v for k, v in run.edge.counters.items() if k.startswith("drop:")}
+    out.update(
+        (f"policy-{k}", v)
+        for k, v in run.edge.policy.counters.items()
+        if not k.startswith(("forward:", "allow:"))
+    )
+    return out

@@ -5,6 +5,7 @@ shows the hits summed over the workers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -46,10 +47,8 @@ def answered(port: int, user: str, sources: int = 12) -> int:
     try:
         for phone in phones:
             phone.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
+            with contextlib.suppress(TimeoutError):
                 count += parse(phone.recv(65535)).status == 401
-            except TimeoutError:
-                pass
     finally:
         for phone in phones:
             phone.close()
