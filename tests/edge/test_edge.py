@@ -311,3 +311,25 @@ def test_an_internal_error_is_counted_and_logged_a_bounded_number_of_times(tmp_p
         tracebacks = [r for r in caplog.records if r.exc_info]
         assert len(tracebacks) == server.ERRORS_LOGGED
         phone.close()
+
+
+def test_keepalive_pings_get_pongs_only_on_a_vouched_connection(tmp_path):
+    """RFC 5626 CRLF pings are answered on a connection that has sent a
+    message the policy passed; to a bare CRLF (nmap's GenericLines probe) the
+    port stays mute, so nothing reveals a SIP service."""
+    with running_edge(tmp_path) as run:
+        port = run.ports["tcp"]
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as probe:
+            probe.sendall(b"\r\n\r\n")
+            probe.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                probe.recv(10)
+        assert run.edge.counters["ping-unanswered"] == 1
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as phone:
+            phone.sendall(register_request("100", port=5060, transport="TCP"))
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                reply += phone.recv(4096)
+            assert parse(reply).status == 401
+            phone.sendall(b"\r\n\r\n")
+            assert phone.recv(10) == b"\r\n"

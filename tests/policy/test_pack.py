@@ -21,10 +21,51 @@ TRUNK = Flow("udp", "198.51.100.7", 5060)
 PHONES = sorted((DATA / "phones").glob("*.sip"))
 
 
+CAPTURED = SCANNERS / "captured"
+
+
 def scanner_requests() -> list[Path]:
-    """Every captured scanner request (svcrash's file is a response we send)."""
-    files = sorted(SCANNERS.glob("*.sip")) + sorted((SCANNERS / "captured").glob("*.sip"))
-    return [p for p in files if not p.read_bytes().startswith(b"SIP/2.0 ") and p.stat().st_size]
+    """Every captured scanner request: not svcrash's (a response we would
+    send), not nmap's non-SIP probes or empty datagram (they never parse),
+    not SIPp's (monitor mode by default; tested below)."""
+    files = sorted(SCANNERS.glob("*.sip")) + sorted(CAPTURED.glob("*.sip"))
+    return [
+        p
+        for p in files
+        if not p.read_bytes().startswith(b"SIP/2.0 ")
+        and p.stat().st_size
+        and "_nonsip_" not in p.name
+        and not p.name.startswith("sipp")
+    ]
+
+
+def test_nmaps_non_sip_probes_and_empty_datagram_are_dropped_unparsed():
+    policy = build_policy(PolicyConfig())
+    probes = sorted(CAPTURED.glob("nmap_*_nonsip_*")) + sorted(CAPTURED.glob("nmap_*_empty_*"))
+    assert len(probes) >= 5
+    for path in probes:
+        verdict, _ = policy.judge_bytes(path.read_bytes(), ATTACKER, 5060)
+        assert verdict.kind == "drop", path.name
+        assert verdict.reason.startswith(("malformed.", "scan.", "sanity.", "keepalive")), (
+            path.name,
+            verdict,
+        )
+    assert policy.counters["drop:scan.empty-datagram"] == 1
+
+
+def test_sipps_default_scenarios_are_seen_by_the_monitor_rule_only():
+    policy = build_policy(PolicyConfig())
+    sipp = sorted(CAPTURED.glob("sipp_*.sip"))
+    assert len(sipp) >= 2
+    for path in sipp:
+        verdict, _ = policy.judge_bytes(path.read_bytes(), ATTACKER, 5060)
+        assert verdict.passes, (path.name, verdict)
+    assert policy.rules.monitored["scan.sipp-default"] == len(sipp)
+    enforced = build_policy(PolicyConfig(enforce=["scan.sipp-default"]))
+    for path in sipp:
+        assert enforced.judge_bytes(path.read_bytes(), ATTACKER, 5060)[0].reason == (
+            "scan.sipp-default"
+        )
 
 
 def pack() -> RuleSet:
@@ -53,7 +94,7 @@ def test_every_scanner_message_is_dropped_by_the_pack(path):
 
 @pytest.mark.parametrize(
     "path",
-    [p for p in scanner_requests() if not p.name.startswith("sipp")],
+    scanner_requests(),
     ids=lambda p: p.name,
 )
 def test_fingerprints_catch_the_tools_without_their_user_agent(path):

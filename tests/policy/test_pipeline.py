@@ -288,6 +288,8 @@ FIELDS_AND_VALUES = {
     "from.display": ["alice", "sipvicious"],
 }
 OPS = ["equals", "prefix", "suffix", "contains", "regex", "in"]
+NETWORKS = ["203.0.113.0/24", "203.0.113.9", "10.0.0.0/8", "2001:db8::/32", "192.0.2.0/25"]
+SOURCES = [PHONE, Flow("udp", "10.1.2.3", 5060), Flow("tcp", "2001:db8::5", 5060, 3)]
 
 
 @st.composite
@@ -300,8 +302,21 @@ def conditions(draw):
     )
     if op == "regex":
         escaped = re.escape(value)
-        operand = draw(st.sampled_from([f"^{escaped}", f"{escaped}$", escaped, f"(?:{escaped})+"]))
+        operand = draw(
+            st.sampled_from(
+                [
+                    f"^{escaped}",
+                    f"{escaped}$",
+                    escaped,
+                    f"(?:{escaped})+",
+                    f"^zz|{escaped}",
+                    rf"\A{escaped}",
+                ]
+            )
+        )
     leaf = {field: {op: operand, "case_sensitive": draw(st.booleans())}}
+    if draw(st.integers(0, 5)) == 0:
+        leaf = {"source": {"in": draw(st.lists(st.sampled_from(NETWORKS), min_size=1, max_size=2))}}
     shape = draw(st.sampled_from(["leaf", "all", "any", "not"]))
     if shape == "leaf":
         return leaf
@@ -340,7 +355,7 @@ def test_the_index_picks_the_same_rule_as_testing_every_rule_in_order(specs, dat
     )
     indexed = RuleSet(rules)
     for message in data:
-        ctx = Context(peek(message), PHONE, 5060)
+        ctx = Context(peek(message), SOURCES[len(message) % len(SOURCES)], 5060)
         expected = next((r for r in indexed.matching(ctx) if r.mode == "enforce"), None)
         monitored_before = sum(indexed.monitored.values())
         assert indexed.evaluate(ctx) is expected

@@ -238,18 +238,21 @@ class Edge:
 
     # -------------------------------------------------------------- inbound
 
-    def from_client(self, data: bytes, source: Flow, listener: Endpoint) -> None:
+    def from_client(self, data: bytes, source: Flow, listener: Endpoint) -> bool:
+        """Judge and, if it passes, proxy one message; whether it passed."""
         self.counters["received"] += 1  # (a Counter: the metrics layer reads it as it is)
         # (the policy counts every verdict: self.policy.counters)
         local = self._local_of[listener]
         verdict, view = self.policy.judge_bytes(data, source, local.port)
         if view is None:
-            return
+            return False
         if verdict.passes:
             assert self.proxy is not None
             self._execute(self.proxy.from_client(data, source, local, view))
-        elif verdict.kind == "reject" and view.is_request and view.method != "ACK":
+            return True
+        if verdict.kind == "reject" and view.is_request and view.method != "ACK":
             self._reject(data, source, verdict.code)
+        return False
         # drop, ban and deceive are silent here (the ban book and deception
         # stages act on them; nothing goes back to the source)
 
@@ -409,6 +412,7 @@ class _StreamConnection(asyncio.Protocol):
         self.last_activity = edge.clock()
         self.partial_since: float | None = None
         self.closed = False
+        self.vouched = False  # a message from it passed the policy: keep-alive pings get pongs
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio subclasses
@@ -438,13 +442,19 @@ class _StreamConnection(asyncio.Protocol):
         source = Flow(self.listener.transport, self.peer[0], self.peer[1], self.conn_id)
         for frame in frames:
             if frame == PING:
-                self.write(b"\r\n")  # RFC 5626 pong
+                # RFC 5626 pong, but only on a connection that has sent a
+                # message the policy passed: to a scanner's bare CRLFs
+                # (nmap's GenericLines probe) the port stays mute
+                if self.vouched or self.inside:
+                    self.write(b"\r\n")
+                else:
+                    edge.counters["ping-unanswered"] += 1
                 continue
             try:
                 if self.inside:
                     edge.from_backend(frame, source)
-                else:
-                    edge.from_client(frame, source, self.listener)
+                elif edge.from_client(frame, source, self.listener):
+                    self.vouched = True
             except Exception:
                 _bug(edge, "a message", source)
         if self.framer.error is not None:

@@ -45,6 +45,7 @@ from typing import Any, Final, Literal, NamedTuple
 from ..proxy.flow import Flow
 from ..sip import Peek, SipError
 from ..sip.names import header_key
+from ..sip.peek import _KEYS as PEEKED  # headers the hot-path view indexes
 
 ACTIONS: Final = ("forward", "drop", "reject", "ban", "deceive", "allow")
 MODES: Final = ("enforce", "monitor")
@@ -185,18 +186,12 @@ def field_getter(name: str) -> Getter | None:
     if head in ("header", "headers") and part:
         key = header_key(part)
         if head == "header":
-            return lambda ctx: _first_value(ctx.view, key)
+            if key in PEEKED:  # the hot-path view has it: no parse
+                slot = PEEKED.index(key)
+                return lambda ctx: ctx.view.raw(slot)
+            return lambda ctx: _message(ctx.view).get(key)
         return lambda ctx: _all_values(ctx.view, key)
     return None
-
-
-def _first_value(view: Peek, key: str) -> str | None:
-    from ..sip.peek import _KEYS
-
-    if key in _KEYS:
-        return view.raw(_KEYS.index(key))
-    value: str | None = _message(view).get(key)
-    return value
 
 
 def _all_values(view: Peek, key: str) -> list[str] | None:
@@ -391,6 +386,21 @@ def _fusable(pattern: str) -> bool:
         return False
 
 
+def _anchored(pattern: str) -> bool:
+    """Whether every match of ``pattern`` starts at the start of the string
+    (``^x`` yes, ``^x|y`` no: a top-level alternation parses as one branch)."""
+    try:
+        from re import _parser  # the stdlib's own regex parser
+
+        first = _parser.parse(pattern)[0]
+    except Exception:  # anything unexpected: treat it as floating, which is always safe
+        return False
+    return first[0] is _parser.AT and first[1] in (
+        _parser.AT_BEGINNING,
+        _parser.AT_BEGINNING_STRING,
+    )
+
+
 def _guards(spec: Any) -> Iterable[Guard]:
     """The single-operator text tests among a condition's conjuncts."""
     if not isinstance(spec, dict):
@@ -399,6 +409,8 @@ def _guards(spec: Any) -> Iterable[Guard]:
         if key == "all" and isinstance(value, list):
             for sub in value:
                 yield from _guards(sub)
+        elif key == "source" and isinstance(value, dict) and set(value) == {"in"}:
+            yield Guard("source", "in", value["in"], False)
         elif key in ("any", "not") or key.startswith(_UNINDEXED_PREFIXES):
             continue
         else:
@@ -500,7 +512,10 @@ class _FieldIndex:
         self._literal_folded: list[tuple[str, int]] = []  # tested on value.lower()
         self._regex_folded: list[tuple[str, int]] = []  # IGNORECASE on the value
         self._regex: list[tuple[str, int]] = []  # case-sensitive on the value
-        self.patterns: list[tuple[re.Pattern[str], bool, list[int]]] = []  # (rx, on lower, rules)
+        # (compiled, test the lower-cased value?, the rules it stands for); a
+        # fused regex whose parts are all anchored at the start runs as
+        # match(), because search() would retry every part at every offset
+        self.patterns: list[tuple[Callable[[str], object], bool, list[int]]] = []
 
     def add(self, guard: Guard, position: int) -> None:
         op, operand, sensitive = guard.op, guard.operand, guard.case_sensitive
@@ -523,9 +538,13 @@ class _FieldIndex:
             (self._regex_folded, re.IGNORECASE, False),
             (self._regex, 0, False),
         ):
-            if parts:
-                fused = re.compile("|".join(f"(?:{p})" for p, _ in parts), flags)
-                self.patterns.append((fused, on_lower, [pos for _, pos in parts]))
+            anchored = [(p, pos) for p, pos in parts if _anchored(p)]
+            floating = [(p, pos) for p, pos in parts if not _anchored(p)]
+            for group, method in ((anchored, "match"), (floating, "search")):
+                if group:
+                    fused = re.compile("|".join(f"(?:{p})" for p, _ in group), flags)
+                    test = getattr(fused, method)
+                    self.patterns.append((test, on_lower, [pos for _, pos in group]))
 
     def candidates(self, ctx: Context, out: list[int]) -> None:
         value = self.getter(ctx)
@@ -537,9 +556,42 @@ class _FieldIndex:
         if self.exact_folded or self.patterns:
             folded = text.lower()
             out.extend(self.exact_folded.get(folded, ()))
-            for pattern, on_lower, positions in self.patterns:
-                if pattern.search(folded if on_lower else text) is not None:
+            for test, on_lower, positions in self.patterns:
+                if test(folded if on_lower else text) is not None:
                     out.extend(positions)
+
+
+class _SourceIndex:
+    """Guards on the sender's address: the networks are tested once per
+    source, and the answer kept in a bounded cache (cleared when full: UDP
+    sources can be spoofed by the million)."""
+
+    CACHE: Final = 65_536
+
+    def __init__(self) -> None:
+        self._networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int]] = []
+        self._cache: dict[str, list[int]] = {}
+
+    def add(self, guard: Guard, position: int) -> None:
+        for item in guard.operand:
+            self._networks.append((ipaddress.ip_network(str(item), strict=False), position))
+
+    def finish(self) -> None:
+        pass
+
+    def candidates(self, ctx: Context, out: list[int]) -> None:
+        host = ctx.source.host
+        hits = self._cache.get(host)
+        if hits is None:
+            try:
+                ip = ipaddress.ip_address(host)
+                hits = sorted({pos for net, pos in self._networks if ip in net})
+            except ValueError:
+                hits = []
+            if len(self._cache) >= self.CACHE:
+                self._cache.clear()
+            self._cache[host] = hits
+        out.extend(hits)
 
 
 class RuleSet:
@@ -562,14 +614,17 @@ class RuleSet:
         # told of each monitor-mode match (the pipeline logs a few)
         self.on_monitor: Callable[[Rule, Context], None] | None = None
         self._unguarded: list[int] = []
-        indexes: dict[str, _FieldIndex] = {}
+        indexes: dict[str, _FieldIndex | _SourceIndex] = {}
         for position, rule in enumerate(rules):
             if rule.guard is None:
                 self._unguarded.append(position)
             else:
-                index = indexes.get(rule.guard.field)
+                field = rule.guard.field
+                index = indexes.get(field)
                 if index is None:
-                    index = indexes[rule.guard.field] = _FieldIndex(rule.guard.field)
+                    index = indexes[field] = (
+                        _SourceIndex() if field == "source" else _FieldIndex(field)
+                    )
                 index.add(rule.guard, position)
         for index in indexes.values():
             index.finish()
