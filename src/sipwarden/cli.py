@@ -237,7 +237,7 @@ def replay(config_file: str | None, capture: Path, ports: tuple[int, ...], as_js
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        report.render(Console())
+        report.render(Console(width=None if sys.stdout.isatty() else 160))
 
 
 @main.command("parse")

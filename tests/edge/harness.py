@@ -54,12 +54,14 @@ def running_edge(
     backend_host: str | None = None,
     backend_transport: str = "udp",
     policy: dict | None = None,
+    extra_listen: tuple[str, ...] = (),
     **edge_options,
 ) -> Iterator[Running]:
     """An edge on ephemeral ports in front of ``backend_port`` (UDP), or of a
     built-in registrar when none is given, with the policy the config
     ``policy`` (the [policy] table) gives: by default the real one (pack on,
-    OPTIONS dropped)."""
+    OPTIONS dropped). ``extra_listen`` adds listeners (full endpoints); their
+    bound ports are in ``run.edge.bound``."""
     loop = uvloop.new_event_loop()
     started = threading.Event()
     state: dict = {}
@@ -77,7 +79,7 @@ def running_edge(
         cfg = config_from_dict(
             {
                 "edge": {
-                    "listen": [f"{t}:{bracket}:0" for t in listen],
+                    "listen": [f"{t}:{bracket}:0" for t in listen] + list(extra_listen),
                     "backend": f"{backend_transport}:{pbx}:{port}",
                     "flow_key_file": str(tmp_path / "flow.key"),
                     **edge_options,
@@ -88,7 +90,7 @@ def running_edge(
         edge = Edge(cfg.edge, b"k" * 32, policy=build_policy(cfg.policy))
         await edge.start()
         state["running"] = Running(
-            edge, registrar, port, loop, {ep.transport: ep.port for ep in edge.bound}
+            edge, registrar, port, loop, {ep.transport: ep.port for ep in reversed(edge.bound)}
         )
         state["stop"] = asyncio.Event()
         started.set()

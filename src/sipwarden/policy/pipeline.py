@@ -25,7 +25,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from ..proxy.flow import Flow
 from ..sip import Peek, SipError, peek
@@ -104,7 +104,7 @@ class Policy:
             return self.judge_unparsed(data, exc), None
         return self.judge(view, source, local_port), view
 
-    def explain(self, data: bytes, source: Flow, local_port: int) -> dict[str, object]:
+    def explain(self, data: bytes, source: Flow, local_port: int) -> dict[str, Any]:
         """What each stage says about one message (for ``sipwarden explain``):
         every rule that matches, in order and whatever its mode, and the
         verdict the edge would give."""

@@ -36,6 +36,7 @@ accessors, so a rule costs what its fields cost.
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -390,8 +391,7 @@ def _anchored(pattern: str) -> bool:
     """Whether every match of ``pattern`` starts at the start of the string
     (``^x`` yes, ``^x|y`` no: a top-level alternation parses as one branch)."""
     try:
-        from re import _parser  # the stdlib's own regex parser
-
+        _parser: Any = importlib.import_module("re._parser")  # the stdlib's regex parser
         first = _parser.parse(pattern)[0]
     except Exception:  # anything unexpected: treat it as floating, which is always safe
         return False
