@@ -36,25 +36,32 @@ PHONE = Flow("udp", "192.0.2.10", 5060)
 
 def operator_rules() -> list[dict[str, object]]:
     """100 rules in the shapes operators write them."""
-    rules: list[dict[str, object]] = []
-    for i in range(40):  # premium-rate and fraud destinations
-        rules.append({"id": f"dest-{i}", "match": {"ruri.user": {"prefix": f"00{880 + i}"}}})
-    for i in range(25):  # retired or abused extensions
-        rules.append({"id": f"user-{i}", "match": {"from.user": f"{7000 + i}"}})
-    for i in range(15):  # softphones the operator does not allow
-        rules.append({"id": f"ua-{i}", "match": {"header.user-agent": {"contains": f"badphone{i}"}}})
-    for i in range(10):  # networks that never call us
-        rules.append({"id": f"net-{i}", "match": {"source": {"in": [f"198.18.{i}.0/24"]}}})
-    for i in range(5):  # regexes on the dialled number
-        rules.append({"id": f"rx-{i}", "match": {"ruri.user": {"regex": f"^\\+?{i}{{3}}[0-9]+$"}}})
-    for i in range(5):  # several fields at once
-        rules.append(
+    return (
+        # premium-rate and fraud destinations
+        [{"id": f"dest-{i}", "match": {"ruri.user": {"prefix": f"00{880 + i}"}}} for i in range(40)]
+        # retired or abused extensions
+        + [{"id": f"user-{i}", "match": {"from.user": f"{7000 + i}"}} for i in range(25)]
+        # softphones the operator does not allow
+        + [
+            {"id": f"ua-{i}", "match": {"header.user-agent": {"contains": f"badphone{i}"}}}
+            for i in range(15)
+        ]
+        # networks that never call us
+        + [{"id": f"net-{i}", "match": {"source": {"in": [f"198.18.{i}.0/24"]}}} for i in range(10)]
+        # regexes on the dialled number
+        + [
+            {"id": f"rx-{i}", "match": {"ruri.user": {"regex": f"^\\+?{i}{{3}}[0-9]+$"}}}
+            for i in range(5)
+        ]
+        # several fields at once
+        + [
             {
                 "id": f"combo-{i}",
                 "match": {"method": "INVITE", "to.user": f"{9000 + i}", "transport": "udp"},
             }
-        )
-    return rules
+            for i in range(5)
+        ]
+    )
 
 
 def per_message(policy: Policy, data: bytes, seconds: float) -> float:
@@ -99,9 +106,7 @@ def main() -> None:
     print(f"{'':18}" + "".join(f"{name:>15}" for name in messages))
     for label, config in configs.items():
         policy = build_policy(config)
-        row = []
-        for data in messages.values():
-            row.append(per_message(policy, data, args.seconds))
+        row = [per_message(policy, data, args.seconds) for data in messages.values()]
         print(f"{label:18}" + "".join(f"{v:>15.2f}" for v in row), flush=True)
         if label == "pack + 100 rules":
             verdicts = [policy.judge(peek(d), PHONE, 5060) for d in messages.values()]

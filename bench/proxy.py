@@ -6,7 +6,9 @@ from /proc/PID/stat) over the step is divided by the messages it carried
 (two per transaction); sipp's own CPU is reported beside it, because the two
 sipp processes share the machine's two cores with the edge. The Kamailio run
 uses Debian's package with the TLSF allocator (-x tlsf) and a stateless
-forward(), the cheapest configuration it has.
+forward(), the cheapest configuration it has. sipwarden runs with its whole
+policy (sanity checks and the built-in scanner pack, OPTIONS forwarded so
+they meet every rule), and once more with the pack off to show its price.
 
 It also prints, per edge, the highest tested rate with < 1 % failed
 transactions: give --rates up to where it breaks to find the knee.
@@ -102,7 +104,7 @@ request_route {{
 
 
 def start_edge(
-    kind: str, port: int, uas: int, workdir: Path, workers: int
+    kind: str, port: int, uas: int, workdir: Path, workers: int, pack: bool = True
 ) -> subprocess.Popen[bytes]:
     if kind == "kamailio":
         cfg = workdir / "kamailio.cfg"
@@ -127,6 +129,10 @@ def start_edge(
         cfg.write_text(
             f'[edge]\nlisten = ["udp:127.0.0.1:{port}"]\nbackend = "udp:127.0.0.1:{uas}"\n'
             f'workers = {workers}\nflow_key_file = "{workdir / "flow.key"}"\n'
+            f'[control]\nsocket = "{workdir / "sipwarden.sock"}"\n'
+            # OPTIONS go through every rule (by default they would be dropped
+            # before the pack as untrusted, which is cheaper than measuring)
+            f'[policy]\noptions = "forward"\npack = {"true" if pack else "false"}\n'
         )
         cmd = [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
@@ -200,8 +206,17 @@ def main() -> None:
         f"{'edge':24}{'rate tx/s':>10}{'ok':>9}{'failed':>8}{'edge µs/msg':>13}{'edge core':>11}{'sipp UAS core':>15}"
     )
     results: dict[str, list[dict[str, float]]] = {}
-    for kind, workers in (("sipwarden", 1), ("sipwarden", 2), ("kamailio", 1), ("kamailio", 2)):
-        label = f"{kind} ({workers} worker{'s' if workers > 1 else ''})"
+    setups = (
+        ("sipwarden", 1, True),
+        ("sipwarden", 1, False),
+        ("sipwarden", 2, True),
+        ("kamailio", 1, True),
+        ("kamailio", 2, True),
+    )
+    for kind, workers, pack in setups:
+        label = (
+            f"{kind} ({workers} worker{'s' if workers > 1 else ''}{'' if pack else ', no pack'})"
+        )
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             uas_port, edge_port = free_port(), free_port()
@@ -222,7 +237,7 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
                 cwd=workdir,
             )
-            edge = start_edge(kind, edge_port, uas_port, workdir, workers)
+            edge = start_edge(kind, edge_port, uas_port, workdir, workers, pack)
             try:
                 wait_port(edge_port, edge)
                 time.sleep(0.5)  # let every worker come up before counting them

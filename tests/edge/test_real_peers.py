@@ -175,9 +175,11 @@ def place_call(
     mode="answer",
     scenario="caller.xml",
     expected=("INVITE", "ACK", "BYE"),
+    nothing_dropped=True,
 ) -> Callee:
     """A Callee registers through the edge; sipp calls it; both must see the
-    call through, and the edge drop nothing."""
+    call through, and (unless other traffic shares the edge) the edge drop
+    nothing."""
     callee = Callee("200", run.ports[transport], transport, mode=mode, nat=nat).start()
     try:
         assert callee.registered.wait(10), callee.error
@@ -187,7 +189,8 @@ def place_call(
     finally:
         callee.stop()
     assert callee.error is None, callee.error
-    assert drops(run) == {}
+    if nothing_dropped:
+        assert drops(run) == {}
     return callee
 
 

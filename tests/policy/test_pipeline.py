@@ -273,7 +273,7 @@ def test_a_rebuilt_policy_keeps_the_counts_of_the_rules_that_stay():
     verdict(old, request(ua="sipsak"))
     new = build_policy(PolicyConfig(), previous=old)
     assert new.rules.hits["ua.sipsak"] == 1
-    assert new.counters is old.counters
+    assert new.verdicts is old.verdicts and new.counters["drop:ua.sipsak"] == 1
 
 
 # ------------------------------------------------------------------- index

@@ -417,6 +417,11 @@ class _StreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio subclasses
         peer = transport.get_extra_info("peername")
+        if peer is None:  # reset before we saw it (a port scanner's SYN, RST)
+            self.edge.counters["closed:gone-at-accept"] += 1
+            self.closed = True
+            self.transport.abort()
+            return
         self.peer = (_ip(peer[0]), peer[1])
         if self.inside and self.peer[0] != self.edge.config.backend.host:
             self.edge.counters["refused:not-the-backend"] += 1

@@ -142,7 +142,7 @@ def build_policy(
         max_uri_length=config.max_uri_length,
     )
     if previous is not None:
-        policy.counters = previous.counters
+        policy.verdicts = previous.verdicts
         _carry(previous.rules.hits, ruleset.hits)
         _carry(previous.rules.monitored, ruleset.monitored)
     return policy

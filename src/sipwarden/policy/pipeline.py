@@ -33,6 +33,9 @@ from ..sip.peek import CALL_ID, CSEQ, FROM, TO, VIA
 from .rules import Context, Rule, RuleSet
 from .verdict import FORWARD, Verdict
 
+TRUSTED: Final = Verdict("allow", "trusted-peer")
+OPTIONS_UNTRUSTED: Final = Verdict("drop", "options.untrusted")
+
 log = logging.getLogger("sipwarden.policy")
 
 TINY: Final = 32  # bytes: no SIP request is shorter; probes that short are scans
@@ -85,12 +88,22 @@ class Policy:
     sanity: bool = True
     options_from_trusted_only: bool = True
     max_uri_length: int = 1024
-    counters: Counter[str] = field(default_factory=Counter)
+    # every verdict given, counted by the Verdict itself (built once per rule
+    # or detector, so counting is one dict update); `counters` names them
+    verdicts: Counter[Verdict] = field(default_factory=Counter)
     _monitor_logged: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def counters(self) -> Counter[str]:
+        """Verdicts given, as ``"kind:reason"`` (``"forward:"``, ``"drop:ua.sipsak"``)."""
+        named: Counter[str] = Counter()
+        for verdict, count in self.verdicts.items():
+            named[f"{verdict.kind}:{verdict.reason}"] += count
+        return named
 
     def judge(self, view: Peek, source: Flow, local_port: int) -> Verdict:
         verdict = self._decide(view, source, local_port)
-        self.counters[f"{verdict.kind}:{verdict.reason}"] += 1
+        self.verdicts[verdict] += 1
         return verdict
 
     def judge_bytes(
@@ -137,12 +150,13 @@ class Policy:
             reason = "scan.tiny-datagram"
         else:
             reason = f"malformed.{error.reason}"
-        self.counters[f"drop:{reason}"] += 1
-        return Verdict("drop", reason)
+        verdict = Verdict("drop", reason)
+        self.verdicts[verdict] += 1
+        return verdict
 
     def _decide(self, view: Peek, source: Flow, local_port: int) -> Verdict:
         if source.host in self.trusted:
-            return Verdict("allow", "trusted-peer")
+            return TRUSTED
         if self.sanity:
             insane = self._insane(view)
             if insane:
@@ -150,15 +164,17 @@ class Policy:
         if self.rules.rules:
             rule = self.rules.evaluate(Context(view, source, local_port))
             if rule is not None:
-                return _verdict_of(rule)
+                return rule.verdict
         if self.options_from_trusted_only and view.method == "OPTIONS":
-            return Verdict("drop", "options.untrusted")
+            return OPTIONS_UNTRUSTED
         return FORWARD
 
     def _insane(self, view: Peek) -> str:
-        for slot, name in _MANDATORY:
-            if view.raw(slot) is None:
-                return f"sanity.missing-{name}"
+        values = view._values
+        if None in (values[VIA], values[FROM], values[TO], values[CALL_ID], values[CSEQ]):
+            for slot, name in _MANDATORY:
+                if values[slot] is None:
+                    return f"sanity.missing-{name}"
         if view.method is None:
             return ""
         try:
@@ -195,7 +211,3 @@ class Policy:
             view.call_id,
             "; further hits are only counted" if logged + 1 == MONITOR_LOGGED else "",
         )
-
-
-def _verdict_of(rule: Rule) -> Verdict:
-    return Verdict(rule.action, rule.id, code=rule.code, ttl=rule.duration)  # type: ignore[arg-type]

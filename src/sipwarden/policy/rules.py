@@ -47,6 +47,7 @@ from ..proxy.flow import Flow
 from ..sip import Peek, SipError
 from ..sip.names import header_key
 from ..sip.peek import _KEYS as PEEKED  # headers the hot-path view indexes
+from .verdict import Verdict
 
 ACTIONS: Final = ("forward", "drop", "reject", "ban", "deceive", "allow")
 MODES: Final = ("enforce", "monitor")
@@ -85,6 +86,13 @@ class Rule:
     fields: tuple[str, ...] = field(default=())
     duration: float = 0.0  # seconds, for "ban" (0: the ban book's default)
     guard: Guard | None = None  # one condition the rule cannot match without (for the index)
+
+    # what the rule decides, built once: the hot path returns and counts it
+    verdict: Verdict = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        kind: Any = self.action
+        object.__setattr__(self, "verdict", Verdict(kind, self.id, self.code, self.duration))
 
 
 class Guard(NamedTuple):
@@ -149,12 +157,16 @@ _MISSING: Final = object()
 
 
 def _sdp_session(ctx: Context) -> str | None:
-    body = ctx.view.body
-    at = body.find(b"\ns=")
+    view = ctx.view
+    if view.body_at >= view.body_end:
+        return None
+    data = view.data  # searched in place: no copy of the body
+    at = data.find(b"\ns=", view.body_at, view.body_end)
     if at < 0:
         return None
-    end = body.find(b"\n", at + 3)
-    return body[at + 3 : end if end >= 0 else len(body)].rstrip(b"\r").decode("utf-8", "replace")
+    end = data.find(b"\n", at + 3, view.body_end)
+    line = data[at + 3 : end if end >= 0 else view.body_end]
+    return line.rstrip(b"\r").decode("utf-8", "replace")
 
 
 def field_getter(name: str) -> Getter | None:
@@ -423,8 +435,16 @@ def _guards(spec: Any) -> Iterable[Guard]:
                 yield Guard(key, op, operand, case_sensitive)
 
 
+_COMMON_FIELDS: Final = ("method", "transport", "status")  # few values: weak guards
+
+
 def _best_guard(spec: Any) -> Guard | None:
-    return min(_guards(spec), key=lambda g: _GUARD_RANK[g.op], default=None)
+    """The most selective guard: exact values before patterns, and a field
+    with many values before one with a handful (every INVITE hits a guard on
+    ``method = INVITE``)."""
+    return min(
+        _guards(spec), key=lambda g: (_GUARD_RANK[g.op], g.field in _COMMON_FIELDS), default=None
+    )
 
 
 _RULE_KEYS: Final = {
@@ -509,6 +529,7 @@ class _FieldIndex:
         self.getter = getter
         self.exact_folded: dict[str, list[int]] = {}
         self.exact: dict[str, list[int]] = {}
+        self.needs_lower = False  # some guard compares the lower-cased value
         self._literal_folded: list[tuple[str, int]] = []  # tested on value.lower()
         self._regex_folded: list[tuple[str, int]] = []  # IGNORECASE on the value
         self._regex: list[tuple[str, int]] = []  # case-sensitive on the value
@@ -533,6 +554,7 @@ class _FieldIndex:
         (self._regex if sensitive else self._literal_folded).append((literal, position))
 
     def finish(self) -> None:
+        self.needs_lower = bool(self.exact_folded or self._literal_folded)
         for parts, flags, on_lower in (
             (self._literal_folded, 0, True),
             (self._regex_folded, re.IGNORECASE, False),
@@ -540,25 +562,13 @@ class _FieldIndex:
         ):
             anchored = [(p, pos) for p, pos in parts if _anchored(p)]
             floating = [(p, pos) for p, pos in parts if not _anchored(p)]
+            if floating and len(anchored) <= 2:  # cheaper as part of the one search()
+                anchored, floating = [], parts
             for group, method in ((anchored, "match"), (floating, "search")):
                 if group:
                     fused = re.compile("|".join(f"(?:{p})" for p, _ in group), flags)
                     test = getattr(fused, method)
                     self.patterns.append((test, on_lower, [pos for _, pos in group]))
-
-    def candidates(self, ctx: Context, out: list[int]) -> None:
-        value = self.getter(ctx)
-        if value is None:
-            return
-        text = str(value)
-        if self.exact:
-            out.extend(self.exact.get(text, ()))
-        if self.exact_folded or self.patterns:
-            folded = text.lower()
-            out.extend(self.exact_folded.get(folded, ()))
-            for test, on_lower, positions in self.patterns:
-                if test(folded if on_lower else text) is not None:
-                    out.extend(positions)
 
 
 class _SourceIndex:
@@ -592,6 +602,45 @@ class _SourceIndex:
                 self._cache.clear()
             self._cache[host] = hits
         out.extend(hits)
+
+
+def _compile_candidates(
+    indexes: list[_FieldIndex | _SourceIndex],
+) -> Callable[[Context], list[int]]:
+    """One straight-line function over every index: what ``candidates`` of
+    each would do, without a call, a loop and attribute lookups per field
+    (the cost that dominates on a clean message). The generated source holds
+    only names made here; every operand lives in the namespace, so nothing an
+    operator writes becomes code."""
+    names: dict[str, object] = {}
+    lines = ["def candidates(ctx):", "    hits = []"]
+    for i, index in enumerate(indexes):
+        if isinstance(index, _SourceIndex):
+            names[f"s{i}"] = index.candidates
+            lines.append(f"    s{i}(ctx, hits)")
+            continue
+        names[f"g{i}"] = index.getter
+        lines += [
+            f"    v = g{i}(ctx)",
+            "    if v is not None:",
+            "        t = v if v.__class__ is str else str(v)",
+        ]
+        if index.needs_lower:
+            lines.append("        f = t.lower()")
+        if index.exact:
+            names[f"e{i}"] = index.exact
+            lines += [f"        h = e{i}.get(t)", "        if h: hits += h"]
+        if index.exact_folded:
+            names[f"x{i}"] = index.exact_folded
+            lines += [f"        h = x{i}.get(f)", "        if h: hits += h"]
+        for j, (test, on_lower, positions) in enumerate(index.patterns):
+            names[f"p{i}_{j}"], names[f"r{i}_{j}"] = test, positions
+            lines.append(
+                f"        if p{i}_{j}({'f' if on_lower else 't'}) is not None: hits += r{i}_{j}"
+            )
+    lines.append("    return hits")
+    exec("\n".join(lines), names)  # our own identifiers only (see above)
+    return names["candidates"]  # type: ignore[return-value]
 
 
 class RuleSet:
@@ -629,11 +678,10 @@ class RuleSet:
         for index in indexes.values():
             index.finish()
         self._indexes = list(indexes.values())
+        self._candidates = _compile_candidates(self._indexes)
 
     def evaluate(self, ctx: Context) -> Rule | None:
-        hits: list[int] = []
-        for index in self._indexes:
-            index.candidates(ctx, hits)
+        hits = self._candidates(ctx)
         positions = sorted(set(hits).union(self._unguarded)) if hits else self._unguarded
         rules = self.rules
         for position in positions:
