@@ -60,6 +60,11 @@ def verdict(p: Policy, data: bytes, source: Flow = PHONE) -> tuple[str, str]:
 # ------------------------------------------------------------------ stages
 
 
+def test_the_uri_scheme_check_ignores_case():
+    assert verdict(policy(), request(uri="Sip:pbx.example.com")) == ("forward", "")
+    assert verdict(policy(), request(uri="mailto:a@example.com")) == ("drop", "sanity.uri-scheme")
+
+
 def test_a_clean_phone_is_forwarded_and_counted():
     p = policy()
     assert verdict(p, request()) == ("forward", "")

@@ -41,7 +41,8 @@ log = logging.getLogger("sipwarden.policy")
 TINY: Final = 32  # bytes: no SIP request is shorter; probes that short are scans
 MONITOR_LOGGED: Final = 10  # per monitor rule and reload, then only counted
 _MANDATORY: Final = ((VIA, "via"), (FROM, "from"), (TO, "to"), (CALL_ID, "call-id"), (CSEQ, "cseq"))
-_SCHEMES: Final = ("sip:", "sips:", "tel:", "SIP:", "SIPS:", "TEL:")
+_SCHEMES: Final = ("sip:", "sips:", "tel:", "SIP:", "SIPS:", "TEL:")  # the fast test
+_SCHEME_NAMES: Final = ("sip", "sips", "tel")  # any case
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -186,7 +187,7 @@ class Policy:
         uri = view.uri_text or ""
         if len(uri) > self.max_uri_length:
             return "sanity.uri-too-long"
-        if not uri.startswith(_SCHEMES) and uri[:5].lower() not in ("sip:", "sips:", "tel:"):
+        if not uri.startswith(_SCHEMES) and uri.partition(":")[0].lower() not in _SCHEME_NAMES:
             return "sanity.uri-scheme"
         return ""
 
