@@ -1,0 +1,230 @@
+"""The ban book: every ban, why it was made, and when it ends.
+
+Detectors (the rules, the failure tracker, the rate limiter) emit decisions;
+only the ban book turns them into bans, and only what it records is enforced
+(in the edge, and in the kernel by ``enforce/``). Sans-I/O: the clock is
+passed in, persistence is the store's job (it replays ``changes``).
+
+- Progressive bans, as fail2ban's ``bantime.increment`` and recidive jail:
+  a target's n-th ban within ``memory`` seconds lasts ``steps[n-1]`` (the last
+  step repeats; ``None`` is permanent). A decision with an explicit duration
+  (a rule's ``duration``, an operator's ``bans add --for``) uses that instead.
+- The allow list always wins: an allowed address is never banned. The deny
+  list is static: those targets are banned for good without being recorded.
+- Targets are addresses or networks (CIDRs), IPv4 and IPv6. ``banned(host)``
+  is the hot-path lookup: one dict probe, then the (few) network bans.
+- Bounded: at most ``max_bans`` active bans and ``max_history`` targets
+  remembered (oldest forgotten first), because sources can be spoofed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_STEPS: Final[tuple[float | None, ...]] = (600.0, 3600.0, 86400.0, None)
+EVIDENCE_KEPT: Final = 5  # sample lines per ban
+MAX_EVIDENCE_CHARS: Final = 2000  # per sample
+
+
+def canonical(target: str) -> str:
+    """``192.0.2.7``, ``192.0.2.0/24``, ``2001:db8::/32``: one spelling per
+    target (a /32 or /128 is written as the address). Raises ValueError."""
+    net = ipaddress.ip_network(target.strip(), strict=False)
+    return str(net.network_address) if net.num_addresses == 1 else str(net)
+
+
+@dataclass(frozen=True)
+class Ban:
+    target: str  # canonical address or CIDR
+    reason: str  # what happened, for people
+    detector: str  # the rule or detector id that asked for it
+    created_at: float  # epoch seconds
+    expires_at: float | None  # None: permanent
+    offence: int = 1  # the target's n-th ban within the book's memory
+    evidence: tuple[str, ...] = ()  # a few sample messages or counts
+
+    @property
+    def permanent(self) -> bool:
+        return self.expires_at is None
+
+    def active(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+
+@dataclass(frozen=True)
+class Change:
+    """What enforcement must do, in order: add a ban or remove one."""
+
+    op: Literal["add", "remove"]
+    ban: Ban
+
+
+@dataclass
+class BanBook:
+    steps: Sequence[float | None] = DEFAULT_STEPS
+    memory: float = 30 * 86400.0  # seconds a past ban still counts as an offence
+    allow: Sequence[Network] = ()
+    deny: Sequence[Network] = ()
+    max_bans: int = 1_000_000
+    max_history: int = 100_000
+    changes: list[Change] = field(default_factory=list)  # drained by the store and enforcer
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError("steps: at least one ban length")
+        self._hosts: dict[str, Ban] = {}  # single-address bans
+        self._networks: dict[str, tuple[Network, Ban]] = {}  # CIDR bans
+        # target -> creation times of its past bans (for progressive lengths)
+        self._history: OrderedDict[str, list[float]] = OrderedDict()
+        self._allow = list(self.allow)
+        self._deny = list(self.deny)
+
+    # ------------------------------------------------------------ questions
+
+    def allowed(self, target: str) -> bool:
+        net = ipaddress.ip_network(target, strict=False)
+        return any(_overlaps(net, a) and _within(net, a) for a in self._allow)
+
+    def banned(self, host: str, now: float) -> Ban | None:
+        """The ban in force on ``host`` (an address), if any."""
+        ban = self._hosts.get(host)
+        if ban is not None and ban.active(now):
+            return ban
+        if self._networks or self._deny:
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                return None
+            for net, ban in self._networks.values():
+                if ip in net and ban.active(now):
+                    return ban
+            for net in self._deny:
+                if ip in net:
+                    return Ban(str(net), "deny list", "deny-list", 0.0, None)
+        return None
+
+    def active(self, now: float) -> list[Ban]:
+        bans = list(self._hosts.values()) + [b for _, b in self._networks.values()]
+        return sorted((b for b in bans if b.active(now)), key=lambda b: (b.created_at, b.target))
+
+    def get(self, target: str) -> Ban | None:
+        key = canonical(target)
+        entry = self._networks.get(key)
+        return self._hosts.get(key) if entry is None else entry[1]
+
+    def offences(self, target: str, now: float) -> int:
+        """Bans of ``target`` within the memory window before ``now``."""
+        return sum(1 for t in self._history.get(canonical(target), ()) if now - t < self.memory)
+
+    # ------------------------------------------------------------ decisions
+
+    def decide(
+        self,
+        target: str,
+        *,
+        reason: str,
+        detector: str,
+        now: float,
+        duration: float | Literal["progressive"] | None = "progressive",
+        evidence: Iterable[str] = (),
+    ) -> Ban | None:
+        """Ban ``target`` (an address or CIDR). Returns the ban, or None when
+        the allow list protects it or a longer ban is already in force."""
+        key = canonical(target)
+        if self.allowed(key):
+            return None
+        current = self.get(key)
+        offence = self.offences(key, now) + 1
+        if duration == "progressive":
+            length = self.steps[min(offence, len(self.steps)) - 1]
+        else:
+            length = duration
+        expires = None if length is None else now + length
+        if current is not None and current.active(now) and _outlasts(current.expires_at, expires):
+            return None
+        ban = Ban(
+            key,
+            reason,
+            detector,
+            now,
+            expires,
+            offence,
+            tuple(e[:MAX_EVIDENCE_CHARS] for e in list(evidence)[:EVIDENCE_KEPT]),
+        )
+        if current is None and len(self._hosts) + len(self._networks) >= self.max_bans:
+            return None  # full: the kernel set and memory stay bounded; counted by the caller
+        self._store(ban)
+        self._remember(key, now)
+        self.changes.append(Change("add", ban))
+        return ban
+
+    def lift(self, target: str) -> Ban | None:
+        """End the ban on ``target`` now (an operator's ``bans remove``)."""
+        key = canonical(target)
+        ban = self._hosts.pop(key, None)
+        if ban is None:
+            entry = self._networks.pop(key, None)
+            ban = None if entry is None else entry[1]
+        if ban is not None:
+            self.changes.append(Change("remove", ban))
+        return ban
+
+    def expire(self, now: float) -> list[Ban]:
+        """Drop the bans that have ended; returns them."""
+        ended = [b for b in self._hosts.values() if not b.active(now)]
+        ended += [b for _, b in self._networks.values() if not b.active(now)]
+        for ban in ended:
+            self._hosts.pop(ban.target, None)
+            self._networks.pop(ban.target, None)
+            self.changes.append(Change("remove", ban))
+        return ended
+
+    def restore(self, bans: Iterable[Ban], now: float) -> None:
+        """Load bans from the store at start: all of them count as history,
+        the ones still in force are enforced again (as "add" changes)."""
+        for ban in sorted(bans, key=lambda b: b.created_at):
+            self._remember(ban.target, ban.created_at)
+            if ban.active(now):
+                self._store(ban)
+                self.changes.append(Change("add", ban))
+
+    def drain(self) -> list[Change]:
+        changes, self.changes = self.changes, []
+        return changes
+
+    # -------------------------------------------------------------- inside
+
+    def _store(self, ban: Ban) -> None:
+        net = ipaddress.ip_network(ban.target, strict=False)
+        if net.num_addresses == 1:
+            self._hosts[ban.target] = ban
+        else:
+            self._networks[ban.target] = (net, ban)
+
+    def _remember(self, key: str, when: float) -> None:
+        times = self._history.pop(key, [])
+        times.append(when)
+        self._history[key] = times[-len(self.steps) - 1 :]  # enough to pick the next step
+        while len(self._history) > self.max_history:
+            self._history.popitem(last=False)
+
+
+def _outlasts(current: float | None, new: float | None) -> bool:
+    """Whether a ban ending at ``current`` lasts at least as long as ``new``."""
+    if current is None:
+        return True
+    return new is not None and current >= new
+
+
+def _overlaps(a: Network, b: Network) -> bool:
+    return a.version == b.version
+
+
+def _within(net: Network, allowed: Network) -> bool:
+    """A ban on ``net`` would touch ``allowed`` (one contains the other)."""
+    return net.subnet_of(allowed) or allowed.subnet_of(net)  # type: ignore[arg-type]
