@@ -56,29 +56,44 @@ class Daemon:
         self.worker = worker
         self.children = children or []
         self.socket_path = worker_path(config.control.socket, worker)
+        self._tasks: set[asyncio.Future[str | None]] = set()
 
-    def reload(self) -> str | None:
+    async def reload(self) -> str | None:
         """Re-read the config's policy and swap it in whole; on any error keep
-        the rules in force and return the error. Counters and connections stay."""
-        try:
+        the rules in force and return the error. Counters and connections stay.
+        The new policy is built in a thread: resolving a trusted peer's host
+        name can take seconds, and packets must not wait for it."""
+        previous = self.edge.policy
+
+        def build() -> tuple[Config, Policy]:
             config = load_config(self.config_path)
-            policy = build_policy(config.policy, previous=self.edge.policy)
+            return config, build_policy(config.policy, previous=previous)
+
+        try:
+            config, policy = await asyncio.get_running_loop().run_in_executor(None, build)
         except (ConfigError, RuleError, PolicyError) as exc:
             log.error("reload refused, the old rules stay in force: %s", exc)
             return str(exc)
         if config.edge != self.config.edge:
             log.warning("reload: changes to [edge] take effect at the next restart")
+        # counted while the new one was being built: carried over, then swapped
+        policy.verdicts = self.edge.policy.verdicts
         self.edge.policy = policy
         log.info("worker %d: reloaded, %d rules in force", self.worker, len(policy.rules.rules))
         return None
 
-    def reload_all(self) -> str | None:
-        error = self.reload()
+    async def reload_all(self) -> str | None:
+        error = await self.reload()
         if error is None:
             for pid in self.children:  # they read the same files
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGHUP)
         return error
+
+    def on_sighup(self) -> None:
+        task = asyncio.ensure_future(self.reload_all() if self.worker == 0 else self.reload())
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
 
     def stats(self) -> dict[str, Any]:
         policy = self.edge.policy
@@ -93,7 +108,7 @@ class Daemon:
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("cmd")
         if command == "reload":
-            error = self.reload_all() if self.worker == 0 else self.reload()
+            error = await (self.reload_all() if self.worker == 0 else self.reload())
             if error is not None:
                 return {"ok": False, "error": error}
             return {"ok": True, "rules": len(self.edge.policy.rules.rules)}
@@ -129,7 +144,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, daemon.reload_all if worker == 0 else daemon.reload)
+    loop.add_signal_handler(signal.SIGHUP, daemon.on_sighup)
     if worker == 0:
         workers = config.edge.workers
         print(
@@ -168,6 +183,9 @@ def run(config: Config, config_path: Path | None = None) -> None:
     each worker's own backend socket brings the PBX's answers back to it."""
     import uvloop
 
+    # a SIGHUP before the loop handles it (logrotate during startup) must
+    # not kill the daemon; the workers inherit this until their loop starts
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     key = flow_key(config.edge.flow_key_file)  # before forking: one key for all
     policy = build_policy(config.policy)  # a broken rule stops startup here
     children: list[int] = []

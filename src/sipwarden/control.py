@@ -37,10 +37,23 @@ def worker_path(path: Path, worker: int) -> Path:
 
 
 async def serve_control(path: Path, handler: Handler) -> asyncio.AbstractServer:
-    """Listen on ``path`` (replacing a stale socket left by a crash)."""
-    with contextlib.suppress(FileNotFoundError):
-        if path.is_socket():
-            path.unlink()
+    """Listen on ``path``, replacing a stale socket left by a crash, but
+    never one a running daemon still answers on (two daemons started from
+    the same directory would otherwise steal each other's socket)."""
+    if path.is_socket():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        else:
+            raise OSError(
+                f"{path}: another sipwarden is running with this control socket"
+                " (set [control] socket to a path of its own)"
+            )
+        finally:
+            probe.close()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -124,3 +124,26 @@ def test_commands_say_when_no_daemon_runs(tmp_path: Path):
     assert listed.returncode == 0
     assert "daemon not running: no hit counts" in listed.stdout
     assert "ua.friendly-scanner" in listed.stdout
+
+
+def test_a_second_daemon_does_not_steal_a_running_ones_control_socket(tmp_path: Path):
+    with registrar_thread() as (backend_port, _seen):
+        first, line = start_edge_process(tmp_path, free_udp_port(), backend_port)
+        try:
+            assert b"listening" in line
+            config = tmp_path / "second.toml"  # another port, the same control socket
+            config.write_text(
+                f'[edge]\nlisten = ["udp:127.0.0.1:{free_udp_port()}"]\n'
+                f'backend = "udp:127.0.0.1:{backend_port}"\n'
+                f'flow_key_file = "{tmp_path / "flow.key"}"\n'
+                f'[control]\nsocket = "{tmp_path / "sipwarden.sock"}"\n'
+            )
+            second = cli("run", "-c", str(config))
+            assert second.returncode == 1
+            assert "another sipwarden is running with this control socket" in second.stderr
+            assert cli("rules", "list", "-c", str(config), "--json").returncode == 0
+            assert first.poll() is None
+            assert cli("reload", "-c", str(config)).returncode == 0  # still the first one's
+        finally:
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=15) == 0
