@@ -82,3 +82,23 @@ def test_run_serves_until_sigterm_and_names_bad_keys(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_explain_takes_an_ipv6_source_with_a_port():
+    from click.testing import CliRunner
+
+    from sipwarden.cli import main
+
+    msg = SCANNERS / "svmap_0.3.8_OPTIONS.sip"
+    expected = {
+        "[2001:db8::7]:5070": "udp:2001:db8::7:5070",
+        "2001:db8::7": "udp:2001:db8::7:5060",
+        "192.0.2.7:5070": "udp:192.0.2.7:5070",
+    }
+    for source, shown in expected.items():
+        result = CliRunner().invoke(main, ["explain", str(msg), "--source", source, "--json"])
+        assert result.exit_code == 0, result.output
+        said = json.loads(result.output)
+        assert (said["source"], said["verdict"]) == (shown, "drop")
+    result = CliRunner().invoke(main, ["explain", str(msg), "--source", "pbx.example.com"])
+    assert result.exit_code == 2 and "is not an IP address" in result.output

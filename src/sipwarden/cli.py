@@ -139,7 +139,13 @@ def rules_list(config_file: str | None, as_json: bool) -> None:
 
 
 def _source_flow(source: str, transport: str) -> Flow:
-    host, _, port = source.rpartition(":") if source.count(":") == 1 else (source, "", "")
+    """``192.0.2.7``, ``192.0.2.7:5070``, ``2001:db8::7`` or ``[2001:db8::7]:5070``."""
+    if source.startswith("[") and "]:" in source:
+        host, _, port = source.rpartition(":")
+    elif source.count(":") == 1:
+        host, _, port = source.partition(":")
+    else:
+        host, port = source, ""
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:

@@ -250,11 +250,11 @@ class Edge:
             assert self.proxy is not None
             self._execute(self.proxy.from_client(data, source, local, view))
             return True
+        # drop, ban and deceive are silent here (the ban book and deception
+        # stages act on them; nothing goes back to the source)
         if verdict.kind == "reject" and view.is_request and view.method != "ACK":
             self._reject(data, source, verdict.code)
         return False
-        # drop, ban and deceive are silent here (the ban book and deception
-        # stages act on them; nothing goes back to the source)
 
     def _reject(self, data: bytes, source: Flow, code: int) -> None:
         """Answer with ``code`` (a rule's reject: meant for legitimate-looking traffic)."""

@@ -202,8 +202,8 @@ def field_getter(name: str) -> Getter | None:
             if key in PEEKED:  # the hot-path view has it: no parse
                 slot = PEEKED.index(key)
                 return lambda ctx: ctx.view.raw(slot)
-            return lambda ctx: _message(ctx.view).get(key)
-        return lambda ctx: _all_values(ctx.view, key)
+            return _safe(lambda ctx: _message(ctx.view).get(key))
+        return _safe(lambda ctx: _all_values(ctx.view, key))
     return None
 
 
