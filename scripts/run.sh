@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ "$#" -eq 0 ]; then
-    # the edge with embedded defaults: UDP and TCP on 127.0.0.1:5060, PBX at 127.0.0.1:5080
-    set -- run
+    # the demo: the edge with embedded defaults on loopback, attacked while a
+    # phone registers (`bash scripts/run.sh run` runs the daemon itself)
+    set -- demo
 fi
 exec .venv/bin/sipwarden "$@"

@@ -50,6 +50,7 @@ def start_edge_process(
         f'[edge]\nlisten = ["udp:127.0.0.1:{port}"]\nbackend = "udp:127.0.0.1:{backend_port}"\n'
         f'workers = {workers}\nflow_key_file = "{tmp_path / "flow.key"}"\n'
         f'[control]\nsocket = "{tmp_path / "sipwarden.sock"}"\n{extra}'
+        + ("" if "[api]" in extra else '\n[api]\nlisten = "127.0.0.1:0"\n')
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)],

@@ -55,3 +55,25 @@ def test_a_new_ban_on_a_target_ends_the_one_in_force(tmp_path):
     store.apply(book.drain(), now=50.0)
     assert store.history("192.0.2.1")[1]["ended_at"] == 50.0  # lifted by the operator
     assert store.in_force(51.0) == []
+
+
+def test_another_workers_bans_are_found_and_adopted(tmp_path):
+    """Workers share the store: each adopts the bans the others wrote, and
+    `bans remove` finds a ban this worker never made."""
+    db = tmp_path / "sipwarden.db"
+    mine, theirs = BanStore(db), BanStore(db)
+    seen = mine.last_id()
+    other = BanBook()
+    other.decide("192.0.2.7", reason="flood", detector="rate.register", now=100.0)
+    other.decide("192.0.2.8", reason="old", detector="rate.register", now=0.0, duration=10)
+    theirs.apply(other.drain(), now=100.0)
+    last, bans = mine.newer(seen, now=100.0)
+    assert last == mine.last_id() > seen
+    assert [b.target for b in bans] == ["192.0.2.7"]  # the ended one is not adopted
+    assert mine.newer(last, now=100.0) == (last, [])
+    book = BanBook()
+    book.adopt(bans[0], now=100.0)
+    assert book.banned("192.0.2.7", 100.0) is not None
+    assert book.drain() == []  # written by the other worker already: nothing to write
+    assert mine.open_ban("192.0.2.7") == bans[0]
+    assert mine.open_ban("192.0.2.99") is None

@@ -9,14 +9,22 @@ import logging
 import os
 import secrets
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Config, ConfigError, load_config
 from .control import add_stats, ask_async, serve_control, worker_path
 from .edge import Edge
+from .enforce import Enforcer, make_enforcer
+from .keeper import BanKeeper, describe
 from .policy import Policy, RuleError
-from .policy.load import PolicyError, build_policy
+from .policy.load import PolicyError, arm, build_policy
+from .store.sqlite import BanStore
+
+if TYPE_CHECKING:
+    from .api import ApiServer
 
 log = logging.getLogger("sipwarden")
 
@@ -46,6 +54,7 @@ class Daemon:
         config: Config,
         config_path: Path | None,
         edge: Edge,
+        keeper: BanKeeper,
         *,
         worker: int = 0,
         children: list[int] | None = None,
@@ -53,6 +62,7 @@ class Daemon:
         self.config = config
         self.config_path = config_path
         self.edge = edge
+        self.keeper = keeper
         self.worker = worker
         self.children = children or []
         self.socket_path = worker_path(config.control.socket, worker)
@@ -74,11 +84,14 @@ class Daemon:
         except (ConfigError, RuleError, PolicyError) as exc:
             log.error("reload refused, the old rules stay in force: %s", exc)
             return str(exc)
-        if config.edge != self.config.edge:
-            log.warning("reload: changes to [edge] take effect at the next restart")
-        # counted while the new one was being built: carried over, then swapped
+        for section in ("edge", "storage", "firewall", "api"):
+            if getattr(config, section) != getattr(self.config, section):
+                log.warning("reload: changes to [%s] take effect at the next restart", section)
+        # counted while the new one was being built: carried over, then swapped;
+        # the bans, rates and failure counts are handed over here, on the
+        # packets' own thread
         policy.verdicts = self.edge.policy.verdicts
-        self.edge.policy = policy
+        self.edge.policy = arm(policy, config, previous=self.edge.policy)
         log.info("worker %d: reloaded, %d rules in force", self.worker, len(policy.rules.rules))
         return None
 
@@ -97,13 +110,80 @@ class Daemon:
 
     def stats(self) -> dict[str, Any]:
         policy = self.edge.policy
+        now = time.time()
         return {
             "ok": True,
             "hits": dict(policy.rules.hits),
             "monitored": dict(policy.rules.monitored),
             "verdicts": dict(policy.counters),
             "edge": dict(self.edge.counters),
+            "decisions": dict(policy.decisions),
+            # every worker enforces every ban (adopted from the store): not summed
+            "bans-in-force": len(policy.bans.active(now)) if policy.bans else 0,
+            "bans": {
+                **self.keeper.counters,
+                **{
+                    f"{self.keeper.enforcer.name}:{k}": v
+                    for k, v in self.keeper.enforcer.counters.items()
+                },
+            },
+            "enforcement": self.keeper.latency(),
+            "tracked": {
+                "rate-sources": len(policy.limiter) if policy.limiter is not None else 0,
+                "failure-sources": len(policy.failures) if policy.failures is not None else 0,
+            },
         }
+
+    async def _everywhere(self, request: dict[str, Any]) -> None:
+        """Pass a command on to the other workers (worker 0 only)."""
+        if self.worker != 0:
+            return
+        for n in range(1, len(self.children) + 1):
+            with contextlib.suppress(OSError, ValueError, TimeoutError):
+                await ask_async(
+                    worker_path(self.config.control.socket, n), {**request, "local": True}
+                )
+
+    async def ban(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``bans-add``: target, duration (seconds; null: permanent; absent:
+        the progressive length), reason."""
+        target = str(request.get("target", ""))
+        duration = request.get("duration", "progressive")
+        if duration is not None and duration != "progressive":
+            if isinstance(duration, bool) or not isinstance(duration, int | float) or duration <= 0:
+                return {
+                    "ok": False,
+                    "error": "duration: seconds (more than 0), or null for permanent",
+                }
+            duration = float(duration)
+        try:
+            ban = await self.keeper.add(
+                target,
+                duration=duration,
+                reason=str(request.get("reason") or "added by the operator"),
+            )
+        except ValueError:
+            return {"ok": False, "error": f"{target!r} is not an IP address or a CIDR"}
+        if ban is None:
+            why = (
+                "it is on the allow list (or a trusted peer)"
+                if self.keeper.book.allowed(target)
+                else "a ban that lasts longer is in force"
+            )
+            return {"ok": False, "error": f"{target} not banned: {why}"}
+        return {"ok": True, "ban": describe(ban)}
+
+    async def unban(self, request: dict[str, Any]) -> dict[str, Any]:
+        target = str(request.get("target", ""))
+        try:
+            ban = await self.keeper.remove(target)
+        except ValueError:
+            return {"ok": False, "error": f"{target!r} is not an IP address or a CIDR"}
+        if not request.get("local"):
+            await self._everywhere(request)
+        if ban is None:
+            return {"ok": False, "error": f"{target} is not banned"}
+        return {"ok": True, "ban": describe(ban)}
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("cmd")
@@ -122,7 +202,24 @@ class Daemon:
                         )
                         add_stats(total, part)
             return total
-        return {"ok": False, "error": f"unknown command {command!r} (reload, stats)"}
+        if command == "bans-add":
+            return await self.ban(request)
+        if command == "bans-remove":
+            return await self.unban(request)
+        if command == "bans-list":
+            return {"ok": True, "bans": await self.keeper.list()}
+        if command == "bans-show":
+            try:
+                return {"ok": True, **await self.keeper.show(str(request.get("target", "")))}
+            except ValueError:
+                return {
+                    "ok": False,
+                    "error": f"{request.get('target')!r} is not an IP address or a CIDR",
+                }
+        return {
+            "ok": False,
+            "error": f"unknown command {command!r} (reload, stats, bans-add, bans-remove, bans-list, bans-show)",
+        }
 
 
 async def serve(
@@ -133,38 +230,104 @@ async def serve(
     config_path: Path | None = None,
     worker: int = 0,
     children: list[int] | None = None,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Daemon, ApiServer | None], None] | None = None,
 ) -> None:
-    """Run one edge worker until SIGTERM or SIGINT, then stop cleanly.
-    SIGHUP reloads the policy (worker 0 passes it on to the others)."""
+    """Run one edge worker until SIGTERM or SIGINT (or ``stop`` is set),
+    then stop cleanly. SIGHUP reloads the policy (worker 0 passes it on to
+    the others). ``on_ready`` is called once it serves (``sipwarden demo``)."""
+    assert policy.bans is not None
+    keeper = BanKeeper(policy.bans, config.storage.path, enforcer_for(config))
     edge = Edge(config.edge, key, policy=policy)
-    await edge.start()
-    daemon = Daemon(config, config_path, edge, worker=worker, children=children)
+    daemon = Daemon(config, config_path, edge, keeper, worker=worker, children=children)
+    # the control socket first: a second daemon started by mistake stops
+    # here, before it touches the store or the ports
     control = await serve_control(daemon.socket_path, daemon.handle)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, daemon.on_sighup)
-    if worker == 0:
-        workers = config.edge.workers
-        print(
-            f"sipwarden: listening on {', '.join(map(str, edge.bound))}; backend {config.edge.backend}"
-            f"; {len(policy.rules.rules)} rules" + (f"; {workers} workers" if workers > 1 else ""),
-            flush=True,
-        )
+    api = None
     try:
+        await keeper.start()  # bans in force before the first packet
+        await edge.start()
+        api = await start_api(config, daemon) if worker == 0 else None
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, daemon.on_sighup)
+        if on_ready is not None:
+            on_ready(daemon, api)
+        if worker == 0:
+            workers = config.edge.workers
+            print(
+                f"sipwarden: listening on {', '.join(map(str, edge.bound))}"
+                f"; backend {config.edge.backend}; {len(policy.rules.rules)} rules"
+                + (f"; {workers} workers" if workers > 1 else "")
+                + (f"; API {api.url}/api/v1" if api is not None else ""),
+                flush=True,
+            )
         await stop.wait()
     finally:
         control.close()
         with contextlib.suppress(OSError):
             daemon.socket_path.unlink()
+        if api is not None:
+            await api.cleanup()
         await edge.stop()
+        await keeper.stop()
         log.info(
             "worker %d stopped; edge %s; verdicts %s",
             worker,
             dict(edge.counters),
             dict(edge.policy.counters),
         )
+
+
+def enforcer_for(config: Config, kind: str | None = None) -> Enforcer:
+    """The configured enforcer (``kind`` overrides ``[firewall] enforcer``:
+    `firewall flush` clears the table even after a switch to "none")."""
+    fw = config.firewall
+    ports = (
+        []
+        if fw.scope == "all"
+        else sorted(
+            {
+                ("tcp" if ep.transport == "tls" else ep.transport, ep.port)
+                for ep in config.edge.listen
+            }
+        )
+    )
+    return make_enforcer(kind or fw.enforcer, table=fw.table, ports=ports)
+
+
+async def reconcile(config: Config) -> int:
+    """Make the kernel's bans those the store holds in force (a ban added
+    or lifted with no daemon running, a crash between a write and its
+    enforcement); returns how many are in force."""
+    now = time.time()
+    store = BanStore(config.storage.path)
+    try:
+        bans = [b for b in store.load() if b.active(now)]
+    finally:
+        store.close()
+    enforcer = enforcer_for(config)
+    await enforcer.start(bans, now)
+    await enforcer.stop()
+    return len(bans)
+
+
+async def start_api(config: Config, daemon: Daemon) -> ApiServer | None:
+    """The REST API on ``[api] listen``; a port another program holds is
+    a warning, not a reason to leave the PBX unprotected."""
+    if not config.api.listen:
+        return None
+    from .api import serve_api
+
+    try:
+        return await serve_api(config.api, daemon)
+    except OSError as exc:
+        log.error(
+            "the API is not running: %s:%s (set [api] listen)", config.api.listen, exc.strerror
+        )
+        return None
 
 
 def _die_with_parent() -> None:
@@ -187,7 +350,8 @@ def run(config: Config, config_path: Path | None = None) -> None:
     # not kill the daemon; the workers inherit this until their loop starts
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     key = flow_key(config.edge.flow_key_file)  # before forking: one key for all
-    policy = build_policy(config.policy)  # a broken rule stops startup here
+    policy = arm(build_policy(config.policy), config)  # a broken rule stops startup here
+    asyncio.run(reconcile(config))  # before any worker bans: the store is the truth
     children: list[int] = []
     for worker in range(1, config.edge.workers):
         pid = os.fork()

@@ -282,5 +282,275 @@ def parse_stream_message(data: bytes) -> bytes | None:
     return frames[0] if frames else None
 
 
+# ------------------------------------------------------------------- bans
+
+
+@main.group()
+def bans() -> None:
+    """The ban book: who is banned, why, and until when.
+
+    With the daemon running, changes go through it (enforced at once, in
+    every worker and the kernel); without it, to the store, and the daemon
+    enforces them when it starts.
+    """
+
+
+def _daemon(config: Config, request: dict[str, Any]) -> dict[str, Any] | None:
+    """The daemon's answer, or None when no daemon is running."""
+    try:
+        return ask(config.control.socket, request, timeout=10)
+    except ControlError:
+        return None
+
+
+def _when(epoch: float | None) -> str:
+    import time
+
+    if epoch is None:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def _bad_target(target: str) -> str:
+    from .policy.bans import canonical
+
+    try:
+        return canonical(target)
+    except ValueError:
+        raise click.BadParameter(f"{target!r} is not an IP address or a CIDR") from None
+
+
+@bans.command("list")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def bans_list(config_file: str | None, as_json: bool) -> None:
+    """The bans in force (read from the store; the daemon need not run)."""
+    import time
+
+    from .store.sqlite import BanStore
+
+    config = _config(config_file)
+    store = BanStore(config.storage.path)
+    try:
+        rows = store.in_force(time.time())
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} bans in force")
+    for column in ("ip", "reason", "detector", "since", "until", "offence"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["ip"],
+            row["reason"],
+            row["detector"],
+            _when(row["created_at"]),
+            _when(row["expires_at"]),
+            str(row["offence"]),
+        )
+    Console().print(table)
+
+
+@bans.command("add")
+@CONFIG_OPTION
+@click.argument("address")
+@click.option("--for", "length", help="How long: 30m, 1h, 2d... (default: the progressive length)")
+@click.option("--permanent", is_flag=True, help="Until removed.")
+@click.option("--reason", default="added by the operator", show_default=True)
+def bans_add(
+    config_file: str | None, address: str, length: str | None, permanent: bool, reason: str
+) -> None:
+    """Ban ADDRESS (an IP address or a CIDR)."""
+    from .config import parse_duration
+
+    target = _bad_target(address)
+    if length and permanent:
+        raise click.UsageError("--for and --permanent: choose one")
+    duration: float | str | None = "progressive"
+    if permanent:
+        duration = None
+    elif length:
+        try:
+            duration = parse_duration(length)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--for") from None
+    config = _config(config_file)
+    request = {"cmd": "bans-add", "target": target, "duration": duration, "reason": reason}
+    answer = _daemon(config, request)
+    if answer is None:
+        answer = _offline(config, request)
+    if not answer.get("ok"):
+        click.echo(f"sipwarden: {answer.get('error')}", err=True)
+        sys.exit(1)
+    ban = answer["ban"]
+    click.echo(f"banned {ban['ip']} until {_when(ban['expires_at'])}: {ban['reason']}")
+
+
+@bans.command("remove")
+@CONFIG_OPTION
+@click.argument("address")
+def bans_remove(config_file: str | None, address: str) -> None:
+    """Lift the ban on ADDRESS now."""
+    target = _bad_target(address)
+    config = _config(config_file)
+    request = {"cmd": "bans-remove", "target": target}
+    answer = _daemon(config, request)
+    if answer is None:
+        answer = _offline(config, request)
+    if not answer.get("ok"):
+        click.echo(f"sipwarden: {answer.get('error')}", err=True)
+        sys.exit(1)
+    click.echo(f"lifted the ban on {target}")
+
+
+@bans.command("show")
+@CONFIG_OPTION
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bans_show(config_file: str | None, address: str, as_json: bool) -> None:
+    """Why ADDRESS is (or was) banned: the ban in force, its evidence, its history."""
+    import time
+
+    from .store.sqlite import BanStore
+
+    target = _bad_target(address)
+    config = _config(config_file)
+    store = BanStore(config.storage.path)
+    try:
+        history = store.history(target)
+        in_force = [b for b in store.in_force(time.time()) if b["ip"] == target]
+    finally:
+        store.close()
+    shown = {"ip": target, "banned": bool(in_force), "history": history}
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    click.echo(f"{target}: " + ("banned" if in_force else "not banned"))
+    if not history:
+        click.echo("no ban on record")
+    for n, ban in enumerate(history, 1):
+        end = (
+            f"ended {_when(ban['ended_at'])}"
+            if ban["ended_at"] is not None
+            else f"until {_when(ban['expires_at'])}"
+        )
+        click.echo(f"\n#{n} {_when(ban['created_at'])}, {end} (offence {ban['offence']})")
+        click.echo(f"   {ban['reason']} [{ban['detector']}]")
+        for line in ban["evidence"]:
+            click.echo("   | " + line.replace("\n", "\n   | ").rstrip())
+
+
+def _offline(config: Config, request: dict[str, Any]) -> dict[str, Any]:
+    """``bans add``/``remove`` with no daemon: the store (and the kernel, if
+    nftables enforces) directly, with the same allow list and lengths."""
+    import asyncio
+    import time
+
+    from .app import enforcer_for
+    from .keeper import describe
+    from .policy.bans import Change
+    from .policy.load import arm
+    from .store.sqlite import BanStore
+
+    policy = arm(_policy(config), config)
+    book = policy.bans
+    assert book is not None
+    now = time.time()
+    store = BanStore(config.storage.path)
+    try:
+        book.restore(store.load(), now)
+        book.drain()
+        target = request["target"]
+        if request["cmd"] == "bans-add":
+            ban = book.decide(
+                target,
+                reason=request["reason"],
+                detector="operator",
+                now=now,
+                duration=request["duration"],
+            )
+            if ban is None:
+                why = (
+                    "it is on the allow list (or a trusted peer)"
+                    if book.allowed(target)
+                    else ("a ban that lasts longer is in force")
+                )
+                return {"ok": False, "error": f"{target} not banned: {why}"}
+        else:
+            ban = book.lift(target) or store.open_ban(target)
+            if ban is None:
+                return {"ok": False, "error": f"{target} is not banned"}
+            if not book.changes:
+                book.changes.append(Change("remove", ban))
+        changes = book.drain()
+        store.apply(changes, now)
+    finally:
+        store.close()
+    if config.firewall.enforcer != "none":
+        asyncio.run(enforcer_for(config).apply(changes, now))
+    return {"ok": True, "ban": describe(ban)}
+
+
+# --------------------------------------------------------------- firewall
+
+
+@main.group()
+def firewall() -> None:
+    """The kernel's side of the bans (nftables)."""
+
+
+@firewall.command("show")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def firewall_show(config_file: str | None, as_json: bool) -> None:
+    """The addresses the kernel drops now, and how long each has left."""
+    import asyncio
+
+    from .app import enforcer_for
+
+    config = _config(config_file)
+    enforcer = enforcer_for(config, "nftables")
+
+    async def read() -> tuple[dict[str, float | None], int]:
+        return await enforcer.elements(), await enforcer.dropped()
+
+    try:
+        elements, dropped = asyncio.run(read())
+    except OSError as exc:
+        click.echo(f"sipwarden: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps({"elements": elements, "dropped": dropped}, indent=2))
+        return
+    click.echo(f"enforcer {enforcer.name}: {len(elements)} banned, {dropped} packets dropped")
+    for target, left in sorted(elements.items()):
+        click.echo(f"  {target:<40} " + ("permanent" if left is None else f"{left:.0f} s left"))
+
+
+@firewall.command("flush")
+@CONFIG_OPTION
+def firewall_flush(config_file: str | None) -> None:
+    """Remove sipwarden's nftables table: the kernel drops nothing more.
+
+    The bans stay in the store; the daemon puts them back when it starts.
+    """
+    import asyncio
+
+    from .app import enforcer_for
+
+    config = _config(config_file)
+    try:
+        asyncio.run(enforcer_for(config, "nftables").flush())
+    except OSError as exc:
+        click.echo(f"sipwarden: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"removed the nftables table {config.firewall.table!r}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -230,6 +230,153 @@ class PolicyConfig(_Section):
         return self
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_DURATION_USAGE = "a number of seconds or a duration such as 30s, 10m, 1h, 1d, 2w"
+
+
+def parse_duration(value: Any, *, permanent: bool = False) -> float | None:
+    """``600``, ``"10m"``, ``"1h"``, ``"1d"``; ``"permanent"`` (None) where
+    ``permanent`` allows it. Raises ValueError saying what is valid."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration: use {_DURATION_USAGE}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and permanent and value.strip().lower() == "permanent":
+        return None
+    elif isinstance(value, str) and (m := _DURATION.fullmatch(value.strip().lower())):
+        seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    else:
+        also = ' or "permanent"' if permanent else ""
+        raise ValueError(f"{value!r} is not a duration: use {_DURATION_USAGE}{also}")
+    if seconds <= 0:
+        raise ValueError(f"{value!r}: a duration must be more than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(lambda v: parse_duration(v))]
+BanLength = Annotated[float | None, BeforeValidator(lambda v: parse_duration(v, permanent=True))]
+
+
+def _networks(value: list[str]) -> list[str]:
+    for i, entry in enumerate(value):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except (ValueError, TypeError):
+            raise ValueError(f"entry [{i}], {entry!r}, is not an IP address or a CIDR") from None
+    return value
+
+
+class BansConfig(_Section):
+    """``[bans]``: how long bans last, and who is never or always banned."""
+
+    # the n-th ban of a target within `memory` lasts steps[n-1]; the last repeats
+    steps: list[BanLength] = Field(
+        default_factory=lambda: [600.0, 3600.0, 86400.0, None], min_length=1
+    )
+    memory: Duration = 30 * 86400.0
+    allow: list[str] = Field(default_factory=list)  # never banned (trusted peers are added)
+    deny: list[str] = Field(default_factory=list)  # always dropped
+    max_bans: int = Field(default=1_000_000, ge=1)
+
+    _allow = field_validator("allow")(classmethod(lambda cls, v: _networks(v)))
+    _deny = field_validator("deny")(classmethod(lambda cls, v: _networks(v)))
+
+
+class FailuresConfig(_Section):
+    """``[failures]``: failed logins and enumeration, read off the backend's answers."""
+
+    enabled: bool = True
+    maxretry: int = Field(default=5, ge=1)  # failed logins within findtime: a ban
+    findtime: Duration = 600.0
+    burst: Duration = 60.0  # maxretry failures within this: brute force (progressive ban)
+    slow_bantime: Duration = 600.0  # slower (a phone with an old password): this, fixed
+    enumeration: int = Field(default=10, ge=1)  # 404s to REGISTER/INVITE within findtime
+    distinct_users: int = Field(default=10, ge=2)  # users refused within users_window
+    users_window: Duration = 60.0
+    # The backend's 404 to REGISTER (and to an INVITE without credentials)
+    # becomes the 401 challenge a real user gets (Asterisk's alwaysauthreject).
+    uniform_answers: bool = True
+    max_sources: int = Field(default=100_000, ge=1)
+
+
+class LimitsConfig(_Section):
+    """``[limits]``: request rates per source (Kamailio's pike, per method too)."""
+
+    enabled: bool = True
+    window: Duration = 2.0
+    requests: int = Field(default=100, ge=1)  # any method, per window
+    methods: dict[str, int] = Field(default_factory=lambda: {"REGISTER": 20, "INVITE": 20})
+    prefix_v4: int = Field(default=32, ge=8, le=32)  # 24: count (and ban) per /24
+    prefix_v6: int = Field(default=64, ge=16, le=128)  # one customer gets a /64
+    max_sources: int = Field(default=100_000, ge=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: dict[str, int]) -> dict[str, int]:
+        for method, count in value.items():
+            if not re.fullmatch(r"[A-Z]+", method):
+                raise ValueError(f"{method!r} is not a SIP method name in capitals (REGISTER)")
+            if count < 1:
+                raise ValueError(f"{method} = {count}: a limit must be at least 1")
+        return value
+
+
+class StorageConfig(_Section):
+    """``[storage]``: where bans (and later events) are kept."""
+
+    path: Path = Path("sipwarden.db")
+
+
+class FirewallConfig(_Section):
+    """``[firewall]``: how bans reach the kernel."""
+
+    enforcer: Literal["none", "nftables"] = "none"
+    table: str = Field(default="sipwarden", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+    # "sip": drop a banned source's traffic to the edge's ports; "all": all of it
+    scope: Literal["sip", "all"] = "sip"
+
+
+class ApiConfig(_Section):
+    """``[api]``: REST under /api/v1 (later the dashboard and /metrics)."""
+
+    listen: str = "127.0.0.1:8080"  # "" turns it off; port 0 picks one
+    token: str | None = None  # or SIPWARDEN_API_TOKEN; required off loopback
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value:
+            api_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> ApiConfig:
+        import os
+
+        if self.listen and not ipaddress.ip_address(api_address(self.listen)[0]).is_loopback:
+            if not (self.token or os.environ.get("SIPWARDEN_API_TOKEN")):
+                raise ValueError(
+                    f"api.listen = {self.listen!r} is not loopback: set api.token"
+                    " (or SIPWARDEN_API_TOKEN) so the API is not open to anyone"
+                )
+        return self
+
+
+def api_address(text: str) -> tuple[str, int]:
+    """``127.0.0.1:8080`` or ``[::1]:8080`` as (host, port)."""
+    usage = "use HOST:PORT with an IP address, e.g. 127.0.0.1:8080 or [::1]:8080"
+    host, colon, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {usage}") from None
+    if not colon or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{text!r}: {usage}")
+    return host, int(port)
+
+
 class ControlConfig(_Section):
     """``[control]``: where `sipwarden reload` and `sipwarden rules list`
     reach the running daemon (a Unix socket, mode 0600)."""
@@ -241,6 +388,12 @@ class Config(_Section):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
+    bans: BansConfig = Field(default_factory=BansConfig)
+    failures: FailuresConfig = Field(default_factory=FailuresConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    firewall: FirewallConfig = Field(default_factory=FirewallConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
 
 def _format(error: ValidationError) -> str:
@@ -284,9 +437,17 @@ def load_config(path: str | Path | None) -> Config:
         config = config_from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}:\n{exc}") from None
-    # rule files are found next to the config that names them
+    # files a config names are found next to it (whatever the working
+    # directory of the daemon, or of `sipwarden bans list -c`)
     here = path.resolve().parent
     files = [str(here / f) for f in config.policy.rule_files]
     return config.model_copy(
-        update={"policy": config.policy.model_copy(update={"rule_files": files})}
+        update={
+            "policy": config.policy.model_copy(update={"rule_files": files}),
+            "edge": config.edge.model_copy(
+                update={"flow_key_file": here / config.edge.flow_key_file}
+            ),
+            "control": config.control.model_copy(update={"socket": here / config.control.socket}),
+            "storage": config.storage.model_copy(update={"path": here / config.storage.path}),
+        }
     )

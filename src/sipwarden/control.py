@@ -118,8 +118,9 @@ async def ask_async(path: Path, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_stats(total: dict[str, Any], part: dict[str, Any]) -> None:
-    """Sum one worker's stats into ``total`` (counters add up key by key)."""
-    for key in ("hits", "monitored", "verdicts", "edge"):
+    """Sum one worker's stats into ``total`` (counters add up key by key;
+    ``enforcement`` latencies are per worker and stay worker 0's)."""
+    for key in ("hits", "monitored", "verdicts", "edge", "decisions", "bans", "tracked"):
         counts = Counter(total.get(key, {}))
         counts.update(part.get(key, {}))
         total[key] = dict(counts)

@@ -20,7 +20,7 @@ import uvloop
 
 from sipwarden.config import config_from_dict
 from sipwarden.edge import Edge
-from sipwarden.policy.load import build_policy
+from sipwarden.policy.load import arm, build_policy
 from sipwarden.registrar import Registrar, RegistrarServer
 
 REALM = "pbx.test"
@@ -55,13 +55,17 @@ def running_edge(
     backend_transport: str = "udp",
     policy: dict | None = None,
     extra_listen: tuple[str, ...] = (),
+    armed: dict | None = None,
+    reveal_unknown: bool = False,
     **edge_options,
 ) -> Iterator[Running]:
     """An edge on ephemeral ports in front of ``backend_port`` (UDP), or of a
     built-in registrar when none is given, with the policy the config
     ``policy`` (the [policy] table) gives: by default the real one (pack on,
     OPTIONS dropped). ``extra_listen`` adds listeners (full endpoints); their
-    bound ports are in ``run.edge.bound``."""
+    bound ports are in ``run.edge.bound``. With ``armed`` (config sections
+    such as {"failures": {...}, "limits": {...}}, {} for the defaults) the
+    policy gets its ban book and detectors, as the daemon's does."""
     loop = uvloop.new_event_loop()
     started = threading.Event()
     state: dict = {}
@@ -69,7 +73,7 @@ def running_edge(
     async def main() -> None:
         registrar, server = None, None
         if backend_port is None:
-            registrar = Registrar(REALM, USERS)
+            registrar = Registrar(REALM, USERS, reveal_unknown=reveal_unknown)
             server = RegistrarServer(registrar, host, 0)
             await server.start()
         port = backend_port if server is None else server.port
@@ -85,9 +89,11 @@ def running_edge(
                     **edge_options,
                 },
                 "policy": policy or {},
+                **(armed or {}),
             }
         )
-        edge = Edge(cfg.edge, b"k" * 32, policy=build_policy(cfg.policy))
+        built = build_policy(cfg.policy)
+        edge = Edge(cfg.edge, b"k" * 32, policy=built if armed is None else arm(built, cfg))
         await edge.start()
         state["running"] = Running(
             edge, registrar, port, loop, {ep.transport: ep.port for ep in reversed(edge.bound)}

@@ -127,8 +127,8 @@ def test_scanners_find_nothing_while_phones_call_through(tmp_path):
             verdicts: Counter[tuple[str, str]] = Counter()
             judge = run.edge.policy.judge_bytes
 
-            def recording(data, source, local_port):
-                verdict, view = judge(data, source, local_port)
+            def recording(data, source, local_port, now):
+                verdict, view = judge(data, source, local_port, now)
                 verdicts[(source.host, "passed" if verdict.passes else verdict.reason)] += 1
                 return verdict, view
 

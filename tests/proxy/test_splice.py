@@ -104,6 +104,26 @@ def test_fast_equals_general_for_requests(method, via):
 
 
 @pytest.mark.parametrize(
+    "header",
+    [
+        'Authorization: Digest username="100", realm="pbx", nonce="n", uri="sip:pbx", response="r"',
+        'Proxy-Authorization: Digest username="100", realm="pbx", nonce="n", uri="sip:pbx", response="r"',
+        None,
+    ],
+)
+def test_a_request_with_credentials_is_flagged_in_our_via_on_both_paths(header):
+    """The failure tracker reads the flag off the backend's answer: a 401
+    to a request with credentials is a failed login, not a first challenge."""
+    data = request("REGISTER", VIAS[0], extra=[header] if header else [])
+    general, fast, took_fast = both_paths(make_proxy(), data)
+    assert took_fast
+    for actions in (general, fast):
+        ours = parse(actions[0].data).vias[0]
+        assert (ours.param("swa") is not None) == (header is not None), ours
+    same_message(general[0].data, fast[0].data)
+
+
+@pytest.mark.parametrize(
     "data,why",
     [
         (request("INVITE", VIAS[0], mf="0"), "483"),

@@ -24,7 +24,9 @@ from typing import Any, cast
 from ..config import EdgeConfig, Endpoint
 from ..policy import Policy
 from ..proxy import Drop, Flow, FlowTokens, Local, ProxySettings, Send, StatelessProxy
-from ..sip import PING, SipError, StreamFramer, make_response, parse, peek
+from ..proxy.base import AUTH_FLAG, BRANCH_PREFIX, TOKEN_PARAM
+from ..sip import PING, Peek, SipError, StreamFramer, make_response, parse, peek
+from ..sip.uri import simple_params
 
 log = logging.getLogger("sipwarden.edge")
 
@@ -71,10 +73,12 @@ class Edge:
         *,
         policy: Policy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.policy = policy if policy is not None else Policy()  # swapped whole on reload
-        self.clock = clock
+        self.clock = clock  # for timeouts
+        self.now = now  # wall clock, for the policy (bans are dated)
         self.tokens = FlowTokens(flow_key)
         self.counters: Counter[str] = Counter()
         self.proxy: StatelessProxy | None = None
@@ -243,7 +247,7 @@ class Edge:
         self.counters["received"] += 1  # (a Counter: the metrics layer reads it as it is)
         # (the policy counts every verdict: self.policy.counters)
         local = self._local_of[listener]
-        verdict, view = self.policy.judge_bytes(data, source, local.port)
+        verdict, view = self.policy.judge_bytes(data, source, local.port, self.now())
         if view is None:
             return False
         if verdict.passes:
@@ -275,8 +279,34 @@ class Edge:
         except SipError as exc:
             self.counters[f"backend-malformed:{exc.reason}"] += 1
             return
+        status = view.status
+        if status is not None and self.policy.reads_answer(status):
+            data, view = self._read_answer(data, view)
         assert self.proxy is not None
         self._execute(self.proxy.from_backend(data, source, view))
+
+    def _read_answer(self, data: bytes, view: Peek) -> tuple[bytes, Peek]:
+        """Let the policy read a final answer (failed logins, enumeration):
+        the client it goes to and whether its request carried credentials
+        are in our Via, on top. Returns the answer to relay."""
+        parts = view._via_parts()
+        if parts is None or not (parts[4] or "").startswith(BRANCH_PREFIX):
+            return data, view
+        token, credentials = None, False
+        for name, value in simple_params(parts[3]):
+            if name == TOKEN_PARAM:
+                token = value
+            elif name == AUTH_FLAG:
+                credentials = True
+        assert self.proxy is not None
+        client = self.proxy.flow_of(token)
+        if client is None:
+            return data, view
+        uniform = self.policy.answer(data, view, client.host, credentials, self.now())
+        if uniform is None:
+            return data, view
+        self.counters["answers-made-uniform"] += 1
+        return uniform, peek(uniform)
 
     # ------------------------------------------------------------- outbound
 

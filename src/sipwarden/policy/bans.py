@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -73,6 +73,9 @@ class BanBook:
     max_bans: int = 1_000_000
     max_history: int = 100_000
     changes: list[Change] = field(default_factory=list)  # drained by the store and enforcer
+    # called when ``changes`` goes from empty to not (the daemon schedules a
+    # flush: a ban reaches the kernel in milliseconds, not at the next tick)
+    on_change: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -83,6 +86,10 @@ class BanBook:
         self._history: OrderedDict[str, list[float]] = OrderedDict()
         self._allow = list(self.allow)
         self._deny = list(self.deny)
+
+    def set_lists(self, allow: Sequence[Network], deny: Sequence[Network]) -> None:
+        """New allow and deny lists (a reload); bans in force stay."""
+        self._allow, self._deny = list(allow), list(deny)
 
     # ------------------------------------------------------------ questions
 
@@ -160,7 +167,7 @@ class BanBook:
             return None  # full: the kernel set and memory stay bounded; counted by the caller
         self._store(ban)
         self._remember(key, now)
-        self.changes.append(Change("add", ban))
+        self._changed(Change("add", ban))
         return ban
 
     def lift(self, target: str) -> Ban | None:
@@ -171,7 +178,7 @@ class BanBook:
             entry = self._networks.pop(key, None)
             ban = None if entry is None else entry[1]
         if ban is not None:
-            self.changes.append(Change("remove", ban))
+            self._changed(Change("remove", ban))
         return ban
 
     def expire(self, now: float) -> list[Ban]:
@@ -181,7 +188,7 @@ class BanBook:
         for ban in ended:
             self._hosts.pop(ban.target, None)
             self._networks.pop(ban.target, None)
-            self.changes.append(Change("remove", ban))
+            self._changed(Change("remove", ban))
         return ended
 
     def restore(self, bans: Iterable[Ban], now: float) -> None:
@@ -193,11 +200,26 @@ class BanBook:
                 self._store(ban)
                 self.changes.append(Change("add", ban))
 
+    def adopt(self, ban: Ban, now: float) -> None:
+        """A ban another worker made (it is in the store and the kernel
+        already): enforce it here too, without a change to write."""
+        self._remember(ban.target, ban.created_at)
+        current = self.get(ban.target)
+        if ban.active(now) and (
+            current is None or not _outlasts(current.expires_at, ban.expires_at)
+        ):
+            self._store(ban)
+
     def drain(self) -> list[Change]:
         changes, self.changes = self.changes, []
         return changes
 
     # -------------------------------------------------------------- inside
+
+    def _changed(self, change: Change) -> None:
+        self.changes.append(change)
+        if len(self.changes) == 1 and self.on_change is not None:
+            self.on_change()
 
     def _store(self, ban: Ban) -> None:
         net = ipaddress.ip_network(ban.target, strict=False)

@@ -18,9 +18,13 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from ..config import PolicyConfig
+from ..config import Config, PolicyConfig
+from .bans import BanBook
+from .failures import FailureTracker
+from .limits import RateLimiter
 from .pipeline import Network, Policy, TrustedPeers
 from .rules import Rule, RuleError, RuleSet, compile_rules
+from .uniform import UniformAnswers
 
 Resolver = Callable[[str], list[str]]
 
@@ -145,6 +149,80 @@ def build_policy(
         policy.verdicts = previous.verdicts
         _carry(previous.rules.hits, ruleset.hits)
         _carry(previous.rules.monitored, ruleset.monitored)
+    return policy
+
+
+def arm(policy: Policy, config: Config, previous: Policy | None = None) -> Policy:
+    """Give ``policy`` its detectors and ban book per ``config``: new ones,
+    or ``previous``'s with the new settings (a reload keeps every ban, rate
+    and failure count). Call it on the thread that judges packets: the
+    state it hands over is live."""
+    old = previous
+    allow = [ipaddress.ip_network(a, strict=False) for a in config.bans.allow]
+    # trusted peers are never banned either (they never reach a detector,
+    # but an operator's `bans add` must not cut a trunk off)
+    allow += policy.trusted.networks
+    deny = [ipaddress.ip_network(d, strict=False) for d in config.bans.deny]
+    book = old.bans if old is not None and old.bans is not None else None
+    if book is None:
+        book = BanBook(
+            steps=tuple(config.bans.steps),
+            memory=config.bans.memory,
+            allow=allow,
+            deny=deny,
+            max_bans=config.bans.max_bans,
+        )
+    else:
+        book.steps, book.memory, book.max_bans = (
+            tuple(config.bans.steps),
+            config.bans.memory,
+            config.bans.max_bans,
+        )
+        book.set_lists(allow, deny)
+    policy.bans = book
+
+    lim = config.limits
+    settings: dict[str, Any] = {
+        "window": lim.window,
+        "requests": lim.requests,
+        "methods": dict(lim.methods),
+        "prefix_v4": lim.prefix_v4,
+        "prefix_v6": lim.prefix_v6,
+        "max_sources": lim.max_sources,
+    }
+    if not lim.enabled:
+        policy.limiter = None
+    elif old is not None and old.limiter is not None:
+        policy.limiter = old.limiter.reconfigured(**settings)
+    else:
+        policy.limiter = RateLimiter(**settings)
+
+    fail = config.failures
+    if not fail.enabled:
+        policy.failures = None
+        policy.uniform = None
+    else:
+        tracker = old.failures if old is not None else None
+        if tracker is None:
+            tracker = FailureTracker()
+        for name in (
+            "maxretry",
+            "findtime",
+            "burst",
+            "slow_bantime",
+            "enumeration",
+            "distinct_users",
+            "users_window",
+            "max_sources",
+        ):
+            setattr(tracker, name, getattr(fail, name))
+        policy.failures = tracker
+        if fail.uniform_answers:
+            policy.uniform = (old.uniform if old is not None else None) or UniformAnswers()
+        else:
+            policy.uniform = None
+    if old is not None:
+        policy.decisions = old.decisions
     return policy
 
 

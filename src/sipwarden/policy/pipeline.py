@@ -7,21 +7,30 @@ Stages, in order (the first that decides wins):
    ignored (``keepalive``), anything else is ``malformed.<reason>``;
 2. trusted peers (trunks, offices): ``allow`` (reason ``trusted-peer``) and
    nothing below touches them;
-3. sanity checks in the spirit of Kamailio's sanity module: mandatory
+3. the ban book: a banned source is dropped (``banned``; with nftables its
+   packets rarely get this far);
+4. sanity checks in the spirit of Kamailio's sanity module: mandatory
    headers, CSeq method, Request-URI length and scheme (``sanity.*``);
-4. the rules: the operator's first, then the built-in pack, so an operator
-   can allow what the pack would drop;
-5. OPTIONS from anyone but a trusted peer: dropped (``options.untrusted``);
-6. ``forward``.
+5. the rules: the operator's first, then the built-in pack, so an operator
+   can allow what the pack would drop (a rule whose action is ``ban`` asks
+   the ban book for one);
+6. the rate limiter: a source over its limit is banned (``rate.<limit>``);
+7. OPTIONS from anyone but a trusted peer: dropped (``options.untrusted``);
+8. ``forward``.
 
-Each verdict is counted by kind and reason; the rules count their own hits.
-Everything here is sans-I/O: the edge, ``explain`` and ``replay`` share it.
+The backend's answers come back through ``answer``: the failure tracker
+reads them, and asks the ban book when a source has failed too often.
+Detectors only ask; the ban book decides, and only what it records is
+enforced. Each verdict is counted by kind and reason; the rules count their
+own hits. Everything here is sans-I/O (the clock is passed in): the edge,
+``explain`` and ``replay`` share it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,11 +39,17 @@ from typing import Any, Final
 from ..proxy.flow import Flow
 from ..sip import Peek, SipError, peek
 from ..sip.peek import CALL_ID, CSEQ, FROM, TO, VIA
+from .bans import BanBook
+from .failures import Decision, FailureTracker
+from .limits import RateLimiter
 from .rules import Context, Rule, RuleSet
+from .uniform import UniformAnswers
 from .verdict import FORWARD, Verdict
 
 TRUSTED: Final = Verdict("allow", "trusted-peer")
+BANNED: Final = Verdict("drop", "banned")
 OPTIONS_UNTRUSTED: Final = Verdict("drop", "options.untrusted")
+EVIDENCE_CHARS: Final = 600  # of a message kept as a ban's evidence
 
 log = logging.getLogger("sipwarden.policy")
 
@@ -89,6 +104,14 @@ class Policy:
     sanity: bool = True
     options_from_trusted_only: bool = True
     max_uri_length: int = 1024
+    # the state that outlives a reload (handed from one Policy to the next):
+    # bans, request rates, failures
+    bans: BanBook | None = None
+    limiter: RateLimiter | None = None
+    failures: FailureTracker | None = None
+    uniform: UniformAnswers | None = None
+    # decisions refused (allow list, book full) and asked, by detector
+    decisions: Counter[str] = field(default_factory=Counter)
     # every verdict given, counted by the Verdict itself (built once per rule
     # or detector, so counting is one dict update); `counters` names them
     verdicts: Counter[Verdict] = field(default_factory=Counter)
@@ -102,13 +125,13 @@ class Policy:
             named[f"{verdict.kind}:{verdict.reason}"] += count
         return named
 
-    def judge(self, view: Peek, source: Flow, local_port: int) -> Verdict:
-        verdict = self._decide(view, source, local_port)
+    def judge(self, view: Peek, source: Flow, local_port: int, now: float = 0.0) -> Verdict:
+        verdict = self._decide(view, source, local_port, now)
         self.verdicts[verdict] += 1
         return verdict
 
     def judge_bytes(
-        self, data: bytes, source: Flow, local_port: int
+        self, data: bytes, source: Flow, local_port: int, now: float = 0.0
     ) -> tuple[Verdict, Peek | None]:
         """Peek and judge one framed message: the edge, ``explain`` and
         ``replay`` all come through here, so they agree."""
@@ -116,7 +139,65 @@ class Policy:
             view = peek(data)
         except SipError as exc:
             return self.judge_unparsed(data, exc), None
-        return self.judge(view, source, local_port), view
+        return self.judge(view, source, local_port, now), view
+
+    def reads_answer(self, status: int) -> bool:
+        """Whether ``answer`` wants the backend's answer with this status
+        (the edge then finds its client; most 2xx are waved through)."""
+        if status < 200 or 300 <= status < 400:
+            return False  # provisional, redirect: say nothing about the source
+        if status < 300:
+            return bool(self.failures)  # a success only clears what is tracked
+        return self.failures is not None or self.uniform is not None
+
+    def answer(
+        self, data: bytes, view: Peek, client: str, credentials: bool, now: float
+    ) -> bytes | None:
+        """The backend's final answer to a request from ``client`` (its
+        address); ``credentials``: the request carried Authorization or
+        Proxy-Authorization. Feeds the failure tracker; returns the answer
+        rewritten to be uniform (anti-enumeration), or None to relay it as is."""
+        status = view.status
+        if status is None or client in self.trusted:
+            return None
+        uniform = self.uniform
+        if uniform is not None:
+            uniform.learn(data, view)
+        tracker = self.failures
+        if tracker is not None:
+            try:
+                method = view.cseq_method or ""
+            except SipError:
+                method = ""
+            who = view.to_user if method == "REGISTER" or not credentials else view.from_user
+            decision = tracker.answer(client, status, method, who or "", credentials, now)
+            if decision is not None:
+                self._ban(decision, now)
+        return None if uniform is None else uniform.rewrite(data, view, credentials)
+
+    def _ban(self, decision: Decision, now: float) -> bool:
+        """Ask the ban book; whether a ban was made."""
+        book = self.bans
+        if book is None:
+            return False
+        ban = book.decide(
+            decision.target,
+            reason=decision.reason,
+            detector=decision.detector,
+            now=now,
+            duration=decision.duration,
+            evidence=decision.evidence,
+        )
+        self.decisions[decision.detector if ban is not None else "refused"] += 1
+        if ban is not None:
+            log.warning(
+                "banned %s until %s: %s (%s)",
+                ban.target,
+                "forever" if ban.expires_at is None else _when(ban.expires_at),
+                ban.reason,
+                ban.detector,
+            )
+        return ban is not None
 
     def explain(self, data: bytes, source: Flow, local_port: int) -> dict[str, Any]:
         """What each stage says about one message (for ``sipwarden explain``):
@@ -155,9 +236,13 @@ class Policy:
         self.verdicts[verdict] += 1
         return verdict
 
-    def _decide(self, view: Peek, source: Flow, local_port: int) -> Verdict:
-        if source.host in self.trusted:
+    def _decide(self, view: Peek, source: Flow, local_port: int, now: float) -> Verdict:
+        host = source.host
+        if host in self.trusted:
             return TRUSTED
+        book = self.bans
+        if book is not None and book.banned(host, now) is not None:
+            return BANNED
         if self.sanity:
             insane = self._insane(view)
             if insane:
@@ -165,10 +250,51 @@ class Policy:
         if self.rules.rules:
             rule = self.rules.evaluate(Context(view, source, local_port))
             if rule is not None:
+                if rule.verdict.kind == "ban":
+                    self._ban(
+                        Decision(
+                            host,
+                            rule.id,
+                            rule.description or f"rule {rule.id}",
+                            rule.duration or "progressive",
+                            (_evidence(view, source),),
+                        ),
+                        now,
+                    )
                 return rule.verdict
-        if self.options_from_trusted_only and view.method == "OPTIONS":
+        method = view.method
+        if self.limiter is not None and method is not None:
+            limit = self.limiter.hit(host, method, now)
+            if limit is not None:
+                return self._over(limit.name, limit.count, view, source, now)
+        if self.options_from_trusted_only and method == "OPTIONS":
             return OPTIONS_UNTRUSTED
         return FORWARD
+
+    def _over(self, name: str, count: int, view: Peek, source: Flow, now: float) -> Verdict:
+        """A source over a rate limit: banned (its key: the address, or the
+        /24 or /64 it is counted in)."""
+        limiter = self.limiter
+        assert limiter is not None
+        key = limiter.key(source.host)
+        if self.bans is not None and self.bans.allowed(key):
+            limiter.forget(key)
+            return FORWARD  # the allow list: never limited, never banned
+        rate = limiter.rate(key, None if name == "requests" else name, now)
+        what = "requests" if name == "requests" else f"{name} requests"
+        detector = f"rate.{name.lower()}"
+        self._ban(
+            Decision(
+                key,
+                detector,
+                f"{rate:.0f} {what} in {limiter.window:g} s (limit {count})",
+                "progressive",
+                (_evidence(view, source),),
+            ),
+            now,
+        )
+        limiter.forget(key)
+        return Verdict("ban", detector)
 
     def _insane(self, view: Peek) -> str:
         values = view._values
@@ -212,3 +338,13 @@ class Policy:
             view.call_id,
             "; further hits are only counted" if logged + 1 == MONITOR_LOGGED else "",
         )
+
+
+def _evidence(view: Peek, source: Flow) -> str:
+    """A message, as a ban keeps it: where from, and its head."""
+    text = view.data[:EVIDENCE_CHARS].decode("utf-8", "replace")
+    return f"from {source.transport}:{source.host}:{source.port}\n{text}"
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))

@@ -9,6 +9,10 @@ from .flow import Flow
 
 BRANCH_PREFIX: Final = "z9hG4bK-sw"
 TOKEN_PARAM: Final = "swf"  # our Via parameter carrying the reply flow token
+# our Via flag on a request that carried credentials: the failure tracker
+# reads it off the backend's answer (a 401 to it is a failed login, not a
+# first challenge) without the proxy keeping any state
+AUTH_FLAG: Final = "swa"
 SEAL_PARAM: Final = "swr"  # our Record-Route/Route URI parameter carrying a sealed route set
 DIALOG_CREATING: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 _TOKEN_CACHE: Final = 65_536  # flows remembered; cleared when full (spoofed floods)

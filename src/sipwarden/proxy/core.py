@@ -33,6 +33,7 @@ from ..sip.text import format_params
 from . import splice
 from .base import (
     _TOKEN_CACHE,
+    AUTH_FLAG,
     BRANCH_PREFIX,
     DIALOG_CREATING,
     SEAL_PARAM,
@@ -351,8 +352,10 @@ class StatelessProxy:
                 via.sent_by,
                 *flow_words(source),
             )
+        flag = f";{AUTH_FLAG}" if "authorization" in msg or "proxy-authorization" in msg else ""
         msg.prepend_via(
-            f"SIP/2.0/{backend.transport.upper()} {inside.hostport()};branch={key};{TOKEN_PARAM}={token}"
+            f"SIP/2.0/{backend.transport.upper()} {inside.hostport()};branch={key}"
+            f";{TOKEN_PARAM}={token}{flag}"
         )
         if msg.method == "REGISTER":
             msg.prepend_value(

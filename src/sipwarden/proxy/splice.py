@@ -41,6 +41,7 @@ from ..sip.peek import (
 )
 from ..sip.uri import simple_params
 from .base import (
+    AUTH_FLAG,
     BRANCH_PREFIX,
     DIALOG_CREATING,
     SEAL_PARAM,
@@ -135,7 +136,8 @@ def client_request(
         return None  # RFC 2543 transactions: the general path hashes more fields
     token = proxy.token_for(reply)
     key = branch_of(branch, f"{host}:{port}" if port is not None else host, *flow_words(source))
-    lines = f"{proxy.via_prefix}{key};{TOKEN_PARAM}={token}\r\n"
+    flag = f";{AUTH_FLAG}" if view.has_credentials else ""
+    lines = f"{proxy.via_prefix}{key};{TOKEN_PARAM}={token}{flag}\r\n"
     if method == "REGISTER":
         lines += proxy.path_line(token)
     elif method in DIALOG_CREATING and to_parts[8] is None:

@@ -56,6 +56,7 @@ class Registrar:
         server: str = "sipwarden-registrar",
         min_expires: int = 60,
         max_expires: int = 3600,
+        reveal_unknown: bool = False,
     ) -> None:
         self.realm = realm
         self.users = dict(users)
@@ -63,6 +64,9 @@ class Registrar:
         self.server = server
         self.min_expires = min_expires
         self.max_expires = max_expires
+        # answer REGISTER for a user that does not exist with 404, as a PBX
+        # without Asterisk's alwaysauthreject does (the demo's leaky PBX)
+        self.reveal_unknown = reveal_unknown
         self.bindings: dict[str, list[Binding]] = {}
         self.address: str | None = None  # host:port it is served on (set by its server)
         self.failures = 0
@@ -184,6 +188,10 @@ class Registrar:
     def _register(self, msg: Message, flow: Flow, source: Flow) -> list[Answer]:
         user = self._authorised(msg)
         if user is None:
+            to = msg.to
+            if self.reveal_unknown and to is not None and to.uri is not None:
+                if to.uri.user not in self.users:
+                    return self._answer(msg, flow, 404)
             if msg.authorization is not None:
                 self.failures += 1
             return self._challenge(msg, flow)

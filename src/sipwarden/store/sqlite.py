@@ -36,7 +36,10 @@ CREATE INDEX IF NOT EXISTS bans_open ON bans (ended_at) WHERE ended_at IS NULL;
 class BanStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
+        # explicit transactions; several workers and the CLI share the file
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, timeout=10.0, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
@@ -97,6 +100,30 @@ class BanStore:
             )
         return bans
 
+    def last_id(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM bans").fetchone()
+        return int(row[0])
+
+    def newer(self, after: int, now: float) -> tuple[int, list[Ban]]:
+        """The bans in force written after row ``after`` (by another worker,
+        or by `bans add` with no daemon running), and the last row id."""
+        rows = self._db.execute(
+            f"SELECT id, {_BAN_COLUMNS} FROM bans WHERE id > ? AND ended_at IS NULL"
+            " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id",
+            (after, now),
+        ).fetchall()
+        last = max([after, self.last_id()])
+        return last, [_ban(row[1:]) for row in rows]
+
+    def open_ban(self, target: str) -> Ban | None:
+        """The ban on ``target`` the store holds as not ended, if any."""
+        row = self._db.execute(
+            f"SELECT {_BAN_COLUMNS} FROM bans WHERE target = ? AND ended_at IS NULL"
+            " ORDER BY id DESC LIMIT 1",
+            (target,),
+        ).fetchone()
+        return None if row is None else _ban(row)
+
     def in_force(self, now: float) -> list[dict[str, Any]]:
         """The bans in force, as `bans list --json` prints them."""
         rows = self._db.execute(
@@ -138,6 +165,14 @@ class BanStore:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+_BAN_COLUMNS = "target, reason, detector, created_at, expires_at, offence, evidence"
+
+
+def _ban(row: Any) -> Ban:
+    target, reason, detector, created, expires, offence, evidence = row
+    return Ban(target, reason, detector, created, expires, offence, tuple(json.loads(evidence)))
 
 
 class _Transaction:

@@ -1,0 +1,123 @@
+"""The API's routes and its listener (see the package doc)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..config import ApiConfig, api_address, parse_duration
+
+if TYPE_CHECKING:
+    from ..app import Daemon
+
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+TOKEN: web.AppKey[str | None] = web.AppKey("token")
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, indent=1))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    token = request.app[TOKEN]
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return _error(401, "missing or wrong token (Authorization: Bearer <token>)")
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+async def list_bans(request: web.Request) -> web.Response:
+    return _json(await request.app[DAEMON].keeper.list())
+
+
+async def add_ban(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, 'the body must be JSON: {"ip": ..., "for": "1h"}')
+    if not isinstance(body, dict) or not isinstance(body.get("ip"), str):
+        return _error(400, "ip: an IP address or a CIDR is required")
+    duration: Any = "progressive"
+    if body.get("permanent"):
+        duration = None
+    elif body.get("for") is not None:
+        try:
+            duration = parse_duration(body["for"])
+        except ValueError as exc:
+            return _error(400, f"for: {exc}")
+    answer = await request.app[DAEMON].ban(
+        {"target": body["ip"], "duration": duration, "reason": body.get("reason")}
+    )
+    if not answer["ok"]:
+        return _error(400 if "not an IP" in answer["error"] else 409, answer["error"])
+    return _json(answer["ban"], 201)
+
+
+async def show_ban(request: web.Request) -> web.Response:
+    try:
+        shown = await request.app[DAEMON].keeper.show(request.match_info["ip"])
+    except ValueError:
+        return _error(400, f"{request.match_info['ip']!r} is not an IP address or a CIDR")
+    return _json(shown)
+
+
+async def remove_ban(request: web.Request) -> web.Response:
+    answer = await request.app[DAEMON].unban({"target": request.match_info["ip"]})
+    if not answer["ok"]:
+        return _error(400 if "not an IP" in answer["error"] else 404, answer["error"])
+    return _json(answer["ban"])
+
+
+async def status(request: web.Request) -> web.Response:
+    return _json(request.app[DAEMON].stats())
+
+
+def make_app(daemon: Daemon, token: str | None) -> web.Application:
+    app = web.Application(middlewares=[_auth])
+    app[DAEMON] = daemon
+    app[TOKEN] = token
+    app.router.add_get("/api/v1/bans", list_bans)
+    app.router.add_post("/api/v1/bans", add_ban)
+    app.router.add_get("/api/v1/bans/{ip:.+}", show_ban)
+    app.router.add_delete("/api/v1/bans/{ip:.+}", remove_ban)
+    app.router.add_get("/api/v1/status", status)
+    return app
+
+
+@dataclass
+class ApiServer:
+    runner: web.AppRunner
+    url: str  # http://127.0.0.1:8080
+
+    async def cleanup(self) -> None:
+        await self.runner.cleanup()
+
+
+async def serve_api(config: ApiConfig, daemon: Daemon) -> ApiServer:
+    host, port = api_address(config.listen)
+    token = config.token or os.environ.get("SIPWARDEN_API_TOKEN") or None
+    runner = web.AppRunner(make_app(daemon, token), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    server = site._server
+    assert server is not None
+    bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    shown = f"[{host}]" if ":" in host else host
+    return ApiServer(runner, f"http://{shown}:{bound}")

@@ -1,0 +1,106 @@
+"""Enforcement: the ban book's bans applied in the kernel (``nftables``), or
+not at all (``none``: the edge alone drops a banned source's messages).
+
+The daemon drives an ``Enforcer``: ``start`` reconciles the kernel with the
+store (the truth) once, ``apply`` applies each drained batch of changes;
+``stop`` leaves the kernel state in place so bans survive restarts and
+crashes; ``flush`` is ``sipwarden firewall flush``."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+from ..policy.bans import Ban, Change
+from .nftables import EnforcerError, NftablesEnforcer
+
+KINDS: Final = ("none", "nftables")
+
+
+class Enforcer(Protocol):
+    name: str  # "nftables" | "none"
+    # "batches", "elements-added", "elements-removed", "elements-skipped", "errors",
+    # "batches-failed", "conntrack-deleted", "conntrack-failed"
+    counters: collections.Counter[str]
+
+    async def start(self, bans: Sequence[Ban], now: float) -> None:
+        """Create the table if missing and make the kernel hold exactly the
+        bans active at ``now``, in one transaction. Raises EnforcerError if
+        the kernel cannot be changed at all (nft missing, not permitted)."""
+
+    async def apply(self, changes: Sequence[Change], now: float) -> None:
+        """Apply ``changes`` in one batch; never raises for kernel errors
+        (logged and counted)."""
+
+    async def stop(self) -> None:
+        """Leave the kernel state as it is."""
+
+    async def flush(self) -> None:
+        """Remove sipwarden's table entirely (fine if absent)."""
+
+    async def elements(self) -> dict[str, float | None]:
+        """Target -> seconds left (None: permanent), read from the kernel."""
+        ...
+
+    async def dropped(self) -> int:
+        """Packets the drop rules have counted since the last start."""
+        ...
+
+
+class NullEnforcer:
+    """``enforcer = "none"``: everything stays in the edge."""
+
+    def __init__(self) -> None:
+        self.name = "none"
+        self.counters: collections.Counter[str] = collections.Counter()
+
+    async def start(self, bans: Sequence[Ban], now: float) -> None:
+        return None
+
+    async def apply(self, changes: Sequence[Change], now: float) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def flush(self) -> None:
+        return None
+
+    async def elements(self) -> dict[str, float | None]:
+        return {}
+
+    async def dropped(self) -> int:
+        return 0
+
+
+def make_enforcer(
+    kind: str,
+    *,
+    table: str = "sipwarden",
+    ports: Sequence[tuple[str, int]] = (),
+    nft: str = "nft",
+    conntrack: bool = True,
+    command_prefix: Sequence[str] = (),
+) -> Enforcer:
+    """The enforcer named ``kind``. ``ports``: (transport, port) pairs whose
+    traffic a banned source loses (tls, ws, wss count as tcp); empty: all
+    of its traffic. ``command_prefix``: run nft and conntrack through it,
+    e.g. ``("ip", "netns", "exec", "NS")``."""
+    if kind == "none":
+        return NullEnforcer()
+    if kind == "nftables":
+        return NftablesEnforcer(
+            table=table, ports=ports, nft=nft, conntrack=conntrack, command_prefix=command_prefix
+        )
+    raise ValueError(f"enforcer: unknown kind {kind!r} (one of {', '.join(map(repr, KINDS))})")
+
+
+__all__ = [
+    "KINDS",
+    "Enforcer",
+    "EnforcerError",
+    "NftablesEnforcer",
+    "NullEnforcer",
+    "make_enforcer",
+]

@@ -1,0 +1,530 @@
+"""Bans in the kernel: nftables sets that drop a banned source's packets.
+
+Supports IPv4 and IPv6 addresses and networks (CIDRs), each with its own
+timeout or none (permanent), dropping either everything a banned source
+sends or only what it sends to the SIP ports. One table ``inet <table>``:
+
+- sets ``ban4``/``ban6`` (addresses) and ``net4``/``net6`` (networks:
+  interval sets), all with ``flags timeout``;
+- one chain hooked at prerouting, priority raw (-300), with one
+  ``... saddr @set [meta l4proto . th dport {...}] counter drop`` rule per set.
+
+Why priority raw: it runs before conntrack (-200) and before the filter
+chains of any table, so a flow conntrack already knows is dropped too. A
+drop placed after the usual ``ct state established accept`` in the same chain
+never sees an established UDP flow (a scanner's packets keep it alive), which
+is how fail2ban lets a banned SIP source keep talking. The conntrack entries
+of a new ban are deleted as well, so no other rule (NAT, "established")
+keeps treating its traffic as an existing flow.
+
+Why the store is the truth: the kernel is only a copy. ``start`` replaces the
+sets' content, in one transaction, with the bans in force, which corrects
+whatever the kernel kept (bans lifted while the daemon was down, a reboot,
+an operator's edits). The kernel timeouts are a safety net for when the
+daemon is not running; normally the ban book removes expired bans itself.
+
+Found out on nftables 1.0.6 (recorded where the code depends on it):
+``delete element`` of an absent element fails, hence add-then-delete;
+``add element`` of a present one keeps its old timeout on older kernels,
+hence delete-then-add; nft refuses overlapping intervals (10.0.0.0/8 and
+10.1.0.0/16) even when the other one is deleted in the same batch, hence
+the split-and-retry; and timeouts above 99,999,999 s are "value too large".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ipaddress
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from ..policy.bans import Ban, Change
+
+log = logging.getLogger("sipwarden.enforce")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ADVICE: Final = 'run sipwarden as root (or with CAP_NET_ADMIN), or set [firewall] enforcer = "none"'
+SETS: Final = ("ban4", "ban6", "net4", "net6")
+CHAIN: Final = "prerouting"
+MAX_TIMEOUT: Final = 99_999_999  # seconds (3.2 years): nft 1.0.6 refuses more; the book lifts it
+TRANSPORTS: Final = {"udp": "udp", "tcp": "tcp", "tls": "tcp", "ws": "tcp", "wss": "tcp"}
+COMMAND_TIMEOUT: Final = 30.0  # seconds for one nft or conntrack call
+CONNTRACK_CONCURRENCY: Final = 8  # conntrack processes at once
+CONNTRACK_LIST_ABOVE: Final = 8  # more new bans than this: list the flows once, delete only theirs
+ELEMENTS_PER_STATEMENT: Final = 500  # start(): one `add element` carries many (faster to parse)
+_TABLE_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}\Z")
+_DELETED: Final = re.compile(r"(\d+) flow entries have been deleted")
+
+
+class EnforcerError(RuntimeError):
+    """The kernel cannot be changed at all: nft missing, not permitted, or
+    refusing sipwarden's table."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    net: Network
+
+    @property
+    def key(self) -> str:  # canonical, as the ban book writes it
+        return str(self.net.network_address) if self.single else str(self.net)
+
+    @property
+    def single(self) -> bool:
+        return self.net.num_addresses == 1
+
+    @property
+    def set(self) -> str:
+        return ("ban" if self.single else "net") + str(self.net.version)
+
+
+def _target(text: str) -> _Target:
+    return _Target(ipaddress.ip_network(text.strip(), strict=False))
+
+
+@dataclass(frozen=True)
+class _Op:
+    op: Literal["add", "remove"]
+    target: _Target
+    timeout: int | None  # seconds; None: permanent (or a removal)
+
+
+@dataclass(frozen=True)
+class _Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+def _timeout(ban: Ban, now: float) -> int | None:
+    """Seconds left, rounded up; None: permanent; 0: already over."""
+    if ban.expires_at is None:
+        return None
+    left = ban.expires_at - now
+    return 0 if left <= 0 else min(math.ceil(left), MAX_TIMEOUT)
+
+
+def _element(target: _Target, timeout: int | None = None) -> str:
+    return target.key if timeout is None else f"{target.key} timeout {timeout}s"
+
+
+def _refused(result: _Result) -> str:
+    return result.stderr.strip().splitlines()[0] if result.stderr.strip() else f"exit {result.rc}"
+
+
+class NftablesEnforcer:
+    """The ``nftables`` enforcer (see the module docstring). ``command_prefix``
+    runs nft and conntrack through another command, e.g. ``ip netns exec NS``."""
+
+    def __init__(
+        self,
+        *,
+        table: str = "sipwarden",
+        ports: Sequence[tuple[str, int]] = (),
+        nft: str = "nft",
+        conntrack: bool = True,
+        conntrack_command: str = "conntrack",
+        command_prefix: Sequence[str] = (),
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> None:
+        if not _TABLE_NAME.match(table):
+            raise ValueError(f"table: {table!r} is not an nftables name (letters, digits, _)")
+        self.name = "nftables"
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.table = table
+        self.ports = _ports(ports)
+        self.nft = nft
+        self.conntrack = conntrack
+        self.conntrack_command = conntrack_command
+        self.command_prefix = tuple(command_prefix)
+        self.timeout = timeout
+        self._lock = asyncio.Lock()  # one nft transaction at a time, in call order
+        self._conntrack_warned = False
+
+    # ---------------------------------------------------------------- API
+
+    async def start(self, bans: Sequence[Ban], now: float) -> None:
+        wanted = self._in_force(bans, now)
+        elements = self._bulk_adds(wanted)
+        async with self._lock:
+            # table, sets, chain and rules, the sets emptied and refilled: one transaction,
+            # so there is never a moment without the bans, nor a duplicated rule
+            result = await self._nft(self._layout() + elements)
+            if result.ok:
+                self.counters["batches"] += 1
+                self.counters["elements-added"] += len(wanted)
+                return
+            self._raise_if_unusable(result, "set up the table")
+            # an element refused (it should not happen: overlaps were resolved above);
+            # fall back to the layout alone, then the bans in pieces
+            log.warning(
+                "nftables refused the reconcile batch (%s); loading bans in pieces",
+                _refused(result),
+            )
+            self.counters["batches-failed"] += 1
+            result = await self._nft(self._layout())
+            if not result.ok:
+                raise EnforcerError(
+                    f"nft refused to create table inet {self.table}: {_refused(result)} "
+                    f"(`sipwarden firewall flush` removes a stale table)"
+                )
+            self.counters["batches"] += 1
+            await self._apply_ops([_Op("add", t, timeout) for t, timeout in wanted])
+
+    async def apply(self, changes: Sequence[Change], now: float) -> None:
+        ops = self._ops(changes, now)
+        if not ops:
+            return
+        async with self._lock:
+            try:
+                done = await self._apply_ops(ops)
+            except EnforcerError as e:  # the kernel went away under us: the edge still enforces
+                log.warning("nftables: %s changes not applied: %s", len(ops), e)
+                self.counters["errors"] += len(ops)
+                return
+        if self.conntrack:
+            await self._forget_flows([op.target for op in done if op.op == "add"])
+
+    async def stop(self) -> None:
+        async with self._lock:  # let a batch under way finish; the kernel keeps the bans
+            pass
+
+    async def flush(self) -> None:
+        async with self._lock:
+            # `add` first so that deleting an absent table is not an error
+            result = await self._nft(
+                [f"add table inet {self.table}", f"delete table inet {self.table}"]
+            )
+            if not result.ok:
+                self._raise_if_unusable(result, "remove the table")
+                raise EnforcerError(
+                    f"nft could not remove table inet {self.table}: {_refused(result)}"
+                )
+
+    async def elements(self) -> dict[str, float | None]:
+        found: dict[str, float | None] = {}
+        for obj in await self._listing():
+            s = obj.get("set")
+            if not s or s.get("name") not in SETS:
+                continue
+            for item in s.get("elem", []):
+                inner = item["elem"] if isinstance(item, dict) and "elem" in item else None
+                value = inner["val"] if inner is not None else item
+                left: float | None = None
+                if inner is not None and "timeout" in inner:
+                    left = float(inner.get("expires", 0))
+                for key in _keys(value):
+                    found[key] = left
+        return found
+
+    async def dropped(self) -> int:
+        packets = 0
+        for obj in await self._listing():
+            rule = obj.get("rule")
+            if rule and rule.get("chain") == CHAIN:
+                for expr in rule.get("expr", []):
+                    if isinstance(expr, dict) and "counter" in expr:
+                        packets += int(expr["counter"].get("packets", 0))
+        return packets
+
+    # --------------------------------------------------------------- inside
+
+    def _layout(self) -> list[str]:
+        t = f"inet {self.table}"
+        lines = [f"add table {t}"]
+        for name in SETS:
+            kind = "ipv4_addr" if name.endswith("4") else "ipv6_addr"
+            flags = "timeout" if name.startswith("ban") else "interval,timeout"
+            lines.append(f"add set {t} {name} {{ type {kind}; flags {flags}; }}")
+            lines.append(f"flush set {t} {name}")
+        lines.append(
+            f"add chain {t} {CHAIN} {{ type filter hook prerouting priority raw; policy accept; }}"
+        )
+        lines.append(f"flush chain {t} {CHAIN}")  # `add rule` appends: rebuild, never duplicate
+        match = ""
+        if self.ports:
+            match = (
+                " meta l4proto . th dport { "
+                + ", ".join(f"{p} . {n}" for p, n in self.ports)
+                + " }"
+            )
+        for name in SETS:
+            family = "ip" if name.endswith("4") else "ip6"
+            lines.append(f"add rule {t} {CHAIN} {family} saddr @{name}{match} counter drop")
+        return lines
+
+    def _in_force(self, bans: Iterable[Ban], now: float) -> list[tuple[_Target, int | None]]:
+        """The bans to load: active, one per target (the longest), and no
+        network inside another (nft refuses overlapping intervals: the outer
+        one is kept; the edge still enforces the inner one once it ends)."""
+        best: dict[str, tuple[_Target, int | None]] = {}
+        for ban in bans:
+            timeout = _timeout(ban, now)
+            if timeout == 0:
+                continue
+            try:
+                target = _target(ban.target)
+            except ValueError:
+                log.warning("nftables: not an address or network: %r", ban.target)
+                self.counters["errors"] += 1
+                continue
+            old = best.get(target.key)
+            if old is None or (old[1] is not None and (timeout is None or timeout > old[1])):
+                best[target.key] = (target, timeout)
+        kept: list[tuple[_Target, int | None]] = []
+        networks: set[Network] = set()
+        for target, timeout in sorted(best.values(), key=lambda e: e[0].net.prefixlen):
+            if not target.single:
+                net = target.net
+                if any(net.supernet(new_prefix=p) in networks for p in range(net.prefixlen)):
+                    log.info("nftables: %s is inside a banned network; not loaded", target.key)
+                    self.counters["elements-skipped"] += 1
+                    continue
+                networks.add(net)
+            kept.append((target, timeout))
+        return kept
+
+    def _bulk_adds(self, wanted: Sequence[tuple[_Target, int | None]]) -> list[str]:
+        by_set: dict[str, list[str]] = collections.defaultdict(list)
+        for target, timeout in wanted:
+            by_set[target.set].append(_element(target, timeout))
+        lines = []
+        for name, elements in by_set.items():
+            for i in range(0, len(elements), ELEMENTS_PER_STATEMENT):
+                chunk = ", ".join(elements[i : i + ELEMENTS_PER_STATEMENT])
+                lines.append(f"add element inet {self.table} {name} {{ {chunk} }}")
+        return lines
+
+    def _ops(self, changes: Sequence[Change], now: float) -> list[_Op]:
+        """Changes to apply, the last one per target only: the same final
+        state, and the kernel refuses add/delete/add/delete of one interval
+        element in a transaction (ENOENT on the second delete)."""
+        latest: dict[str, _Op] = {}
+        for change in changes:
+            try:
+                target = _target(change.ban.target)
+            except ValueError:
+                log.warning("nftables: not an address or network: %r", change.ban.target)
+                self.counters["errors"] += 1
+                continue
+            latest.pop(target.key, None)  # re-inserted: keeps the order of the last changes
+            if change.op == "add":
+                timeout = _timeout(change.ban, now)
+                if timeout == 0:
+                    self.counters["elements-skipped"] += 1
+                    continue
+                latest[target.key] = _Op("add", target, timeout)
+            else:
+                latest[target.key] = _Op("remove", target, None)
+        return list(latest.values())
+
+    def _batch(self, ops: Sequence[_Op]) -> list[str]:
+        lines = []
+        for op in ops:
+            where = f"element inet {self.table} {op.target.set}"
+            element = _element(op.target)
+            # add+delete: present or not, the element is now absent, without an error;
+            # then add with the new timeout (a plain add would keep an old timeout)
+            lines.append(f"add {where} {{ {element} }}")
+            lines.append(f"delete {where} {{ {element} }}")
+            if op.op == "add":
+                lines.append(f"add {where} {{ {_element(op.target, op.timeout)} }}")
+        return lines
+
+    async def _apply_ops(self, ops: Sequence[_Op]) -> list[_Op]:
+        """One transaction for ``ops``; if refused, halves in order, down to
+        single changes, so one bad element costs log2(n) calls and blocks
+        nothing else. Returns the ops applied."""
+        result = await self._nft(self._batch(ops))
+        if result.ok:
+            self.counters["batches"] += 1
+            adds = sum(1 for op in ops if op.op == "add")
+            self.counters["elements-added"] += adds
+            self.counters["elements-removed"] += len(ops) - adds
+            return list(ops)
+        self._raise_if_unusable(result, "change the ban sets")
+        self.counters["batches-failed"] += 1
+        if len(ops) > 1:
+            middle = len(ops) // 2
+            return await self._apply_ops(ops[:middle]) + await self._apply_ops(ops[middle:])
+        op = ops[0]
+        if op.op == "remove" and ("overlaps" in result.stderr or "conflicting" in result.stderr):
+            # another network covers part of it, so it is not in the set: nothing to remove
+            self.counters["elements-removed"] += 1
+            return [op]
+        log.warning("nftables refused to %s %s: %s", op.op, op.target.key, _refused(result))
+        self.counters["errors"] += 1
+        return []
+
+    async def _forget_flows(self, targets: Sequence[_Target]) -> None:
+        """Delete the conntrack entries whose original source is a new ban's."""
+        if len(targets) > CONNTRACK_LIST_ABOVE:
+            sources = await self._conntrack_sources({t.net.version for t in targets})
+            if sources is not None:  # only the bans that have flows
+                targets = _with_flows(targets, sources)
+        gate = asyncio.Semaphore(CONNTRACK_CONCURRENCY)
+
+        async def forget(target: _Target) -> None:
+            async with gate:
+                await self._conntrack_delete(target)
+
+        await asyncio.gather(*(forget(t) for t in targets))
+
+    async def _conntrack_delete(self, target: _Target) -> None:
+        net = target.net
+        argv = [
+            self.conntrack_command,
+            "-D",
+            "-f",
+            f"ipv{net.version}",
+            "-s",
+            str(net.network_address),
+        ]
+        if not target.single:
+            argv += ["--mask-src", str(net.netmask)]  # a network: conntrack-tools >= 1.4.6
+        try:
+            result = await self._run(argv)
+        except EnforcerError as e:
+            self._conntrack_failed(target, str(e))
+            return
+        deleted = _DELETED.search(result.stderr)
+        if result.ok or (result.rc == 1 and deleted is not None and deleted.group(1) == "0"):
+            # exit 1 with "0 flow entries have been deleted": there were none
+            self.counters["conntrack-deleted"] += int(deleted.group(1)) if deleted else 0
+        else:
+            self._conntrack_failed(target, _refused(result))
+
+    def _conntrack_failed(self, target: _Target, why: str) -> None:
+        self.counters["conntrack-failed"] += 1
+        if not self._conntrack_warned:  # once: a missing tool would say it for every ban
+            self._conntrack_warned = True
+            log.warning(
+                "conntrack could not delete the flows of %s (%s); new bans still drop their "
+                "packets (apt-get install conntrack, or set conntrack off)",
+                target.key,
+                why,
+            )
+
+    async def _conntrack_sources(self, versions: set[int]) -> set[IPAddress] | None:
+        sources: set[IPAddress] = set()
+        for version in sorted(versions):
+            try:
+                result = await self._run([self.conntrack_command, "-L", "-f", f"ipv{version}"])
+            except EnforcerError:
+                return None
+            if not result.ok:
+                return None
+            for line in result.stdout.splitlines():
+                _, found, rest = line.partition(" src=")
+                if found:
+                    with contextlib.suppress(ValueError):
+                        sources.add(ipaddress.ip_address(rest.split(" ", 1)[0]))
+        return sources
+
+    async def _listing(self) -> list[dict[str, Any]]:
+        result = await self._run([self.nft, "-j", "list", "table", "inet", self.table])
+        if not result.ok:
+            if "No such file or directory" in result.stderr:
+                return []  # no table: nothing banned, nothing dropped
+            self._raise_if_unusable(result, "read the table")
+            raise EnforcerError(f"nft could not list table inet {self.table}: {_refused(result)}")
+        data = json.loads(result.stdout)
+        return [obj for obj in data.get("nftables", []) if isinstance(obj, dict)]
+
+    def _raise_if_unusable(self, result: _Result, doing: str) -> None:
+        if "Operation not permitted" in result.stderr or "Permission denied" in result.stderr:
+            raise EnforcerError(f"nft is not permitted to {doing}: {ADVICE}")
+        if f'exec of "{self.nft}" failed' in result.stderr:  # ip netns exec, nft missing
+            raise EnforcerError(f"{self.nft} not found (apt-get install nftables), or {ADVICE}")
+
+    async def _nft(self, lines: Sequence[str]) -> _Result:
+        return await self._run([self.nft, "-f", "-"], ("\n".join(lines) + "\n").encode())
+
+    async def _run(self, argv: Sequence[str], stdin: bytes | None = None) -> _Result:
+        full = [*self.command_prefix, *argv]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *full,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except FileNotFoundError as e:
+            package = "nftables" if argv[0] == self.nft else "conntrack"
+            raise EnforcerError(
+                f"{full[0]} not found (apt-get install {package}), or {ADVICE}"
+            ) from e
+        except PermissionError as e:
+            raise EnforcerError(f"cannot run {full[0]}: {e}; {ADVICE}") from e
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin), self.timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise EnforcerError(f"{' '.join(argv[:2])} took more than {self.timeout:g} s") from None
+        assert proc.returncode is not None
+        return _Result(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+def _with_flows(targets: Sequence[_Target], sources: set[IPAddress]) -> list[_Target]:
+    """The targets covering at least one of ``sources`` (set lookups, one per
+    network prefix length, not targets x sources)."""
+    singles = {t.net.network_address for t in targets if t.single}
+    networks = {t.net for t in targets if not t.single}
+    lengths = {(n.version, n.prefixlen) for n in networks}
+    hit: set[Network] = set()
+    for ip in sources:
+        if ip in singles:
+            hit.add(ipaddress.ip_network(ip))
+        for version, length in lengths:
+            if ip.version == version:
+                net = ipaddress.ip_network(f"{ip}/{length}", strict=False)
+                if net in networks:
+                    hit.add(net)
+    return [t for t in targets if t.net in hit]
+
+
+def _ports(ports: Sequence[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    """(transport, port) pairs as (udp|tcp, port), once each; tls, ws, wss are tcp."""
+    seen: dict[tuple[str, int], None] = {}
+    for transport, port in ports:
+        proto = TRANSPORTS.get(transport.lower())
+        if proto is None:
+            raise ValueError(
+                f"ports: unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})"
+            )
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"ports: {port} is not a port number")
+        seen[(proto, int(port))] = None
+    return tuple(seen)
+
+
+def _keys(value: Any) -> list[str]:
+    """Canonical targets of one element value as nft -j prints it: an address,
+    {"prefix": {"addr", "len"}} or {"range": [first, last]}."""
+    if isinstance(value, str):
+        return [str(ipaddress.ip_address(value))]
+    if isinstance(value, dict) and "prefix" in value:
+        prefix = value["prefix"]
+        return [str(ipaddress.ip_network(f"{prefix['addr']}/{prefix['len']}", strict=False))]
+    if isinstance(value, dict) and "range" in value:  # not written by us, but shown as it is
+        first, last = (ipaddress.ip_address(a) for a in value["range"])
+        return [
+            str(n.network_address) if n.num_addresses == 1 else str(n)
+            for n in ipaddress.summarize_address_range(first, last)
+        ]
+    return []

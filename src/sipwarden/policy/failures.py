@@ -1,0 +1,217 @@
+"""The failure tracker: what the backend's answers say about a source.
+
+Operations: ``answer(host, status, method, user, credentials, now)`` for each
+final answer the backend gives a client (the edge reads it off our Via: the
+client's address from the flow token, whether the request carried
+credentials from our ``swa`` flag), returning a ``Decision`` when a source
+has earned a ban. Sans-I/O; the clock is passed in.
+
+What counts, as in fail2ban's asterisk jail and CrowdSec's asterisk scenarios:
+
+- a failed login: 401/403/407 to a request that carried Authorization or
+  Proxy-Authorization (the first challenge of a normal login carries none, so
+  it is not a failure);
+- enumeration: 404 to REGISTER (no such user), or to an INVITE sent without
+  credentials (no such extension; a logged-in phone that misdials is not
+  probing), and many distinct users challenged or refused from one source in
+  a short window (a user that then logs in is taken off that list, so an
+  office whose phones all boot at once is not an enumerator).
+
+Guessing and a stale password look alike but for their pace: a brute-forcer
+fails many times a second, a phone whose password was changed retries every
+30-60 s. ``maxretry`` failures within ``findtime`` earn a ban either way; if
+they came within ``burst`` seconds it is ``auth.brute-force`` (a progressive
+ban: longer each time), otherwise ``auth.failures`` and a fixed
+``slow_bantime``: the phone is slowed, never banned for good. A 2xx for an
+account wipes that account's failures from that source (wiping all of them
+would let an attacker with one cracked account reset the count between
+guesses).
+
+Bounded: at most ``max_sources`` sources (least recently touched forgotten
+first) and ``max_accounts`` accounts; per source, only as many timestamps as a
+threshold needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Final, Literal, NamedTuple, TypeVar
+
+FAILED: Final = frozenset((401, 403, 407))
+EVIDENCE_KEPT: Final = 5
+_T = TypeVar("_T")
+
+
+class Decision(NamedTuple):
+    """A detector's ask to the ban book."""
+
+    target: str
+    detector: str  # "auth.brute-force", "auth.failures", "enum.not-found", "enum.users"
+    reason: str  # for people
+    duration: float | Literal["progressive"]
+    evidence: tuple[str, ...]
+
+
+@dataclass
+class _Source:
+    failures: list[tuple[float, str]] = field(default_factory=list)  # (when, account)
+    not_found: list[float] = field(default_factory=list)
+    pending: dict[str, float] = field(default_factory=dict)  # user -> last refused
+    evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FailureTracker:
+    maxretry: int = 5
+    findtime: float = 600.0
+    burst: float = 60.0  # maxretry failures faster than this: brute force
+    slow_bantime: float = 600.0
+    enumeration: int = 10  # 404s within findtime
+    distinct_users: int = 10  # refused users within users_window
+    users_window: float = 60.0
+    max_sources: int = 100_000
+    max_accounts: int = 100_000
+
+    def __post_init__(self) -> None:
+        self._sources: OrderedDict[str, _Source] = OrderedDict()
+        # failed logins per account, across sources: an account under a
+        # distributed attack shows here (metrics, `status`) even when no
+        # single source crosses a threshold
+        self.accounts: OrderedDict[str, int] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def forget(self, host: str) -> None:
+        """Drop what is known of ``host`` (it was banned: start afresh)."""
+        self._sources.pop(host, None)
+
+    def answer(
+        self,
+        host: str,
+        status: int,
+        method: str,
+        user: str,
+        credentials: bool,
+        now: float,
+    ) -> Decision | None:
+        if 200 <= status < 300:
+            self._succeeded(host, user)
+            return None
+        failed = status in FAILED and credentials
+        not_found = status == 404 and (
+            method == "REGISTER" or (method == "INVITE" and not credentials)
+        )
+        refused = failed or not_found or (status in FAILED and method in ("REGISTER", "INVITE"))
+        if not refused:
+            return None
+        src = self._source(host)
+        line = f"{status} to {method} for {user or '?'}" + (
+            " with credentials" if credentials else ""
+        )
+        src.evidence.append(f"{_clock(now)} {line}")
+        del src.evidence[:-EVIDENCE_KEPT]
+        if failed:
+            decision = self._failed(host, src, user, now)
+            if decision is not None:
+                return decision
+        if not_found:
+            recent = [t for t in src.not_found if now - t < self.findtime]
+            src.not_found = [*_last(recent, self.enumeration - 1), now]
+            if len(src.not_found) >= self.enumeration:
+                return self._decide(
+                    host,
+                    "enum.not-found",
+                    f"{len(src.not_found)} unknown users or extensions within"
+                    f" {_span(self.findtime)}",
+                    "progressive",
+                )
+        if user:
+            pending = src.pending
+            pending.pop(user, None)
+            pending[user] = now
+            for name, when in list(pending.items()):  # oldest first: insertion order
+                if now - when < self.users_window:
+                    break
+                del pending[name]
+            if len(pending) >= self.distinct_users:
+                return self._decide(
+                    host,
+                    "enum.users",
+                    f"{len(pending)} different users refused within {_span(self.users_window)}",
+                    "progressive",
+                )
+            while len(pending) > self.distinct_users:
+                del pending[next(iter(pending))]
+        return None
+
+    # -------------------------------------------------------------- inside
+
+    def _failed(self, host: str, src: _Source, user: str, now: float) -> Decision | None:
+        if user:
+            self.accounts[user] = self.accounts.pop(user, 0) + 1
+            while len(self.accounts) > self.max_accounts:
+                self.accounts.popitem(last=False)
+        recent = [f for f in src.failures if now - f[0] < self.findtime]
+        fails = [*_last(recent, self.maxretry - 1), (now, user)]
+        src.failures = fails
+        if len(fails) < self.maxretry:
+            return None
+        accounts = sorted({u for _, u in fails if u})
+        whom = f" for {', '.join(accounts[:3])}" + ("..." if len(accounts) > 3 else "")
+        if now - fails[0][0] <= self.burst:
+            return self._decide(
+                host,
+                "auth.brute-force",
+                f"{len(fails)} failed logins{whom} within {_span(now - fails[0][0])}",
+                "progressive",
+            )
+        return self._decide(
+            host,
+            "auth.failures",
+            f"{len(fails)} failed logins{whom} within {_span(self.findtime)}"
+            " (at a phone's pace: a fixed, short ban)",
+            self.slow_bantime,
+        )
+
+    def _decide(
+        self, host: str, detector: str, reason: str, duration: float | Literal["progressive"]
+    ) -> Decision:
+        src = self._sources.pop(host)
+        return Decision(host, detector, reason, duration, tuple(src.evidence))
+
+    def _succeeded(self, host: str, user: str) -> None:
+        src = self._sources.get(host)
+        if src is None:
+            return
+        src.failures = [f for f in src.failures if f[1] != user]
+        src.pending.pop(user, None)
+
+    def _source(self, host: str) -> _Source:
+        src = self._sources.get(host)
+        if src is None:
+            src = self._sources[host] = _Source()
+            if len(self._sources) > self.max_sources:
+                self._sources.popitem(last=False)
+        else:
+            self._sources.move_to_end(host)
+        return src
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
+
+
+def _last(items: list[_T], n: int) -> list[_T]:
+    """The last ``n`` items (none for n <= 0; ``items[-0:]`` would be all)."""
+    return items[-n:] if n > 0 else []
+
+
+def _clock(now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
