@@ -232,10 +232,13 @@ async def serve(
     children: list[int] | None = None,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[Daemon, ApiServer | None], None] | None = None,
+    announce: bool = True,
 ) -> None:
     """Run one edge worker until SIGTERM or SIGINT (or ``stop`` is set),
     then stop cleanly. SIGHUP reloads the policy (worker 0 passes it on to
-    the others). ``on_ready`` is called once it serves (``sipwarden demo``)."""
+    the others). ``on_ready`` is called once it serves, and ``announce``
+    prints the "listening on" line operators and tests wait for (the demo
+    says it its own way)."""
     assert policy.bans is not None
     keeper = BanKeeper(policy.bans, config.storage.path, enforcer_for(config))
     edge = Edge(config.edge, key, policy=policy)
@@ -255,7 +258,7 @@ async def serve(
         loop.add_signal_handler(signal.SIGHUP, daemon.on_sighup)
         if on_ready is not None:
             on_ready(daemon, api)
-        if worker == 0:
+        if worker == 0 and announce:
             workers = config.edge.workers
             print(
                 f"sipwarden: listening on {', '.join(map(str, edge.bound))}"
@@ -266,6 +269,8 @@ async def serve(
             )
         await stop.wait()
     finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            asyncio.get_running_loop().remove_signal_handler(sig)
         control.close()
         with contextlib.suppress(OSError):
             daemon.socket_path.unlink()

@@ -1,0 +1,1 @@
+"""Real scanner probes that ``sipwarden demo`` replays (see README.txt)."""
