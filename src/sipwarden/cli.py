@@ -447,6 +447,7 @@ def bans_show(config_file: str | None, address: str, as_json: bool) -> None:
     config = _config(config_file)
     store = BanStore(config.storage.path)
     try:
+        store.close_expired(time.time())
         history = store.history(target)
         in_force = [b for b in store.in_force(time.time()) if b["ip"] == target]
     finally:
@@ -488,6 +489,7 @@ def _offline(config: Config, request: dict[str, Any]) -> dict[str, Any]:
     now = time.time()
     store = BanStore(config.storage.path)
     try:
+        store.close_expired(now)
         book.restore(store.load(), now)
         book.drain()
         target = request["target"]
@@ -517,7 +519,13 @@ def _offline(config: Config, request: dict[str, Any]) -> dict[str, Any]:
     finally:
         store.close()
     if config.firewall.enforcer != "none":
-        asyncio.run(enforcer_for(config).apply(changes, now))
+
+        async def enforce() -> None:
+            enforcer = enforcer_for(config)
+            await enforcer.apply(changes, now)
+            await enforcer.stop()  # its conntrack clean-up, before the loop ends
+
+        asyncio.run(enforce())
     return {"ok": True, "ban": describe(ban)}
 
 

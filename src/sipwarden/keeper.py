@@ -68,6 +68,7 @@ class BanKeeper:
         the store before the workers started: ``reconcile``)."""
         self._store = await self._in_store(BanStore, self.store_path)
         store = self._store
+        await self._in_store(store.close_expired, self.clock())
         bans = await self._in_store(store.load)
         self._seen = await self._in_store(store.last_id)
         now = self.clock()

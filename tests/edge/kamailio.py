@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .harness import REALM, USERS
+from .netns import in_namespace
 
 MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 
@@ -128,9 +129,12 @@ require_certificate = no
 
 
 @contextmanager
-def kamailio(tmp_path: Path, tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+def kamailio(
+    tmp_path: Path, tls: tuple[Path, Path] | None = None, *, netns: str | None = None
+) -> Iterator[int]:
     """Start Kamailio on a free loopback port (UDP and TCP; with ``tls`` =
-    (certificate, key), TLS on the port above it); yield the port."""
+    (certificate, key), TLS on the port above it); yield the port. With
+    ``netns``, inside that network namespace, on its own loopback."""
     db = tmp_path / "kamdb"
     db.mkdir()
     (db / "version").write_text(
@@ -163,8 +167,10 @@ def kamailio(tmp_path: Path, tls: tuple[Path, Path] | None = None) -> Iterator[i
         )
     )
     log = (tmp_path / "kamailio.log").open("w")
+    inside = ["ip", "netns", "exec", netns] if netns is not None else []
     proc = subprocess.Popen(
         [
+            *inside,
             "kamailio",
             "-f",
             str(cfg),
@@ -189,7 +195,9 @@ def kamailio(tmp_path: Path, tls: tuple[Path, Path] | None = None) -> Iterator[i
                 raise RuntimeError(
                     f"kamailio exited: {(tmp_path / 'kamailio.log').read_text()[-3000:]}"
                 )
-            if "listening on" in (tmp_path / "kamailio.log").read_text() or _answers(port):
+            if "listening on" in (tmp_path / "kamailio.log").read_text() or (
+                _answers(port) if netns is None else in_namespace(netns, _answers, port)
+            ):
                 break
             time.sleep(0.1)
         yield port

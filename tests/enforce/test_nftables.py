@@ -30,6 +30,20 @@ from ..edge.netns import Namespace, namespace
 TABLE = "sipwarden"
 
 
+async def then_stop(e, work):
+    """Run ``work``, then let the enforcer's conntrack clean-ups finish
+    (they run after apply() returns, and asyncio.run would cancel them)."""
+    result = await work
+    await e.stop()
+    return result
+
+
+async def settled(e, changes, now):
+    """apply(), then wait for its conntrack clean-up (which runs after it)."""
+    await e.apply(changes, now)
+    await e.stop()
+
+
 def ban(target: str, now: float, seconds: float | None) -> Ban:
     return Ban(target, "test", "test", now, None if seconds is None else now + seconds)
 
@@ -185,7 +199,7 @@ def test_add_and_remove_addresses_and_networks(ns):
             {"2001:db8::1": 60, "10.0.0.0/8": 5000, "203.0.113.0/24": None, "172.16.0.0/12": 40},
         )
 
-    asyncio.run(scenario())
+    asyncio.run(then_stop(e, scenario()))
     # removing 10.1.0.0/16 (absent, inside 10.0.0.0/8) made nft refuse the batch;
     # the retry found it absent, which is not an error
     assert e.counters["errors"] == 0, e.counters
@@ -203,7 +217,7 @@ def test_a_refused_change_does_not_block_the_others(ns):
         await e.apply(changes, now)
         return await e.elements()
 
-    found = asyncio.run(scenario())
+    found = asyncio.run(then_stop(e, scenario()))
     assert "10.1.0.0/16" not in found  # nft refuses an interval overlapping another
     assert len(found) == 102 and found["10.0.0.0/8"] is not None and found["2001:db8::/32"] is None
     assert e.counters["errors"] == 1 and e.counters["elements-added"] == 102
@@ -230,7 +244,7 @@ def test_start_reconciles_with_the_store(ns):
         await e.start(store, now)
         return await e.elements()
 
-    found = asyncio.run(scenario())
+    found = asyncio.run(then_stop(e, scenario()))
     assert close_to(found, {"192.0.2.1": 500, "10.0.0.0/8": None, "2001:db8::5": 300}), found
     assert e.counters["elements-skipped"] == 1 and e.counters["errors"] == 0
 
@@ -247,7 +261,7 @@ def test_stop_keeps_the_bans_flush_removes_the_table(ns):
         assert await e.elements() == {} and await e.dropped() == 0
         await e.flush()  # no table: fine
 
-    asyncio.run(scenario())
+    asyncio.run(then_stop(e, scenario()))
     gone = subprocess.run(
         ns.command("nft", "list", "table", "inet", TABLE), capture_output=True, timeout=10
     )
@@ -268,7 +282,7 @@ def test_the_kernel_expires_bans(ns):
             await asyncio.sleep(0.1)
         pytest.fail("a 2 s ban was still there after 60 polls")
 
-    took = asyncio.run(scenario())
+    took = asyncio.run(then_stop(e, scenario()))
     assert 1.5 <= took < 4.5, took
     assert asyncio.run(e.elements()) == {"192.0.2.1": None}
 
@@ -277,7 +291,7 @@ def test_nft_missing_is_a_clear_error():
     e = NftablesEnforcer(nft="/nonexistent/nft")
     with pytest.raises(EnforcerError, match=r'not found.*enforcer = "none"'):
         asyncio.run(e.start([], 0.0))
-    asyncio.run(e.apply([add("192.0.2.1", 0.0)], 0.0))  # no raise: logged and counted
+    asyncio.run(settled(e, [add("192.0.2.1", 0.0)], 0.0))  # no raise: logged and counted
     assert e.counters["errors"] == 1
 
 
@@ -409,7 +423,7 @@ def test_an_established_udp_flow_is_cut(ns, family):
         assert "dport=5060" in flows(ns, family, outside)  # the flow conntrack knows
 
         now = time.time()
-        asyncio.run(e.apply([add(outside, now, 600)], now))
+        asyncio.run(settled(e, [add(outside, now, 600)], now))
         assert e.counters["conntrack-deleted"] >= 1 and e.counters["conntrack-failed"] == 0
         assert "dport=5060" not in flows(ns, family, outside)
         for i in range(5):

@@ -139,3 +139,30 @@ def test_banned_agrees_with_the_active_list(events):
     active = {x.target for x in b.active(now)}
     for host in range(21):
         assert (b.banned(f"10.0.0.{host}", now) is not None) == (f"10.0.0.{host}" in active)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2**32 - 1), st.integers(8, 32), st.booleans()),
+        max_size=12,
+    ),
+    st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20),
+)
+def test_the_network_index_agrees_with_testing_every_network(nets, probes):
+    """banned() finds network bans by prefix-length tables; it must say what
+    `address in network` says for every ban in force (lifted ones too)."""
+    book = BanBook(max_bans=10**6)
+    networks = []
+    for n, (value, prefix, lift) in enumerate(nets):
+        net = ipaddress.ip_network((value, prefix), strict=False)
+        if book.decide(str(net), reason="r", detector="d", now=float(n), duration=None) is None:
+            continue
+        if lift:
+            book.lift(str(net))
+        else:
+            networks.append(net)
+    for value in probes + [int(net.network_address) for net in networks]:
+        host = str(ipaddress.ip_address(value))
+        expected = any(ipaddress.ip_address(value) in net for net in networks)
+        assert (book.banned(host, 100.0) is not None) == expected, (host, networks)

@@ -153,6 +153,10 @@ class NftablesEnforcer:
         self.timeout = timeout
         self._lock = asyncio.Lock()  # one nft transaction at a time, in call order
         self._conntrack_warned = False
+        # conntrack clean-ups under way: they run after the nft batch, not
+        # before apply() returns (the ban is in force once the set has it;
+        # the kernel drops the flow's packets before conntrack sees them)
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     # ---------------------------------------------------------------- API
 
@@ -196,9 +200,15 @@ class NftablesEnforcer:
                 self.counters["errors"] += len(ops)
                 return
         if self.conntrack:
-            await self._forget_flows([op.target for op in done if op.op == "add"])
+            added = [op.target for op in done if op.op == "add"]
+            if added:
+                task = asyncio.get_running_loop().create_task(self._forget_flows(added))
+                self._cleanups.add(task)
+                task.add_done_callback(self._cleanups.discard)
 
     async def stop(self) -> None:
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
         async with self._lock:  # let a batch under way finish; the kernel keeps the bans
             pass
 

@@ -20,6 +20,7 @@ passed in, persistence is the store's job (it replays ``changes``).
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -82,14 +83,22 @@ class BanBook:
             raise ValueError("steps: at least one ban length")
         self._hosts: dict[str, Ban] = {}  # single-address bans
         self._networks: dict[str, tuple[Network, Ban]] = {}  # CIDR bans
+        # the same, for lookups: (version, prefix length) -> network number -> ban;
+        # an address is tested with one shift and one dict probe per prefix
+        # length in use (a handful), however many networks are banned
+        self._net_index: dict[tuple[int, int], dict[int, Ban]] = {}
         # target -> creation times of its past bans (for progressive lengths)
         self._history: OrderedDict[str, list[float]] = OrderedDict()
         self._allow = list(self.allow)
-        self._deny = list(self.deny)
+        self.set_lists(self.allow, self.deny)
 
     def set_lists(self, allow: Sequence[Network], deny: Sequence[Network]) -> None:
         """New allow and deny lists (a reload); bans in force stay."""
-        self._allow, self._deny = list(allow), list(deny)
+        self._allow = list(allow)
+        self._deny: dict[tuple[int, int], dict[int, Ban]] = {}
+        for net in deny:
+            ban = Ban(canonical(str(net)), "deny list", "deny-list", 0.0, None)
+            _index(self._deny, net, ban)
 
     # ------------------------------------------------------------ questions
 
@@ -102,17 +111,14 @@ class BanBook:
         ban = self._hosts.get(host)
         if ban is not None and ban.active(now):
             return ban
-        if self._networks or self._deny:
-            try:
-                ip = ipaddress.ip_address(host)
-            except ValueError:
+        if self._net_index or self._deny:
+            number = _number(host)
+            if number is None:
                 return None
-            for net, ban in self._networks.values():
-                if ip in net and ban.active(now):
-                    return ban
-            for net in self._deny:
-                if ip in net:
-                    return Ban(str(net), "deny list", "deny-list", 0.0, None)
+            version, value = number
+            return _lookup(self._net_index, version, value, now) or _lookup(
+                self._deny, version, value, now
+            )
         return None
 
     def active(self, now: float) -> list[Ban]:
@@ -177,6 +183,8 @@ class BanBook:
         if ban is None:
             entry = self._networks.pop(key, None)
             ban = None if entry is None else entry[1]
+            if entry is not None:
+                _unindex(self._net_index, entry[0])
         if ban is not None:
             self._changed(Change("remove", ban))
         return ban
@@ -187,7 +195,9 @@ class BanBook:
         ended += [b for _, b in self._networks.values() if not b.active(now)]
         for ban in ended:
             self._hosts.pop(ban.target, None)
-            self._networks.pop(ban.target, None)
+            entry = self._networks.pop(ban.target, None)
+            if entry is not None:
+                _unindex(self._net_index, entry[0])
             self._changed(Change("remove", ban))
         return ended
 
@@ -227,6 +237,7 @@ class BanBook:
             self._hosts[ban.target] = ban
         else:
             self._networks[ban.target] = (net, ban)
+            _index(self._net_index, net, ban)
 
     def _remember(self, key: str, when: float) -> None:
         times = self._history.pop(key, [])
@@ -234,6 +245,43 @@ class BanBook:
         self._history[key] = times[-len(self.steps) - 1 :]  # enough to pick the next step
         while len(self._history) > self.max_history:
             self._history.popitem(last=False)
+
+
+def _number(host: str) -> tuple[int, int] | None:
+    """(IP version, the address as an integer); None if not an address."""
+    try:
+        if ":" in host:
+            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0]))
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, host))
+    except OSError:
+        return None
+
+
+def _index(index: dict[tuple[int, int], dict[int, Ban]], net: Network, ban: Ban) -> None:
+    bits = net.max_prefixlen - net.prefixlen
+    index.setdefault((net.version, net.prefixlen), {})[int(net.network_address) >> bits] = ban
+
+
+def _unindex(index: dict[tuple[int, int], dict[int, Ban]], net: Network) -> None:
+    key = (net.version, net.prefixlen)
+    table = index.get(key)
+    if table is not None:
+        table.pop(int(net.network_address) >> (net.max_prefixlen - net.prefixlen), None)
+        if not table:
+            del index[key]
+
+
+def _lookup(
+    index: dict[tuple[int, int], dict[int, Ban]], version: int, value: int, now: float
+) -> Ban | None:
+    """A ban in force on a network holding the address."""
+    width = 32 if version == 4 else 128
+    for (v, prefix), table in index.items():
+        if v == version:
+            ban = table.get(value >> (width - prefix))
+            if ban is not None and ban.active(now):
+                return ban
+    return None
 
 
 def _outlasts(current: float | None, new: float | None) -> bool:

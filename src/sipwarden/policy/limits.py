@@ -19,13 +19,19 @@ Goals:
 
 Plan: the sliding-window estimate made of two fixed windows (as Cloudflare's
 rate limiter): ``current + previous × (the part of the previous window still
-inside the sliding one)``; for a steady rate it is within ``(r·w - 1,
-r·w + 2)`` of the true ``r·w`` (see the tests for the derivation), with no
-per-request timestamps. Two dicts, ``current`` and ``previous``, map a source
-key to a small list of counts (all requests, then one slot per limited
-method); a window ends by ``previous, current = current, {}`` (O(1)). Sans-I/O:
-the clock is passed in (monotonic seconds).
+inside the sliding one)``, with no per-request timestamps. For a steady rate
+r it lies in ``(r·w, r·w + 1]``, as the true count over the sliding window
+does (the derivation is in the tests): a limit of c requests per window
+stops exactly the steady rates over c/w, give or take one request. Bursts
+are judged as if spread evenly over their window. Two dicts, ``current`` and
+``previous``, map a source key to its counts (all requests, then one per
+limited method) packed in one int; a window ends by ``previous, current =
+current, {}`` (O(1)). Sans-I/O: the clock is passed in (monotonic seconds).
 
+- One int per key, not a list: ints are not tracked by the cyclic garbage
+  collector, so a spoofed flood churning hundreds of thousands of entries
+  does not set off full collections that walk them all (tens of ms each),
+  and a hit is one addition, one store and one test (see ``RateLimiter``).
 - Bound: when ``current`` holds ``max_sources`` keys and a new one arrives,
   the window ends early (counter ``early-rotations``), so at most
   ``2 × max_sources`` entries are ever held. Such a window is shorter, so its
@@ -44,7 +50,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
@@ -52,6 +58,12 @@ from typing import Final
 TOTAL: Final = "requests"  # the Limit on all methods together
 DEFAULT_METHODS: Final[Mapping[str, int]] = MappingProxyType({"REGISTER": 20, "INVITE": 20})
 KEY_CACHE: Final = 65_536  # addresses whose network key is remembered
+MAX_COUNT: Final = 2**40  # the largest limit
+MAX_SLOTS: Final = 12  # see reconfigured()
+BITS: Final = 48  # a packed count's field: no key sends 2^46 requests in two windows
+_FIELD: Final = (1 << BITS) - 1
+_TOP: Final = 1 << (BITS - 1)
+_SLOT: Final = 3 * BITS  # a slot's fields: bound, current, previous
 _ZERO80: Final = bytes(10)
 
 
@@ -61,31 +73,45 @@ class Limit:
     count: int  # allowed per window
 
 
-_Counts = list[int]  # [all, method 1..k] in this window, then the same for the previous one
-
-
 class RateLimiter:
-    """Requests per source key over a sliding window (see the module doc)."""
+    """Requests per source key over a sliding window (see the module doc).
+
+    A key's entry is an int of ``BITS``-bit fields, three per slot (slot 0
+    counts all requests, the others one limited method each): a *bound*,
+    the current window's count and the previous window's. A request adds
+    one constant (a 1 in the bound and the count of slot 0 and of its
+    method's slot). The bound is never below the estimate: it starts as
+    the previous count (the weight is at most 1), grows with each request
+    as the estimate does, and the weight only shrinks. Adding the bias
+    ``2^(BITS-1) - 1 - limit`` sets a bound's top bit exactly when it is
+    over its limit: one addition and one AND tell that a source is nowhere
+    near a limit. Only then are the estimates worked out, and the bounds
+    brought down to them if none is over (``_near``), so a source near a
+    limit pays for that once every few requests, not at each one.
+    """
 
     __slots__ = (
-        "_blank",
+        "_bias",
         "_cache",
         "_caps",
+        "_clear",
+        "_counted",
         "_current",
         "_end",
         "_exact4",
         "_exact6",
-        "_half",
+        "_incs",
+        "_layout",
         "_limits",
         "_mask4",
         "_mask6",
+        "_plain",
         "_previous",
         "_slots",
         "_span",
         "_start",
         "_suffix4",
         "_suffix6",
-        "_width",
         "counters",
         "max_sources",
         "methods",
@@ -114,8 +140,8 @@ class RateLimiter:
         if TOTAL in methods:
             raise ValueError(f"methods: {TOTAL!r} names the limit on all methods")
         for name, count in {TOTAL: requests, **methods}.items():
-            if count < 0:
-                raise ValueError(f"{name}: a count per window, 0 or more")
+            if not 0 <= count <= MAX_COUNT:
+                raise ValueError(f"{name}: a count per window, 0 to 2^40")
         self.window = float(window)
         self.requests = requests
         self.methods = dict(methods)
@@ -123,16 +149,9 @@ class RateLimiter:
         self.prefix_v6 = prefix_v6
         self.max_sources = max_sources
         self.counters: Counter[str] = Counter()
-        # slot 0 counts every request, slot i a limited method; the previous
-        # window's counts follow at +_width
-        self._limits = (Limit(TOTAL, requests), *(Limit(m, c) for m, c in methods.items()))
-        self._caps = tuple(limit.count for limit in self._limits)
-        self._slots = {m: i for i, m in enumerate(methods, 1)}
-        self._width = len(self._limits)
-        self._half = [0] * self._width
-        self._blank = [0] * (2 * self._width)
-        self._current: dict[str, _Counts] = {}
-        self._previous: dict[str, _Counts] = {}
+        self._arrange((TOTAL, *methods))
+        self._current: dict[str, int] = {}
+        self._previous: dict[str, int] = {}
         # the current window is [_start, _end); the previous one lasted _span
         # (a window ended early is shorter). -inf: the first hit starts one.
         self._start = self._end = float("-inf")
@@ -145,6 +164,28 @@ class RateLimiter:
         self._suffix4 = "" if prefix_v4 == 32 else f"/{prefix_v4}"
         self._suffix6 = "" if prefix_v6 == 128 else f"/{prefix_v6}"
         self._cache: dict[str, str] = {}  # address -> network key (not for /32, /128)
+
+    def _arrange(self, layout: Sequence[str | None]) -> None:
+        """Slots for ``layout`` (slot 0 for all requests, then a method each;
+        None: a method no longer limited, see ``reconfigured``) and the
+        constants the hot path works with."""
+        self._layout = tuple(layout)
+        self._slots = {m: i for i, m in enumerate(layout) if i and m is not None}
+        self._caps = {0: self.requests} | {i: self.methods[m] for m, i in self._slots.items()}
+        self._limits = {
+            i: Limit(TOTAL if i == 0 else layout[i] or "", c) for i, c in self._caps.items()
+        }
+        self._bias = sum((_TOP - 1 - cap) << (i * _SLOT) for i, cap in self._caps.items())
+        count = 1 + (1 << BITS)  # a request: one more in a slot's bound and count
+        # method -> (what a request adds, the top bits that mean "near a limit")
+        self._incs = {
+            m: (count * (1 + (1 << i * _SLOT)), _TOP | _TOP << i * _SLOT)
+            for m, i in self._slots.items()
+        }
+        self._plain = (count, _TOP)  # a method without a limit of its own
+        # every slot's count, shifted down to its bound's place
+        self._counted = sum(_FIELD << i * _SLOT for i in range(len(layout)))
+        self._clear = {i: ~(_FIELD << i * _SLOT) for i in self._caps}  # all but a bound
 
     # ---------------------------------------------------------- hot path
 
@@ -164,40 +205,43 @@ class RateLimiter:
             key = host
         else:
             key = self._cache.get(host) or self._key4(host)
-        width = self._width
         current = self._current
         counts = current.get(key)
         if counts is None:  # the key's first request in this window
             if len(current) >= self.max_sources:
                 current = self._end_early(now)
-            # its entry starts with its previous-window counts copied in
-            # (that window no longer changes): a hit is one dict lookup
-            previous = self._previous.get(key)
-            counts = self._blank.copy() if previous is None else self._half + previous[:width]
-            current[key] = counts
-        caps = self._caps
-        total = counts[0] + 1
-        counts[0] = total
-        slot = self._slots.get(method)
-        if slot is not None:
-            count = counts[slot] + 1
-            counts[slot] = count
-            # current + previous bounds the estimate from above: the weight
-            # is only worked out when a source comes near a limit
-            before = counts[slot + width]
-            if count + before > caps[slot]:
-                left = self._end - now
-                if (
-                    count + (before if self._span <= left else before * (left / self._span))
-                    > caps[slot]
-                ):
-                    return self._limits[slot]
-        before = counts[width]
-        if total + before > caps[0]:
-            left = self._end - now
-            if total + (before if self._span <= left else before * (left / self._span)) > caps[0]:
-                return self._limits[0]
+            before = self._previous.get(key)
+            # it starts from its counts in the previous window, which no
+            # longer change, as previous counts and bounds
+            if before is None:
+                counts = 0
+            else:
+                counts = (before >> BITS & self._counted) * (1 + (1 << 2 * BITS))
+        inc, tops = self._incs.get(method, self._plain)
+        counts += inc
+        current[key] = counts
+        if (counts + self._bias) & tops:  # a bound is over its limit
+            return self._near(key, counts, self._slots.get(method, 0), now)
         return None
+
+    def _near(self, key: str, counts: int, slot: int, now: float) -> Limit | None:
+        """The limit the estimate is over, the method's own first; if none
+        is, their bounds come down to the estimates (``int(e) + 1``: above
+        them whatever the rounding)."""
+        weight = self._weight(now)
+        for s in (slot, 0) if slot else (0,):
+            current, previous = self._split(counts, s)
+            estimate = current + previous * weight
+            if estimate > self._caps[s]:
+                return self._limits[s]
+            counts = counts & self._clear[s] | int(estimate) + 1 << s * _SLOT
+        self._current[key] = counts
+        return None
+
+    def _split(self, counts: int, slot: int) -> tuple[int, int]:
+        """A slot's counts in an entry: (current window, previous window)."""
+        at = slot * _SLOT
+        return counts >> (at + BITS) & _FIELD, counts >> (at + 2 * BITS) & _FIELD
 
     def _weight(self, now: float) -> float:
         """The share of the previous window still inside the sliding one:
@@ -205,7 +249,7 @@ class RateLimiter:
         left = self._end - now  # = window - time elapsed in the current one
         return 1.0 if self._span <= left else left / self._span
 
-    def _end_early(self, now: float) -> dict[str, _Counts]:
+    def _end_early(self, now: float) -> dict[str, int]:
         """The table is full: this window ends now (see the module doc)."""
         self.counters["early-rotations"] += 1
         self._previous, self._current = self._current, {}
@@ -302,9 +346,13 @@ class RateLimiter:
         key = self._canonical(key)
         counts = self._current.get(key)
         if counts is not None:
-            return counts[slot] + counts[slot + self._width] * self._weight(now)
-        previous = self._previous.get(key)
-        return 0.0 if previous is None else previous[slot] * self._weight(now)
+            current, previous = self._split(counts, slot)
+        else:
+            before = self._previous.get(key)
+            if before is None:
+                return 0.0
+            current, previous = 0, self._split(before, slot)[0]
+        return current + previous * self._weight(now)
 
     def forget(self, key: str) -> None:
         """Reset a key's counts (it was banned: its next request, after the
@@ -331,11 +379,15 @@ class RateLimiter:
         max_sources: int | None = None,
     ) -> RateLimiter:
         """A limiter with new settings (None: unchanged) that takes over this
-        one's counts, which is left empty: call it where the limiter is
-        swapped, on the thread that calls ``hit``. Counts of a method that
-        becomes limited start at 0; new prefixes mean new keys, so counts
-        start afresh then. O(1) unless the limited methods change (then one
-        pass over the entries)."""
+        one's counts, in O(1), leaving this one empty: call it where the
+        limiter is swapped, on the thread that calls ``hit``.
+
+        A method that stays limited keeps its slot, one that is no longer
+        limited leaves its slot unused (its counts fade within two windows,
+        unread), a newly limited one gets a new slot and starts at 0, so no
+        entry is rewritten. Counting starts afresh when the prefixes change
+        (new keys) and when the slots would pass ``MAX_SLOTS`` (the layout
+        is compacted then: a few windows of history, once in a long while)."""
         new = RateLimiter(
             window=self.window if window is None else window,
             requests=self.requests if requests is None else requests,
@@ -345,33 +397,22 @@ class RateLimiter:
             max_sources=self.max_sources if max_sources is None else max_sources,
         )
         new.counters = self.counters
-        if (new.prefix_v4, new.prefix_v6) == (self.prefix_v4, self.prefix_v6):
+        layout = [m if m in new.methods else None for m in self._layout]
+        layout[0] = TOTAL
+        layout += [m for m in new.methods if m not in self._slots]
+        same_keys = (new.prefix_v4, new.prefix_v6) == (self.prefix_v4, self.prefix_v6)
+        if same_keys and len(layout) <= MAX_SLOTS:
+            new._arrange(layout)
             current, previous = self._current, self._previous
-            if list(new._slots) != list(self._slots):
-                current = self._remapped(current, new)
-                previous = self._remapped(previous, new)
             # fewer sources allowed: the bound holds at once, at the cost of
             # the history of a table over it
-            if len(previous) > new.max_sources:
-                previous = {}
-            if len(current) > new.max_sources:
-                current = {}
-            new._current, new._previous = current, previous
+            new._current = {} if len(current) > new.max_sources else current
+            new._previous = {} if len(previous) > new.max_sources else previous
             new._start, new._span = self._start, self._span
             new._end = self._start + new.window
             new._cache = self._cache
+        elif self._current or self._previous:
+            new.counters["reconfigure-resets"] += 1
         self._current, self._previous, self._cache = {}, {}, {}
         self._start = self._end = float("-inf")
         return new
-
-    def _remapped(self, table: dict[str, _Counts], new: RateLimiter) -> dict[str, _Counts]:
-        old_width, width = self._width, new._width
-        moves = [(0, 0)] + [(i, new._slots[m]) for m, i in self._slots.items() if m in new._slots]
-        remapped = {}
-        for key, counts in table.items():
-            fresh = [0] * (2 * width)
-            for old, slot in moves:
-                fresh[slot] = counts[old]
-                fresh[slot + width] = counts[old + old_width]
-            remapped[key] = fresh
-        return remapped

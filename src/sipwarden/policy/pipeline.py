@@ -162,7 +162,7 @@ class Policy:
             return None
         uniform = self.uniform
         if uniform is not None:
-            uniform.learn(data, view)
+            uniform.learn(data, view, now)
         tracker = self.failures
         if tracker is not None:
             try:

@@ -27,15 +27,17 @@ _LOWER_HEX: Final = "0123456789abcdef"
 _UPPER_HEX: Final = "0123456789ABCDEF"
 # (code, reason, header) of the challenge, per method, when none was seen yet
 _DEFAULT: Final = (401, "Unauthorized", "WWW-Authenticate")
+RELEARN: Final = 10.0  # seconds between two readings of the PBX's challenge
 
 
 class UniformAnswers:
     def __init__(self) -> None:
         # method -> (code, reason, header name, header value) of the last real challenge
         self._templates: dict[str, tuple[int, str, str, str]] = {}
+        self._learned: dict[str, float] = {}  # method -> when its template was read
         self.rewritten = 0
 
-    def learn(self, data: bytes, view: Peek) -> None:
+    def learn(self, data: bytes, view: Peek, now: float = 0.0) -> None:
         status = view.status
         if status not in (401, 407):
             return
@@ -45,6 +47,9 @@ class UniformAnswers:
             return
         if method not in ("REGISTER", "INVITE"):
             return
+        if now - self._learned.get(method, -RELEARN) < RELEARN:
+            return  # read recently: a login's challenge need not be read every time
+        self._learned[method] = now
         name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
         value = _header(data, name)
         if value is not None:

@@ -100,6 +100,17 @@ class BanStore:
             )
         return bans
 
+    def close_expired(self, now: float) -> int:
+        """Mark the bans that ran out while no daemon watched (it was down)
+        as ended at their expiry, as a running one would have; returns how many."""
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE bans SET ended_at = expires_at"
+                " WHERE ended_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ?",
+                (now,),
+            )
+        return cursor.rowcount
+
     def last_id(self) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM bans").fetchone()
         return int(row[0])
