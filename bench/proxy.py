@@ -133,6 +133,10 @@ def start_edge(
             # OPTIONS go through every rule (by default they would be dropped
             # before the pack as untrusted, which is cheaper than measuring)
             f'[policy]\noptions = "forward"\npack = {"true" if pack else "false"}\n'
+            # the load generator is one source at thousands a second: the rate
+            # limiter counts every message (its cost is measured) but never trips
+            "[limits]\nrequests = 1000000000\n"
+            '[api]\nlisten = ""\n'
         )
         cmd = [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)

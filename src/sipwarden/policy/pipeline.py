@@ -15,6 +15,7 @@ Stages, in order (the first that decides wins):
    can allow what the pack would drop (a rule whose action is ``ban`` asks
    the ban book for one);
 6. the rate limiter: a source over its limit is banned (``rate.<limit>``);
+   an address on the ban book's allow list is never limited;
 7. OPTIONS from anyone but a trusted peer: dropped (``options.untrusted``);
 8. ``forward``.
 
