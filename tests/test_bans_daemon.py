@@ -163,3 +163,37 @@ def test_bans_added_with_no_daemon_are_enforced_when_it_starts(tmp_path: Path):
         finally:
             stop(proc)
             phone.close()
+
+
+def test_nftables_without_the_right_to_use_it_is_a_clear_error(tmp_path: Path):
+    import os
+    import shutil
+
+    from .conftest import need
+
+    need(os.geteuid() == 0, "dropping CAP_NET_ADMIN needs root")
+    need(shutil.which("setpriv") is not None, "setpriv is not installed (util-linux)")
+    need(shutil.which("nft") is not None, "nftables is not installed (apt-get install nftables)")
+    config = tmp_path / "edge.toml"
+    config.write_text('[firewall]\nenforcer = "nftables"\n[api]\nlisten = ""\n')
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--inh-caps=-all",
+            "--bounding-set=-net_admin",
+            sys.executable,
+            "-m",
+            "sipwarden.cli",
+            "run",
+            "-c",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1, done.stderr
+    assert 'run sipwarden as root (or with CAP_NET_ADMIN), or set [firewall] enforcer = "none"' in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr

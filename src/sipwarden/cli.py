@@ -14,6 +14,7 @@ import click
 from . import __version__
 from .config import Config, ConfigError, load_config
 from .control import ControlError, ask
+from .enforce import EnforcerError
 from .policy import Policy, RuleError
 from .policy.load import PolicyError, build_policy, describe_rule
 from .proxy import Flow
@@ -65,7 +66,7 @@ def run(config_file: str | None) -> None:
     except (RuleError, PolicyError) as exc:
         click.echo(f"sipwarden: bad policy: {exc}", err=True)
         sys.exit(2)
-    except OSError as exc:
+    except (OSError, EnforcerError) as exc:
         click.echo(f"sipwarden: cannot start: {exc}", err=True)
         sys.exit(1)
 
@@ -554,7 +555,7 @@ def firewall_show(config_file: str | None, as_json: bool) -> None:
 
     try:
         elements, dropped = asyncio.run(read())
-    except OSError as exc:
+    except (OSError, EnforcerError) as exc:
         click.echo(f"sipwarden: {exc}", err=True)
         sys.exit(1)
     if as_json:
@@ -579,7 +580,7 @@ def firewall_flush(config_file: str | None) -> None:
     config = _config(config_file)
     try:
         asyncio.run(enforcer_for(config, "nftables").flush())
-    except OSError as exc:
+    except (OSError, EnforcerError) as exc:
         click.echo(f"sipwarden: {exc}", err=True)
         sys.exit(1)
     click.echo(f"removed the nftables table {config.firewall.table!r}")
