@@ -91,3 +91,38 @@ def test_good_hosts_are_accepted():
         }
     )
     assert cfg.edge.advertise == "sip.example.com" and len(cfg.edge.domains) == 3
+
+
+def test_intel_settings_name_the_key_and_paths_follow_the_config(tmp_path):
+    from sipwarden.config import ConfigError, config_from_dict, load_config
+
+    for bad, says in (
+        ({"intel": {"geoip": {"allow_countries": ["XA"]}}}, "needs intel.geoip.database"),
+        ({"intel": {"geoip": {"database": "x", "allow_countries": ["X1"]}}}, "two-letter"),
+        (
+            {
+                "intel": {
+                    "geoip": {"zones": "z", "allow_countries": ["XA"], "deny_countries": ["XB"]}
+                }
+            },
+            "not both",
+        ),
+        ({"intel": {"feeds": [{"name": "a"}]}}, "give either url or path"),
+        ({"intel": {"feeds": [{"name": "a", "url": "ftp://x/"}]}}, "http:// or https://"),
+        ({"intel": {"apiban": {"version": "v3"}}}, "intel.apiban.version"),
+    ):
+        try:
+            config_from_dict(bad)
+        except ConfigError as exc:
+            assert says in str(exc), (bad, str(exc))
+        else:
+            raise AssertionError(f"accepted {bad}")
+    cfg = tmp_path / "sw.toml"
+    cfg.write_text(
+        '[intel.geoip]\ndatabase = "geo/c.mmdb"\nallow_countries = ["gb"]\n'
+        '[[intel.feeds]]\nname = "local"\npath = "bad.txt"\n'
+    )
+    config = load_config(cfg)
+    assert config.intel.geoip.database == tmp_path / "geo/c.mmdb"
+    assert config.intel.geoip.allow_countries == ["GB"]
+    assert config.intel.feeds[0].path == tmp_path / "bad.txt"

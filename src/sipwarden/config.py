@@ -377,6 +377,84 @@ def api_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class ApibanConfig(_Section):
+    """``[intel.apiban]``: APIBAN's list of addresses its honeypots saw."""
+
+    enabled: bool = True  # when a key is set (here or in SIPWARDEN_APIBAN_KEY)
+    key: str | None = None  # never logged
+    url: str = "https://apiban.org/api/"  # base URL; tests point it at a local mock
+    version: Literal["v1", "v2"] = "v2"  # v1 puts the key in the URL path
+    set: Literal["sip", "http", "all"] = "sip"
+    refresh: Duration = 300.0
+    max_requests: int = Field(default=11, ge=1)  # per rate_window: APIBAN's limit
+    rate_window: Duration = 120.0
+    entry_life: Duration = 7 * 86400.0  # entries not seen again for this long fall out
+    full_pull: Duration = 7 * 86400.0  # start again from the beginning this often
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or not value.endswith("/"):
+            raise ValueError("an http(s) URL ending in /, e.g. https://apiban.org/api/")
+        return value
+
+
+class FeedConfig(_Section):
+    """One ``[[intel.feeds]]``: a URL or a file, one address or CIDR a line."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,40}$")
+    url: str | None = None
+    path: Path | None = None
+    refresh: Duration = 3600.0
+    max_entries: int = Field(default=1_000_000, ge=1)
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FeedConfig:
+        if (self.url is None) == (self.path is None):
+            raise ValueError(f"feed {self.name!r}: give either url or path")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"feed {self.name!r}: url must be http:// or https://")
+        return self
+
+
+_COUNTRY = re.compile(r"[A-Z]{2}")
+
+
+class GeoConfig(_Section):
+    """``[intel.geoip]``: countries the edge serves (or refuses)."""
+
+    database: Path | None = None  # a MaxMind-format file (GeoLite2-Country, DB-IP lite)
+    zones: Path | None = None  # or a directory of country CIDR zone files (xa.zone)
+    allow_countries: list[str] = Field(default_factory=list)  # everything else dropped
+    deny_countries: list[str] = Field(default_factory=list)
+    unknown: Literal["allow", "drop"] = "allow"  # an address no database places
+
+    @field_validator("allow_countries", "deny_countries")
+    @classmethod
+    def _codes(cls, value: list[str]) -> list[str]:
+        for i, code in enumerate(value):
+            if not isinstance(code, str) or not _COUNTRY.fullmatch(code.upper()):
+                raise ValueError(f"entry [{i}], {code!r}, is not a two-letter country code")
+        return [c.upper() for c in value]
+
+    @model_validator(mode="after")
+    def _one_policy(self) -> GeoConfig:
+        if self.allow_countries and self.deny_countries:
+            raise ValueError("set allow_countries or deny_countries, not both")
+        if (self.allow_countries or self.deny_countries) and not (self.database or self.zones):
+            raise ValueError("a country policy needs intel.geoip.database or intel.geoip.zones")
+        return self
+
+
+class IntelConfig(_Section):
+    """``[intel]``: known-bad sources (feeds) and country policy."""
+
+    apiban: ApibanConfig = Field(default_factory=ApibanConfig)
+    feeds: list[FeedConfig] = Field(default_factory=list)
+    geoip: GeoConfig = Field(default_factory=GeoConfig)
+
+
 class ControlConfig(_Section):
     """``[control]``: where `sipwarden reload` and `sipwarden rules list`
     reach the running daemon (a Unix socket, mode 0600)."""
@@ -394,6 +472,7 @@ class Config(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     firewall: FirewallConfig = Field(default_factory=FirewallConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    intel: IntelConfig = Field(default_factory=IntelConfig)
 
 
 def _format(error: ValidationError) -> str:
@@ -449,5 +528,24 @@ def load_config(path: str | Path | None) -> Config:
             ),
             "control": config.control.model_copy(update={"socket": here / config.control.socket}),
             "storage": config.storage.model_copy(update={"path": here / config.storage.path}),
+            "intel": _intel_paths(config.intel, here),
+        }
+    )
+
+
+def _intel_paths(intel: IntelConfig, here: Path) -> IntelConfig:
+    geo = intel.geoip
+    return intel.model_copy(
+        update={
+            "geoip": geo.model_copy(
+                update={
+                    "database": None if geo.database is None else here / geo.database,
+                    "zones": None if geo.zones is None else here / geo.zones,
+                }
+            ),
+            "feeds": [
+                f.model_copy(update={"path": None if f.path is None else here / f.path})
+                for f in intel.feeds
+            ],
         }
     )
