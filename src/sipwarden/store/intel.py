@@ -1,0 +1,201 @@
+"""Threat-intelligence feeds in SQLite: where each feed stopped, and what it listed.
+
+A feed (``apiban:sip``, ...) pages through a remote list; this store keeps
+its place so a restart resumes instead of pulling everything again (APIBAN
+allows 11 requests in 2 minutes: a cold start of thousands of addresses
+takes minutes, and must not be repeated for nothing).
+
+- ``intel_feeds``: one row per feed: the last ID, the last success, the last
+  error, when the last full re-pull started, and the recent request times
+  (so pacing holds across a restart too).
+- ``intel_entries``: one row per (feed, address): first and last seen.
+
+``save`` writes a batch (the state and the addresses of one page, or an
+expiry sweep) in one transaction; WAL mode, so the CLI can read while the
+daemon writes. The file may be the ban store's (its own tables). Feed-
+agnostic: the feeds' logic lives in ``sipwarden.intel``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS intel_feeds (
+    feed            TEXT PRIMARY KEY,
+    last_id         TEXT NOT NULL,
+    last_success    REAL,
+    last_error      TEXT,
+    last_error_at   REAL,
+    last_full       REAL,               -- when the last full re-pull started
+    sent            TEXT NOT NULL,      -- JSON array: recent request times
+    updated_at      REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS intel_entries (
+    feed        TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    first_seen  REAL NOT NULL,
+    last_seen   REAL NOT NULL,
+    PRIMARY KEY (feed, address)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS intel_entries_seen ON intel_entries (feed, last_seen);
+"""
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """Where a feed stands; what a restart resumes from."""
+
+    last_id: str = "100"
+    last_success: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_full: float | None = None
+    sent: tuple[float, ...] = ()  # recent request times, for pacing
+
+
+@dataclass(frozen=True)
+class IntelEntry:
+    address: str
+    first_seen: float
+    last_seen: float
+
+
+def _locked(method: _F) -> _F:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return cast(_F, call)
+
+
+class IntelStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, timeout=10.0, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        # one connection, used from worker threads: one call at a time
+        self._lock = threading.RLock()
+
+    @_locked
+    def close(self) -> None:
+        self._db.close()
+
+    @_locked
+    def state(self, feed: str) -> FeedState | None:
+        row = self._db.execute(
+            "SELECT last_id, last_success, last_error, last_error_at, last_full, sent"
+            " FROM intel_feeds WHERE feed = ?",
+            (feed,),
+        ).fetchone()
+        if row is None:
+            return None
+        last_id, success, error, error_at, full, sent = row
+        try:
+            times = tuple(float(t) for t in json.loads(sent))
+        except (ValueError, TypeError):
+            times = ()
+        return FeedState(last_id, success, error, error_at, full, times)
+
+    @_locked
+    def entries(self, feed: str) -> dict[str, float]:
+        """Address -> last seen."""
+        rows = self._db.execute(
+            "SELECT address, last_seen FROM intel_entries WHERE feed = ?", (feed,)
+        )
+        return dict(rows)
+
+    @_locked
+    def details(self, feed: str) -> list[IntelEntry]:
+        """Every entry, oldest sighting first (for ``intel list``)."""
+        rows = self._db.execute(
+            "SELECT address, first_seen, last_seen FROM intel_entries WHERE feed = ?"
+            " ORDER BY last_seen, address",
+            (feed,),
+        )
+        return [IntelEntry(a, f, s) for a, f, s in rows]
+
+    @_locked
+    def count(self, feed: str) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM intel_entries WHERE feed = ?", (feed,)
+        ).fetchone()
+        return int(row[0])
+
+    @_locked
+    def feeds(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT feed FROM intel_feeds ORDER BY feed")]
+
+    @_locked
+    def save(
+        self,
+        feed: str,
+        state: FeedState,
+        seen: Mapping[str, float],
+        removed: Iterable[str],
+        now: float,
+    ) -> None:
+        """One batch in one transaction: addresses seen (first sighting kept,
+        last sighting the later one), addresses gone, and the feed's state."""
+        with _Transaction(self._db):
+            if seen:
+                self._db.executemany(
+                    "INSERT INTO intel_entries (feed, address, first_seen, last_seen)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (feed, address) DO UPDATE SET"
+                    " last_seen = MAX(last_seen, excluded.last_seen)",
+                    [(feed, address, when, when) for address, when in seen.items()],
+                )
+            self._db.executemany(
+                "DELETE FROM intel_entries WHERE feed = ? AND address = ?",
+                [(feed, address) for address in removed],
+            )
+            self._db.execute(
+                "INSERT INTO intel_feeds (feed, last_id, last_success, last_error,"
+                " last_error_at, last_full, sent, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (feed) DO UPDATE SET last_id = excluded.last_id,"
+                " last_success = excluded.last_success, last_error = excluded.last_error,"
+                " last_error_at = excluded.last_error_at, last_full = excluded.last_full,"
+                " sent = excluded.sent, updated_at = excluded.updated_at",
+                (
+                    feed,
+                    state.last_id,
+                    state.last_success,
+                    state.last_error,
+                    state.last_error_at,
+                    state.last_full,
+                    json.dumps(list(state.sent)),
+                    now,
+                ),
+            )
+
+    @_locked
+    def forget(self, feed: str) -> None:
+        """Drop a feed and its entries (``intel reset``)."""
+        with _Transaction(self._db):
+            self._db.execute("DELETE FROM intel_entries WHERE feed = ?", (feed,))
+            self._db.execute("DELETE FROM intel_feeds WHERE feed = ?", (feed,))
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
