@@ -1,0 +1,248 @@
+"""Generic threat feeds: a file or an http(s) URL with one address or CIDR
+per line.
+
+Operations: ``parse_feed(text)`` (sans-I/O) and ``Feed.refresh()`` (the
+fetch, async), whose answer the caller hands to ``AddressIndex.replace``.
+
+Syntax: one IPv4 or IPv6 address or CIDR per line (host bits of a CIDR are
+cleared); ``#`` and ``;`` start a comment, at the start of a line or after
+an entry; blank lines are skipped; anything after the first word is ignored
+(``192.0.2.7<TAB>12`` as some lists count reports); a line that is not an
+address is counted as bad and skipped, and the first few are kept as
+examples for the operator. Entries come out canonical (``inet_ntop``
+spelling, the edge's) and once each, in the feed's order.
+
+Goals: a feed can never take the edge down or leave it unprotected: a
+failed fetch (network, HTTP status, timeout, a list over its size limits)
+keeps the last good list and records the error; bounded memory (at most
+``max_bytes`` read, ``max_entries`` kept); polite polling (conditional
+requests: a 304 keeps the list, as does an unchanged file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import httpx
+
+from .index import parse_target
+
+MAX_ENTRIES: Final = 500_000
+MAX_BYTES: Final = 32 * 1024 * 1024
+TIMEOUT: Final = 30.0  # seconds for a whole fetch
+BAD_EXAMPLES: Final = 5  # bad lines kept for the operator
+EXAMPLE_CHARS: Final = 80
+_COMMENTS: Final = str.maketrans({";": "#"})
+# what says a source is unchanged: ETag, Last-Modified, a file's (mtime, size);
+# kept only once its body was accepted
+_Validators = tuple[str | None, str | None, tuple[int, int] | None]
+
+
+class FeedError(Exception):
+    """A fetch that cannot be used (its message goes to ``last_error``)."""
+
+
+class FeedTooLarge(FeedError):
+    pass
+
+
+@dataclass(frozen=True)
+class Parsed:
+    entries: tuple[str, ...]  # canonical, each once, in the feed's order
+    lines: int  # lines read
+    bad: int  # lines that are not an address or CIDR
+    examples: tuple[str, ...] = ()  # the first few bad lines, ``line N: '...'``
+    duplicates: int = 0
+
+
+def parse_line(line: str) -> str | None:
+    """The canonical target on ``line``; None for a blank or comment line.
+    Raises ValueError for anything else."""
+    word = line.translate(_COMMENTS).partition("#")[0].split(None, 1)
+    if not word:
+        return None
+    return parse_target(word[0]).spelling
+
+
+def parse_feed(text: str, *, max_entries: int | None = None) -> Parsed:
+    """Parse a feed's text (see the module doc). Raises FeedTooLarge when it
+    lists more than ``max_entries`` targets."""
+    seen: dict[str, None] = {}
+    bad = duplicates = lines = 0
+    examples: list[str] = []
+    for lines, line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+        try:
+            target = parse_line(line)
+        except ValueError:
+            bad += 1
+            if len(examples) < BAD_EXAMPLES:
+                examples.append(f"line {lines}: {line.strip()[:EXAMPLE_CHARS]!r}")
+            continue
+        if target is None:
+            continue
+        if target in seen:
+            duplicates += 1
+            continue
+        seen[target] = None
+        if max_entries is not None and len(seen) > max_entries:
+            raise FeedTooLarge(f"over {max_entries} entries")
+    return Parsed(tuple(seen), lines, bad, tuple(examples), duplicates)
+
+
+@dataclass
+class FeedStatus:
+    """What a feed holds and how its fetches went (for status and metrics)."""
+
+    name: str
+    source: str
+    entries: tuple[str, ...] = ()  # the last good list
+    size: int = 0  # bytes of the last good list
+    last_success: float | None = None  # last fetch that worked (304 included)
+    last_change: float | None = None  # when the list last changed
+    last_error: str | None = None  # of the last fetch; None once one works again
+    last_error_at: float | None = None
+    bad_lines: int = 0  # in the last good list
+    bad_examples: tuple[str, ...] = ()
+    fetches: int = 0
+    failures: int = 0
+    not_modified: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+
+@dataclass
+class Feed:
+    """One generic feed and its last good list.
+
+    ``source`` is an ``http://`` or ``https://`` URL, or a file path (or
+    ``file://`` URL). ``refresh()`` never raises for a failed fetch: it
+    records the error and keeps the list. Pass ``client`` to share an
+    ``httpx.AsyncClient`` (and its connections) between feeds."""
+
+    name: str
+    source: str
+    max_entries: int = MAX_ENTRIES
+    max_bytes: int = MAX_BYTES
+    timeout: float = TIMEOUT
+    client: httpx.AsyncClient | None = None
+    clock: Callable[[], float] = time.time
+    status: FeedStatus = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.status = FeedStatus(self.name, self.source)
+        self._etag: str | None = None
+        self._last_modified: str | None = None
+        self._file_stamp: tuple[int, int] | None = None
+
+    @property
+    def entries(self) -> tuple[str, ...]:
+        return self.status.entries
+
+    @property
+    def is_url(self) -> bool:
+        return self.source.startswith(("http://", "https://"))
+
+    async def refresh(self) -> bool:
+        """Fetch the feed; True when its list changed (hand ``entries`` to the
+        index then). A failure keeps the last good list."""
+        status = self.status
+        status.fetches += 1
+        try:
+            async with asyncio.timeout(self.timeout):
+                fetched = await (self._fetch_url() if self.is_url else self._fetch_file())
+            if fetched is None:
+                status.not_modified += 1
+                changed = False
+            else:
+                body, validators = fetched
+                changed = self.accept(body)
+                self._etag, self._last_modified, self._file_stamp = validators
+        except (FeedError, httpx.HTTPError, OSError, TimeoutError, UnicodeError) as exc:
+            status.failures += 1
+            status.last_error = _describe(exc, self.timeout)
+            status.last_error_at = self.clock()
+            return False
+        status.last_success = self.clock()
+        status.last_error = None
+        return changed
+
+    def accept(self, body: bytes) -> bool:
+        """Sans-I/O: take a fetched body as the new list (raises FeedError when
+        it is over a limit, keeping the old one). True when the list changed."""
+        if len(body) > self.max_bytes:
+            raise FeedTooLarge(f"over {self.max_bytes} bytes")
+        parsed = parse_feed(body.decode("utf-8", errors="replace"), max_entries=self.max_entries)
+        status = self.status
+        changed = parsed.entries != status.entries or status.last_change is None
+        status.entries = parsed.entries
+        status.size = len(body)
+        status.bad_lines = parsed.bad
+        status.bad_examples = parsed.examples
+        if changed:
+            status.last_change = self.clock()
+        return changed
+
+    # --------------------------------------------------------------- inside
+
+    async def _fetch_url(self) -> tuple[bytes, _Validators] | None:
+        headers = {}
+        if self._etag:
+            headers["If-None-Match"] = self._etag
+        if self._last_modified:
+            headers["If-Modified-Since"] = self._last_modified
+        client = self.client or httpx.AsyncClient(timeout=self.timeout, follow_redirects=True)
+        try:
+            async with client.stream("GET", self.source, headers=headers) as response:
+                if response.status_code == 304:
+                    return None
+                if response.status_code != 200:
+                    raise FeedError(f"HTTP {response.status_code} {response.reason_phrase}".strip())
+                length = response.headers.get("content-length", "")
+                if length.isdigit() and int(length) > self.max_bytes:
+                    raise FeedTooLarge(f"over {self.max_bytes} bytes (Content-Length {length})")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise FeedTooLarge(f"over {self.max_bytes} bytes")
+                    chunks.append(chunk)
+                validators = (
+                    response.headers.get("etag"),
+                    response.headers.get("last-modified"),
+                    None,
+                )
+                return b"".join(chunks), validators
+        finally:
+            if self.client is None:
+                await client.aclose()
+
+    async def _fetch_file(self) -> tuple[bytes, _Validators] | None:
+        path = Path(self.source.removeprefix("file://"))
+        stat = await asyncio.to_thread(path.stat)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._file_stamp and self.status.last_success is not None:
+            return None
+        if stat.st_size > self.max_bytes:
+            raise FeedTooLarge(f"over {self.max_bytes} bytes")
+        body = await asyncio.to_thread(_read, path, self.max_bytes + 1)
+        return body, (None, None, stamp)
+
+
+def _read(path: Path, limit: int) -> bytes:
+    with path.open("rb") as f:
+        return f.read(limit)
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return f"timed out after {timeout:g} s"
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, FeedError) else f"{type(exc).__name__}: {text}"
