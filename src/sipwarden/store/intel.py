@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import functools
 import json
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
+
+from .db import Transaction, connect
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -82,12 +83,7 @@ def _locked(method: _F) -> _F:
 class IntelStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, timeout=10.0, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db = connect(self.path, SCHEMA)
         # one connection, used from worker threads: one call at a time
         self._lock = threading.RLock()
 
@@ -151,7 +147,7 @@ class IntelStore:
     ) -> None:
         """One batch in one transaction: addresses seen (first sighting kept,
         last sighting the later one), addresses gone, and the feed's state."""
-        with _Transaction(self._db):
+        with Transaction(self._db):
             if seen:
                 self._db.executemany(
                     "INSERT INTO intel_entries (feed, address, first_seen, last_seen)"
@@ -185,17 +181,6 @@ class IntelStore:
     @_locked
     def forget(self, feed: str) -> None:
         """Drop a feed and its entries (``intel reset``)."""
-        with _Transaction(self._db):
+        with Transaction(self._db):
             self._db.execute("DELETE FROM intel_entries WHERE feed = ?", (feed,))
             self._db.execute("DELETE FROM intel_feeds WHERE feed = ?", (feed,))
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -9,12 +9,12 @@ on the daemon); ``load`` gives every ban back for ``BanBook.restore``.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..policy.bans import Ban, Change
+from .db import Transaction, connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bans (
@@ -37,12 +37,7 @@ class BanStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         # explicit transactions; several workers and the CLI share the file
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, timeout=10.0, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db = connect(self.path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -174,8 +169,8 @@ class BanStore:
             for reason, detector, created, expires, offence, evidence, ended in rows
         ]
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _transaction(self) -> Transaction:
+        return Transaction(self._db)
 
 
 _BAN_COLUMNS = "target, reason, detector, created_at, expires_at, offence, evidence"
@@ -184,14 +179,3 @@ _BAN_COLUMNS = "target, reason, detector, created_at, expires_at, offence, evide
 def _ban(row: Any) -> Ban:
     target, reason, detector, created, expires, offence, evidence = row
     return Ban(target, reason, detector, created, expires, offence, tuple(json.loads(evidence)))
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
