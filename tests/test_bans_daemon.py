@@ -156,6 +156,13 @@ def test_bans_added_with_no_daemon_are_enforced_when_it_starts(tmp_path: Path):
         assert "until never" in added.stdout
         bad = cli("bans", "add", "300.1.2.3", "-c", str(config))
         assert bad.returncode == 2 and "not an IP address or a CIDR" in bad.stderr
+        for target in ("192.0.2.0/24", "192.0.2.9"):  # added, then lifted, offline
+            assert cli("bans", "add", target, "--for", "1h", "-c", str(config)).returncode == 0
+        assert cli("bans", "remove", "192.0.2.0/24", "-c", str(config)).returncode == 0
+        gone = cli("bans", "remove", "192.0.2.0/24", "-c", str(config))
+        assert gone.returncode == 1 and "192.0.2.0/24 is not banned" in gone.stderr
+        listed = json.loads(cli("bans", "list", "--json", "-c", str(config)).stdout)
+        assert {b["ip"] for b in listed} == {"127.0.0.7", "192.0.2.9"}
         proc, _line = start_edge_process(tmp_path, port, backend)
         phone = UdpPhone("127.0.0.7")
         try:

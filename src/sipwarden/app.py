@@ -18,7 +18,7 @@ from .config import Config, ConfigError, load_config
 from .control import add_stats, ask_async, serve_control, worker_path
 from .edge import Edge
 from .enforce import Enforcer, make_enforcer
-from .keeper import BanKeeper, describe
+from .keeper import BanKeeper, add_request, remove_request
 from .policy import Policy, RuleError
 from .policy.load import PolicyError, arm, build_policy
 from .store.sqlite import BanStore
@@ -145,45 +145,15 @@ class Daemon:
                 )
 
     async def ban(self, request: dict[str, Any]) -> dict[str, Any]:
-        """``bans-add``: target, duration (seconds; null: permanent; absent:
-        the progressive length), reason."""
-        target = str(request.get("target", ""))
-        duration = request.get("duration", "progressive")
-        if duration is not None and duration != "progressive":
-            if isinstance(duration, bool) or not isinstance(duration, int | float) or duration <= 0:
-                return {
-                    "ok": False,
-                    "error": "duration: seconds (more than 0), or null for permanent",
-                }
-            duration = float(duration)
-        try:
-            ban = await self.keeper.add(
-                target,
-                duration=duration,
-                reason=str(request.get("reason") or "added by the operator"),
-            )
-        except ValueError:
-            return {"ok": False, "error": f"{target!r} is not an IP address or a CIDR"}
-        if ban is None:
-            why = (
-                "it is on the allow list (or a trusted peer)"
-                if self.keeper.book.allowed(target)
-                else "a ban that lasts longer is in force"
-            )
-            return {"ok": False, "error": f"{target} not banned: {why}"}
-        return {"ok": True, "ban": describe(ban)}
+        """``bans-add``: stored and enforced at once; the other workers adopt
+        it from the store within a second (their tick)."""
+        return await add_request(self.keeper, request)
 
     async def unban(self, request: dict[str, Any]) -> dict[str, Any]:
-        target = str(request.get("target", ""))
-        try:
-            ban = await self.keeper.remove(target)
-        except ValueError:
-            return {"ok": False, "error": f"{target!r} is not an IP address or a CIDR"}
+        answer = await remove_request(self.keeper, request)
         if not request.get("local"):
-            await self._everywhere(request)
-        if ban is None:
-            return {"ok": False, "error": f"{target} is not banned"}
-        return {"ok": True, "ban": describe(ban)}
+            await self._everywhere(request)  # each worker lifts its own copy
+        return answer
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("cmd")

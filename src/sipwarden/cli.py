@@ -473,61 +473,27 @@ def bans_show(config_file: str | None, address: str, as_json: bool) -> None:
 
 
 def _offline(config: Config, request: dict[str, Any]) -> dict[str, Any]:
-    """``bans add``/``remove`` with no daemon: the store (and the kernel, if
-    nftables enforces) directly, with the same allow list and lengths."""
+    """``bans add``/``remove`` with no daemon: the same keeper the daemon
+    runs (the same allow list, lengths, store and kernel), for one change."""
     import asyncio
-    import time
 
     from .app import enforcer_for
-    from .keeper import describe
-    from .policy.bans import Change
+    from .keeper import BanKeeper, add_request, remove_request
     from .policy.load import arm
-    from .store.sqlite import BanStore
 
-    policy = arm(_policy(config), config)
-    book = policy.bans
+    book = arm(_policy(config), config).bans
     assert book is not None
-    now = time.time()
-    store = BanStore(config.storage.path)
-    try:
-        store.close_expired(now)
-        book.restore(store.load(), now)
-        book.drain()
-        target = request["target"]
-        if request["cmd"] == "bans-add":
-            ban = book.decide(
-                target,
-                reason=request["reason"],
-                detector="operator",
-                now=now,
-                duration=request["duration"],
-            )
-            if ban is None:
-                why = (
-                    "it is on the allow list (or a trusted peer)"
-                    if book.allowed(target)
-                    else ("a ban that lasts longer is in force")
-                )
-                return {"ok": False, "error": f"{target} not banned: {why}"}
-        else:
-            ban = book.lift(target) or store.open_ban(target)
-            if ban is None:
-                return {"ok": False, "error": f"{target} is not banned"}
-            if not book.changes:
-                book.changes.append(Change("remove", ban))
-        changes = book.drain()
-        store.apply(changes, now)
-    finally:
-        store.close()
-    if config.firewall.enforcer != "none":
 
-        async def enforce() -> None:
-            enforcer = enforcer_for(config)
-            await enforcer.apply(changes, now)
-            await enforcer.stop()  # its conntrack clean-up, before the loop ends
+    async def change() -> dict[str, Any]:
+        keeper = BanKeeper(book, config.storage.path, enforcer_for(config))
+        await keeper.start()
+        try:
+            handle = add_request if request["cmd"] == "bans-add" else remove_request
+            return await handle(keeper, request)
+        finally:
+            await keeper.stop()  # written, enforced, conntrack cleaned up
 
-        asyncio.run(enforce())
-    return {"ok": True, "ban": describe(ban)}
+    return asyncio.run(change())
 
 
 # --------------------------------------------------------------- firewall

@@ -214,6 +214,43 @@ class BanKeeper:
         }
 
 
+async def add_request(keeper: BanKeeper, request: dict[str, Any]) -> dict[str, Any]:
+    """``bans-add`` (control socket, API, offline CLI): target, duration
+    (seconds; null: permanent; absent: the progressive length), reason."""
+    target = str(request.get("target", ""))
+    duration = request.get("duration", "progressive")
+    if duration is not None and duration != "progressive":
+        if isinstance(duration, bool) or not isinstance(duration, int | float) or duration <= 0:
+            return {"ok": False, "error": "duration: seconds (more than 0), or null for permanent"}
+        duration = float(duration)
+    try:
+        ban = await keeper.add(
+            target, duration=duration, reason=str(request.get("reason") or "added by the operator")
+        )
+    except ValueError:
+        return {"ok": False, "error": f"{target!r} is not an IP address or a CIDR"}
+    if ban is None:
+        why = (
+            "it is on the allow list (or a trusted peer)"
+            if keeper.book.allowed(target)
+            else "a ban that lasts longer is in force"
+        )
+        return {"ok": False, "error": f"{target} not banned: {why}"}
+    return {"ok": True, "ban": describe(ban)}
+
+
+async def remove_request(keeper: BanKeeper, request: dict[str, Any]) -> dict[str, Any]:
+    """``bans-remove``: target."""
+    target = str(request.get("target", ""))
+    try:
+        ban = await keeper.remove(target)
+    except ValueError:
+        return {"ok": False, "error": f"{target!r} is not an IP address or a CIDR"}
+    if ban is None:
+        return {"ok": False, "error": f"{target} is not banned"}
+    return {"ok": True, "ban": describe(ban)}
+
+
 def describe(ban: Ban) -> dict[str, Any]:
     """A ban as `bans list --json` and the API print it."""
     return {
