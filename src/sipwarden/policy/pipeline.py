@@ -166,11 +166,11 @@ class Policy:
             uniform.learn(data, view, now)
         tracker = self.failures
         if tracker is not None:
-            try:
+            try:  # the PBX's answer is relayed however broken; it just tells less
                 method = view.cseq_method or ""
+                who = view.to_user if method == "REGISTER" or not credentials else view.from_user
             except SipError:
-                method = ""
-            who = view.to_user if method == "REGISTER" or not credentials else view.from_user
+                method, who = "", ""
             decision = tracker.answer(client, status, method, who or "", credentials, now)
             if decision is not None:
                 self._ban(decision, now)
