@@ -166,3 +166,33 @@ def test_the_network_index_agrees_with_testing_every_network(nets, probes):
         host = str(ipaddress.ip_address(value))
         expected = any(ipaddress.ip_address(value) in net for net in networks)
         assert (book.banned(host, 100.0) is not None) == expected, (host, networks)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 40),  # which address
+            st.sampled_from(["decide", "lift"]),
+            st.one_of(st.none(), st.floats(1, 100)),  # duration (None: permanent)
+        ),
+        max_size=40,
+    ),
+    st.floats(0, 200),
+)
+def test_expire_ends_exactly_the_bans_that_ran_out(steps, later):
+    """expire() pops a heap of expiry times; it must end what looking at
+    every ban would end, whatever was lifted or replaced meanwhile."""
+    book = BanBook(steps=(10.0,))
+    for n, (host, op, duration) in enumerate(steps):
+        target = f"192.0.2.{host}"
+        if op == "lift":
+            book.lift(target)
+        else:
+            book.decide(target, reason="r", detector="d", now=float(n), duration=duration)
+    book.drain()
+    now = len(steps) + later
+    expected = sorted(b.target for b in book.active(0.0) if not b.active(now))
+    assert sorted(b.target for b in book.expire(now)) == expected
+    assert all(b.active(now) for b in book.active(0.0))  # what is left is in force
+    assert book.expire(now) == []

@@ -19,6 +19,7 @@ passed in, persistence is the store's job (it replays ``changes``).
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import socket
 from collections import OrderedDict
@@ -87,6 +88,9 @@ class BanBook:
         # an address is tested with one shift and one dict probe per prefix
         # length in use (a handful), however many networks are banned
         self._net_index: dict[tuple[int, int], dict[int, Ban]] = {}
+        # (expires_at, target) of every timed ban stored; stale entries (a
+        # ban lifted or replaced since) are skipped when they come up
+        self._expiries: list[tuple[float, str]] = []
         # target -> creation times of its past bans (for progressive lengths)
         self._history: OrderedDict[str, list[float]] = OrderedDict()
         self._allow = list(self.allow)
@@ -190,9 +194,16 @@ class BanBook:
         return ban
 
     def expire(self, now: float) -> list[Ban]:
-        """Drop the bans that have ended; returns them."""
-        ended = [b for b in self._hosts.values() if not b.active(now)]
-        ended += [b for _, b in self._networks.values() if not b.active(now)]
+        """Drop the bans that have ended; returns them. Runs every second on
+        the packets' thread, so it pops a heap of expiry times (the bans
+        that end now) rather than looking at every ban in force."""
+        ended: list[Ban] = []
+        heap = self._expiries
+        while heap and heap[0][0] <= now:
+            expires, target = heapq.heappop(heap)
+            ban = self.get(target)
+            if ban is not None and ban.expires_at == expires:  # not lifted, not replaced
+                ended.append(ban)
         for ban in ended:
             self._hosts.pop(ban.target, None)
             entry = self._networks.pop(ban.target, None)
@@ -232,6 +243,8 @@ class BanBook:
             self.on_change()
 
     def _store(self, ban: Ban) -> None:
+        if ban.expires_at is not None:
+            heapq.heappush(self._expiries, (ban.expires_at, ban.target))
         net = ipaddress.ip_network(ban.target, strict=False)
         if net.num_addresses == 1:
             self._hosts[ban.target] = ban
