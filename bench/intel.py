@@ -27,6 +27,7 @@ Run: .venv/bin/python bench/intel.py [--seconds S]
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import ipaddress
 import itertools
@@ -43,6 +44,7 @@ from pathlib import Path
 
 from sipwarden.intel.geo import Countries, CountryPolicy, MaxMindCountries
 from sipwarden.intel.index import AddressIndex
+from sipwarden.intel.screen import IntelScreen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.intel.geodata import record
@@ -237,6 +239,30 @@ def main() -> None:
             f"packet ({name}): new source every packet",
             per_call(spoofed, miss4, s),
             per_call(spoofed, miss6, s),
+        )
+        # the stage itself, as the pipeline calls it: address parsed once,
+        # the answer cached per host
+        known = IntelScreen(index, countries=Countries(source), country_policy=policy)
+        seen_before = functools.partial(known.check, now=0.0)
+        for h in miss4[:1000] + miss6[:1000]:
+            seen_before(h)
+        row(
+            f"stage ({name}): source seen before",
+            per_call(seen_before, miss4[:1000], s),
+            per_call(seen_before, miss6[:1000], s),
+        )
+        # a one-entry cache: every packet is a new source (a spoofed flood)
+        fresh = IntelScreen(index, countries=Countries(source), country_policy=policy, cache_size=1)
+        new_source = functools.partial(fresh.check, now=0.0)
+        row(
+            f"stage ({name}): new source every packet",
+            per_call(new_source, miss4, s),
+            per_call(new_source, miss6, s),
+        )
+        row(
+            f"stage ({name}): listed, new source every packet",
+            per_call(new_source, inside4 + hosts4, s),
+            per_call(new_source, inside6 + hosts6, s),
         )
 
     print(

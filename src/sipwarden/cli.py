@@ -496,6 +496,102 @@ def _offline(config: Config, request: dict[str, Any]) -> dict[str, Any]:
     return asyncio.run(change())
 
 
+def _nft_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from .intel.export import check_name
+
+    try:
+        return None if value is None else check_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@bans.command("export")
+@CONFIG_OPTION
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "nft"]),
+    default="text",
+    show_default=True,
+    help="text: one address or CIDR per line; json: as `bans list --json`; nft: an `nft -f` script.",
+)
+@click.option("--table", callback=_nft_name, help="nft: the table (default sipwarden_feed).")
+@click.option(
+    "--set",
+    "set_prefix",
+    callback=_nft_name,
+    help="nft: the sets' prefix, NAME4 and NAME6 (default sipwarden_bans).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write this file (replaced atomically) instead of printing.",
+)
+def bans_export(
+    config_file: str | None,
+    fmt: str,
+    table: str | None,
+    set_prefix: str | None,
+    output: Path | None,
+) -> None:
+    """The bans in force as a feed for other edges and firewalls (read from
+    the store; the daemon need not run)."""
+    import time
+
+    from .intel.export import DEFAULT_SET, DEFAULT_TABLE, export
+    from .store.sqlite import BanStore
+
+    if fmt != "nft" and (table or set_prefix):
+        raise click.UsageError("--table and --set are for --format nft")
+    config = _config(config_file)
+    store = BanStore(config.storage.path)
+    try:
+        now = time.time()
+        rows = store.in_force(now)
+    finally:
+        store.close()
+    text = export(
+        fmt, rows, now, table=table or DEFAULT_TABLE, set_prefix=set_prefix or DEFAULT_SET
+    )
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        _replace_file(output, text)
+    except OSError as exc:
+        click.echo(f"sipwarden: cannot write {output}: {exc}", err=True)
+        sys.exit(1)
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write ``path`` whole, then put it in place: a firewall may load it at
+    any moment and must see the old file or the new one, never half of one."""
+    import contextlib
+    import os
+    import tempfile
+
+    # the temporary name ends in .tmp: an `include "dir/*.nft"` never loads it
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            mode = path.stat().st_mode & 0o7777  # keep the old file's
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask  # as a plain open() would (mkstemp makes 0600)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 # --------------------------------------------------------------- firewall
 
 

@@ -429,6 +429,9 @@ class GeoConfig(_Section):
     allow_countries: list[str] = Field(default_factory=list)  # everything else dropped
     deny_countries: list[str] = Field(default_factory=list)
     unknown: Literal["allow", "drop"] = "allow"  # an address no database places
+    # walk a MaxMind database into a range table at start (seconds, a few MB)
+    # so that a spoofed source costs a bisect, not a record decode
+    preload: bool = True
 
     @field_validator("allow_countries", "deny_countries")
     @classmethod

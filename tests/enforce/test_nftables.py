@@ -104,11 +104,13 @@ def test_start_creates_the_table_once(ns):
         "ban6": ("ipv6_addr", ["timeout"]),
         "net4": ("ipv4_addr", ["interval", "timeout"]),
         "net6": ("ipv6_addr", ["interval", "timeout"]),
+        "feed4": ("ipv4_addr", ["interval", "timeout"]),
+        "feed6": ("ipv6_addr", ["interval", "timeout"]),
     }
     (chain,) = [o["chain"] for o in objects if "chain" in o]
     assert (chain["hook"], chain["prio"], chain["type"]) == ("prerouting", -300, "filter")
     rules = [o["rule"] for o in objects if "rule" in o]
-    assert len(rules) == 4  # one per set, not duplicated by the second start
+    assert len(rules) == 6  # one per set, not duplicated by the second start
     text = subprocess.run(
         ns.command("nft", "list", "chain", "inet", TABLE, "prerouting"),
         capture_output=True,
@@ -120,7 +122,7 @@ def test_start_creates_the_table_once(ns):
         for line in text.splitlines()
         if "saddr @" in line and "counter" in line and line.endswith(" drop")
     ]
-    assert matches == [{"udp . 5060", "tcp . 5060", "tcp . 5061"}] * 4, text  # tls is tcp
+    assert matches == [{"udp . 5060", "tcp . 5060", "tcp . 5061"}] * 6, text  # tls is tcp
     assert close_to(asyncio.run(e.elements()), {"192.0.2.7": 600})
     assert e.counters["batches"] == 2
 
@@ -285,6 +287,67 @@ def test_the_kernel_expires_bans(ns):
     took = asyncio.run(then_stop(e, scenario()))
     assert 1.5 <= took < 4.5, took
     assert asyncio.run(e.elements()) == {"192.0.2.1": None}
+
+
+def test_the_feed_sets_hold_exactly_what_was_loaded(ns):
+    e = enforcer(ns)
+    now = time.time()
+    first = {
+        "198.51.100.7": None,
+        "203.0.113.0/24": now + 600,
+        "2001:db8::/32": None,
+        "192.0.2.200": now - 5,  # over: left out
+    }
+    # one kept, one gone, one new network holding the one gone (nft refuses
+    # the overlap in one batch: the whole content is replaced instead)
+    second = {"198.51.100.7": None, "203.0.0.0/16": now + 900, "2001:db8::/32": None}
+
+    async def scenario():
+        await e.start([ban("192.0.2.1", now, None)], now)
+        await e.load_feeds(first, now)
+        loaded = await e.feed_elements()
+        await e.load_feeds(second, now)
+        changed = await e.feed_elements()
+        batches = e.counters["feed-batches"]
+        await e.load_feeds(second, now + 1)  # nothing moved: no nft call
+        unchanged = e.counters["feed-batches"] == batches
+        await e.load_feeds({**second, "2001:db8:1::/48": None}, now)  # inside one held
+        return loaded, changed, unchanged, await e.feed_elements(), await e.elements()
+
+    loaded, changed, unchanged, after, bans = asyncio.run(then_stop(e, scenario()))
+    assert close_to(loaded, {"198.51.100.7": None, "203.0.113.0/24": 600, "2001:db8::/32": None})
+    assert close_to(changed, {"198.51.100.7": None, "203.0.0.0/16": 900, "2001:db8::/32": None})
+    assert unchanged
+    # the enforcer is handed disjoint targets (intel/kernel.py); one that is
+    # not is refused alone, and the rest stays
+    assert close_to(after, {"198.51.100.7": None, "203.0.0.0/16": 900, "2001:db8::/32": None})
+    assert e.counters["feed-errors"] == 1, e.counters
+    assert bans == {"192.0.2.1": None}  # the bans' sets are not the feeds'
+    assert e.counters["feed-elements"] == 3
+
+
+def test_a_listed_source_is_dropped_in_the_kernel_and_counted_apart(ns):
+    e = enforcer(ns, ports=[("udp", 5060)])
+    now = time.time()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    async def scenario() -> tuple[int, int, dict[str, float | None]]:
+        await e.start([], now)
+        await e.load_feeds({ns.outside: None}, now)
+        for _ in range(5):
+            sock.sendto(b"OPTIONS sip:x SIP/2.0\r\n\r\n", (ns.inside, 5060))
+        await asyncio.sleep(0.2)
+        dropped = await e.feed_dropped(), await e.dropped()
+        await e.start([], now)  # a restart empties the feed sets: the keeper loads them again
+        return *dropped, await e.feed_elements()
+
+    try:
+        sock.bind((ns.outside, 0))
+        feed_dropped, ban_dropped, after_start = asyncio.run(then_stop(e, scenario()))
+    finally:
+        sock.close()
+    assert (feed_dropped, ban_dropped) == (5, 0)
+    assert after_start == {}
 
 
 def test_nft_missing_is_a_clear_error():

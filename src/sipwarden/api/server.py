@@ -84,6 +84,40 @@ async def status(request: web.Request) -> web.Response:
     return _json(request.app[DAEMON].stats())
 
 
+async def _bans_in_force(request: web.Request) -> tuple[list[dict[str, Any]], float]:
+    keeper = request.app[DAEMON].keeper
+    return await keeper.list(), keeper.clock()
+
+
+async def export_text(request: web.Request) -> web.Response:
+    from ..intel.export import as_text
+
+    return web.Response(text=as_text(*await _bans_in_force(request)), content_type="text/plain")
+
+
+async def export_json(request: web.Request) -> web.Response:
+    from ..intel.export import as_json
+
+    bans, _ = await _bans_in_force(request)
+    return web.Response(text=as_json(bans), content_type="application/json")
+
+
+async def export_nft(request: web.Request) -> web.Response:
+    from ..intel.export import DEFAULT_SET, DEFAULT_TABLE, as_nft
+
+    bans, now = await _bans_in_force(request)
+    try:
+        script = as_nft(
+            bans,
+            now,
+            table=request.query.get("table", DEFAULT_TABLE),
+            set_prefix=request.query.get("set", DEFAULT_SET),
+        )
+    except ValueError as exc:
+        return _error(400, str(exc))
+    return web.Response(text=script, content_type="text/plain")
+
+
 def make_app(daemon: Daemon, token: str | None) -> web.Application:
     app = web.Application(middlewares=[_auth])
     app[DAEMON] = daemon
@@ -93,6 +127,9 @@ def make_app(daemon: Daemon, token: str | None) -> web.Application:
     app.router.add_get("/api/v1/bans/{ip:.+}", show_ban)
     app.router.add_delete("/api/v1/bans/{ip:.+}", remove_ban)
     app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/export/bans.txt", export_text)
+    app.router.add_get("/api/v1/export/bans.json", export_json)
+    app.router.add_get("/api/v1/export/bans.nft", export_nft)
     return app
 
 

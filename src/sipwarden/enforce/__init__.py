@@ -4,12 +4,13 @@ not at all (``none``: the edge alone drops a banned source's messages).
 The daemon drives an ``Enforcer``: ``start`` reconciles the kernel with the
 store (the truth) once, ``apply`` applies each drained batch of changes;
 ``stop`` leaves the kernel state in place so bans survive restarts and
-crashes; ``flush`` is ``sipwarden firewall flush``."""
+crashes; ``flush`` is ``sipwarden firewall flush``. ``load_feeds`` keeps the
+threat feeds' entries in sets of their own (``start`` empties them)."""
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
 
 from ..policy.bans import Ban, Change
@@ -21,7 +22,8 @@ KINDS: Final = ("none", "nftables")
 class Enforcer(Protocol):
     name: str  # "nftables" | "none"
     # "batches", "elements-added", "elements-removed", "elements-skipped", "errors",
-    # "batches-failed", "conntrack-deleted", "conntrack-failed"
+    # "batches-failed", "conntrack-deleted", "conntrack-failed"; the feeds': "feed-batches",
+    # "feed-batches-failed", "feed-errors", and "feed-elements" (held after the last load)
     counters: collections.Counter[str]
 
     async def start(self, bans: Sequence[Ban], now: float) -> None:
@@ -39,12 +41,27 @@ class Enforcer(Protocol):
     async def flush(self) -> None:
         """Remove sipwarden's table entirely (fine if absent)."""
 
+    async def load_feeds(self, wanted: Mapping[str, float | None], now: float) -> None:
+        """Make the feed sets hold exactly ``wanted`` (canonical target ->
+        expires_at, None: no end; disjoint, as ``intel.kernel.kernel_targets``
+        gives it), each element timing out at its expiry; the expired are
+        left out. Never raises for a refused element (logged and counted);
+        raises EnforcerError if the kernel cannot be changed at all."""
+
     async def elements(self) -> dict[str, float | None]:
-        """Target -> seconds left (None: permanent), read from the kernel."""
+        """The bans: target -> seconds left (None: permanent), read from the kernel."""
+        ...
+
+    async def feed_elements(self) -> dict[str, float | None]:
+        """The feed sets' content, as ``elements`` gives the bans."""
         ...
 
     async def dropped(self) -> int:
-        """Packets the drop rules have counted since the last start."""
+        """Packets the bans' drop rules have counted since the last start."""
+        ...
+
+    async def feed_dropped(self) -> int:
+        """Packets the feed sets' drop rules have counted since the last start."""
         ...
 
 
@@ -54,6 +71,7 @@ class NullEnforcer:
     def __init__(self) -> None:
         self.name = "none"
         self.counters: collections.Counter[str] = collections.Counter()
+        self.feeds: dict[str, float | None] = {}  # the last load_feeds, for tests and status
 
     async def start(self, bans: Sequence[Ban], now: float) -> None:
         return None
@@ -67,10 +85,19 @@ class NullEnforcer:
     async def flush(self) -> None:
         return None
 
+    async def load_feeds(self, wanted: Mapping[str, float | None], now: float) -> None:
+        self.feeds = dict(wanted)
+
     async def elements(self) -> dict[str, float | None]:
         return {}
 
+    async def feed_elements(self) -> dict[str, float | None]:
+        return {}
+
     async def dropped(self) -> int:
+        return 0
+
+    async def feed_dropped(self) -> int:
         return 0
 
 

@@ -6,8 +6,11 @@ sends or only what it sends to the SIP ports. One table ``inet <table>``:
 
 - sets ``ban4``/``ban6`` (addresses) and ``net4``/``net6`` (networks:
   interval sets), all with ``flags timeout``;
+- sets ``feed4``/``feed6`` (interval sets, ``flags interval,timeout``):
+  what the threat feeds list, loaded by ``load_feeds`` (see below);
 - one chain hooked at prerouting, priority raw (-300), with one
-  ``... saddr @set [meta l4proto . th dport {...}] counter drop`` rule per set.
+  ``... saddr @set [meta l4proto . th dport {...}] counter drop`` rule per set,
+  the bans' first (``dropped`` counts theirs, ``feed_dropped`` the feeds').
 
 Why priority raw: it runs before conntrack (-200) and before the filter
 chains of any table, so a flow conntrack already knows is dropped too. A
@@ -23,12 +26,25 @@ whatever the kernel kept (bans lifted while the daemon was down, a reboot,
 an operator's edits). The kernel timeouts are a safety net for when the
 daemon is not running; normally the ban book removes expired bans itself.
 
+The feed sets: the intel side hands ``load_feeds`` the whole list it wants
+(disjoint, see ``intel/kernel.py``) whenever it changes. The enforcer
+remembers what it loaded (target -> expiry) and sends only the difference,
+in one transaction; an expiry that moved by less than ``FEED_MOVED`` is left
+alone (the edge drops the source anyway if the kernel lets it go a little
+early). A refused difference, the first call and any call after a failure
+replace the sets' whole content in one transaction instead (a flush and the
+elements, ``ELEMENTS_PER_STATEMENT`` per statement); a refused replacement
+is loaded in halves, like the bans. ``start`` empties the feed sets; the
+intel side loads them again afterwards.
+
 Found out on nftables 1.0.6 (recorded where the code depends on it):
 ``delete element`` of an absent element fails, hence add-then-delete;
 ``add element`` of a present one keeps its old timeout on older kernels,
 hence delete-then-add; nft refuses overlapping intervals (10.0.0.0/8 and
 10.1.0.0/16) even when the other one is deleted in the same batch, hence
-the split-and-retry; and timeouts above 99,999,999 s are "value too large".
+the split-and-retry (and, for the feeds, the full replacement: a ``flush
+set`` followed by the new intervals in one batch is accepted); and timeouts
+above 99,999,999 s are "value too large".
 """
 
 from __future__ import annotations
@@ -41,7 +57,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -54,15 +70,18 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ADVICE: Final = 'run sipwarden as root (or with CAP_NET_ADMIN), or set [firewall] enforcer = "none"'
 SETS: Final = ("ban4", "ban6", "net4", "net6")
+FEED_SETS: Final = ("feed4", "feed6")
+FEED_MOVED: Final = 60.0  # seconds a feed entry's expiry may move before it is re-added
 CHAIN: Final = "prerouting"
 MAX_TIMEOUT: Final = 99_999_999  # seconds (3.2 years): nft 1.0.6 refuses more; the book lifts it
 TRANSPORTS: Final = {"udp": "udp", "tcp": "tcp", "tls": "tcp", "ws": "tcp", "wss": "tcp"}
 COMMAND_TIMEOUT: Final = 30.0  # seconds for one nft or conntrack call
 CONNTRACK_CONCURRENCY: Final = 8  # conntrack processes at once
 CONNTRACK_LIST_ABOVE: Final = 8  # more new bans than this: list the flows once, delete only theirs
-ELEMENTS_PER_STATEMENT: Final = 500  # start(): one `add element` carries many (faster to parse)
+ELEMENTS_PER_STATEMENT: Final = 500  # start(), feeds: one `add element` carries many (faster)
 _TABLE_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}\Z")
 _DELETED: Final = re.compile(r"(\d+) flow entries have been deleted")
+_FEED_ELEMENT: Final = re.compile(r"[0-9A-Fa-f.:/]+\Z")  # nothing nft could read as syntax
 
 
 class EnforcerError(RuntimeError):
@@ -109,16 +128,23 @@ class _Result:
         return self.rc == 0
 
 
-def _timeout(ban: Ban, now: float) -> int | None:
+def _timeout(expires_at: float | None, now: float) -> int | None:
     """Seconds left, rounded up; None: permanent; 0: already over."""
-    if ban.expires_at is None:
+    if expires_at is None:
         return None
-    left = ban.expires_at - now
+    left = expires_at - now
     return 0 if left <= 0 else min(math.ceil(left), MAX_TIMEOUT)
 
 
 def _element(target: _Target, timeout: int | None = None) -> str:
     return target.key if timeout is None else f"{target.key} timeout {timeout}s"
+
+
+def _moved(old: float | None, new: float | None) -> bool:
+    """Whether a feed element's kernel timeout is worth replacing."""
+    if old is None or new is None:
+        return old is not new
+    return abs(new - old) > FEED_MOVED
 
 
 def _refused(result: _Result) -> str:
@@ -153,6 +179,8 @@ class NftablesEnforcer:
         self.timeout = timeout
         self._lock = asyncio.Lock()  # one nft transaction at a time, in call order
         self._conntrack_warned = False
+        # feed elements in the kernel (target -> expires_at); None: unknown, replace them all
+        self._feeds: dict[str, float | None] | None = None
         # conntrack clean-ups under way: they run after the nft batch, not
         # before apply() returns (the ban is in force once the set has it;
         # the kernel drops the flow's packets before conntrack sees them)
@@ -164,6 +192,8 @@ class NftablesEnforcer:
         wanted = self._in_force(bans, now)
         elements = self._bulk_adds(wanted)
         async with self._lock:
+            self._feeds = None  # the layout empties the feed sets
+            self.counters["feed-elements"] = 0
             # table, sets, chain and rules, the sets emptied and refilled: one transaction,
             # so there is never a moment without the bans, nor a duplicated rule
             result = await self._nft(self._layout() + elements)
@@ -214,6 +244,7 @@ class NftablesEnforcer:
 
     async def flush(self) -> None:
         async with self._lock:
+            self._feeds = None
             # `add` first so that deleting an absent table is not an error
             result = await self._nft(
                 [f"add table inet {self.table}", f"delete table inet {self.table}"]
@@ -224,11 +255,43 @@ class NftablesEnforcer:
                     f"nft could not remove table inet {self.table}: {_refused(result)}"
                 )
 
+    async def load_feeds(self, wanted: Mapping[str, float | None], now: float) -> None:
+        live: dict[str, float | None] = {}
+        for target, expires_at in wanted.items():
+            if not _FEED_ELEMENT.match(target):
+                log.warning("nftables: not an address or network: %r", target)
+                self.counters["feed-errors"] += 1
+            elif _timeout(expires_at, now) != 0:
+                live[target] = expires_at
+        async with self._lock:
+            try:
+                if self._feeds is None or not await self._feed_difference(live, now):
+                    await self._feed_replace(live, now)
+            except EnforcerError:
+                self._feeds = None  # whatever the kernel holds now, the next call replaces it
+                raise
+            if self._feeds is not None:  # else _feed_replace counted what it could load
+                self.counters["feed-elements"] = len(self._feeds)
+
     async def elements(self) -> dict[str, float | None]:
+        return await self._elements(SETS)
+
+    async def feed_elements(self) -> dict[str, float | None]:
+        return await self._elements(FEED_SETS)
+
+    async def dropped(self) -> int:
+        return await self._dropped(SETS)
+
+    async def feed_dropped(self) -> int:
+        return await self._dropped(FEED_SETS)
+
+    # --------------------------------------------------------------- inside
+
+    async def _elements(self, names: Sequence[str]) -> dict[str, float | None]:
         found: dict[str, float | None] = {}
         for obj in await self._listing():
             s = obj.get("set")
-            if not s or s.get("name") not in SETS:
+            if not s or s.get("name") not in names:
                 continue
             for item in s.get("elem", []):
                 inner = item["elem"] if isinstance(item, dict) and "elem" in item else None
@@ -240,26 +303,36 @@ class NftablesEnforcer:
                     found[key] = left
         return found
 
-    async def dropped(self) -> int:
+    async def _dropped(self, names: Sequence[str]) -> int:
+        """Packets counted by the drop rules that match the sets ``names``."""
         packets = 0
         for obj in await self._listing():
             rule = obj.get("rule")
-            if rule and rule.get("chain") == CHAIN:
-                for expr in rule.get("expr", []):
-                    if isinstance(expr, dict) and "counter" in expr:
-                        packets += int(expr["counter"].get("packets", 0))
+            if not rule or rule.get("chain") != CHAIN:
+                continue
+            exprs = [e for e in rule.get("expr", []) if isinstance(e, dict)]
+            # the saddr match's right side names the set; the ports' is a dict
+            sets = {
+                r for e in exprs if "match" in e and isinstance(r := e["match"].get("right"), str)
+            }
+            if any(f"@{name}" in sets for name in names):
+                packets += sum(int(e["counter"].get("packets", 0)) for e in exprs if "counter" in e)
         return packets
 
-    # --------------------------------------------------------------- inside
-
-    def _layout(self) -> list[str]:
+    def _set_lines(self, names: Sequence[str]) -> list[str]:
+        """Create the sets ``names`` if missing, and empty them."""
         t = f"inet {self.table}"
-        lines = [f"add table {t}"]
-        for name in SETS:
+        lines = []
+        for name in names:
             kind = "ipv4_addr" if name.endswith("4") else "ipv6_addr"
             flags = "timeout" if name.startswith("ban") else "interval,timeout"
             lines.append(f"add set {t} {name} {{ type {kind}; flags {flags}; }}")
             lines.append(f"flush set {t} {name}")
+        return lines
+
+    def _layout(self) -> list[str]:
+        t = f"inet {self.table}"
+        lines = [f"add table {t}", *self._set_lines(SETS + FEED_SETS)]
         lines.append(
             f"add chain {t} {CHAIN} {{ type filter hook prerouting priority raw; policy accept; }}"
         )
@@ -271,7 +344,7 @@ class NftablesEnforcer:
                 + ", ".join(f"{p} . {n}" for p, n in self.ports)
                 + " }"
             )
-        for name in SETS:
+        for name in SETS + FEED_SETS:  # the bans first: a banned and listed source counts as banned
             family = "ip" if name.endswith("4") else "ip6"
             lines.append(f"add rule {t} {CHAIN} {family} saddr @{name}{match} counter drop")
         return lines
@@ -282,7 +355,7 @@ class NftablesEnforcer:
         one is kept; the edge still enforces the inner one once it ends)."""
         best: dict[str, tuple[_Target, int | None]] = {}
         for ban in bans:
-            timeout = _timeout(ban, now)
+            timeout = _timeout(ban.expires_at, now)
             if timeout == 0:
                 continue
             try:
@@ -332,7 +405,7 @@ class NftablesEnforcer:
                 continue
             latest.pop(target.key, None)  # re-inserted: keeps the order of the last changes
             if change.op == "add":
-                timeout = _timeout(change.ban, now)
+                timeout = _timeout(change.ban.expires_at, now)
                 if timeout == 0:
                     self.counters["elements-skipped"] += 1
                     continue
@@ -378,6 +451,93 @@ class NftablesEnforcer:
         log.warning("nftables refused to %s %s: %s", op.op, op.target.key, _refused(result))
         self.counters["errors"] += 1
         return []
+
+    async def _feed_difference(self, live: Mapping[str, float | None], now: float) -> bool:
+        """Send what changed since the last load in one transaction; False
+        if nft refused it."""
+        assert self._feeds is not None
+        # what the kernel has not timed out yet
+        loaded = {k: e for k, e in self._feeds.items() if _timeout(e, now) != 0}
+        removed = [k for k in loaded if k not in live]
+        moved = [k for k, e in live.items() if k in loaded and _moved(loaded[k], e)]
+        added = [k for k in live if k not in loaded]
+        if removed or moved or added:
+            gone = [(k, None) for k in removed + moved]
+            lines = (
+                # add+delete: present or not, the element is now absent, without an error
+                self._feed_lines("add", gone)
+                + self._feed_lines("delete", gone)
+                + self._feed_lines("add", [(k, _timeout(live[k], now)) for k in moved + added])
+            )
+            result = await self._nft(lines)
+            if not result.ok:
+                self._raise_if_unusable(result, "change the feed sets")
+                # e.g. a new network overlapping one deleted in the same batch
+                log.info("nftables refused the feed changes (%s); reloading", _refused(result))
+                self.counters["feed-batches-failed"] += 1
+                return False
+            self.counters["feed-batches"] += 1
+            for k in removed:
+                del loaded[k]
+            for k in moved + added:
+                loaded[k] = live[k]
+        self._feeds = loaded
+        return True
+
+    async def _feed_replace(self, live: Mapping[str, float | None], now: float) -> None:
+        """Make the feed sets hold exactly ``live``: one transaction, or, if
+        nft refuses it, the elements in halves."""
+        empty = [f"add table inet {self.table}", *self._set_lines(FEED_SETS)]
+        items = [(k, _timeout(e, now)) for k, e in live.items()]
+        result = await self._nft(empty + self._feed_lines("add", items))
+        if result.ok:
+            self.counters["feed-batches"] += 1
+            self._feeds = dict(live)
+            return
+        self._raise_if_unusable(result, "load the feed sets")
+        log.warning(
+            "nftables refused the %s feed elements (%s); loading them in pieces",
+            len(items),
+            _refused(result),
+        )
+        self.counters["feed-batches-failed"] += 1
+        result = await self._nft(empty)
+        if not result.ok:
+            raise EnforcerError(f"nft could not empty the feed sets: {_refused(result)}")
+        self.counters["feed-batches"] += 1
+        loaded = await self._feed_pieces(items)
+        # something refused: unknown ground, the next call replaces everything again
+        self._feeds = {k: live[k] for k in loaded} if len(loaded) == len(items) else None
+        self.counters["feed-elements"] = len(loaded)
+
+    async def _feed_pieces(self, items: Sequence[tuple[str, int | None]]) -> list[str]:
+        """Add ``items`` in one transaction, or in halves down to single
+        elements if refused; returns the targets added."""
+        result = await self._nft(self._feed_lines("add", items))
+        if result.ok:
+            self.counters["feed-batches"] += 1
+            return [k for k, _ in items]
+        self._raise_if_unusable(result, "load the feed sets")
+        self.counters["feed-batches-failed"] += 1
+        if len(items) > 1:
+            middle = len(items) // 2
+            return await self._feed_pieces(items[:middle]) + await self._feed_pieces(items[middle:])
+        log.warning("nftables refused the feed element %s: %s", items[0][0], _refused(result))
+        self.counters["feed-errors"] += 1
+        return []
+
+    def _feed_lines(self, verb: str, items: Iterable[tuple[str, int | None]]) -> list[str]:
+        """``verb`` (add, delete) elements of the feed sets, many per statement."""
+        by_set: dict[str, list[str]] = {name: [] for name in FEED_SETS}
+        for target, timeout in items:
+            element = target if timeout is None else f"{target} timeout {timeout}s"
+            by_set["feed6" if ":" in target else "feed4"].append(element)
+        lines = []
+        for name, elements in by_set.items():
+            for i in range(0, len(elements), ELEMENTS_PER_STATEMENT):
+                chunk = ", ".join(elements[i : i + ELEMENTS_PER_STATEMENT])
+                lines.append(f"{verb} element inet {self.table} {name} {{ {chunk} }}")
+        return lines
 
     async def _forget_flows(self, targets: Sequence[_Target]) -> None:
         """Delete the conntrack entries whose original source is a new ban's."""

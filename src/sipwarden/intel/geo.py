@@ -141,6 +141,10 @@ class CountryRanges:
                 value = int.from_bytes(socket.inet_pton(socket.AF_INET, host))
         except OSError:
             return None
+        return self.lookup_number(version, value)
+
+    def lookup_number(self, version: int, value: int) -> str | None:
+        """``lookup`` of an address already parsed (``index.address_number``)."""
         i = bisect.bisect_right(self._starts[version], value) - 1
         if i >= 0 and value <= self._ends[version][i]:
             return self._codes[version][i]

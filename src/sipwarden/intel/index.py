@@ -71,6 +71,20 @@ class Target(NamedTuple):
     spelling: str  # canonical: ``192.0.2.7``, ``192.0.2.0/24``, ``2001:db8::/32``
 
 
+def address_number(host: str) -> tuple[int, int] | None:
+    """(IP version, the address as an integer) for an address as the edge
+    spells it; an IPv4-mapped IPv6 address is its IPv4 address. None if
+    ``host`` is not an address."""
+    try:
+        if ":" in host:
+            if host.startswith(_MAPPED) and "." in host:
+                return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, host[7:]))
+            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, host.partition("%")[0]))
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, host))
+    except OSError:
+        return None
+
+
 def parse_target(text: str) -> Target:
     """An address or CIDR, IPv4 or IPv6, to its canonical form. Host bits of
     a CIDR are cleared (``192.0.2.9/24`` is ``192.0.2.0/24``); a /32 or /128
@@ -140,15 +154,30 @@ class AddressIndex:
         self._shared: dict[Listing, Listing] = {}  # equal listings without expiry, shared
         self._combos: dict[tuple[int, ...], tuple[int, ...]] = {}  # shared bucket tuples
         self._spelled: dict[int, str] = {}  # networks hit lately, spelled (bounded)
+        # bumped by every change: whoever caches answers (the intel stage)
+        # compares it, one integer, instead of being told
+        self.generation = 0
 
     # ------------------------------------------------------------ questions
 
     def __len__(self) -> int:
         return len(self._hosts) + self._network_count
 
+    @property
+    def has_networks(self) -> bool:
+        return self._network_count > 0
+
     def lookup(self, host: str, now: float) -> Entry | None:
         """The entry (most specific first) listing ``host``, an address as the
         edge spells it; None when it is not listed, or not an address."""
+        if self._network_count:
+            return self.find(host, address_number(host), now)
+        return self.find(host, None, now)
+
+    def find(self, host: str, number: tuple[int, int] | None, now: float) -> Entry | None:
+        """``lookup`` with the address already parsed (``address_number``):
+        a caller that needs the number for more than this parses once.
+        ``number`` may be None when the index holds no networks."""
         hosts = self._hosts
         listing = hosts.get(host)
         if listing is not None:
@@ -162,17 +191,13 @@ class AddressIndex:
                 entry = _entry(host, listing, now)
                 if entry is not None:
                     return entry
-        if not self._network_count:
+        if not self._network_count or number is None:
             return None
-        try:
-            if ":" in host:
-                version, width, bucket = 6, 128, 96
-                value = int.from_bytes(socket.inet_pton(socket.AF_INET6, host.partition("%")[0]))
-            else:
-                version, width, bucket = 4, 32, 16
-                value = int.from_bytes(socket.inet_pton(socket.AF_INET, host))
-        except OSError:
-            return None
+        version, value = number
+        if version == 6:
+            width, bucket = 128, 96
+        else:
+            width, bucket = 32, 16
         tables = self._nets[version]
         lengths = self._buckets[version].get(value >> bucket)
         if lengths is not None:
@@ -189,6 +214,30 @@ class AddressIndex:
                 if entry is not None:
                     return entry
         return None
+
+    def matches(self, address: str, now: float) -> list[Entry]:
+        """Every entry that holds ``address`` (any spelling), the address
+        itself first, then its networks from the longest prefix: for the
+        operator's ``intel lookup``, not the packet path (it probes every
+        prefix length in use). Raises ValueError if it is not an address."""
+        target = parse_target(address.strip())
+        if target.prefix != _WIDTH[target.version]:
+            raise ValueError(f"not an address: {address!r}")
+        found: list[Entry] = []
+        listing = self._hosts.get(target.spelling)
+        if listing is not None:
+            entry = _entry(target.spelling, listing, now)
+            if entry is not None:
+                found.append(entry)
+        version, value = target.version, target.number
+        tables = self._nets[version]
+        for prefix in sorted(tables, reverse=True):
+            listing = tables[prefix].get(value >> (_WIDTH[version] - prefix))
+            if listing is not None:
+                entry = self._network_entry(version, value, prefix, listing, now)
+                if entry is not None:
+                    found.append(entry)
+        return found
 
     def get(self, target: str) -> Entry | None:
         """The entry for exactly ``target`` (an address or CIDR, any
@@ -266,6 +315,35 @@ class AddressIndex:
         self._tidy()
         return added, removed
 
+    @staticmethod
+    def prepare(targets: Iterable[str]) -> dict[str, Key]:
+        """Parse ``targets`` for ``apply`` (pure: safe on another thread, so
+        a big list is not parsed on the packets' thread). Bad targets are
+        left out."""
+        keys: dict[str, Key] = {}
+        for text in targets:
+            try:
+                keys[text] = _key(parse_target(text.strip()))
+            except ValueError:
+                continue
+        return keys
+
+    def apply(
+        self,
+        feed: str,
+        listed: Iterable[tuple[Key, float | None]],
+        unlisted: Iterable[Key] = (),
+    ) -> None:
+        """List and unlist prepared keys for ``feed`` (the keeper's
+        incremental update: no parsing, no scan of the index)."""
+        for key in unlisted:
+            listing = self._get(key)
+            if listing is not None:
+                self._put(key, tuple(p for p in listing if p[0] != feed))
+        for key, expires in listed:
+            self._list(key, feed, expires)
+        self._tidy()
+
     def clear(self, feed: str) -> int:
         """Drop every listing of ``feed``; returns how many."""
         return self.replace(feed, ())[1]
@@ -320,6 +398,7 @@ class AddressIndex:
 
     def _put(self, key: Key, listing: Listing) -> None:
         """Store ``listing`` for ``key`` (an empty one removes the key)."""
+        self.generation += 1
         if listing and all(expires is None for _, expires in listing):
             listing = self._shared.setdefault(listing, listing)
         if isinstance(key, str):

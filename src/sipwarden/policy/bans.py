@@ -106,6 +106,11 @@ class BanBook:
 
     # ------------------------------------------------------------ questions
 
+    @property
+    def allow_networks(self) -> list[Network]:
+        """The allow list in force (trusted peers included, see ``arm``)."""
+        return list(self._allow)
+
     def allowed(self, target: str) -> bool:
         net = ipaddress.ip_network(target, strict=False)
         return any(_overlaps(net, a) and _within(net, a) for a in self._allow)

@@ -18,7 +18,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, PolicyConfig
+from ..config import Config, GeoConfig, PolicyConfig
+from ..intel.geo import Countries, CountryPolicy, open_countries
+from ..intel.index import AddressIndex
+from ..intel.screen import IntelScreen
 from .bans import BanBook
 from .failures import FailureTracker
 from .limits import RateLimiter
@@ -152,11 +155,38 @@ def build_policy(
     return policy
 
 
-def arm(policy: Policy, config: Config, previous: Policy | None = None) -> Policy:
-    """Give ``policy`` its detectors and ban book per ``config``: new ones,
-    or ``previous``'s with the new settings (a reload keeps every ban, rate
-    and failure count). Call it on the thread that judges packets: the
-    state it hands over is live."""
+def open_geo(geo: GeoConfig) -> Countries | None:
+    """The country source ``[intel.geoip]`` names (None: no country policy).
+    Slow with ``preload`` (a whole MaxMind database walked): call it off
+    the packets' thread. Raises PolicyError naming the key."""
+    if not (geo.allow_countries or geo.deny_countries):
+        return None
+    path = geo.database if geo.database is not None else geo.zones
+    key = "database" if geo.database is not None else "zones"
+    assert path is not None  # the config requires one with a policy
+    try:
+        return open_countries(path, preload=geo.preload)
+    except (OSError, ValueError) as exc:  # maxminddb raises InvalidDatabaseError(RuntimeError)
+        raise PolicyError(f"intel.geoip.{key}: cannot read {str(path)!r}: {exc}") from None
+    except RuntimeError as exc:
+        raise PolicyError(
+            f"intel.geoip.{key}: {str(path)!r} is not a MaxMind-format database: {exc}"
+        ) from None
+
+
+def arm(
+    policy: Policy,
+    config: Config,
+    previous: Policy | None = None,
+    *,
+    countries: Countries | None = None,
+) -> Policy:
+    """Give ``policy`` its detectors, ban book and intel stage per
+    ``config``: new ones, or ``previous``'s with the new settings (a reload
+    keeps every ban, rate, failure count and feed entry). ``countries``: the
+    country source, opened off this thread when ``[intel.geoip]`` changed
+    (else ``previous``'s is kept, or it is opened here). Call it on the
+    thread that judges packets: the state it hands over is live."""
     old = previous
     allow = [ipaddress.ip_network(a, strict=False) for a in config.bans.allow]
     # trusted peers are never banned either (they never reach a detector,
@@ -221,6 +251,23 @@ def arm(policy: Policy, config: Config, previous: Policy | None = None) -> Polic
             policy.uniform = (old.uniform if old is not None else None) or UniformAnswers()
         else:
             policy.uniform = None
+    old_intel = old.intel if old is not None else None
+    geo = config.intel.geoip
+    country_policy = None
+    if geo.allow_countries or geo.deny_countries:
+        country_policy = CountryPolicy(
+            geo.allow_countries or None, geo.deny_countries or None, geo.unknown
+        )
+        if countries is None and old_intel is not None:
+            countries = old_intel.countries
+        if countries is None:
+            countries = open_geo(geo)
+    policy.intel = IntelScreen(
+        old_intel.index if old_intel is not None else AddressIndex(),
+        countries=countries if country_policy is not None else None,
+        country_policy=country_policy,
+        exempt=book.allowed,
+    )
     if old is not None:
         policy.decisions = old.decisions
     return policy

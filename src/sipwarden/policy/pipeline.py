@@ -6,18 +6,25 @@ Stages, in order (the first that decides wins):
    (``scan.empty-datagram``, ``scan.tiny-datagram``), CRLF keep-alives are
    ignored (``keepalive``), anything else is ``malformed.<reason>``;
 2. trusted peers (trunks, offices): ``allow`` (reason ``trusted-peer``) and
-   nothing below touches them;
+   nothing below touches them (a feed listing one is reported);
 3. the ban book: a banned source is dropped (``banned``; with nftables its
    packets rarely get this far);
-4. sanity checks in the spirit of Kamailio's sanity module: mandatory
+4. the intel stage: a source a threat feed lists (``intel.<feed>``) or from
+   a country the operator does not serve (``geo.<country>``,
+   ``geo.unknown``) is dropped, unless the ban book's allow list has it;
+5. sanity checks in the spirit of Kamailio's sanity module: mandatory
    headers, CSeq method, Request-URI length and scheme (``sanity.*``);
-5. the rules: the operator's first, then the built-in pack, so an operator
+6. the rules: the operator's first, then the built-in pack, so an operator
    can allow what the pack would drop (a rule whose action is ``ban`` asks
    the ban book for one);
-6. the rate limiter: a source over its limit is banned (``rate.<limit>``);
+7. the rate limiter: a source over its limit is banned (``rate.<limit>``);
    an address on the ban book's allow list is never limited;
-7. OPTIONS from anyone but a trusted peer: dropped (``options.untrusted``);
-8. ``forward``.
+8. OPTIONS from anyone but a trusted peer: dropped (``options.untrusted``);
+9. ``forward``.
+
+Stages 2 to 4 need only the source address, so ``judge_bytes`` runs them
+before the message is even peeked at: a banned or listed source's flood
+costs a few dict probes per packet, not a parse.
 
 The backend's answers come back through ``answer``: the failure tracker
 reads them, and asks the ban book when a source has failed too often.
@@ -29,6 +36,7 @@ own hits. Everything here is sans-I/O (the clock is passed in): the edge,
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import time
@@ -37,6 +45,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ..intel.screen import IntelScreen
 from ..proxy.flow import Flow
 from ..sip import Peek, SipError, peek
 from ..sip.peek import CALL_ID, CSEQ, FROM, TO, VIA
@@ -111,6 +120,7 @@ class Policy:
     limiter: RateLimiter | None = None
     failures: FailureTracker | None = None
     uniform: UniformAnswers | None = None
+    intel: IntelScreen | None = None  # feeds and countries (its index outlives a reload)
     # decisions refused (allow list, book full) and asked, by detector
     decisions: Counter[str] = field(default_factory=Counter)
     # every verdict given, counted by the Verdict itself (built once per rule
@@ -135,12 +145,35 @@ class Policy:
         self, data: bytes, source: Flow, local_port: int, now: float = 0.0
     ) -> tuple[Verdict, Peek | None]:
         """Peek and judge one framed message: the edge, ``explain`` and
-        ``replay`` all come through here, so they agree."""
+        ``replay`` all come through here, so they agree. A source the ban
+        book or the intel stage refuses is dropped unpeeked (the view is
+        None then, as for unparsable input)."""
+        host = source.host
+        if host in self.trusted:
+            if self.intel is not None:
+                self.intel.note_trusted(host, now)
+        else:
+            refused = self._screen(host, now)
+            if refused is not None:
+                self.verdicts[refused] += 1
+                return refused, None
         try:
             view = peek(data)
         except SipError as exc:
             return self.judge_unparsed(data, exc), None
-        return self.judge(view, source, local_port, now), view
+        verdict = self._decide(view, source, local_port, now, screened=True)
+        self.verdicts[verdict] += 1
+        return verdict, view
+
+    def _screen(self, host: str, now: float) -> Verdict | None:
+        """The stages that need only the source address (trusted peers excepted)."""
+        book = self.bans
+        if book is not None and book.banned(host, now) is not None:
+            return BANNED
+        intel = self.intel
+        if intel is not None and intel.active:
+            return intel.check(host, now)
+        return None
 
     def reads_answer(self, status: int) -> bool:
         """Whether ``answer`` wants the backend's answer with this status
@@ -205,6 +238,9 @@ class Policy:
         every rule that matches, in order and whatever its mode, and the
         verdict the edge would give."""
         verdict, view = self.judge_bytes(data, source, local_port)
+        if view is None:  # refused on its source alone: the rules still say their piece
+            with contextlib.suppress(SipError):
+                view = peek(data)
         matching = (
             []
             if view is None
@@ -237,13 +273,16 @@ class Policy:
         self.verdicts[verdict] += 1
         return verdict
 
-    def _decide(self, view: Peek, source: Flow, local_port: int, now: float) -> Verdict:
+    def _decide(
+        self, view: Peek, source: Flow, local_port: int, now: float, screened: bool = False
+    ) -> Verdict:
         host = source.host
         if host in self.trusted:
             return TRUSTED
-        book = self.bans
-        if book is not None and book.banned(host, now) is not None:
-            return BANNED
+        if not screened:
+            refused = self._screen(host, now)
+            if refused is not None:
+                return refused
         if self.sanity:
             insane = self._insane(view)
             if insane:

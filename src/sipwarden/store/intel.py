@@ -7,11 +7,15 @@ takes minutes, and must not be repeated for nothing).
 
 - ``intel_feeds``: one row per feed: the last ID, the last success, the last
   error, when the last full re-pull started, and the recent request times
-  (so pacing holds across a restart too).
+  (so pacing holds across a restart too); for a list feed (a URL or a
+  file), what its last good list was (``info``: source, bytes, bad lines);
+  ``changed_at``, when its entries last changed (the workers reload a feed
+  whose ``changed_at`` moved).
 - ``intel_entries``: one row per (feed, address): first and last seen.
 
 ``save`` writes a batch (the state and the addresses of one page, or an
-expiry sweep) in one transaction; WAL mode, so the CLI can read while the
+expiry sweep) in one transaction; ``replace`` makes a list feed's entries
+exactly its new list. WAL mode, so the CLI and the workers read while the
 daemon writes. The file may be the ban store's (its own tables). Feed-
 agnostic: the feeds' logic lives in ``sipwarden.intel``.
 """
@@ -39,6 +43,8 @@ CREATE TABLE IF NOT EXISTS intel_feeds (
     last_error_at   REAL,
     last_full       REAL,               -- when the last full re-pull started
     sent            TEXT NOT NULL,      -- JSON array: recent request times
+    info            TEXT,               -- JSON object: a list feed's source, size, bad lines
+    changed_at      REAL,               -- when the entries last changed
     updated_at      REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS intel_entries (
@@ -62,6 +68,30 @@ class FeedState:
     last_error_at: float | None = None
     last_full: float | None = None
     sent: tuple[float, ...] = ()  # recent request times, for pacing
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    """A feed as ``status`` reports it."""
+
+    feed: str
+    entries: int
+    last_success: float | None
+    last_error: str | None
+    last_error_at: float | None
+    changed_at: float | None
+    info: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "feed": self.feed,
+            "entries": self.entries,
+            "last_success": self.last_success,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "changed_at": self.changed_at,
+            **self.info,
+        }
 
 
 @dataclass(frozen=True)
@@ -126,6 +156,63 @@ class IntelStore:
         return [IntelEntry(a, f, s) for a, f, s in rows]
 
     @_locked
+    def entry(self, feed: str, address: str) -> IntelEntry | None:
+        row = self._db.execute(
+            "SELECT address, first_seen, last_seen FROM intel_entries"
+            " WHERE feed = ? AND address = ?",
+            (feed, address),
+        ).fetchone()
+        return None if row is None else IntelEntry(*row)
+
+    @_locked
+    def stamps(self) -> dict[str, float]:
+        """Feed -> when its entries last changed (the workers reload a feed
+        whose stamp moved). A cheap question: asked every second."""
+        return {
+            feed: changed
+            for feed, changed in self._db.execute("SELECT feed, changed_at FROM intel_feeds")
+            if changed is not None
+        }
+
+    @_locked
+    def listing(self, address: str) -> list[tuple[str, IntelEntry]]:
+        """(feed, entry) for every feed that lists exactly ``address`` (a
+        canonical address or CIDR)."""
+        rows = self._db.execute(
+            "SELECT feed, address, first_seen, last_seen FROM intel_entries WHERE address = ?"
+            " ORDER BY feed",
+            (address,),
+        )
+        return [(f, IntelEntry(a, first, last)) for f, a, first, last in rows]
+
+    @_locked
+    def status(self) -> list[FeedRow]:
+        """Every feed with its entry count, last success and last error."""
+        rows = self._db.execute(
+            "SELECT f.feed, (SELECT COUNT(*) FROM intel_entries e WHERE e.feed = f.feed),"
+            " f.last_success, f.last_error, f.last_error_at, f.changed_at, f.info"
+            " FROM intel_feeds f ORDER BY f.feed"
+        )
+        out = []
+        for feed, count, success, error, error_at, changed, info in rows:
+            try:
+                extra = json.loads(info) if info else {}
+            except ValueError:
+                extra = {}
+            out.append(
+                FeedRow(
+                    feed,
+                    int(count),
+                    success,
+                    error,
+                    error_at,
+                    changed,
+                    extra if isinstance(extra, dict) else {},
+                )
+            )
+        return out
+
+    @_locked
     def count(self, feed: str) -> int:
         row = self._db.execute(
             "SELECT COUNT(*) FROM intel_entries WHERE feed = ?", (feed,)
@@ -161,11 +248,13 @@ class IntelStore:
             )
             self._db.execute(
                 "INSERT INTO intel_feeds (feed, last_id, last_success, last_error,"
-                " last_error_at, last_full, sent, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " last_error_at, last_full, sent, changed_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (feed) DO UPDATE SET last_id = excluded.last_id,"
                 " last_success = excluded.last_success, last_error = excluded.last_error,"
                 " last_error_at = excluded.last_error_at, last_full = excluded.last_full,"
-                " sent = excluded.sent, updated_at = excluded.updated_at",
+                " sent = excluded.sent, updated_at = excluded.updated_at,"
+                " changed_at = COALESCE(excluded.changed_at, intel_feeds.changed_at)",
                 (
                     feed,
                     state.last_id,
@@ -174,9 +263,63 @@ class IntelStore:
                     state.last_error_at,
                     state.last_full,
                     json.dumps(list(state.sent)),
+                    now if (seen or removed) else None,
                     now,
                 ),
             )
+
+    @_locked
+    def replace(
+        self, feed: str, entries: Iterable[str], now: float, info: Mapping[str, Any]
+    ) -> tuple[int, int]:
+        """A list feed's new good list, in one transaction: entries not in
+        it are deleted, new ones are first seen ``now`` (the others keep
+        their first sighting); the feed's last success is ``now`` and its
+        error cleared. Returns (added, removed)."""
+        wanted = dict.fromkeys(entries)
+        with Transaction(self._db):
+            held = {
+                a
+                for (a,) in self._db.execute(
+                    "SELECT address FROM intel_entries WHERE feed = ?", (feed,)
+                )
+            }
+            added = [a for a in wanted if a not in held]
+            removed = [a for a in held if a not in wanted]
+            self._db.executemany(
+                "INSERT INTO intel_entries (feed, address, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?)",
+                [(feed, a, now, now) for a in added],
+            )
+            self._db.executemany(
+                "DELETE FROM intel_entries WHERE feed = ? AND address = ?",
+                [(feed, a) for a in removed],
+            )
+            self._db.execute(
+                "INSERT INTO intel_feeds (feed, last_id, last_success, last_error, last_error_at,"
+                " sent, info, changed_at, updated_at) VALUES (?, '', ?, NULL, NULL, '[]', ?, ?, ?)"
+                " ON CONFLICT (feed) DO UPDATE SET last_success = excluded.last_success,"
+                " last_error = NULL, last_error_at = NULL, info = excluded.info,"
+                " updated_at = excluded.updated_at,"
+                " changed_at = COALESCE(excluded.changed_at, intel_feeds.changed_at)",
+                (feed, now, json.dumps(dict(info)), now if (added or removed) else None, now),
+            )
+        return len(added), len(removed)
+
+    @_locked
+    def outcome(self, feed: str, now: float, error: str | None) -> None:
+        """A list feed's fetch that changed nothing: unchanged (``error``
+        None: a success) or failed (the list is kept, the error recorded)."""
+        if error is None:
+            update = "last_success = excluded.last_success, last_error = NULL, last_error_at = NULL"
+        else:
+            update = "last_error = excluded.last_error, last_error_at = excluded.last_error_at"
+        self._db.execute(
+            "INSERT INTO intel_feeds (feed, last_id, last_success, last_error, last_error_at,"
+            " sent, updated_at) VALUES (?, '', ?, ?, ?, '[]', ?)"
+            f" ON CONFLICT (feed) DO UPDATE SET {update}, updated_at = excluded.updated_at",
+            (feed, None if error else now, error, now if error else None, now),
+        )
 
     @_locked
     def forget(self, feed: str) -> None:
