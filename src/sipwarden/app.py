@@ -18,9 +18,11 @@ from .config import Config, ConfigError, load_config
 from .control import add_stats, ask_async, serve_control, worker_path
 from .edge import Edge
 from .enforce import Enforcer, make_enforcer
+from .intel.geo import Countries
+from .intel.keeper import IntelKeeper
 from .keeper import BanKeeper, add_request, remove_request
 from .policy import Policy, RuleError
-from .policy.load import PolicyError, arm, build_policy
+from .policy.load import PolicyError, arm, build_policy, open_geo
 from .store.sqlite import BanStore
 
 if TYPE_CHECKING:
@@ -46,6 +48,10 @@ def flow_key(path: Path) -> bytes:
         return key
 
 
+# what a reload cannot change: sockets, files and the kernel's table
+RESTART_SECTIONS = ("edge", "storage", "firewall", "api", "control")
+
+
 class Daemon:
     """One worker's edge with its policy, reload and control socket."""
 
@@ -55,14 +61,16 @@ class Daemon:
         config_path: Path | None,
         edge: Edge,
         keeper: BanKeeper,
+        intel: IntelKeeper,
         *,
         worker: int = 0,
         children: list[int] | None = None,
     ) -> None:
-        self.config = config
+        self.config = config  # in force: a reload updates what it can change
         self.config_path = config_path
         self.edge = edge
         self.keeper = keeper
+        self.intel = intel
         self.worker = worker
         self.children = children or []
         self.socket_path = worker_path(config.control.socket, worker)
@@ -74,24 +82,33 @@ class Daemon:
         The new policy is built in a thread: resolving a trusted peer's host
         name can take seconds, and packets must not wait for it."""
         previous = self.edge.policy
+        geo_before = self.config.intel.geoip
 
-        def build() -> tuple[Config, Policy]:
+        def build() -> tuple[Config, Policy, Countries | None]:
             config = load_config(self.config_path)
-            return config, build_policy(config.policy, previous=previous)
+            policy = build_policy(config.policy, previous=previous)
+            # a new country database is opened (and walked) here, not on the packets' thread
+            countries = open_geo(config.intel.geoip) if config.intel.geoip != geo_before else None
+            return config, policy, countries
 
         try:
-            config, policy = await asyncio.get_running_loop().run_in_executor(None, build)
+            config, policy, countries = await asyncio.get_running_loop().run_in_executor(
+                None, build
+            )
         except (ConfigError, RuleError, PolicyError) as exc:
             log.error("reload refused, the old rules stay in force: %s", exc)
             return str(exc)
-        for section in ("edge", "storage", "firewall", "api"):
+        for section in RESTART_SECTIONS:
             if getattr(config, section) != getattr(self.config, section):
                 log.warning("reload: changes to [%s] take effect at the next restart", section)
+        config = config.model_copy(update={s: getattr(self.config, s) for s in RESTART_SECTIONS})
         # counted while the new one was being built: carried over, then swapped;
-        # the bans, rates and failure counts are handed over here, on the
-        # packets' own thread
+        # the bans, rates, failure counts and feed entries are handed over
+        # here, on the packets' own thread
         policy.verdicts = self.edge.policy.verdicts
-        self.edge.policy = arm(policy, config, previous=self.edge.policy)
+        self.edge.policy = arm(policy, config, previous=self.edge.policy, countries=countries)
+        self.config = config
+        self.intel.configure(config.intel)
         log.info("worker %d: reloaded, %d rules in force", self.worker, len(policy.rules.rules))
         return None
 
@@ -132,7 +149,27 @@ class Daemon:
                 "rate-sources": len(policy.limiter) if policy.limiter is not None else 0,
                 "failure-sources": len(policy.failures) if policy.failures is not None else 0,
             },
+            "intel": self.intel_status(),
         }
+
+    def intel_status(self) -> dict[str, Any]:
+        """Feeds, country policy and the listed sources that pass anyway
+        (worker 0's view: every worker loads the same store)."""
+        screen = self.edge.policy.intel
+        status = self.intel.status()
+        if screen is not None:
+            policy = screen.country_policy
+            status["countries"] = (
+                None
+                if policy is None
+                else {
+                    "allow": None if policy.allow is None else sorted(policy.allow),
+                    "deny": sorted(policy.deny),
+                    "unknown": policy.unknown,
+                }
+            )
+            status["listed_but_exempt"] = {h: list(f) for h, f in screen.listed_exempt.items()}
+        return status
 
     async def _everywhere(self, request: dict[str, Any]) -> None:
         """Pass a command on to the other workers (worker 0 only)."""
@@ -186,9 +223,20 @@ class Daemon:
                     "ok": False,
                     "error": f"{request.get('target')!r} is not an IP address or a CIDR",
                 }
+        if command == "intel-lookup":
+            try:
+                return {
+                    "ok": True,
+                    **await self.intel.lookup(self.edge.policy, str(request.get("target", ""))),
+                }
+            except ValueError:
+                return {"ok": False, "error": f"{request.get('target')!r} is not an IP address"}
+        if command == "intel-status":
+            return {"ok": True, **self.intel_status()}
         return {
             "ok": False,
-            "error": f"unknown command {command!r} (reload, stats, bans-add, bans-remove, bans-list, bans-show)",
+            "error": f"unknown command {command!r} (reload, stats, bans-add, bans-remove,"
+            " bans-list, bans-show, intel-lookup, intel-status)",
         }
 
 
@@ -209,16 +257,30 @@ async def serve(
     the others). ``on_ready`` is called once it serves, and ``announce``
     prints the "listening on" line operators and tests wait for (the demo
     says it its own way)."""
-    assert policy.bans is not None
+    assert policy.bans is not None and policy.intel is not None
     keeper = BanKeeper(policy.bans, config.storage.path, enforcer_for(config))
     edge = Edge(config.edge, key, policy=policy)
-    daemon = Daemon(config, config_path, edge, keeper, worker=worker, children=children)
+
+    def never_dropped() -> list[object]:  # the policy in force: a reload may change them
+        book = edge.policy.bans
+        return list(book.allow_networks) if book is not None else []
+
+    intel = IntelKeeper(
+        config.intel,
+        config.storage.path,
+        policy.intel.index,
+        fetch=worker == 0,
+        enforcer=keeper.enforcer,
+        exclude=never_dropped,
+    )
+    daemon = Daemon(config, config_path, edge, keeper, intel, worker=worker, children=children)
     # the control socket first: a second daemon started by mistake stops
     # here, before it touches the store or the ports
     control = await serve_control(daemon.socket_path, daemon.handle)
     api = None
     try:
         await keeper.start()  # bans in force before the first packet
+        await intel.start()  # and the feeds' entries
         await edge.start()
         api = await start_api(config, daemon) if worker == 0 else None
         stop = stop or asyncio.Event()
@@ -247,6 +309,7 @@ async def serve(
         if api is not None:
             await api.cleanup()
         await edge.stop()
+        await intel.stop()
         await keeper.stop()
         log.info(
             "worker %d stopped; edge %s; verdicts %s",

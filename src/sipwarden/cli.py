@@ -61,6 +61,7 @@ def run(config_file: str | None) -> None:
 
     config = _config(config_file)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per feed request otherwise
     try:
         run_edge(config, Path(config_file) if config_file else None)
     except (RuleError, PolicyError) as exc:
@@ -592,6 +593,186 @@ def _replace_file(path: Path, text: str) -> None:
         raise
 
 
+# ------------------------------------------------------------------ intel
+
+
+@main.group()
+def intel() -> None:
+    """Threat feeds (APIBAN, lists of addresses) and country policy.
+
+    The daemon refreshes the feeds itself; these commands run a refresh by
+    hand and say what the feeds know of an address.
+    """
+
+
+@intel.command("sync")
+@CONFIG_OPTION
+@click.option(
+    "--feed",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="Only this feed (apiban:sip, or an [[intel.feeds]] name); repeatable.",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=600,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait while the daemon is fetching the same feed.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of outcomes.")
+def intel_sync(config_file: str | None, names: tuple[str, ...], wait: float, as_json: bool) -> None:
+    """Fetch the feeds once now, into the store (a running daemon picks the
+    entries up within a second). APIBAN pages from where it stopped, at
+    its rate limit: a first sync of thousands of addresses takes minutes.
+    Exits 1 if a feed failed (its last good list stays)."""
+    from .intel.commands import select, sync
+
+    config = _config(config_file)
+    try:
+        feeds = select(config, names)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    outcomes = sync(config, feeds, wait=wait, show=not as_json and sys.stderr.isatty())
+    if as_json:
+        click.echo(
+            json.dumps(
+                [{"feed": o.feed, "ok": o.ok, "summary": o.summary, **o.details} for o in outcomes],
+                indent=2,
+            )
+        )
+    else:
+        for outcome in outcomes:
+            click.echo(outcome.summary, err=not outcome.ok)
+    if not all(o.ok for o in outcomes):
+        sys.exit(1)
+
+
+@intel.command("lookup")
+@CONFIG_OPTION
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def intel_lookup(config_file: str | None, address: str, as_json: bool) -> None:
+    """What sipwarden knows of ADDRESS: its country, the feeds that list it
+    and since when, whether it is banned, trusted or allow-listed, and what
+    its next packet meets. Asks the daemon, or reads the store."""
+    config = _config(config_file)
+    answer = _daemon(config, {"cmd": "intel-lookup", "target": address})
+    if answer is None:
+        from .intel.commands import offline_lookup
+
+        try:
+            answer = {"ok": True, **offline_lookup(config, address)}
+        except ValueError as exc:
+            if isinstance(exc, PolicyError):
+                click.echo(f"sipwarden: bad policy: {exc}", err=True)
+                sys.exit(2)
+            answer = {"ok": False, "error": f"{address!r} is not an IP address"}
+    if not answer.pop("ok", False):
+        raise click.BadParameter(str(answer.get("error")), param_hint="ADDRESS")
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    verdict = answer["verdict"]
+    if verdict == "pass":
+        verdict = "passes on its source (its messages meet the rules)"
+    click.echo(f"{answer['ip']}: {verdict}")
+    country = answer["country"] or "unknown"
+    if answer["country_allowed"] is not None:
+        country += " (allowed)" if answer["country_allowed"] else " (refused by the country policy)"
+    click.echo(f"  country:  {country}")
+    if not answer["listed"]:
+        click.echo("  feeds:    not listed")
+    for item in answer["listed"]:
+        until = "" if item["expires_at"] is None else f", until {_when(item['expires_at'])}"
+        click.echo(
+            f"  feeds:    {item['feed']} lists {item['target']} since"
+            f" {_when(item['first_seen'])} (last {_when(item['last_seen'])}{until})"
+        )
+    ban = answer["banned"]
+    click.echo(
+        "  banned:   "
+        + ("no" if ban is None else f"{ban['reason']} until {_when(ban['expires_at'])}")
+    )
+    if answer["trusted"]:
+        click.echo("  trusted peer: feeds and countries never drop it (a listing is reported)")
+    elif answer["allow_listed"]:
+        click.echo("  allow-listed: feeds and countries never drop it (a listing is reported)")
+
+
+# ----------------------------------------------------------------- status
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(config_file: str | None, as_json: bool) -> None:
+    """Whether the daemon runs, the bans in force, the threat feeds (size,
+    last success, last error) and the country policy."""
+    import time
+
+    from .store.sqlite import BanStore
+
+    config = _config(config_file)
+    stats = _daemon(config, {"cmd": "stats"})
+    if stats is not None:
+        shown: dict[str, Any] = {
+            "running": True,
+            "bans_in_force": stats.get("bans-in-force", 0),
+            "intel": stats.get("intel", {}),
+            "verdicts": stats.get("verdicts", {}),
+        }
+    else:
+        from .intel.commands import offline_status
+
+        store = BanStore(config.storage.path)
+        try:
+            in_force = len(store.in_force(time.time()))
+        finally:
+            store.close()
+        shown = {
+            "running": False,
+            "bans_in_force": in_force,
+            "intel": {"feeds": offline_status(config)},
+        }
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    click.echo(
+        "daemon: " + ("running" if shown["running"] else f"not running ({config.control.socket})")
+    )
+    click.echo(f"bans in force: {shown['bans_in_force']}")
+    feeds = shown["intel"].get("feeds", [])
+    if not feeds:
+        click.echo("feeds: none configured")
+    for feed in feeds:
+        line = (
+            f"feed {feed['feed']}: {feed['entries']:,} entries, last success"
+            f" {_when(feed['last_success'])}"
+        )
+        if feed.get("bad_lines"):
+            line += f", {feed['bad_lines']} bad lines skipped"
+        if feed["last_error"]:
+            line += f"; last error {_when(feed['last_error_at'])}: {feed['last_error']}"
+        click.echo(line)
+    countries = shown["intel"].get("countries")
+    if countries:
+        rule = (
+            f"only {', '.join(countries['allow'])}"
+            if countries["allow"] is not None
+            else f"all but {', '.join(countries['deny'])}"
+        )
+        click.echo(f"countries: {rule} (unknown: {countries['unknown']})")
+    kernel = shown["intel"].get("kernel")
+    if kernel:
+        click.echo(f"kernel feed sets: {kernel['elements']:,} elements")
+    exempt = shown["intel"].get("listed_but_exempt")
+    if exempt:
+        click.echo(f"listed but trusted or allow-listed (kept working): {', '.join(exempt)}")
+
+
 # --------------------------------------------------------------- firewall
 
 
@@ -603,8 +784,10 @@ def firewall() -> None:
 @firewall.command("show")
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def firewall_show(config_file: str | None, as_json: bool) -> None:
-    """The addresses the kernel drops now, and how long each has left."""
+@click.option("--feeds", "with_feeds", is_flag=True, help="List the feed sets' elements too.")
+def firewall_show(config_file: str | None, as_json: bool, with_feeds: bool) -> None:
+    """The addresses the kernel drops now, and how long each has left; the
+    threat feeds' sets are counted (listed with --feeds)."""
     import asyncio
 
     from .app import enforcer_for
@@ -612,18 +795,39 @@ def firewall_show(config_file: str | None, as_json: bool) -> None:
     config = _config(config_file)
     enforcer = enforcer_for(config, "nftables")
 
-    async def read() -> tuple[dict[str, float | None], int]:
-        return await enforcer.elements(), await enforcer.dropped()
+    async def read() -> tuple[dict[str, float | None], int, dict[str, float | None], int]:
+        return (
+            await enforcer.elements(),
+            await enforcer.dropped(),
+            await enforcer.feed_elements(),
+            await enforcer.feed_dropped(),
+        )
 
     try:
-        elements, dropped = asyncio.run(read())
+        elements, dropped, feed_elements, feed_dropped = asyncio.run(read())
     except (OSError, EnforcerError) as exc:
         click.echo(f"sipwarden: {exc}", err=True)
         sys.exit(1)
     if as_json:
-        click.echo(json.dumps({"elements": elements, "dropped": dropped}, indent=2))
+        shown: dict[str, Any] = {
+            "elements": elements,
+            "dropped": dropped,
+            "feed_count": len(feed_elements),
+            "feed_dropped": feed_dropped,
+        }
+        if with_feeds:
+            shown["feed_elements"] = feed_elements
+        click.echo(json.dumps(shown, indent=2))
         return
-    click.echo(f"enforcer {enforcer.name}: {len(elements)} banned, {dropped} packets dropped")
+    click.echo(
+        f"enforcer {enforcer.name}: {len(elements)} banned, {dropped} packets dropped;"
+        f" feeds: {len(feed_elements)} listed, {feed_dropped} packets dropped"
+    )
+    if with_feeds:
+        for target, left in sorted(feed_elements.items()):
+            click.echo(
+                f"  feed {target:<35} " + ("no end" if left is None else f"{left:.0f} s left")
+            )
     for target, left in sorted(elements.items()):
         click.echo(f"  {target:<40} " + ("permanent" if left is None else f"{left:.0f} s left"))
 

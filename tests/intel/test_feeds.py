@@ -156,6 +156,27 @@ def test_file_feed_limits(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_a_body_that_is_mostly_not_addresses_keeps_the_last_good_list(tmp_path: Path) -> None:
+    path = tmp_path / "feed.txt"
+    path.write_text("192.0.2.1\n198.51.100.0/24\nbad line\n")  # one bad line of three: fine
+    feed = Feed("local", str(path))
+
+    async def scenario() -> None:
+        assert await feed.refresh()
+        path.write_text("<html>\n<body>Service Unavailable</body>\n192.0.2.9\n</html>\n")
+        assert not await feed.refresh()
+        assert feed.entries == ("192.0.2.1", "198.51.100.0/24")
+        assert (
+            feed.status.last_error
+            == "3 of 4 lines are not addresses (line 1: '<html>'): not a feed"
+        )
+        path.write_text("# nothing listed today\n")  # empty is a list, not an error
+        assert await feed.refresh()
+        assert feed.entries == () and feed.status.last_error is None
+
+    asyncio.run(scenario())
+
+
 # ------------------------------------------------------------------- HTTP
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -84,6 +84,18 @@ async def status(request: web.Request) -> web.Response:
     return _json(request.app[DAEMON].stats())
 
 
+async def intel_status(request: web.Request) -> web.Response:
+    return _json(request.app[DAEMON].intel_status())
+
+
+async def intel_lookup(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    try:
+        return _json(await daemon.intel.lookup(daemon.edge.policy, request.match_info["ip"]))
+    except ValueError:
+        return _error(400, f"{request.match_info['ip']!r} is not an IP address")
+
+
 async def _bans_in_force(request: web.Request) -> tuple[list[dict[str, Any]], float]:
     keeper = request.app[DAEMON].keeper
     return await keeper.list(), keeper.clock()
@@ -127,6 +139,8 @@ def make_app(daemon: Daemon, token: str | None) -> web.Application:
     app.router.add_get("/api/v1/bans/{ip:.+}", show_ban)
     app.router.add_delete("/api/v1/bans/{ip:.+}", remove_ban)
     app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/intel", intel_status)
+    app.router.add_get("/api/v1/intel/lookup/{ip}", intel_lookup)
     app.router.add_get("/api/v1/export/bans.txt", export_text)
     app.router.add_get("/api/v1/export/bans.json", export_json)
     app.router.add_get("/api/v1/export/bans.nft", export_nft)

@@ -13,8 +13,9 @@ examples for the operator. Entries come out canonical (``inet_ntop``
 spelling, the edge's) and once each, in the feed's order.
 
 Goals: a feed can never take the edge down or leave it unprotected: a
-failed fetch (network, HTTP status, timeout, a list over its size limits)
-keeps the last good list and records the error; bounded memory (at most
+failed fetch (network, HTTP status, timeout, a list over its size limits,
+a body with more bad lines than addresses, such as an error page served
+with 200) keeps the last good list and records the error; bounded memory (at most
 ``max_bytes`` read, ``max_entries`` kept); polite polling (conditional
 requests: a 304 keeps the list, as does an unchanged file).
 """
@@ -48,6 +49,10 @@ class FeedError(Exception):
 
 
 class FeedTooLarge(FeedError):
+    pass
+
+
+class NotAFeed(FeedError):
     pass
 
 
@@ -179,6 +184,13 @@ class Feed:
         if len(body) > self.max_bytes:
             raise FeedTooLarge(f"over {self.max_bytes} bytes")
         parsed = parse_feed(body.decode("utf-8", errors="replace"), max_entries=self.max_entries)
+        if parsed.bad > len(parsed.entries):
+            # more garbage than addresses: an error page served as 200, a
+            # truncated or wrong file; not a list to replace a good one with
+            raise NotAFeed(
+                f"{parsed.bad} of {parsed.lines} lines are not addresses"
+                f" ({parsed.examples[0]}): not a feed"
+            )
         status = self.status
         changed = parsed.entries != status.entries or status.last_change is None
         status.entries = parsed.entries

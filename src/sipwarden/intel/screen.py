@@ -53,8 +53,8 @@ class IntelScreen:
     """Feeds and country policy over one source address (see the module doc).
 
     ``exempt(host)``: the ban book's allow list (trusted peers never reach
-    ``check``). ``countries`` and ``country_policy`` go together; either
-    None means no country policy."""
+    ``check``). ``countries`` without ``country_policy`` answers
+    ``country`` (lookups) but drops nothing."""
 
     def __init__(
         self,
@@ -66,7 +66,7 @@ class IntelScreen:
         cache_size: int = CACHE,
     ) -> None:
         self.index = index
-        self.countries = countries if country_policy is not None else None
+        self.countries = countries
         self.country_policy = country_policy if countries is not None else None
         self.exempt = exempt
         self.cache_size = cache_size
@@ -74,7 +74,8 @@ class IntelScreen:
         self._generation = index.generation
         self._feed_verdicts: dict[str, Verdict] = {}
         self._country_verdicts: dict[str, Verdict] = {}
-        source = None if self.countries is None else self.countries.source
+        # the per-packet readers, only when a policy asks every packet
+        source = countries.source if countries is not None and country_policy is not None else None
         self._by_number = getattr(source, "lookup_number", None)
         self._by_text = None if source is None else source.lookup
         # exempt (allow list, trusted) sources a feed lists: host -> feeds
@@ -114,7 +115,7 @@ class IntelScreen:
             self._report(host, entry, "a trusted peer")
 
     def country(self, host: str) -> str | None:
-        """The source's country, when a country policy is in force."""
+        """The source's country, when a country source is configured."""
         if self.countries is None:
             return None
         return self.countries.country(host)

@@ -156,16 +156,18 @@ def build_policy(
 
 
 def open_geo(geo: GeoConfig) -> Countries | None:
-    """The country source ``[intel.geoip]`` names (None: no country policy).
-    Slow with ``preload`` (a whole MaxMind database walked): call it off
-    the packets' thread. Raises PolicyError naming the key."""
-    if not (geo.allow_countries or geo.deny_countries):
+    """The country source ``[intel.geoip]`` names (None: none named).
+    A MaxMind database is walked into a range table (``preload``) only
+    when a country policy asks every packet: slow (seconds for GeoLite2),
+    so call it off the packets' thread. Raises PolicyError naming the key."""
+    if geo.database is None and geo.zones is None:
         return None
     path = geo.database if geo.database is not None else geo.zones
     key = "database" if geo.database is not None else "zones"
-    assert path is not None  # the config requires one with a policy
+    assert path is not None
+    preload = geo.preload and bool(geo.allow_countries or geo.deny_countries)
     try:
-        return open_countries(path, preload=geo.preload)
+        return open_countries(path, preload=preload)
     except (OSError, ValueError) as exc:  # maxminddb raises InvalidDatabaseError(RuntimeError)
         raise PolicyError(f"intel.geoip.{key}: cannot read {str(path)!r}: {exc}") from None
     except RuntimeError as exc:
@@ -258,13 +260,15 @@ def arm(
         country_policy = CountryPolicy(
             geo.allow_countries or None, geo.deny_countries or None, geo.unknown
         )
-        if countries is None and old_intel is not None:
-            countries = old_intel.countries
+    if geo.database is None and geo.zones is None:
+        countries = None
+    elif countries is None:
+        countries = old_intel.countries if old_intel is not None else None
         if countries is None:
             countries = open_geo(geo)
     policy.intel = IntelScreen(
         old_intel.index if old_intel is not None else AddressIndex(),
-        countries=countries if country_policy is not None else None,
+        countries=countries,
         country_policy=country_policy,
         exempt=book.allowed,
     )

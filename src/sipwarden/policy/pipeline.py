@@ -165,6 +165,14 @@ class Policy:
         self.verdicts[verdict] += 1
         return verdict, view
 
+    def screen(self, host: str, now: float) -> Verdict | None:
+        """What the source address alone decides: trusted, banned, listed
+        by a feed or from a refused country; None when the message decides
+        (``intel lookup`` asks this)."""
+        if host in self.trusted:
+            return TRUSTED
+        return self._screen(host, now)
+
     def _screen(self, host: str, now: float) -> Verdict | None:
         """The stages that need only the source address (trusted peers excepted)."""
         book = self.bans

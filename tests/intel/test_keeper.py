@@ -1,0 +1,285 @@
+"""The intel keeper in-process: the store and the index kept in step, the
+fetches of worker 0 (APIBAN against the local mock, list feeds from files
+and a local HTTP server), the kernel's list (what the enforcer is handed),
+turns taken with `intel sync`, lookups. The real kernel and the real
+daemon are in tests/edge/test_intel.py."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from sipwarden.config import IntelConfig, config_from_dict
+from sipwarden.intel import keeper as keeper_module
+from sipwarden.intel.index import AddressIndex
+from sipwarden.intel.keeper import IntelKeeper, feed_specs, sync_apiban
+from sipwarden.policy.load import arm, build_policy
+from sipwarden.proxy.flow import Flow
+from sipwarden.store.intel import IntelStore
+from sipwarden.store.lock import feed_lock
+
+from .mock_apiban import MockApiban
+
+KEY = "s3cr3t-k3y-0123456789"
+DAY = 86400.0
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T], limit: float = 25.0) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, limit)
+
+    return asyncio.run(bounded())
+
+
+def intel(**sections: Any) -> IntelConfig:
+    return config_from_dict({"intel": sections}).intel
+
+
+def apiban(base: str, **extra: Any) -> dict[str, Any]:
+    # the rate window scaled down: 11 requests a second
+    return {"key": KEY, "url": base, "rate_window": 1, "refresh": 3600, **extra}
+
+
+async def until(predicate: Callable[[], Any], seconds: float = 10.0) -> Any:
+    """Poll (every 50 ms, at most ``seconds``) until ``predicate()`` is truthy."""
+    for _ in range(int(seconds / 0.05)):
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not true after {seconds} s: {predicate}")
+
+
+class Kernel:
+    """Records what the keeper hands the enforcer (the real one is tested
+    against nftables in tests/enforce and tests/edge)."""
+
+    name = "nftables"
+
+    def __init__(self) -> None:
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.loads: list[dict[str, float | None]] = []
+
+    async def load_feeds(self, wanted: Mapping[str, float | None], now: float) -> None:
+        self.loads.append(dict(wanted))
+        self.counters["feed-elements"] = len(wanted)
+
+
+def test_specs_name_the_feeds_and_never_hold_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SIPWARDEN_APIBAN_KEY", raising=False)
+    assert feed_specs(intel()) == {}  # no key: no APIBAN
+    monkeypatch.setenv("SIPWARDEN_APIBAN_KEY", KEY)
+    specs = feed_specs(intel(feeds=[{"name": "voipbl", "url": "https://example.org/list"}]))
+    assert list(specs) == ["apiban:sip", "voipbl"]
+    assert specs["apiban:sip"].life == 7 * DAY and specs["voipbl"].life is None
+    assert KEY not in repr(specs)
+    assert feed_specs(intel(apiban={"enabled": False})) == {}
+
+
+def test_the_index_follows_the_store(tmp_path: Path) -> None:
+    db = tmp_path / "sipwarden.db"
+    now = time.time()
+    store = IntelStore(db)
+    store.replace("blocklist", ["192.0.2.0/24", "2001:db8::7"], now, {})
+    config = intel(feeds=[{"name": "blocklist", "path": "x.txt"}])
+
+    async def scenario() -> None:
+        index = AddressIndex()
+        keeper = IntelKeeper(config, db, index)
+        await keeper.start()  # loaded before the edge's first packet
+        try:
+            assert index.lookup("192.0.2.9", now) is not None
+            assert index.lookup("2001:db8::7", now) is not None
+            await asyncio.to_thread(
+                store.replace, "blocklist", ["192.0.2.0/24", "198.51.100.1"], now + 1, {}
+            )
+            await until(lambda: index.lookup("198.51.100.1", now) is not None, 5)
+            assert index.lookup("2001:db8::7", now) is None  # unlisted
+            assert keeper.loaded() == {"blocklist": 2}
+            # a reload without the feed: its entries leave the index
+            keeper.configure(intel())
+            await until(lambda: len(index) == 0, 5)
+            assert keeper.loaded() == {}
+        finally:
+            await keeper.stop()
+
+    run(scenario())
+    store.close()
+
+
+def test_apiban_entries_fall_out_after_their_life(tmp_path: Path) -> None:
+    db = tmp_path / "sipwarden.db"
+    clock = [1_800_000_000.0]
+    store = IntelStore(db)
+    from sipwarden.store.intel import FeedState
+
+    store.save(
+        "apiban:sip",
+        FeedState(last_id="1799999000"),
+        {"45.0.0.1": clock[0] - 7 * DAY + 30, "45.0.0.2": clock[0] - DAY},
+        [],
+        clock[0],
+    )
+    store.close()
+
+    async def scenario() -> None:
+        index = AddressIndex()
+        keeper = IntelKeeper(intel(apiban=apiban("http://127.0.0.1:9/api/")), db, index)
+        keeper.clock = lambda: clock[0]
+        await keeper.start()
+        try:
+            assert keeper.loaded() == {"apiban:sip": 2}
+            clock[0] += 31  # the first one is 7 days old now
+            assert index.lookup("45.0.0.1", clock[0]) is None  # a lookup sees the end at once
+            clock[0] += 60  # its re-read is due (at most once a minute)
+            assert await keeper.sync_index()
+            assert keeper.loaded() == {"apiban:sip": 1}
+            assert index.get("45.0.0.1") is None and index.get("45.0.0.2") is not None
+        finally:
+            await keeper.stop()
+
+    run(scenario())
+
+
+def test_worker_zero_fetches_apiban_and_lists_and_loads_the_kernel(tmp_path: Path) -> None:
+    db = tmp_path / "sipwarden.db"
+    listed = tmp_path / "list.txt"
+    listed.write_text("# a blocklist\n198.51.100.0/24\n2001:db8::/48\n203.0.113.5\n")
+
+    async def scenario() -> None:
+        async with MockApiban(key=KEY, rate_window=1.0, batch=100) as mock:
+            start = int(time.time()) - 3600
+            for i in range(300):
+                mock.add(f"45.1.{i // 250}.{i % 250 + 1}", start + i)
+            mock.add("2a01:4f8::9", start + 400)
+            config = intel(
+                apiban=apiban(mock.base),
+                feeds=[{"name": "local", "path": str(listed), "refresh": 3600}],
+            )
+            index = AddressIndex()
+            kernel = Kernel()
+            keeper = IntelKeeper(
+                config,
+                db,
+                index,
+                fetch=True,
+                enforcer=kernel,  # type: ignore[arg-type]
+                # trusted peer and allow list: never in the kernel, a network split around it
+                exclude=lambda: ["203.0.113.5/32", "198.51.100.128/25"],
+            )
+            await keeper.start()
+            try:
+                await until(lambda: keeper.loaded() == {"apiban:sip": 301, "local": 3})
+                assert index.lookup("45.1.0.7", time.time()) is not None
+                assert index.lookup("198.51.100.200", time.time()) is not None
+                await until(lambda: kernel.loads and len(kernel.loads[-1]) == 301 + 2)
+                last = kernel.loads[-1]
+                assert "203.0.113.5" not in last and "198.51.100.0/24" not in last
+                assert "198.51.100.0/25" in last and last["198.51.100.0/25"] is None
+                assert last["2a01:4f8::9"] == pytest.approx(start + 400 + 7 * DAY)
+                await until(lambda: keeper.rows)
+                shown = {f["feed"]: f for f in keeper.status()["feeds"]}
+                assert shown["apiban:sip"]["entries"] == 301 and shown["local"]["in_force"] == 3
+                assert shown["apiban:sip"]["last_error"] is None
+                assert KEY not in str(keeper.status())
+                assert mock.max_in_window <= 11
+            finally:
+                await keeper.stop()
+
+    run(scenario())
+
+
+def test_a_failing_list_keeps_its_last_good_list_across_restarts(tmp_path: Path) -> None:
+    db = tmp_path / "sipwarden.db"
+    listed = tmp_path / "list.txt"
+    listed.write_text("192.0.2.1\n192.0.2.2\n")
+    config = intel(feeds=[{"name": "local", "path": str(listed), "refresh": 3600}])
+
+    async def scenario() -> None:
+        keeper = IntelKeeper(config, db, AddressIndex(), fetch=True)
+        await keeper.start()
+        await until(lambda: keeper.loaded() == {"local": 2})
+        await keeper.stop()
+        listed.unlink()  # gone: every fetch now fails
+        index = AddressIndex()
+        keeper = IntelKeeper(config, db, index, fetch=True)
+        await keeper.start()
+        try:
+            assert keeper.loaded() == {"local": 2}  # from the store, before any fetch
+            await until(lambda: keeper.status()["feeds"][0]["last_error"])
+            (feed,) = keeper.status()["feeds"]
+            assert "FileNotFoundError" in feed["last_error"] and feed["entries"] == 2
+            assert index.lookup("192.0.2.2", time.time()) is not None
+        finally:
+            await keeper.stop()
+
+    run(scenario())
+
+
+def test_the_daemon_and_intel_sync_take_turns(tmp_path: Path) -> None:
+    db = tmp_path / "sipwarden.db"
+
+    async def scenario() -> None:
+        async with MockApiban(key=KEY, rate_window=1.0) as mock:
+            mock.add("45.2.0.1", int(time.time()) - 60)
+            settings = keeper_module.apiban_settings(intel(apiban=apiban(mock.base)))
+            assert settings is not None
+            store = IntelStore(db)
+            async with feed_lock(db, "apiban:sip") as mine:  # `intel sync` holds it
+                assert mine
+                assert await sync_apiban(db, store, settings) is None  # the daemon skips
+                assert mock.requests == []
+            result = await sync_apiban(db, store, settings)
+            assert result is not None and result.ok and result.total == 1
+            store.close()
+
+    run(scenario())
+
+
+def test_lookup_says_who_lists_an_address_since_when(tmp_path: Path) -> None:
+    db = tmp_path / "sipwarden.db"
+    now = time.time()
+    store = IntelStore(db)
+    store.replace("local", ["192.0.2.0/24", "192.0.2.7"], now - 100, {})
+    store.close()
+    config = config_from_dict(
+        {
+            "policy": {"trusted_peers": ["192.0.2.9"]},
+            "intel": {"feeds": [{"name": "local", "path": "x"}]},
+        }
+    )
+    policy = arm(build_policy(config.policy), config)
+    assert policy.intel is not None
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        keeper = IntelKeeper(config.intel, db, policy.intel.index)  # type: ignore[union-attr]
+        await keeper.start()
+        try:
+            return (
+                await keeper.lookup(policy, "192.0.2.7"),
+                await keeper.lookup(policy, "192.0.2.9"),
+                await keeper.lookup(policy, "198.51.100.1"),
+            )
+        finally:
+            await keeper.stop()
+
+    listed, trusted, clean = run(scenario())
+    assert listed["verdict"] == "drop (intel.local)"
+    assert [(i["target"], i["first_seen"]) for i in listed["listed"]] == [
+        ("192.0.2.7", now - 100),
+        ("192.0.2.0/24", now - 100),
+    ]
+    assert trusted["verdict"] == "allow (trusted-peer)" and trusted["trusted"]
+    assert trusted["listed"][0]["target"] == "192.0.2.0/24"  # listed, and it keeps working
+    assert clean["verdict"] == "pass" and clean["listed"] == []
+    with pytest.raises(ValueError):
+        run(IntelKeeper(config.intel, db, AddressIndex()).lookup(policy, "192.0.2.0/24"))
+    verdict, _ = policy.judge_bytes(b"x" * 40, Flow("udp", "192.0.2.7", 5060), 5060, now)
+    assert verdict.reason == "intel.local"
