@@ -405,6 +405,9 @@ class FeedConfig(_Section):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,40}$")
     url: str | None = None
     path: Path | None = None
+    # sent with every request to ``url`` (an API key, another sipwarden's
+    # token: {Authorization = "Bearer ..."}); never logged
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
     refresh: Duration = 3600.0
     max_entries: int = Field(default=1_000_000, ge=1)
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
@@ -415,6 +418,11 @@ class FeedConfig(_Section):
             raise ValueError(f"feed {self.name!r}: give either url or path")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"feed {self.name!r}: url must be http:// or https://")
+        if self.headers and self.url is None:
+            raise ValueError(f"feed {self.name!r}: headers are for a url")
+        for name, value in self.headers.items():
+            if not re.fullmatch(r"[A-Za-z0-9-]+", name) or "\n" in value or "\r" in value:
+                raise ValueError(f"feed {self.name!r}: headers: {name!r} is not a header line")
         return self
 
 

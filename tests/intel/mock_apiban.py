@@ -14,9 +14,15 @@ Counters for the tests: ``requests`` (arrival time, route, ID asked),
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import json
+import os
+import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -209,3 +215,51 @@ async def _body(request: web.Request) -> Any:
         return json.loads(await request.read())
     except ValueError:
         return None
+
+
+CLONE_NEWNET = 0x40000000  # setns(2)
+
+
+@contextmanager
+def mock_thread(*, netns: str | None = None, **options: Any) -> Iterator[MockApiban]:
+    """A mock served by a thread of its own (its own event loop), for tests
+    whose client is another process: ``sipwarden run`` or the CLI. With
+    ``netns``, the thread joins that network namespace first, so the mock
+    listens on that namespace's loopback. Add entries from the test's
+    thread only while no request is under way (between the test's steps)."""
+    mock = MockApiban(**options)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            if netns is not None:
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+                try:
+                    if libc.setns(fd, CLONE_NEWNET) != 0:  # this thread only
+                        raise OSError(ctypes.get_errno(), f"setns {netns}")
+                finally:
+                    os.close(fd)
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(mock.start())
+        except BaseException as exc:
+            failed.append(exc)
+            ready.set()
+            return
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(mock.stop())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10), "the APIBAN mock did not start"
+    if failed:
+        raise failed[0]
+    try:
+        yield mock
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

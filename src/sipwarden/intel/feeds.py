@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -136,6 +136,7 @@ class Feed:
     max_entries: int = MAX_ENTRIES
     max_bytes: int = MAX_BYTES
     timeout: float = TIMEOUT
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # an API key, a token
     client: httpx.AsyncClient | None = None
     clock: Callable[[], float] = time.time
     status: FeedStatus = field(init=False)
@@ -204,7 +205,7 @@ class Feed:
     # --------------------------------------------------------------- inside
 
     async def _fetch_url(self) -> tuple[bytes, _Validators] | None:
-        headers = {}
+        headers = dict(self.headers)
         if self._etag:
             headers["If-None-Match"] = self._etag
         if self._last_modified:

@@ -117,7 +117,13 @@ def feed_specs(intel: IntelConfig) -> dict[str, FeedSpec]:
 
 def list_feed(config: FeedConfig) -> Feed:
     source = config.url if config.url is not None else str(config.path)
-    return Feed(config.name, source, max_entries=config.max_entries, max_bytes=config.max_bytes)
+    return Feed(
+        config.name,
+        source,
+        max_entries=config.max_entries,
+        max_bytes=config.max_bytes,
+        headers=config.headers,
+    )
 
 
 async def sync_apiban(
