@@ -13,9 +13,17 @@ record). Rows:
 - ``country``: ``Countries.country`` from the MaxMind reader and from the
   preloaded range table, cached (a source seen before) and uncached (a
   spoofed source per packet: every lookup misses the cache);
-- ``packet``: what the pipeline will do per packet, feed lookup then
-  country check (``CountryPolicy.allowed``), for a miss in the feeds (the
-  common case) with the cache warm and with a new source every packet.
+- ``packet``: feed lookup then country check (``CountryPolicy.allowed``)
+  by hand, for a miss in the feeds (the common case) with the cache warm
+  and with a new source every packet;
+- ``stage``: ``IntelScreen.check`` as the pipeline calls it (the address
+  parsed once, the answer cached per host);
+- ``pipeline``: ``Policy.judge_bytes`` on a phone's REGISTER with the stage
+  off and on (IPv4 column: a source seen before; IPv6 column: a new source
+  every packet), and a listed source, dropped before its message is parsed.
+
+Then what the daemon pays off the packet path: a worker's start (100,000
+entries read from the store into the index) and the kernel's list.
 
 Memory: tracemalloc's count of what building the index and opening the
 databases allocated (the MMDB file itself is memory-mapped, so its pages
@@ -39,12 +47,15 @@ import tempfile
 import time
 import timeit
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from sipwarden.intel.geo import Countries, CountryPolicy, MaxMindCountries
+from sipwarden.intel.geo import Countries, CountryPolicy, CountryRanges, MaxMindCountries
 from sipwarden.intel.index import AddressIndex
 from sipwarden.intel.screen import IntelScreen
+from sipwarden.policy import Policy
+from sipwarden.proxy import Flow
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.intel.geodata import record
@@ -122,7 +133,7 @@ def measure(fn: Callable[[], object], seconds: float) -> float:
     return min(timer.repeat(repeats, n)) / n * 1e6
 
 
-def per_call(fn: Callable[[str], object], hosts: list[str], seconds: float) -> float:
+def per_call(fn: Callable[[Any], object], hosts: Sequence[Any], seconds: float) -> float:
     """µs per call of ``fn`` over ``hosts`` in turn (loop overhead subtracted)."""
     cycle = itertools.cycle(hosts)
     nxt = cycle.__next__
@@ -265,6 +276,8 @@ def main() -> None:
             per_call(new_source, inside6 + hosts6, s),
         )
 
+    pipeline_rows(index, table, policy, miss4, hosts4, s, row)
+
     print(
         f"memory: index {index_bytes / 1e6:.1f} MB ({index_bytes / len(index):.0f} B/entry); "
         f"mmdb reader {reader_bytes / 1e6:.2f} MB + {mmdb.stat().st_size / 1e6:.1f} MB mapped file; "
@@ -277,6 +290,76 @@ def main() -> None:
         f"{full_gc * 1e3:.1f} ms"
     )
     reader.close()
+    daemon_costs(entries, tmp)
+
+
+def pipeline_rows(
+    index: AddressIndex,
+    table: CountryRanges,
+    policy: CountryPolicy,
+    unlisted: list[str],
+    listed: list[str],
+    seconds: float,
+    row: Callable[[str, float, float], None],
+) -> None:
+    """The stage inside the pipeline: ``Policy.judge_bytes`` on a phone's
+    REGISTER with the stage loaded and without it (IPv4 column: a source
+    seen before; IPv6 column: a new source every packet)."""
+    from messages import REGISTER  # bench/ is on sys.path when run as a script
+    from sipwarden.config import PolicyConfig
+    from sipwarden.policy.load import build_policy
+
+    off = build_policy(PolicyConfig())  # no ban book, no limiter: the pipeline's stages alone
+    on = build_policy(PolicyConfig())
+    on.intel = IntelScreen(index, countries=Countries(table), country_policy=policy)
+    seen = [Flow("udp", unlisted[0], 5060)]
+    new = [Flow("udp", h, 5060) for h in unlisted]
+    bad = [Flow("udp", h, 5060) for h in listed]
+
+    def judged(p: Policy, flows: list[Flow]) -> float:
+        return per_call(lambda f: p.judge_bytes(REGISTER, f, 5060), flows, seconds)
+
+    off_seen, on_seen = judged(off, seen), judged(on, seen)
+    off_new, on_new = judged(off, new), judged(on, new)
+    row("pipeline: clean REGISTER, stage off", off_seen, off_new)
+    row("pipeline: clean REGISTER, stage on", on_seen, on_new)
+    row("pipeline: what the stage adds", on_seen - off_seen, on_new - off_new)
+    listed_cost = judged(on, bad)
+    row("pipeline: a listed source (dropped unparsed)", listed_cost, listed_cost)
+
+
+def daemon_costs(entries: list[str], tmp: Path) -> None:
+    """What the keeper pays off the packet path: a worker's start (the
+    store read into the index) and the kernel's list (kernel_targets)."""
+    import asyncio
+
+    from sipwarden.config import config_from_dict
+    from sipwarden.intel.keeper import IntelKeeper
+    from sipwarden.intel.kernel import kernel_targets
+    from sipwarden.store.intel import IntelStore
+
+    db = tmp / "sipwarden.db"
+    store = IntelStore(db)
+    store.replace("bench", entries, time.time(), {})
+    store.close()
+    config = config_from_dict({"intel": {"feeds": [{"name": "bench", "path": "x"}]}}).intel
+
+    async def start() -> float:
+        keeper = IntelKeeper(config, db, AddressIndex())
+        began = time.perf_counter()
+        await keeper.start()
+        took = time.perf_counter() - began
+        await keeper.stop()
+        return took
+
+    loaded = asyncio.run(start())
+    began = time.perf_counter()
+    kernel = kernel_targets(dict.fromkeys(entries), ["203.0.113.0/24", "2001:db8::/32"])
+    targets = time.perf_counter() - began
+    print(
+        f"daemon: a worker loads {len(entries):,} entries from the store in {loaded:.2f} s; "
+        f"kernel_targets {targets * 1e3:.0f} ms ({len(kernel):,} disjoint targets)"
+    )
 
 
 if __name__ == "__main__":

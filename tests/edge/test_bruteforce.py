@@ -478,7 +478,7 @@ def test_a_phone_that_mistypes_its_password_is_not_banned(site: Site, daemon: Da
     # six failures in all, more than maxretry, but each 200 wipes the count
     assert statuses == [401, 401, 200] * 3, statuses
     assert daemon.bans() == []
-    assert daemon.firewall() == {"elements": {}, "dropped": 0}
+    assert daemon.firewall() == {"elements": {}, "dropped": 0, "feed_count": 0, "feed_dropped": 0}
     stats = daemon.stats()
     assert stats["decisions"] == {}, stats
     assert stats["edge"]["received"] == 18  # every REGISTER reached the edge
@@ -608,7 +608,12 @@ def test_an_allow_listed_address_is_never_banned(site: Site, daemon: Daemon, tmp
         assert flood.returncode == 0 and len(sent) == 300, flood.stdout[-2000:]
         time.sleep(0.2)
         assert daemon.bans() == []
-        assert daemon.firewall() == {"elements": {}, "dropped": 0}
+        assert daemon.firewall() == {
+            "elements": {},
+            "dropped": 0,
+            "feed_count": 0,
+            "feed_dropped": 0,
+        }
         assert office.login() == 200, "the office was cut off"
     stats = daemon.stats()
     # every message was forwarded (8 failed logins, the flood, one login);
