@@ -3,9 +3,13 @@ the country policy."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sipwarden.intel.geo import (
     Countries,
@@ -101,6 +105,44 @@ def test_ranges_merge_and_nest() -> None:
     assert ranges.lookup("255.255.255.255") == "XE"
     assert ranges.lookup("2001:db8::1") == "XB" and ranges.lookup("::1") is None
     assert len(ranges) == 7  # IPv4: XE, XA (the pair as one), XB, XC, XD, XE; IPv6: XB
+
+
+@st.composite
+def _nets(draw: st.DrawFn) -> tuple[list[tuple[str, str]], list[str]]:
+    """Distinct networks of both families (nested, adjacent, spanning
+    buckets: prefixes from /0) with codes, and addresses to look up: at and
+    around every network's edges, and at bucket edges."""
+    version = draw(st.sampled_from([4, 6]))
+    width = 32 if version == 4 else 128
+    nets: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, str] = {}
+    for _ in range(draw(st.integers(1, 30))):
+        prefix = draw(st.integers(0, width))
+        # a few /8s (or /16s) worth of space, so that networks nest and touch
+        top = draw(st.integers(0, 3)) << (width - 8)
+        number = top | draw(st.integers(0, (1 << (width - 6)) - 1))
+        net = ipaddress.ip_network((number >> (width - prefix) << (width - prefix), prefix))
+        nets.setdefault(net, draw(st.sampled_from(["XA", "XB", "XC"])))
+    probes = set()
+    for net in nets:
+        first, last = int(net.network_address), int(net.broadcast_address)
+        probes |= {first - 1, first, last, last + 1, (first >> (width - 16) << (width - 16)) - 1}
+    probes |= set(draw(st.lists(st.integers(0, (1 << width) - 1), max_size=10)))
+    spell = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    hosts = [str(spell(p)) for p in probes if 0 <= p < 1 << width]
+    return [(str(n), c) for n, c in nets.items()], hosts
+
+
+@given(_nets())
+@settings(max_examples=300, deadline=None)
+def test_ranges_agree_with_the_most_specific_network(case: Any) -> None:
+    pairs, hosts = case
+    ranges = CountryRanges(pairs)
+    nets = [(ipaddress.ip_network(n), c) for n, c in pairs]
+    for host in hosts:
+        ip = ipaddress.ip_address(host)
+        holding = [(n.prefixlen, c) for n, c in nets if ip in n]
+        want = max(holding)[1] if holding else None
+        assert ranges.lookup(host) == want, (host, pairs)
 
 
 def test_iso_code_shapes() -> None:

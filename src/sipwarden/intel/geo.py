@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import socket
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -42,6 +43,8 @@ from .feeds import parse_feed
 from .index import parse_target
 
 CACHE: Final = 65_536  # hosts remembered per Countries
+_BUCKETS: Final = 1 << 16  # CountryRanges' buckets: an address's top 16 bits
+_BUCKET_SHIFT: Final = {4: 32 - 16, 6: 128 - 16}
 
 
 class CountrySource(Protocol):
@@ -116,12 +119,30 @@ class CountryRanges:
         self._starts: dict[int, Any] = {}
         self._ends: dict[int, Any] = {}
         self._codes: dict[int, list[str]] = {}
+        # per family, for each value of an address's top 16 bits, the index
+        # of the first range that starts there or later: a lookup bisects
+        # only the ranges of its own bucket (a few), not the whole table
+        self._first: dict[int, array[int]] = {}
         for version, items in spans.items():
             starts, ends, names = _flatten(items)
             # IPv4 in 4-byte arrays; IPv6 numbers do not fit a C integer
             self._starts[version] = array("I", starts) if version == 4 else starts
             self._ends[version] = array("I", ends) if version == 4 else ends
             self._codes[version] = names
+            shift = _BUCKET_SHIFT[version]
+            self._first[version] = array(
+                "I", (bisect.bisect_left(starts, b << shift) for b in range(_BUCKETS + 1))
+            )
+        # what a lookup reads, one tuple per family (indexed by 4 and 6)
+        self._tables: list[Any] = [None] * 7
+        for version in (4, 6):
+            self._tables[version] = (
+                self._starts[version],
+                self._ends[version],
+                self._codes[version],
+                self._first[version],
+                _BUCKET_SHIFT[version],
+            )
 
     def __len__(self) -> int:
         return sum(len(codes) for codes in self._codes.values())
@@ -145,9 +166,14 @@ class CountryRanges:
 
     def lookup_number(self, version: int, value: int) -> str | None:
         """``lookup`` of an address already parsed (``index.address_number``)."""
-        i = bisect.bisect_right(self._starts[version], value) - 1
-        if i >= 0 and value <= self._ends[version][i]:
-            return self._codes[version][i]
+        starts, ends, codes, first, shift = self._tables[version]
+        bucket = value >> shift
+        # the range holding ``value`` starts in its bucket, or is the one
+        # before the bucket's first (it began earlier and may reach in)
+        i = bisect_right(starts, value, first[bucket], first[bucket + 1]) - 1
+        if i >= 0 and value <= ends[i]:
+            code: str = codes[i]
+            return code
         return None
 
     def close(self) -> None:

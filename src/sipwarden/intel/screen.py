@@ -78,6 +78,8 @@ class IntelScreen:
         source = countries.source if countries is not None and country_policy is not None else None
         self._by_number = getattr(source, "lookup_number", None)
         self._by_text = None if source is None else source.lookup
+        # whether a new source's address must be parsed (networks to probe, or countries)
+        self._parse = index.has_networks or self._by_number is not None
         # exempt (allow list, trusted) sources a feed lists: host -> feeds
         self.listed_exempt: dict[str, tuple[str, ...]] = {}
         self._noted: dict[str, int] = {}  # trusted hosts checked, at which generation
@@ -89,13 +91,23 @@ class IntelScreen:
         return len(self.index) > 0 or self.country_policy is not None
 
     def check(self, host: str, now: float) -> Verdict | None:
-        if self.index.generation != self._generation:
-            self._generation = self.index.generation
+        index = self.index
+        if index.generation != self._generation:
+            self._generation = index.generation
             self._cache.clear()
-        verdict = self._cache.get(host)
+            self._parse = index.has_networks or self._by_number is not None
+        cache = self._cache
+        verdict = cache.get(host)
         if verdict is None:
-            verdict = self._judge(host, now)
-            cache = self._cache
+            # a new source: inlined, this is the spoofed flood's per-packet cost
+            number = address_number(host) if self._parse else None
+            entry = index.find(host, number, now)
+            if entry is not None:
+                verdict = self._listed(host, entry)
+            elif self.country_policy is None:
+                verdict = _PASS
+            else:
+                verdict = self._by_country(host, number)
             if len(cache) >= self.cache_size:
                 cache.clear()
             cache[host] = verdict
@@ -122,22 +134,19 @@ class IntelScreen:
 
     # --------------------------------------------------------------- inside
 
-    def _judge(self, host: str, now: float) -> Verdict:
-        index = self.index
-        number = address_number(host) if (index.has_networks or self._by_number) else None
-        entry = index.find(host, number, now)
-        if entry is not None:
-            if self.exempt(host):
-                self._report(host, entry, "on the allow list")
-                return _PASS
-            feed = entry.feeds[0]
-            verdict = self._feed_verdicts.get(feed)
-            if verdict is None:
-                verdict = self._feed_verdicts[feed] = Verdict("drop", feed_reason(feed))
-            return verdict
-        policy = self.country_policy
-        if policy is None:
+    def _listed(self, host: str, entry: Entry) -> Verdict:
+        if self.exempt(host):
+            self._report(host, entry, "on the allow list")
             return _PASS
+        feed = entry.feeds[0]
+        verdict = self._feed_verdicts.get(feed)
+        if verdict is None:
+            verdict = self._feed_verdicts[feed] = Verdict("drop", feed_reason(feed))
+        return verdict
+
+    def _by_country(self, host: str, number: tuple[int, int] | None) -> Verdict:
+        policy = self.country_policy
+        assert policy is not None
         if self._by_number is not None:
             code = None if number is None else self._by_number(*number)
         else:
