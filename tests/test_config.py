@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sipwarden.config import ConfigError, Endpoint, config_from_dict, load_config
@@ -126,3 +128,25 @@ def test_intel_settings_name_the_key_and_paths_follow_the_config(tmp_path):
     assert config.intel.geoip.database == tmp_path / "geo/c.mmdb"
     assert config.intel.geoip.allow_countries == ["GB"]
     assert config.intel.feeds[0].path == tmp_path / "bad.txt"
+
+
+def test_the_readmes_configuration_block_is_a_valid_config() -> None:
+    """Every key the README documents exists, with a valid example value."""
+    import re
+    import tomllib
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text[text.index("## Configuration") :]
+    found = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert found is not None
+    config = config_from_dict(tomllib.loads(found.group(1)))
+    assert config.intel.feeds[0].name == "voipbl" and config.intel.geoip.allow_countries
+
+
+def test_feed_headers_are_for_urls_and_one_line_each() -> None:
+    assert "headers are for a url" in error(
+        {"intel": {"feeds": [{"name": "x", "path": "f", "headers": {"A": "b"}}]}}
+    )
+    assert "is not a header line" in error(
+        {"intel": {"feeds": [{"name": "x", "url": "https://e/", "headers": {"A": "b\r\nX: y"}}]}}
+    )

@@ -119,7 +119,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 class Daemon:
     """`sipwarden run` in the edge namespace with ``extra`` config."""
 
-    def __init__(self, site: Site, tmp: Path, extra: str) -> None:
+    def __init__(self, site: Site, tmp: Path, extra: str, workers: int = 1) -> None:
         self.site = site
         self.tmp = tmp
         self.config = tmp / "edge.toml"
@@ -130,6 +130,7 @@ class Daemon:
 listen = ["udp:{ip}:{PORT}", "tcp:{ip}:{PORT}"]
 backend = "udp:127.0.0.1:{site.backend_port}"
 flow_key_file = "flow.key"
+workers = {workers}
 
 [policy]
 trusted_peers = ["{site.trunk}"]
@@ -187,16 +188,19 @@ listen = ""
         assert done.returncode == 0, f"{args}: {done.stderr}"
         return json.loads(done.stdout)
 
-    def stats(self) -> dict[str, Any]:
-        return ask(self.tmp / "sipwarden.sock", {"cmd": "stats"})
+    def stats(self, worker: int = 0) -> dict[str, Any]:
+        """Worker 0's sums over every worker; another worker's own."""
+        suffix = f".{worker}" if worker else ""
+        request = {"cmd": "stats", "local": True} if worker else {"cmd": "stats"}
+        return ask(self.tmp / f"sipwarden.sock{suffix}", request)
 
 
 @pytest.fixture
-def start_daemon(site: Site, tmp_path: Path) -> Iterator[Callable[[str], Daemon]]:
+def start_daemon(site: Site, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
-    def start(extra: str) -> Daemon:
-        daemon = Daemon(site, tmp_path, extra)
+    def start(extra: str, workers: int = 1) -> Daemon:
+        daemon = Daemon(site, tmp_path, extra, workers)
         started.append(daemon)
         daemon.start()
         return daemon
@@ -293,14 +297,22 @@ def answers(site: Site, ip: str, method: str = "REGISTER", count: int = 1) -> li
 
 
 def test_a_listed_source_gets_no_answer_to_its_first_packet(
-    site: Site, start_daemon: Callable[[str], Daemon]
+    site: Site, start_daemon: Callable[..., Daemon]
 ) -> None:
-    daemon = start_daemon(apiban_section(site) + feed_section(site))
-    # the cold start pages through the mock under its (scaled) rate limit
+    daemon = start_daemon(apiban_section(site) + feed_section(site), workers=2)
+    # the cold start pages through the mock under its (scaled) rate limit;
+    # worker 0 fetches, and both workers load what it stored
     assert eventually(lambda: feeds_in_force(daemon) == {"apiban:sip": 601, "blocklist": 1}, 30)
-    assert answers(site, ATTACKER) == [0]  # its very first packet
+
+    def worker_one() -> dict[str, int]:
+        feeds = daemon.stats(worker=1)["intel"]["feeds"]
+        return {f["feed"]: f["in_force"] for f in feeds}
+
+    assert eventually(lambda: worker_one() == {"apiban:sip": 601, "blocklist": 1}, 5)
+    # six first packets, from six ports: the kernel spreads them over the workers
+    assert [answers(site, ATTACKER)[0] for _ in range(6)] == [0] * 6
     verdicts = daemon.stats()["verdicts"]
-    assert verdicts.get("drop:intel.apiban-sip") == 1, verdicts
+    assert verdicts.get("drop:intel.apiban-sip") == 6, verdicts
     assert answers(site, site.phone) == [401]  # Kamailio's challenge: the phone goes through
     # the trunk is listed by the blocklist, and trusted: it keeps working, and it is reported
     assert answers(site, site.trunk, "OPTIONS") != [0]
@@ -313,7 +325,7 @@ def test_a_listed_source_gets_no_answer_to_its_first_packet(
 
 
 def test_with_nftables_a_listed_source_dies_in_the_kernel(
-    site: Site, start_daemon: Callable[[str], Daemon]
+    site: Site, start_daemon: Callable[..., Daemon]
 ) -> None:
     need(shutil.which("nft") is not None, "nftables is not installed")
     extra = f'\n[firewall]\nenforcer = "nftables"\ntable = "{TABLE}"\n'
@@ -332,7 +344,7 @@ def test_with_nftables_a_listed_source_dies_in_the_kernel(
 
 
 def test_only_allowed_countries_reach_the_pbx_but_trusted_peers_always_do(
-    site: Site, start_daemon: Callable[[str], Daemon]
+    site: Site, start_daemon: Callable[..., Daemon]
 ) -> None:
     daemon = start_daemon(
         f"""
