@@ -109,6 +109,7 @@ class Daemon:
         self.edge.policy = arm(policy, config, previous=self.edge.policy, countries=countries)
         self.config = config
         self.intel.configure(config.intel)
+        await self.intel.reopen_countries()  # the same file name, new content (geoipupdate)
         log.info("worker %d: reloaded, %d rules in force", self.worker, len(policy.rules.rules))
         return None
 
@@ -272,6 +273,7 @@ async def serve(
         fetch=worker == 0,
         enforcer=keeper.enforcer,
         exclude=never_dropped,
+        screen=lambda: edge.policy.intel,
     )
     daemon = Daemon(config, config_path, edge, keeper, intel, worker=worker, children=children)
     # the control socket first: a second daemon started by mistake stops

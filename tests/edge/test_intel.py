@@ -293,6 +293,30 @@ def answers(site: Site, ip: str, method: str = "REGISTER", count: int = 1) -> li
     return statuses
 
 
+def held_open(site: Site, ip: str) -> bool:
+    """Connect over TCP from ``ip``: whether the edge keeps the connection
+    (True) or closes it at once (False), judged within 1 s."""
+
+    def make() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((ip, 0))
+        sock.settimeout(3)
+        sock.connect((site.pair.edge_ip, PORT))  # the kernel completes the handshake
+        return sock
+
+    sock = in_namespace(site.pair.clients, make)
+    try:
+        sock.settimeout(1.0)
+        try:
+            return sock.recv(1) != b""  # b"": closed
+        except TimeoutError:
+            return True
+        except ConnectionResetError:
+            return False
+    finally:
+        sock.close()
+
+
 # ------------------------------------------------------------------ tests
 
 
@@ -358,6 +382,10 @@ allow_countries = ["XA"]
     assert answers(site, site.trunk, "OPTIONS") != [0]  # XB, but trusted
     verdicts = daemon.stats()["verdicts"]
     assert verdicts.get("drop:geo.XB") == 2, verdicts
+    # over TCP a refused source's connection is closed at once, a phone's kept
+    assert not held_open(site, site.foreign)
+    assert held_open(site, site.phone)
+    assert daemon.stats()["edge"].get("refused:geo.XB") == 1
     looked = daemon.cli("intel", "lookup", site.foreign)
     assert (looked["country"], looked["country_allowed"]) == ("XB", False)
     assert looked["verdict"] == "drop (geo.XB)"

@@ -283,3 +283,79 @@ def test_lookup_says_who_lists_an_address_since_when(tmp_path: Path) -> None:
         run(IntelKeeper(config.intel, db, AddressIndex()).lookup(policy, "192.0.2.0/24"))
     verdict, _ = policy.judge_bytes(b"x" * 40, Flow("udp", "192.0.2.7", 5060), 5060, now)
     assert verdict.reason == "intel.local"
+
+
+def test_a_country_database_replaced_on_disk_is_reopened(tmp_path: Path) -> None:
+    from .geodata import write_mmdb
+
+    db = tmp_path / "sipwarden.db"
+    mmdb = tmp_path / "countries.mmdb"
+    write_mmdb(mmdb, {"192.0.2.0/24": "XA"}, {})
+    config = config_from_dict(
+        {"intel": {"geoip": {"database": str(mmdb), "allow_countries": ["XA"]}}}
+    )
+    policy = arm(build_policy(config.policy), config)
+    screen = policy.intel
+    assert screen is not None
+    assert screen.check("192.0.2.5", 0.0) is None  # XA: allowed
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        keeper = IntelKeeper(config.intel, db, screen.index, screen=lambda: screen)
+        await keeper.start()
+        try:
+            unchanged = await keeper.reopen_countries()
+            fresh = tmp_path / "new.mmdb"  # geoipupdate writes a new file, then renames it
+            write_mmdb(fresh, {"192.0.2.0/24": "XB"}, {})
+            fresh.replace(mmdb)
+            reopened = await keeper.reopen_countries()
+            broken = tmp_path / "broken.mmdb"
+            broken.write_bytes(b"not a database")
+            broken.replace(mmdb)
+            refused = await keeper.reopen_countries()
+            return unchanged, reopened, refused
+        finally:
+            await keeper.stop()
+
+    unchanged, reopened, refused = run(scenario())
+    assert (unchanged, reopened, refused) == (False, True, False)
+    verdict = screen.check("192.0.2.5", 0.0)
+    assert verdict is not None and verdict.reason == "geo.XB"  # the new database, kept
+
+
+def test_a_restart_asks_a_list_feed_changed_since(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from .test_feeds import serve
+
+    db = tmp_path / "sipwarden.db"
+    asked: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        asked.append(request.headers.get("If-None-Match"))
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304)
+        return web.Response(text="192.0.2.1\n192.0.2.2\n", headers={"ETag": '"v1"'})
+
+    async def run_once(config: IntelConfig, requests: int) -> None:
+        keeper = IntelKeeper(config, db, AddressIndex(), fetch=True)
+        await keeper.start()
+        try:
+            await until(lambda: len(asked) == requests and keeper.rows, 5)
+            await until(lambda: keeper.loaded() == {"remote": 2}, 5)
+        finally:
+            await keeper.stop()
+
+    async def scenario() -> tuple[list[dict[str, Any]], int]:
+        async with serve(handler) as url:
+            config = intel(feeds=[{"name": "remote", "url": url, "refresh": 3600}])
+            await run_once(config, 1)  # a start
+            await run_once(config, 2)  # a restart
+            store = IntelStore(db)
+            try:
+                return [r.as_dict() for r in store.status()], store.count("remote")
+            finally:
+                store.close()
+
+    rows, count = run(scenario())
+    assert asked == [None, '"v1"']  # the restart's first request was conditional
+    assert count == 2 and rows[0]["last_error"] is None and rows[0]["etag"] == '"v1"'

@@ -352,6 +352,13 @@ class Edge:
     def admit(self, conn: _StreamConnection) -> bool:
         cfg = self.config
         host = conn.peer[0]
+        # a source its address alone refuses (banned, listed by a feed, a
+        # refused country) gets its connection closed now, not held open
+        # and ignored until the idle timeout (with nftables its SYN never came)
+        refused = self.policy.screen(host, self.now())
+        if refused is not None and not refused.passes:
+            self.counters[f"refused:{refused.reason}"] += 1
+            return False
         if len(self._conns) >= cfg.max_connections:
             self.counters["refused:max-connections"] += 1
             return False

@@ -152,6 +152,17 @@ class Feed:
         return self.status.entries
 
     @property
+    def validators(self) -> dict[str, str]:
+        """What makes the next request conditional (ETag, Last-Modified)."""
+        found = {"etag": self._etag, "last_modified": self._last_modified}
+        return {k: v for k, v in found.items() if v}
+
+    def remember(self, etag: str | None, last_modified: str | None) -> None:
+        """Validators of a list fetched before (a restart): the first request
+        is conditional too. The caller holds that list (the store)."""
+        self._etag, self._last_modified = etag or None, last_modified or None
+
+    @property
     def is_url(self) -> bool:
         return self.source.startswith(("http://", "https://"))
 

@@ -19,6 +19,10 @@ kernel in step, on the event loop's spare time and on threads.
 - Worker 0 with the nftables enforcer keeps the kernel's feed sets equal to
   what the feeds list minus the allow list and the trusted peers
   (``intel/kernel.py``), after every change and every few minutes.
+- Every worker looks at the country database (or zone files) once a minute
+  and, when it changed on disk (geoipupdate replaced it), opens the new one
+  on a thread and swaps it into its intel stage; a broken new file is
+  logged and the old one stays.
 
 A failed fetch keeps the last good list (in the store, so across restarts
 too) and is reported in ``status``; nothing here raises into the edge.
@@ -51,12 +55,14 @@ from .kernel import kernel_targets
 
 if TYPE_CHECKING:
     from ..policy.pipeline import Policy
+    from .screen import IntelScreen
 
 log = logging.getLogger("sipwarden.intel")
 _T = TypeVar("_T")
 
 TICK = 1.0  # seconds between looks at the store
 STATUS_EVERY = 5.0  # seconds between refreshes of the feeds' status (worker 0)
+GEO_EVERY = 60.0  # seconds between looks at the country database's file
 KERNEL_EVERY = 600.0  # seconds between kernel loads when nothing changed (an outer network's end)
 EXPIRY_SLACK = 60.0  # a feed with an entry life is re-read at most this often for expiry
 APPLY_SLICE = 10_000  # index changes applied per turn of the event loop
@@ -162,6 +168,11 @@ async def refresh_list(
     async with feed_lock(store_path, feed.name, wait=wait) as mine:
         if not mine:
             return None
+        if feed.is_url and feed.status.fetches == 0:
+            # the list in the store came with validators: ask "changed since?"
+            kept = await run(store.info, feed.name)
+            if kept.get("source") == feed.source:
+                feed.remember(kept.get("etag"), kept.get("last_modified"))
         changed = await feed.refresh()
         status = feed.status
         now = feed.clock()
@@ -176,6 +187,7 @@ async def refresh_list(
                 "bytes": status.size,
                 "bad_lines": status.bad_lines,
                 "bad_examples": list(status.bad_examples),
+                **feed.validators,
             }
             added, removed = await run(store.replace, feed.name, status.entries, now, info)
             if status.bad_lines:
@@ -243,9 +255,11 @@ class IntelKeeper:
         fetch: bool = False,
         enforcer: Enforcer | None = None,
         exclude: Callable[[], Iterable[object]] = tuple,
+        screen: Callable[[], IntelScreen | None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.intel = intel
+        self.screen = screen  # the intel stage in force (a reload makes a new one)
         self.specs = feed_specs(intel)
         self.store_path = Path(store_path)
         self.index = index
@@ -269,6 +283,8 @@ class IntelKeeper:
         self._kernel_dirty = True
         self._kernel_next = 0.0
         self._status_next = 0.0
+        self._geo_next = 0.0
+        self._geo_stamp: object = None  # the country files as last opened (see _geo_files)
 
     async def _in_store(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -288,6 +304,8 @@ class IntelKeeper:
         """Load every configured feed from the store into the index (the
         edge's first packet is screened against it), then keep it in step."""
         self._store = await self._in_store(IntelStore, self.store_path)
+        self._geo_stamp = await asyncio.to_thread(_geo_files, self.intel)
+        self._geo_next = self.clock() + GEO_EVERY
         await self.sync_index()
         if self.fetch:
             self.rows = await self._in_store(self.store.status)
@@ -315,6 +333,8 @@ class IntelKeeper:
         """A reload: feeds added or removed (the next tick loads or unloads
         them), fetchers restarted where their settings changed, the kernel
         sets recomputed (the allow list may have changed too)."""
+        if intel.geoip != self.intel.geoip:
+            self._geo_stamp = _geo_files(intel)  # the reload opened them
         self.intel = intel
         self.specs = feed_specs(intel)
         self._kernel_dirty = True
@@ -399,6 +419,9 @@ class IntelKeeper:
                     self.rows = await self._in_store(self.store.status)
                 if self.fetch and self.kernel and (self._kernel_dirty or now >= self._kernel_next):
                     await self.load_kernel()
+                if now >= self._geo_next:
+                    self._geo_next = now + GEO_EVERY
+                    await self.reopen_countries()
             except Exception:
                 self.counters["tick-errors"] += 1
                 log.exception("intel keeper tick failed")
@@ -433,6 +456,37 @@ class IntelKeeper:
             log.error("intel: the kernel's feed sets were not loaded: %s", exc)
         else:
             self.counters["kernel-loads"] += 1
+
+    async def reopen_countries(self) -> bool:
+        """Open the country database again if its files changed on disk,
+        and swap it into the intel stage; whether it did."""
+        from ..policy.load import PolicyError, open_geo
+
+        geo = self.intel.geoip
+        stamp = await asyncio.to_thread(_geo_files, self.intel)
+        if stamp == self._geo_stamp:
+            return False
+        self._geo_stamp = stamp  # a broken file is tried again only once it changes again
+        screen = self.screen()
+        if stamp is None or screen is None or screen.countries is None:
+            return False
+        try:
+            countries = await asyncio.to_thread(open_geo, geo)
+        except PolicyError as exc:
+            self.counters["geo-errors"] += 1
+            log.error(
+                "the country database changed but cannot be used (the old one stays): %s", exc
+            )
+            return False
+        if countries is None:
+            return False
+        screen = self.screen() or screen  # a reload may have come meanwhile
+        old = screen.swap_countries(countries)
+        if old is not None and old is not countries:
+            old.close()
+        self.counters["geo-reloads"] += 1
+        log.info("intel: the country database changed on disk: reopened")
+        return True
 
     # --------------------------------------------------------------- fetches
 
@@ -544,6 +598,24 @@ class IntelKeeper:
             # the packet's fate on its source alone; "pass": on to the rules
             "verdict": "pass" if verdict is None else f"{verdict.kind} ({verdict.reason})",
         }
+
+
+def _geo_files(intel: IntelConfig) -> object:
+    """What says the country files changed: the database's (inode, size,
+    mtime), or each zone file's; None when there are none (or unreadable)."""
+    geo = intel.geoip
+    path = geo.database if geo.database is not None else geo.zones
+    if path is None:
+        return None
+    try:
+        if path.is_dir():
+            return tuple(
+                sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir())
+            )
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _listings(store: IntelStore, targets: list[str]) -> dict[str, list[tuple[str, Any]]]:

@@ -113,6 +113,17 @@ class IntelScreen:
             cache[host] = verdict
         return None if verdict is _PASS else verdict
 
+    def swap_countries(self, countries: Countries) -> Countries | None:
+        """Use ``countries`` from now on (a new database: geoipupdate ran);
+        returns the old source, for the caller to close."""
+        old, self.countries = self.countries, countries
+        source = countries.source if self.country_policy is not None else None
+        self._by_number = getattr(source, "lookup_number", None)
+        self._by_text = None if source is None else source.lookup
+        self._parse = self.index.has_networks or self._by_number is not None
+        self._cache.clear()
+        return old
+
     def note_trusted(self, host: str, now: float) -> None:
         """A trusted peer's packet (it passes whatever the feeds say): report
         it once per index generation if a feed lists it."""

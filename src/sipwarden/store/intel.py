@@ -186,6 +186,16 @@ class IntelStore:
         return [(f, IntelEntry(a, first, last)) for f, a, first, last in rows]
 
     @_locked
+    def info(self, feed: str) -> dict[str, Any]:
+        """What a list feed's last good list recorded (source, validators...)."""
+        row = self._db.execute("SELECT info FROM intel_feeds WHERE feed = ?", (feed,)).fetchone()
+        try:
+            found = json.loads(row[0]) if row is not None and row[0] else {}
+        except ValueError:
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    @_locked
     def status(self) -> list[FeedRow]:
         """Every feed with its entry count, last success and last error."""
         rows = self._db.execute(
