@@ -283,6 +283,7 @@ class IntelKeeper:
         self._kernel_dirty = True
         self._kernel_next = 0.0
         self._status_next = 0.0
+        self._loading: asyncio.Future[None] | None = None  # a kernel load under way
         self._geo_next = 0.0
         self._geo_stamp: object = None  # the country files as last opened (see _geo_files)
 
@@ -324,9 +325,13 @@ class IntelKeeper:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._loading is not None:
+            with contextlib.suppress(Exception):
+                await self._loading
         self._fetchers.clear()
         if self._store is not None:
             await self._in_store(self._store.close)
+        # the store's thread is idle now (close was its last job): this returns at once
         self._thread.shutdown(wait=True)
 
     def configure(self, intel: IntelConfig) -> None:
@@ -418,7 +423,10 @@ class IntelKeeper:
                     self._status_next = now + STATUS_EVERY
                     self.rows = await self._in_store(self.store.status)
                 if self.fetch and self.kernel and (self._kernel_dirty or now >= self._kernel_next):
-                    await self.load_kernel()
+                    # shielded: a stop while nft runs lets that nft call
+                    # finish (stop() waits for it) rather than orphan it
+                    self._loading = asyncio.ensure_future(self.load_kernel())
+                    await asyncio.shield(self._loading)
                 if now >= self._geo_next:
                     self._geo_next = now + GEO_EVERY
                     await self.reopen_countries()
