@@ -150,3 +150,10 @@ def test_feed_headers_are_for_urls_and_one_line_each() -> None:
     assert "is not a header line" in error(
         {"intel": {"feeds": [{"name": "x", "url": "https://e/", "headers": {"A": "b\r\nX: y"}}]}}
     )
+
+
+def test_feed_names_are_unique() -> None:
+    feed = {"name": "voipbl", "path": "a.txt"}
+    assert "intel.feeds: entry [1]: a second feed named 'voipbl'" in error(
+        {"intel": {"feeds": [feed, {**feed, "path": "b.txt"}]}}
+    )

@@ -465,6 +465,18 @@ class IntelConfig(_Section):
     feeds: list[FeedConfig] = Field(default_factory=list)
     geoip: GeoConfig = Field(default_factory=GeoConfig)
 
+    @field_validator("feeds")
+    @classmethod
+    def _distinct_names(cls, value: list[FeedConfig]) -> list[FeedConfig]:
+        seen: set[str] = set()
+        for i, feed in enumerate(value):
+            if feed.name in seen:
+                raise ValueError(
+                    f"entry [{i}]: a second feed named {feed.name!r} (names are unique)"
+                )
+            seen.add(feed.name)
+        return value
+
 
 class ControlConfig(_Section):
     """``[control]``: where `sipwarden reload` and `sipwarden rules list`
