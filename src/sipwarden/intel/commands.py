@@ -162,14 +162,11 @@ def offline_lookup(config: Config, address: str) -> dict[str, Any]:
     """``intel lookup`` with no daemon (see the module doc). ValueError for
     a bad address; PolicyError for a policy the config cannot build."""
     from ..enforce import make_enforcer
-    from ..intel.geo import open_countries
     from ..keeper import BanKeeper
-    from ..policy.load import arm, build_policy
+    from ..policy.load import arm, build_policy, open_geo
 
-    geo = config.intel.geoip
-    path = geo.database if geo.database is not None else geo.zones
     # one answer needs no preloaded table: the database is read as it is
-    countries = None if path is None else open_countries(path, preload=False)
+    countries = open_geo(config.intel.geoip.model_copy(update={"preload": False}))
     policy = arm(build_policy(config.policy), config, countries=countries)
     book, screen = policy.bans, policy.intel
     assert book is not None and screen is not None
