@@ -42,7 +42,7 @@ from sipwarden.sip import parse
 from ..conftest import need
 from ..intel.geodata import write_mmdb
 from ..intel.mock_apiban import MockApiban, mock_thread
-from .harness import REALM
+from .harness import REALM, wait_for
 from .kamailio import available as kamailio_available
 from .kamailio import kamailio
 from .netns import Pair, in_namespace, namespace_pair
@@ -218,15 +218,6 @@ def start_daemon(site: Site, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         )
 
 
-def eventually(predicate: Callable[[], Any], timeout: float, step: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
-
-
 def apiban_section(site: Site) -> str:
     return f"""
 [intel.apiban]
@@ -326,13 +317,13 @@ def test_a_listed_source_gets_no_answer_to_its_first_packet(
     daemon = start_daemon(apiban_section(site) + feed_section(site), workers=2)
     # the cold start pages through the mock under its (scaled) rate limit;
     # worker 0 fetches, and both workers load what it stored
-    assert eventually(lambda: feeds_in_force(daemon) == {"apiban:sip": 601, "blocklist": 1}, 30)
+    assert wait_for(lambda: feeds_in_force(daemon) == {"apiban:sip": 601, "blocklist": 1}, 30)
 
     def worker_one() -> dict[str, int]:
         feeds = daemon.stats(worker=1)["intel"]["feeds"]
         return {f["feed"]: f["in_force"] for f in feeds}
 
-    assert eventually(lambda: worker_one() == {"apiban:sip": 601, "blocklist": 1}, 5)
+    assert wait_for(lambda: worker_one() == {"apiban:sip": 601, "blocklist": 1}, 5)
     # six first packets, from six ports: the kernel spreads them over the workers
     assert [answers(site, ATTACKER)[0] for _ in range(6)] == [0] * 6
     verdicts = daemon.stats()["verdicts"]
@@ -354,7 +345,7 @@ def test_with_nftables_a_listed_source_dies_in_the_kernel(
     need(shutil.which("nft") is not None, "nftables is not installed")
     extra = f'\n[firewall]\nenforcer = "nftables"\ntable = "{TABLE}"\n'
     daemon = start_daemon(extra + apiban_section(site) + feed_section(site))
-    assert eventually(lambda: daemon.cli("firewall", "show")["feed_count"] == 601, 30)
+    assert wait_for(lambda: daemon.cli("firewall", "show")["feed_count"] == 601, 30)
     shown = daemon.cli("firewall", "show", "--feeds")
     assert ATTACKER in shown["feed_elements"]
     assert site.trunk not in shown["feed_elements"]  # trusted: never dropped by the kernel

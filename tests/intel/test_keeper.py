@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,17 +25,11 @@ from sipwarden.store.intel import IntelStore
 from sipwarden.store.lock import feed_lock
 
 from .mock_apiban import MockApiban
+from .test_apiban import run
 
 KEY = "s3cr3t-k3y-0123456789"
 DAY = 86400.0
 T = TypeVar("T")
-
-
-def run(coro: Awaitable[T], limit: float = 25.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, limit)
-
-    return asyncio.run(bounded())
 
 
 def intel(**sections: Any) -> IntelConfig:

@@ -140,6 +140,18 @@ def _element(target: _Target, timeout: int | None = None) -> str:
     return target.key if timeout is None else f"{target.key} timeout {timeout}s"
 
 
+def element_statements(verb: str, table: str, by_set: Mapping[str, Sequence[str]]) -> list[str]:
+    """``verb element`` statements (add, delete) for each set's elements,
+    ``ELEMENTS_PER_STATEMENT`` apiece: nft parses a few long statements much
+    faster than many short ones."""
+    lines = []
+    for name, elements in by_set.items():
+        for i in range(0, len(elements), ELEMENTS_PER_STATEMENT):
+            chunk = ", ".join(elements[i : i + ELEMENTS_PER_STATEMENT])
+            lines.append(f"{verb} element inet {table} {name} {{ {chunk} }}")
+    return lines
+
+
 def _moved(old: float | None, new: float | None) -> bool:
     """Whether a feed element's kernel timeout is worth replacing."""
     if old is None or new is None:
@@ -384,12 +396,7 @@ class NftablesEnforcer:
         by_set: dict[str, list[str]] = collections.defaultdict(list)
         for target, timeout in wanted:
             by_set[target.set].append(_element(target, timeout))
-        lines = []
-        for name, elements in by_set.items():
-            for i in range(0, len(elements), ELEMENTS_PER_STATEMENT):
-                chunk = ", ".join(elements[i : i + ELEMENTS_PER_STATEMENT])
-                lines.append(f"add element inet {self.table} {name} {{ {chunk} }}")
-        return lines
+        return element_statements("add", self.table, by_set)
 
     def _ops(self, changes: Sequence[Change], now: float) -> list[_Op]:
         """Changes to apply, the last one per target only: the same final
@@ -532,12 +539,7 @@ class NftablesEnforcer:
         for target, timeout in items:
             element = target if timeout is None else f"{target} timeout {timeout}s"
             by_set["feed6" if ":" in target else "feed4"].append(element)
-        lines = []
-        for name, elements in by_set.items():
-            for i in range(0, len(elements), ELEMENTS_PER_STATEMENT):
-                chunk = ", ".join(elements[i : i + ELEMENTS_PER_STATEMENT])
-                lines.append(f"{verb} element inet {self.table} {name} {{ {chunk} }}")
-        return lines
+        return element_statements(verb, self.table, by_set)
 
     async def _forget_flows(self, targets: Sequence[_Target]) -> None:
         """Delete the conntrack entries whose original source is a new ban's."""

@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from ..enforce.nftables import ELEMENTS_PER_STATEMENT, MAX_TIMEOUT
+from ..enforce.nftables import MAX_TIMEOUT, element_statements
 from .index import parse_target
 from .kernel import kernel_targets
 
@@ -104,15 +104,15 @@ def as_nft(
         name = f"{set_prefix}{version}"
         lines.append(f"add set {t} {name} {{ type {kind}; flags interval,timeout; }}")
         lines.append(f"flush set {t} {name}")
-    for version in (4, 6):
-        elements = [
+    by_set = {
+        f"{set_prefix}{version}": [
             _element(target, expires, now)
             for target, expires in kept.items()
             if (":" in target) == (version == 6)
         ]
-        for i in range(0, len(elements), ELEMENTS_PER_STATEMENT):
-            chunk = ", ".join(elements[i : i + ELEMENTS_PER_STATEMENT])
-            lines.append(f"add element {t} {set_prefix}{version} {{ {chunk} }}")
+        for version in (4, 6)
+    }
+    lines += element_statements("add", table, by_set)
     return "\n".join(lines) + "\n"
 
 
