@@ -87,6 +87,18 @@ def test_trusted_peer_listed_is_reported_once() -> None:
     assert s.listed_exempt == {"233.252.0.7": ("voipbl",)}
 
 
+def test_a_delisted_exempt_source_is_no_longer_reported() -> None:
+    s = screen(exempt=lambda host: host == "198.51.100.66")
+    s.check("198.51.100.66", NOW)
+    s.note_trusted("233.252.0.7", NOW)
+    assert set(s.listed_exempt) == {"198.51.100.66", "233.252.0.7"}
+    s.index.remove("198.51.100.66")
+    s.index.remove("233.252.0.0/24")
+    s.check("198.51.100.66", NOW)
+    s.note_trusted("233.252.0.7", NOW)
+    assert s.listed_exempt == {}
+
+
 @pytest.mark.parametrize("source", ["mmdb", "preloaded", "zones"])
 def test_country_policy(source: str, mmdb: Path, tmp_path: Path) -> None:
     if source == "zones":

@@ -104,10 +104,10 @@ class IntelScreen:
             entry = index.find(host, number, now)
             if entry is not None:
                 verdict = self._listed(host, entry)
-            elif self.country_policy is None:
-                verdict = _PASS
             else:
-                verdict = self._by_country(host, number)
+                if self.listed_exempt:  # an exempt source no longer listed: no longer reported
+                    self.listed_exempt.pop(host, None)
+                verdict = _PASS if self.country_policy is None else self._by_country(host, number)
             if len(cache) >= self.cache_size:
                 cache.clear()
             cache[host] = verdict
@@ -136,6 +136,8 @@ class IntelScreen:
         entry = self.index.lookup(host, now)
         if entry is not None:
             self._report(host, entry, "a trusted peer")
+        else:
+            self.listed_exempt.pop(host, None)  # delisted since: no longer reported
 
     def country(self, host: str) -> str | None:
         """The source's country, when a country source is configured."""
