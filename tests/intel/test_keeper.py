@@ -252,7 +252,7 @@ def test_lookup_says_who_lists_an_address_since_when(tmp_path: Path) -> None:
     policy = arm(build_policy(config.policy), config)
     assert policy.intel is not None
 
-    async def scenario() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    async def scenario() -> tuple[dict[str, Any], ...]:
         keeper = IntelKeeper(config.intel, db, policy.intel.index)  # type: ignore[union-attr]
         await keeper.start()
         try:
@@ -260,11 +260,13 @@ def test_lookup_says_who_lists_an_address_since_when(tmp_path: Path) -> None:
                 await keeper.lookup(policy, "192.0.2.7"),
                 await keeper.lookup(policy, "192.0.2.9"),
                 await keeper.lookup(policy, "198.51.100.1"),
+                await keeper.lookup(policy, "::ffff:192.0.2.7"),  # a dual-stack socket's spelling
             )
         finally:
             await keeper.stop()
 
-    listed, trusted, clean = run(scenario())
+    listed, trusted, clean, mapped = run(scenario())
+    assert mapped == listed  # the same address, as the edge sees it
     assert listed["verdict"] == "drop (intel.local)"
     assert [(i["target"], i["first_seen"]) for i in listed["listed"]] == [
         ("192.0.2.7", now - 100),

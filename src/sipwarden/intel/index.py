@@ -121,6 +121,18 @@ def parse_target(text: str) -> Target:
     return Target(version, prefix, number, _spell(version, number, prefix))
 
 
+def host_spelling(address: str) -> str:
+    """An address (any spelling) as the edge spells a source: ``inet_ntop``,
+    an IPv4-mapped IPv6 address as its IPv4 address. ValueError for a
+    network or anything else."""
+    target = parse_target(address.strip())
+    if target.prefix != _WIDTH[target.version]:
+        raise ValueError(f"not an address: {address!r}")
+    if target.version == 6 and target.number >> 32 == 0xFFFF:
+        return _spell(4, target.number & 0xFFFFFFFF, 32)
+    return target.spelling
+
+
 def _spell(version: int, number: int, prefix: int) -> str:
     width = _WIDTH[version]
     addr = socket.inet_ntop(_AF[version], number.to_bytes(width // 8))
@@ -229,16 +241,16 @@ class AddressIndex:
         itself first, then its networks from the longest prefix: for the
         operator's ``intel lookup``, not the packet path (it probes every
         prefix length in use). Raises ValueError if it is not an address."""
-        target = parse_target(address.strip())
-        if target.prefix != _WIDTH[target.version]:
-            raise ValueError(f"not an address: {address!r}")
+        spelling = host_spelling(address)
+        number = address_number(spelling)
+        assert number is not None
+        version, value = number
         found: list[Entry] = []
-        listing = self._hosts.get(target.spelling)
+        listing = self._hosts.get(spelling)
         if listing is not None:
-            entry = _entry(target.spelling, listing, now)
+            entry = _entry(spelling, listing, now)
             if entry is not None:
                 found.append(entry)
-        version, value = target.version, target.number
         tables = self._nets[version]
         for prefix in sorted(tables, reverse=True):
             listing = tables[prefix].get(value >> (_WIDTH[version] - prefix))

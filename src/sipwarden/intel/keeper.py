@@ -50,7 +50,7 @@ from ..store.intel import FeedRow, IntelStore
 from ..store.lock import feed_lock
 from . import apiban
 from .feeds import Feed, FeedStatus
-from .index import AddressIndex, Key, parse_target
+from .index import AddressIndex, Key, host_spelling
 from .kernel import kernel_targets
 
 if TYPE_CHECKING:
@@ -571,7 +571,7 @@ class IntelKeeper:
 
         now = self.clock()
         matches = self.index.matches(address, now)  # raises ValueError
-        host = parse_target(address.strip()).spelling
+        host = host_spelling(address)
         stored = await self._in_store(_listings, self.store, [e.target for e in matches])
         listed = []
         for entry in matches:
@@ -617,9 +617,8 @@ def _geo_files(intel: IntelConfig) -> object:
         return None
     try:
         if path.is_dir():
-            return tuple(
-                sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir())
-            )
+            stats = [(p.name, p.stat()) for p in path.iterdir()]
+            return tuple(sorted((name, st.st_size, st.st_mtime_ns) for name, st in stats))
         st = path.stat()
     except OSError:
         return None
