@@ -1,21 +1,23 @@
 """The intel keeper in-process: the store and the index kept in step, the
 fetches of worker 0 (APIBAN against the local mock, list feeds from files
-and a local HTTP server), the kernel's list (what the enforcer is handed),
-turns taken with `intel sync`, lookups. The real kernel and the real
-daemon are in tests/edge/test_intel.py."""
+and a local HTTP server), the kernel's feed sets through the real
+enforcer in a namespace, turns taken with `intel sync`, lookups, a new
+country database. The real daemon is in tests/edge/test_intel.py."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import os
+import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from sipwarden.config import IntelConfig, config_from_dict
+from sipwarden.enforce import NftablesEnforcer
 from sipwarden.intel import keeper as keeper_module
 from sipwarden.intel.index import AddressIndex
 from sipwarden.intel.keeper import IntelKeeper, feed_specs, sync_apiban
@@ -24,6 +26,8 @@ from sipwarden.proxy.flow import Flow
 from sipwarden.store.intel import IntelStore
 from sipwarden.store.lock import feed_lock
 
+from ..conftest import need
+from ..edge.netns import Namespace, namespace
 from .mock_apiban import MockApiban
 from .test_apiban import run
 
@@ -49,21 +53,6 @@ async def until(predicate: Callable[[], Any], seconds: float = 10.0) -> Any:
             return value
         await asyncio.sleep(0.05)
     raise AssertionError(f"not true after {seconds} s: {predicate}")
-
-
-class Kernel:
-    """Records what the keeper hands the enforcer (the real one is tested
-    against nftables in tests/enforce and tests/edge)."""
-
-    name = "nftables"
-
-    def __init__(self) -> None:
-        self.counters: collections.Counter[str] = collections.Counter()
-        self.loads: list[dict[str, float | None]] = []
-
-    async def load_feeds(self, wanted: Mapping[str, float | None], now: float) -> None:
-        self.loads.append(dict(wanted))
-        self.counters["feed-elements"] = len(wanted)
 
 
 def test_specs_name_the_feeds_and_never_hold_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,11 +132,14 @@ def test_apiban_entries_fall_out_after_their_life(tmp_path: Path) -> None:
 
 
 def test_worker_zero_fetches_apiban_and_lists_and_loads_the_kernel(tmp_path: Path) -> None:
+    """The real enforcer: nft runs in a namespace the test makes."""
+    need(os.geteuid() == 0, "nftables needs root")
+    need(shutil.which("nft") is not None, "nftables is not installed (apt-get install nftables)")
     db = tmp_path / "sipwarden.db"
     listed = tmp_path / "list.txt"
     listed.write_text("# a blocklist\n198.51.100.0/24\n2001:db8::/48\n203.0.113.5\n")
 
-    async def scenario() -> None:
+    async def scenario(ns: Namespace) -> None:
         async with MockApiban(key=KEY, rate_window=1.0, batch=100) as mock:
             start = int(time.time()) - 3600
             for i in range(300):
@@ -158,13 +150,14 @@ def test_worker_zero_fetches_apiban_and_lists_and_loads_the_kernel(tmp_path: Pat
                 feeds=[{"name": "local", "path": str(listed), "refresh": 3600}],
             )
             index = AddressIndex()
-            kernel = Kernel()
+            kernel = NftablesEnforcer(table="swkeeper", command_prefix=ns.command())
+            await kernel.start([], time.time())  # as the daemon's reconcile does
             keeper = IntelKeeper(
                 config,
                 db,
                 index,
                 fetch=True,
-                enforcer=kernel,  # type: ignore[arg-type]
+                enforcer=kernel,
                 # trusted peer and allow list: never in the kernel, a network split around it
                 exclude=lambda: ["203.0.113.5/32", "198.51.100.128/25"],
             )
@@ -173,21 +166,31 @@ def test_worker_zero_fetches_apiban_and_lists_and_loads_the_kernel(tmp_path: Pat
                 await until(lambda: keeper.loaded() == {"apiban:sip": 301, "local": 3})
                 assert index.lookup("45.1.0.7", time.time()) is not None
                 assert index.lookup("198.51.100.200", time.time()) is not None
-                await until(lambda: kernel.loads and len(kernel.loads[-1]) == 301 + 2)
-                last = kernel.loads[-1]
-                assert "203.0.113.5" not in last and "198.51.100.0/24" not in last
-                assert "198.51.100.0/25" in last and last["198.51.100.0/25"] is None
-                assert last["2a01:4f8::9"] == pytest.approx(start + 400 + 7 * DAY)
+                held: dict[str, float | None] = {}
+                for _ in range(100):  # at most 10 s
+                    held = await kernel.feed_elements()
+                    if len(held) == 301 + 2:
+                        break
+                    await asyncio.sleep(0.1)
+                assert len(held) == 303, held
+                assert "203.0.113.5" not in held and "198.51.100.0/24" not in held
+                assert "198.51.100.0/25" in held and held["198.51.100.0/25"] is None
+                assert "2001:db8::/48" in held and held["2001:db8::/48"] is None
+                left = start + 400 + 7 * DAY - time.time()  # the kernel's timeout, in seconds
+                assert held["2a01:4f8::9"] == pytest.approx(left, abs=5)
                 await until(lambda: keeper.rows)
                 shown = {f["feed"]: f for f in keeper.status()["feeds"]}
                 assert shown["apiban:sip"]["entries"] == 301 and shown["local"]["in_force"] == 3
                 assert shown["apiban:sip"]["last_error"] is None
+                assert keeper.status()["kernel"]["elements"] == 303
                 assert KEY not in str(keeper.status())
                 assert mock.max_in_window <= 11
             finally:
                 await keeper.stop()
+                await kernel.stop()
 
-    run(scenario())
+    with namespace() as ns:
+        run(scenario(ns))
 
 
 def test_a_failing_list_keeps_its_last_good_list_across_restarts(tmp_path: Path) -> None:
