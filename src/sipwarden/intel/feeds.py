@@ -15,9 +15,9 @@ spelling, the edge's) and once each, in the feed's order.
 Goals: a feed can never take the edge down or leave it unprotected: a
 failed fetch (network, HTTP status, timeout, a list over its size limits,
 a body with more bad lines than addresses, such as an error page served
-with 200) keeps the last good list and records the error; bounded memory (at most
-``max_bytes`` read, ``max_entries`` kept); polite polling (conditional
-requests: a 304 keeps the list, as does an unchanged file).
+with 200) keeps the last good list and records the error; bounded memory
+(at most ``max_bytes`` read, ``max_entries`` kept); polite polling
+(conditional requests: a 304 keeps the list, as does an unchanged file).
 """
 
 from __future__ import annotations
