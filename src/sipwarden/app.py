@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config, ConfigError, load_config
-from .control import add_stats, ask_async, serve_control, worker_path
+from .control import add_intel, add_stats, ask_async, serve_control, worker_path
 from .edge import Edge
 from .enforce import Enforcer, make_enforcer
 from .intel.geo import Countries
@@ -172,15 +172,30 @@ class Daemon:
             status["listed_but_exempt"] = {h: list(f) for h, f in screen.listed_exempt.items()}
         return status
 
-    async def _everywhere(self, request: dict[str, Any]) -> None:
-        """Pass a command on to the other workers (worker 0 only)."""
+    async def all_stats(self) -> dict[str, Any]:
+        """``stats`` summed over every worker (worker 0 asks the others)."""
+        total = self.stats()
+        for part in await self._from_others({"cmd": "stats", "local": True}):
+            add_stats(total, part)
+        return total
+
+    async def all_intel_status(self) -> dict[str, Any]:
+        """``intel_status`` with what every worker noticed (worker 0 asks the others)."""
+        status = self.intel_status()
+        for part in await self._from_others({"cmd": "intel-status", "local": True}):
+            add_intel(status, part)
+        return status
+
+    async def _from_others(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """The other workers' answers to ``request`` (worker 0 only; a worker
+        that does not answer is left out)."""
         if self.worker != 0:
-            return
+            return []
+        answers = []
         for n in range(1, len(self.children) + 1):
             with contextlib.suppress(OSError, ValueError, TimeoutError):
-                await ask_async(
-                    worker_path(self.config.control.socket, n), {**request, "local": True}
-                )
+                answers.append(await ask_async(worker_path(self.config.control.socket, n), request))
+        return answers
 
     async def ban(self, request: dict[str, Any]) -> dict[str, Any]:
         """``bans-add``: stored and enforced at once; the other workers adopt
@@ -190,7 +205,7 @@ class Daemon:
     async def unban(self, request: dict[str, Any]) -> dict[str, Any]:
         answer = await remove_request(self.keeper, request)
         if not request.get("local"):
-            await self._everywhere(request)  # each worker lifts its own copy
+            await self._from_others({**request, "local": True})  # each worker lifts its own copy
         return answer
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -201,15 +216,7 @@ class Daemon:
                 return {"ok": False, "error": error}
             return {"ok": True, "rules": len(self.edge.policy.rules.rules)}
         if command == "stats":
-            total = self.stats()
-            if self.worker == 0 and not request.get("local"):
-                for n in range(1, len(self.children) + 1):
-                    with contextlib.suppress(OSError, ValueError, TimeoutError):
-                        part = await ask_async(
-                            worker_path(self.config.control.socket, n), {"cmd": "stats"}
-                        )
-                        add_stats(total, part)
-            return total
+            return self.stats() if request.get("local") else await self.all_stats()
         if command == "bans-add":
             return await self.ban(request)
         if command == "bans-remove":
@@ -233,7 +240,9 @@ class Daemon:
             except ValueError:
                 return {"ok": False, "error": f"{request.get('target')!r} is not an IP address"}
         if command == "intel-status":
-            return {"ok": True, **self.intel_status()}
+            if request.get("local"):
+                return {"ok": True, **self.intel_status()}
+            return {"ok": True, **await self.all_intel_status()}
         return {
             "ok": False,
             "error": f"unknown command {command!r} (reload, stats, bans-add, bans-remove,"

@@ -124,3 +124,16 @@ def add_stats(total: dict[str, Any], part: dict[str, Any]) -> None:
         counts = Counter(total.get(key, {}))
         counts.update(part.get(key, {}))
         total[key] = dict(counts)
+    if "intel" in total and "intel" in part:
+        add_intel(total["intel"], part["intel"])
+
+
+def add_intel(total: dict[str, Any], part: dict[str, Any]) -> None:
+    """Join one worker's intel status into ``total``: feeds and countries are
+    the same in every worker (one store), but a listed trusted source is
+    noticed only by the worker its packets reached."""
+    exempt = total.get("listed_but_exempt")
+    if exempt is None:
+        return
+    for host, feeds in (part.get("listed_but_exempt") or {}).items():
+        exempt[host] = sorted({*exempt.get(host, ()), *feeds})

@@ -81,11 +81,11 @@ async def remove_ban(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    return _json(request.app[DAEMON].stats())
+    return _json(await request.app[DAEMON].all_stats())
 
 
 async def intel_status(request: web.Request) -> web.Response:
-    return _json(request.app[DAEMON].intel_status())
+    return _json(await request.app[DAEMON].all_intel_status())
 
 
 async def intel_lookup(request: web.Request) -> web.Response:
