@@ -9,6 +9,7 @@ Topology (nothing reaches the host's network):
     .3  a phone (XA)                                    127.0.0.1 Kamailio, the registrar
     .4  a trunk: trusted, XB, and listed by a feed      127.0.0.1 the APIBAN mock
     45.95.147.7  an attacker APIBAN lists               nftables table inet sipwarden
+    2a0e:97c0:3e3::7  another, over IPv6                 ULA ::1 on the link, ::2 the clients'
 
 APIBAN lists public addresses only (the client skips private ones, as the
 real list has none), so the attacker gets a public address of its own on
@@ -51,6 +52,14 @@ PORT = 5060
 TABLE = "sipwarden"
 KEY = "s3cr3t-k3y-0123456789"
 ATTACKER = "45.95.147.7"  # public: APIBAN lists it; it lives in the clients' namespace only
+ATTACKER6 = "2a0e:97c0:3e3::7"  # the same, over IPv6
+
+
+def ula(pair: Pair) -> tuple[str, str]:
+    """The edge's and the clients' IPv6 addresses on the link (a ULA /64
+    of this process's own)."""
+    prefix = f"fd00:5758:{os.getpid() % 65536:x}"
+    return f"{prefix}::1", f"{prefix}::2"
 
 
 @dataclass
@@ -84,20 +93,21 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         kamailio(tmp_path_factory.mktemp("pbx"), netns=pair.edge) as backend_port,
         mock_thread(key=KEY, rate_window=1.0, netns=pair.edge) as mock,
     ):
-        subprocess.run(
-            ["ip", "-n", pair.clients, "addr", "add", f"{ATTACKER}/32", "dev", "c0"],
-            check=True,
-            timeout=10,
-        )
-        subprocess.run(
-            ["ip", "-n", pair.edge, "route", "add", f"{ATTACKER}/32", "dev", "e0"],
-            check=True,
-            timeout=10,
-        )
+        edge6, clients6 = ula(pair)
+        for command in (
+            f"-n {pair.clients} addr add {ATTACKER}/32 dev c0",
+            f"-n {pair.edge} route add {ATTACKER}/32 dev e0",
+            f"-n {pair.edge} addr add {edge6}/64 dev e0 nodad",
+            f"-n {pair.clients} addr add {clients6}/64 dev c0 nodad",
+            f"-n {pair.clients} addr add {ATTACKER6}/128 dev c0 nodad",
+            f"-n {pair.edge} route add {ATTACKER6}/128 dev e0",
+        ):
+            subprocess.run(["ip", *command.split()], check=True, timeout=10)
         start = int(time.time()) - 3 * 86400
         for i in range(600):  # three pages of 250, the attacker last
             mock.add(f"45.{(i >> 8) + 60}.{i & 255}.9", start + i)
         mock.add(ATTACKER, start + 700)
+        mock.add(ATTACKER6, start + 701)
         write_mmdb(
             tmp / "countries.mmdb",
             {
@@ -123,11 +133,11 @@ class Daemon:
         self.site = site
         self.tmp = tmp
         self.config = tmp / "edge.toml"
-        ip = site.pair.edge_ip
+        ip, ip6 = site.pair.edge_ip, ula(site.pair)[0]
         self.config.write_text(
             f"""
 [edge]
-listen = ["udp:{ip}:{PORT}", "tcp:{ip}:{PORT}"]
+listen = ["udp:{ip}:{PORT}", "tcp:{ip}:{PORT}", "udp:[{ip6}]:{PORT}"]
 backend = "udp:127.0.0.1:{site.backend_port}"
 flow_key_file = "flow.key"
 workers = {workers}
@@ -263,17 +273,21 @@ def answers(site: Site, ip: str, method: str = "REGISTER", count: int = 1) -> li
     """Send ``count`` requests from ``ip`` (clients' namespace) to the edge,
     one at a time; the status of each answer, 0 for silence (1 s each)."""
 
+    v6 = ":" in ip
+
     def make() -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((ip, 0))
         return sock
 
     sock = in_namespace(site.pair.clients, make)
     statuses = []
+    edge = ula(site.pair)[0] if v6 else site.pair.edge_ip
     try:
         port = sock.getsockname()[1]
         for _ in range(count):
-            sock.sendto(request(method, ip, port), (site.pair.edge_ip, PORT))
+            host = f"[{ip}]" if v6 else ip
+            sock.sendto(request(method, host, port), (edge, PORT))
             sock.settimeout(1.0)
             try:
                 statuses.append(parse(sock.recv(65535)).status or 0)
@@ -317,18 +331,20 @@ def test_a_listed_source_gets_no_answer_to_its_first_packet(
     daemon = start_daemon(apiban_section(site) + feed_section(site), workers=2)
     # the cold start pages through the mock under its (scaled) rate limit;
     # worker 0 fetches, and both workers load what it stored
-    assert wait_for(lambda: feeds_in_force(daemon) == {"apiban:sip": 601, "blocklist": 1}, 30)
+    assert wait_for(lambda: feeds_in_force(daemon) == {"apiban:sip": 602, "blocklist": 1}, 30)
 
     def worker_one() -> dict[str, int]:
         feeds = daemon.stats(worker=1)["intel"]["feeds"]
         return {f["feed"]: f["in_force"] for f in feeds}
 
-    assert wait_for(lambda: worker_one() == {"apiban:sip": 601, "blocklist": 1}, 5)
+    assert wait_for(lambda: worker_one() == {"apiban:sip": 602, "blocklist": 1}, 5)
     # six first packets, from six ports: the kernel spreads them over the workers
     assert [answers(site, ATTACKER)[0] for _ in range(6)] == [0] * 6
+    assert [answers(site, ATTACKER6)[0] for _ in range(2)] == [0] * 2
     verdicts = daemon.stats()["verdicts"]
-    assert verdicts.get("drop:intel.apiban-sip") == 6, verdicts
+    assert verdicts.get("drop:intel.apiban-sip") == 8, verdicts
     assert answers(site, site.phone) == [401]  # Kamailio's challenge: the phone goes through
+    assert answers(site, ula(site.pair)[1]) == [401]  # and over IPv6: the link works
     # the trunk is listed by the blocklist, and trusted: it keeps working, and it is reported
     assert answers(site, site.trunk, "OPTIONS") != [0]
     status = daemon.cli("status")
@@ -345,17 +361,19 @@ def test_with_nftables_a_listed_source_dies_in_the_kernel(
     need(shutil.which("nft") is not None, "nftables is not installed")
     extra = f'\n[firewall]\nenforcer = "nftables"\ntable = "{TABLE}"\n'
     daemon = start_daemon(extra + apiban_section(site) + feed_section(site))
-    assert wait_for(lambda: daemon.cli("firewall", "show")["feed_count"] == 601, 30)
+    assert wait_for(lambda: daemon.cli("firewall", "show")["feed_count"] == 602, 30)
     shown = daemon.cli("firewall", "show", "--feeds")
-    assert ATTACKER in shown["feed_elements"]
+    assert ATTACKER in shown["feed_elements"] and ATTACKER6 in shown["feed_elements"]
     assert site.trunk not in shown["feed_elements"]  # trusted: never dropped by the kernel
     assert answers(site, ATTACKER, count=5) == [0] * 5
-    assert daemon.cli("firewall", "show")["feed_dropped"] == 5
+    assert answers(site, ATTACKER6, count=2) == [0] * 2
+    assert daemon.cli("firewall", "show")["feed_dropped"] == 7
+    assert answers(site, ula(site.pair)[1]) == [401]
     # the kernel dropped them: the edge never saw one
     assert daemon.stats()["verdicts"].get("drop:intel.apiban-sip", 0) == 0
     assert answers(site, site.phone) == [401]
     assert answers(site, site.trunk, "OPTIONS") != [0]
-    assert daemon.cli("status")["intel"]["kernel"]["elements"] == 601
+    assert daemon.cli("status")["intel"]["kernel"]["elements"] == 602
 
 
 def test_only_allowed_countries_reach_the_pbx_but_trusted_peers_always_do(

@@ -326,23 +326,27 @@ def test_the_feed_sets_hold_exactly_what_was_loaded(ns):
     assert e.counters["feed-elements"] == 3
 
 
-def test_a_listed_source_is_dropped_in_the_kernel_and_counted_apart(ns):
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_a_listed_source_is_dropped_in_the_kernel_and_counted_apart(ns, family):
+    inside, outside = addresses(ns, family)
     e = enforcer(ns, ports=[("udp", 5060)])
     now = time.time()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_INET6 if family == "ipv6" else socket.AF_INET, socket.SOCK_DGRAM)
 
     async def scenario() -> tuple[int, int, dict[str, float | None]]:
         await e.start([], now)
-        await e.load_feeds({ns.outside: None}, now)
+        # the source's own network: the set is one of intervals
+        listed = f"{outside.rsplit(':', 1)[0]}:/64" if family == "ipv6" else outside
+        await e.load_feeds({listed: None}, now)
         for _ in range(5):
-            sock.sendto(b"OPTIONS sip:x SIP/2.0\r\n\r\n", (ns.inside, 5060))
+            sock.sendto(b"OPTIONS sip:x SIP/2.0\r\n\r\n", (inside, 5060))
         await asyncio.sleep(0.2)
         dropped = await e.feed_dropped(), await e.dropped()
         await e.start([], now)  # a restart empties the feed sets: the keeper loads them again
         return *dropped, await e.feed_elements()
 
     try:
-        sock.bind((ns.outside, 0))
+        sock.bind((outside, 0))
         feed_dropped, ban_dropped, after_start = asyncio.run(then_stop(e, scenario()))
     finally:
         sock.close()
@@ -428,36 +432,43 @@ def exchange(sock: socket.socket, target: tuple[str, int], word: str, tries: int
     return False
 
 
+def addresses(ns: Namespace, family: str) -> tuple[str, str]:
+    """The namespace's address and ours on its link, in ``family``: the
+    namespace's IPv4 ones, or a ULA /64 added to both ends of the link."""
+    if family == "ipv4":
+        return ns.inside, ns.outside
+    prefix = f"fd00:5757:{os.getpid() % 65536:x}"
+    inside, outside = f"{prefix}::2", f"{prefix}::1"
+    peer = (
+        subprocess.run(
+            ["ip", "-n", ns.name, "-o", "link", "show", "type", "veth"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+        .stdout.split(":")[1]
+        .strip()
+        .split("@")[0]
+    )
+    subprocess.run(
+        ["ip", "addr", "add", f"{outside}/64", "dev", ns.link, "nodad"], check=True, timeout=10
+    )
+    subprocess.run(
+        ["ip", "-n", ns.name, "addr", "add", f"{inside}/64", "dev", peer, "nodad"],
+        check=True,
+        timeout=10,
+    )
+    return inside, outside
+
+
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
 def test_an_established_udp_flow_is_cut(ns, family):
     need(
         shutil.which("conntrack") is not None,
         "conntrack is not installed (apt-get install conntrack)",
     )
-    inside, outside = ns.inside, ns.outside
-    if family == "ipv6":
-        prefix = f"fd00:5757:{os.getpid() % 65536:x}"
-        inside, outside = f"{prefix}::2", f"{prefix}::1"
-        peer = (
-            subprocess.run(
-                ["ip", "-n", ns.name, "-o", "link", "show", "type", "veth"],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=10,
-            )
-            .stdout.split(":")[1]
-            .strip()
-            .split("@")[0]
-        )
-        subprocess.run(
-            ["ip", "addr", "add", f"{outside}/64", "dev", ns.link, "nodad"], check=True, timeout=10
-        )
-        subprocess.run(
-            ["ip", "-n", ns.name, "addr", "add", f"{inside}/64", "dev", peer, "nodad"],
-            check=True,
-            timeout=10,
-        )
+    inside, outside = addresses(ns, family)
     # the namespace's own stateful firewall, as on most hosts: it turns conntrack on,
     # and accepts established flows before any later rule could drop them
     subprocess.run(
