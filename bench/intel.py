@@ -65,9 +65,9 @@ NETWORKS = 50_000
 SPOOFED = 200_000  # distinct sources cycled (over 3× the country cache) for the "new source every packet" rows
 
 
-def feed_entries(rng: random.Random) -> list[str]:
+def feed_entries(rng: random.Random, count: int = ENTRIES) -> list[str]:
     out: set[str] = set()
-    while len(out) < ENTRIES:
+    while len(out) < count:
         if rng.random() < 0.7:
             n, width, spell = rng.getrandbits(32), 32, _v4
             prefix = 32 if rng.random() < 0.5 else _v4_prefix(rng)

@@ -14,7 +14,7 @@ import click
 from . import __version__
 from .config import Config, ConfigError, load_config
 from .control import ControlError, ask
-from .enforce import EnforcerError
+from .enforce import EnforcerError, NftablesEnforcer
 from .policy import Policy, RuleError
 from .policy.load import PolicyError, build_policy, describe_rule
 from .proxy import Flow
@@ -794,41 +794,34 @@ def firewall_show(config_file: str | None, as_json: bool, with_feeds: bool) -> N
 
     config = _config(config_file)
     enforcer = enforcer_for(config, "nftables")
-
-    async def read() -> tuple[dict[str, float | None], int, dict[str, float | None], int]:
-        return (
-            await enforcer.elements(),
-            await enforcer.dropped(),
-            await enforcer.feed_elements(),
-            await enforcer.feed_dropped(),
-        )
+    assert isinstance(enforcer, NftablesEnforcer)
 
     try:
-        elements, dropped, feed_elements, feed_dropped = asyncio.run(read())
+        seen = asyncio.run(enforcer.overview())  # one listing: the feed sets may be big
     except (OSError, EnforcerError) as exc:
         click.echo(f"sipwarden: {exc}", err=True)
         sys.exit(1)
     if as_json:
         shown: dict[str, Any] = {
-            "elements": elements,
-            "dropped": dropped,
-            "feed_count": len(feed_elements),
-            "feed_dropped": feed_dropped,
+            "elements": seen.elements,
+            "dropped": seen.dropped,
+            "feed_count": len(seen.feed_elements),
+            "feed_dropped": seen.feed_dropped,
         }
         if with_feeds:
-            shown["feed_elements"] = feed_elements
+            shown["feed_elements"] = seen.feed_elements
         click.echo(json.dumps(shown, indent=2))
         return
     click.echo(
-        f"enforcer {enforcer.name}: {len(elements)} banned, {dropped} packets dropped;"
-        f" feeds: {len(feed_elements)} listed, {feed_dropped} packets dropped"
+        f"enforcer {enforcer.name}: {len(seen.elements)} banned, {seen.dropped} packets dropped;"
+        f" feeds: {len(seen.feed_elements)} listed, {seen.feed_dropped} packets dropped"
     )
     if with_feeds:
-        for target, left in sorted(feed_elements.items()):
+        for target, left in sorted(seen.feed_elements.items()):
             click.echo(
                 f"  feed {target:<35} " + ("no end" if left is None else f"{left:.0f} s left")
             )
-    for target, left in sorted(elements.items()):
+    for target, left in sorted(seen.elements.items()):
         click.echo(f"  {target:<40} " + ("permanent" if left is None else f"{left:.0f} s left"))
 
 

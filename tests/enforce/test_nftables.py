@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sipwarden.enforce import EnforcerError, NftablesEnforcer
+from sipwarden.enforce import EnforcerError, NftablesEnforcer, nftables
 from sipwarden.policy.bans import Ban, Change
 
 from ..conftest import need
@@ -324,6 +324,32 @@ def test_the_feed_sets_hold_exactly_what_was_loaded(ns):
     assert e.counters["feed-errors"] == 1, e.counters
     assert bans == {"192.0.2.1": None}  # the bans' sets are not the feeds'
     assert e.counters["feed-elements"] == 3
+
+
+def test_many_deletions_load_the_feed_sets_whole(ns, monkeypatch):
+    # nft deletes from an interval set in time proportional to its size, per
+    # element: past the budget the whole content is loaded anew instead
+    monkeypatch.setattr(nftables, "FEED_DELETE_BUDGET", 50)
+    e = enforcer(ns)
+    now = time.time()
+    first = {f"198.51.100.{i}": now + 600 for i in range(20)}
+    one_gone = {k: v for k, v in first.items() if k != "198.51.100.0"}  # 1 x 20: a difference
+    five_gone = {
+        k: v for k, v in one_gone.items() if k.rsplit(".", 1)[1] not in {"1", "2", "3", "4", "5"}
+    }
+
+    async def scenario():
+        await e.start([], now)
+        await e.load_feeds(first, now)
+        await e.load_feeds(one_gone, now)
+        after_one = await e.feed_elements(), e.counters["feed-replaced"]
+        await e.load_feeds({**five_gone, "2001:db8::/48": None}, now)  # 5 x 19: whole
+        return after_one, await e.feed_elements(), e.counters["feed-replaced"]
+
+    (one, replaced_one), five, replaced_five = asyncio.run(then_stop(e, scenario()))
+    assert close_to(one, {k: 600 for k in one_gone}) and replaced_one == 0
+    assert close_to(five, {**{k: 600 for k in five_gone}, "2001:db8::/48": None})
+    assert replaced_five == 1 and e.counters["feed-batches-failed"] == 0
 
 
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
