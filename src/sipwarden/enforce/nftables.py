@@ -36,8 +36,10 @@ early). A difference with more deletions than the set's size allows
 after a failure replace the sets' whole content in one transaction instead
 (a flush and the elements, ``ELEMENTS_PER_STATEMENT`` per statement: the
 kernel swaps old for new at once, no packet sees a half-loaded set); a
-refused replacement is loaded in halves, like the bans. ``start`` empties the feed sets; the
-intel side loads them again afterwards.
+refused replacement is loaded in halves, like the bans. ``start`` empties
+the feed sets; the intel side loads them again afterwards. The Python side
+of a load (diffing, the statements) runs on a thread: 100,000 targets take
+~0.2 s of it.
 
 Found out on nftables 1.0.6 (recorded where the code depends on it):
 ``delete element`` of an absent element fails, hence add-then-delete;
@@ -337,7 +339,7 @@ class NftablesEnforcer:
             # the Python side of 100,000 targets takes ~0.1 s: on a thread, off
             # the packets' loop (self._feeds changes only under the lock)
             live, bad = await asyncio.to_thread(_live_feeds, wanted, now)
-            for target in bad[:10]:
+            for target in bad[:10]:  # the count says how many more
                 log.warning("nftables: not an address or network: %r", target)
             self.counters["feed-errors"] += len(bad)
             try:
