@@ -86,6 +86,7 @@ CHAIN: Final = "prerouting"
 MAX_TIMEOUT: Final = 99_999_999  # seconds (3.2 years): nft 1.0.6 refuses more; the book lifts it
 TRANSPORTS: Final = {"udp": "udp", "tcp": "tcp", "tls": "tcp", "ws": "tcp", "wss": "tcp"}
 COMMAND_TIMEOUT: Final = 30.0  # seconds for one nft or conntrack call
+LISTING_TIMEOUT: Final = 300.0  # seconds for reading the table: 550,000 feed elements take 40 s
 CONNTRACK_CONCURRENCY: Final = 8  # conntrack processes at once
 CONNTRACK_LIST_ABOVE: Final = 8  # more new bans than this: list the flows once, delete only theirs
 ELEMENTS_PER_STATEMENT: Final = 500  # start(), feeds: one `add element` carries many (faster)
@@ -672,7 +673,10 @@ class NftablesEnforcer:
         return sources
 
     async def _listing(self) -> list[dict[str, Any]]:
-        result = await self._run([self.nft, "-j", "list", "table", "inet", self.table])
+        result = await self._run(
+            [self.nft, "-j", "list", "table", "inet", self.table],
+            timeout=max(self.timeout, LISTING_TIMEOUT),
+        )
         if not result.ok:
             if "No such file or directory" in result.stderr:
                 return []  # no table: nothing banned, nothing dropped
@@ -690,8 +694,11 @@ class NftablesEnforcer:
     async def _nft(self, lines: Sequence[str]) -> _Result:
         return await self._run([self.nft, "-f", "-"], ("\n".join(lines) + "\n").encode())
 
-    async def _run(self, argv: Sequence[str], stdin: bytes | None = None) -> _Result:
+    async def _run(
+        self, argv: Sequence[str], stdin: bytes | None = None, timeout: float | None = None
+    ) -> _Result:
         full = [*self.command_prefix, *argv]
+        timeout = self.timeout if timeout is None else timeout
         try:
             proc = await asyncio.create_subprocess_exec(
                 *full,
@@ -707,12 +714,12 @@ class NftablesEnforcer:
         except PermissionError as e:
             raise EnforcerError(f"cannot run {full[0]}: {e}; {ADVICE}") from e
         try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), self.timeout)
+            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            raise EnforcerError(f"{' '.join(argv[:2])} took more than {self.timeout:g} s") from None
+            raise EnforcerError(f"{' '.join(argv[:2])} took more than {timeout:g} s") from None
         assert proc.returncode is not None
         return _Result(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
