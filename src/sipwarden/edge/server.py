@@ -18,7 +18,7 @@ import socket
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from ..config import EdgeConfig, Endpoint
@@ -108,6 +108,8 @@ class Edge:
         cfg = self.config
         ssl_ctx = self._server_tls() if any(ep.transport == "tls" for ep in cfg.listen) else None
         udp_pending: list[tuple[Any, socket.socket]] = []
+        for hint in _ipv6_only_hints(cfg.listen):
+            log.info("%s", hint)
         for ep in cfg.listen:
             if ep.transport == "udp":
                 sock = _udp_socket(ep.host, ep.port, shared=cfg.workers > 1)
@@ -379,11 +381,30 @@ class Edge:
                 del self._per_source[host]
 
 
+def _ipv6_only_hints(listen: Sequence[Endpoint]) -> list[str]:
+    """What to say of an IPv6 wildcard listener with no IPv4 one beside it
+    (it does not take IPv4: see ``_udp_socket``)."""
+    v4 = {(ep.transport, ep.port) for ep in listen if ep.host == "0.0.0.0"}
+    return [
+        f"{ep.transport}:[::]:{ep.port} takes IPv6 only; "
+        f"add {ep.transport}:0.0.0.0:{ep.port} to serve IPv4 too"
+        for ep in listen
+        if ep.host == "::" and (ep.transport, ep.port) not in v4
+    ]
+
+
 def _udp_socket(host: str, port: int, *, shared: bool = False) -> socket.socket:
     """A bound, non-blocking UDP socket with deep queues (``shared``: the
     port is bound by every worker, SO_REUSEPORT)."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    v6 = ":" in host
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        if v6:
+            # IPv6 only, as asyncio makes the TCP listeners: on a dual-stack
+            # socket IPv4 sources arrive as ::ffff:a.b.c.d, which the ban
+            # book, the limiter's bans and the kernel's IPv4 sets would not
+            # recognise as the address they ban
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if shared:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
