@@ -31,6 +31,7 @@ import asyncio
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -132,6 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0 or shutil.which("nft") is None or shutil.which("ip") is None:
         sys.exit("bench/intel_kernel.py needs root, iproute2 and nftables")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a kill still removes the namespace
     for count in args.entries:
         with namespace() as netns:
             asyncio.run(measure(count, netns))
