@@ -188,14 +188,23 @@ class Daemon:
 
     async def _from_others(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         """The other workers' answers to ``request`` (worker 0 only; a worker
-        that does not answer is left out)."""
+        that does not answer is left out). Asked at once: a stuck worker
+        costs the control timeout once, not once per worker."""
         if self.worker != 0:
             return []
-        answers = []
-        for n in range(1, len(self.children) + 1):
-            with contextlib.suppress(OSError, ValueError, TimeoutError):
-                answers.append(await ask_async(worker_path(self.config.control.socket, n), request))
-        return answers
+        answers = await asyncio.gather(
+            *(
+                ask_async(worker_path(self.config.control.socket, n), request)
+                for n in range(1, len(self.children) + 1)
+            ),
+            return_exceptions=True,
+        )
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(
+                answer, OSError | ValueError | TimeoutError
+            ):
+                raise answer
+        return [a for a in answers if isinstance(a, dict)]
 
     async def ban(self, request: dict[str, Any]) -> dict[str, Any]:
         """``bans-add``: stored and enforced at once; the other workers adopt
