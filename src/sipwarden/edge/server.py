@@ -109,7 +109,7 @@ class Edge:
         ssl_ctx = self._server_tls() if any(ep.transport == "tls" for ep in cfg.listen) else None
         udp_pending: list[tuple[Any, socket.socket]] = []
         for hint in _ipv6_only_hints(cfg.listen):
-            log.info("%s", hint)
+            log.warning("%s", hint)  # a dual-stack setup of old would lose its IPv4 phones
         for ep in cfg.listen:
             if ep.transport == "udp":
                 sock = _udp_socket(ep.host, ep.port, shared=cfg.workers > 1)
