@@ -72,9 +72,9 @@ from typing import Any
 from sipwarden.config import Config
 from sipwarden.control import ask
 from sipwarden.policy.load import arm, build_policy
-from sipwarden.proxy import Flow
 from sipwarden.sip import peek
 from sipwarden.sip.accel import SPEEDUPS
+from sipwarden.values import Peer
 
 TICK = os.sysconf("SC_CLK_TCK")
 CLONE_NEWNET = 0x40000000
@@ -879,7 +879,7 @@ def memory_one(family: str, sources: int, trace: bool) -> dict[str, Any]:
             host = "".join(host)  # a fresh string per datagram, as the edge has
             now = now0 + i * step
             t0 = clock()
-            verdict, _ = judge(REG, Flow("udp", host, 5060), 5060, now)
+            verdict, _ = judge(REG, Peer("udp", host, 5060), 5060, now)
             t1 = clock()
             view = peek(CHALLENGE)
             t2 = clock()
@@ -935,7 +935,7 @@ def ban_lookup() -> None:
     )
     print(f"   {'N':>7}{'banned() µs':>14}{'judge_bytes, clean REGISTER µs':>33}")
     config = Config()
-    clean = Flow("udp", "192.0.2.10", 5060)
+    clean = Peer("udp", "192.0.2.10", 5060)
     for n in (0, 1, 10, 100, 1000, 10_000):
         policy = arm(build_policy(config.policy), config)
         book = policy.bans
@@ -962,7 +962,7 @@ def ban_lookup() -> None:
     policy = arm(build_policy(config.policy), config)
     assert policy.bans is not None
     policy.bans.decide(FLOOD_SOURCE, reason="bench", detector="operator", now=1000.0)
-    flow = Flow("udp", FLOOD_SOURCE, 5070)
+    flow = Peer("udp", FLOOD_SOURCE, 5070)
     timer = timeit.Timer(lambda: policy.judge_bytes(REG, flow, 5060, 1001.0))
     count, _ = timer.autorange()
     whole = min(timer.repeat(3, count)) / count * 1e6

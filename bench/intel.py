@@ -55,7 +55,7 @@ from sipwarden.intel.geo import Countries, CountryPolicy, CountryRanges, MaxMind
 from sipwarden.intel.index import AddressIndex
 from sipwarden.intel.screen import IntelScreen
 from sipwarden.policy import Policy
-from sipwarden.proxy import Flow
+from sipwarden.values import Peer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.intel.geodata import record
@@ -312,11 +312,11 @@ def pipeline_rows(
     off = build_policy(PolicyConfig())  # no ban book, no limiter: the pipeline's stages alone
     on = build_policy(PolicyConfig())
     on.intel = IntelScreen(index, countries=Countries(table), country_policy=policy)
-    seen = [Flow("udp", unlisted[0], 5060)]
-    new = [Flow("udp", h, 5060) for h in unlisted]
-    bad = [Flow("udp", h, 5060) for h in listed]
+    seen = [Peer("udp", unlisted[0], 5060)]
+    new = [Peer("udp", h, 5060) for h in unlisted]
+    bad = [Peer("udp", h, 5060) for h in listed]
 
-    def judged(p: Policy, flows: list[Flow]) -> float:
+    def judged(p: Policy, flows: list[Peer]) -> float:
         return per_call(lambda f: p.judge_bytes(REGISTER, f, 5060), flows, seconds)
 
     off_seen, on_seen = judged(off, seen), judged(on, seen)

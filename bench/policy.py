@@ -26,12 +26,12 @@ from messages import INVITE, OPTIONS, REGISTER  # bench/ is on sys.path when run
 from sipwarden.config import PolicyConfig
 from sipwarden.policy import Policy
 from sipwarden.policy.load import build_policy
-from sipwarden.proxy import Flow
 from sipwarden.sip import peek
 from sipwarden.sip.accel import SPEEDUPS
+from sipwarden.values import Peer
 
 SCANNERS = Path(__file__).resolve().parent.parent / "tests" / "data" / "scanners"
-PHONE = Flow("udp", "192.0.2.10", 5060)
+PHONE = Peer("udp", "192.0.2.10", 5060)
 
 
 def operator_rules() -> list[dict[str, object]]:

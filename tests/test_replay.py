@@ -26,9 +26,9 @@ from rich.console import Console
 from sipwarden import replay as replay_module
 from sipwarden.config import PolicyConfig
 from sipwarden.policy.load import build_policy
-from sipwarden.proxy import Flow
 from sipwarden.replay import ReplayError, replay
 from sipwarden.sip import SipError, StreamFramer
+from sipwarden.values import Peer
 
 DATA = Path(__file__).parent / "data"
 SCANNERS = DATA / "scanners"
@@ -65,7 +65,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.policy = new_policy()
-        self.calls: list[tuple[bytes, Flow, int, str]] = []
+        self.calls: list[tuple[bytes, Peer, int, str]] = []
 
     def judge_bytes(self, data, source, local_port):
         verdict, view = self.policy.judge_bytes(data, source, local_port)
@@ -223,7 +223,7 @@ def test_every_fixture_gets_the_verdict_judge_bytes_gives(tmp_path, transport):
         src = f"203.0.113.{i + 1}"
         data = path.read_bytes()
         conn = 0 if transport == "udp" else i + 1
-        flow = Flow(transport, src, 5070 if transport == "udp" else 40000, conn)
+        flow = Peer(transport, src, 5070 if transport == "udp" else 40000, conn)
         verdict, _ = reference.judge_bytes(data, flow, 5060)
         assert recorder.calls[i][:3] == (data, flow, 5060), path.name
         stats = report.sources[src]
@@ -268,7 +268,7 @@ def test_tcp_out_of_order_and_retransmitted(tmp_path):
     recorder = Recorder()
     report = run(tmp_path, capture([syn, s3, s1, s1, overlap, s2]), recorder)
     assert [c[0] for c in recorder.calls] == [REGISTER]
-    assert recorder.calls[0][1] == Flow("tcp", "198.51.100.8", 40000, 1)
+    assert recorder.calls[0][1] == Peer("tcp", "198.51.100.8", 40000, 1)
     assert report.sources["198.51.100.8"].verdicts["forward"] == 1
     assert report.totals.tcp_connections == 1 and report.totals.tcp_gaps == 0
     assert report.totals.tcp_segments == 6
@@ -377,7 +377,7 @@ def test_ipv4_fragments_are_reassembled(tmp_path):
     assert [c[0] for c in recorder.calls] == [invite]
     t = report.totals
     assert (t.fragments, t.reassembled, t.fragments_dropped) == (4, 1, 1)
-    verdict, _ = new_policy().judge_bytes(invite, Flow("udp", "203.0.113.5", 5070), 5060)
+    verdict, _ = new_policy().judge_bytes(invite, Peer("udp", "203.0.113.5", 5070), 5060)
     assert report.sources["203.0.113.5"].verdicts[verdict.kind] == 1
 
 
@@ -399,7 +399,7 @@ def test_ipv6_fragments_are_reassembled(tmp_path):
     recorder = Recorder()
     report = run(tmp_path, capture(packets[::-1]), recorder)
     assert [c[0] for c in recorder.calls] == [REGISTER]
-    assert recorder.calls[0][1] == Flow("udp", "2001:db8::7", 5070)
+    assert recorder.calls[0][1] == Peer("udp", "2001:db8::7", 5070)
     assert report.totals.reassembled == 1
 
 
@@ -525,7 +525,7 @@ def in_order_verdicts() -> list[tuple[bytes, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         run(Path(tmp), capture(tcp_stream(b"".join(STREAM), [])), recorder)
     verdicts = [(c[0], c[3]) for c in recorder.calls]
-    reference, flow = new_policy(), Flow("tcp", "198.51.100.8", 40000, 1)
+    reference, flow = new_policy(), Peer("tcp", "198.51.100.8", 40000, 1)
     direct = [(m, reference.judge_bytes(m, flow, 5060)[0].kind) for m in STREAM if m.strip()]
     assert verdicts == direct
     return verdicts

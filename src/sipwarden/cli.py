@@ -17,9 +17,9 @@ from .control import ControlError, ask
 from .enforce import EnforcerError, NftablesEnforcer
 from .policy import Policy, RuleError
 from .policy.load import PolicyError, build_policy, describe_rule
-from .proxy import Flow
 from .sip import PING, SipError, StreamFramer, parse, parse_frame
 from .sip.describe import message_dict
+from .values import Peer
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -165,7 +165,7 @@ def rules_list(config_file: str | None, as_json: bool) -> None:
     Console().print(table)
 
 
-def _source_flow(source: str, transport: str) -> Flow:
+def _source_flow(source: str, transport: str) -> Peer:
     """``192.0.2.7``, ``192.0.2.7:5070``, ``2001:db8::7`` or ``[2001:db8::7]:5070``."""
     if source.startswith("[") and "]:" in source:
         host, _, port = source.rpartition(":")
@@ -177,7 +177,7 @@ def _source_flow(source: str, transport: str) -> Flow:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         raise click.BadParameter(f"{source!r} is not an IP address (or IP:port)") from None
-    return Flow(transport, ip.compressed, int(port) if port.isdigit() else 5060)
+    return Peer(transport, ip.compressed, int(port) if port.isdigit() else 5060)
 
 
 @main.command()
@@ -339,7 +339,7 @@ def _when(epoch: float | None) -> str:
 
 
 def _bad_target(target: str) -> str:
-    from .policy.bans import canonical
+    from .values import canonical
 
     try:
         return canonical(target)

@@ -66,9 +66,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .policy import Policy, Verdict
-from .proxy import Flow
+from .policy import Policy
 from .sip import PING, Peek, SipError, StreamFramer
+from .values import Peer, Verdict
 
 __all__ = ["ReplayError", "ReplayReport", "ReplayTotals", "SourceStats", "replay"]
 
@@ -556,9 +556,9 @@ class _Replayer:
     def _datagram(self, ts: float, src: bytes, dgram: Any) -> None:
         sport, dport, payload = dgram
         self.totals.udp_datagrams += 1
-        self.judge(ts, payload, Flow("udp", _host(src), sport), dport)
+        self.judge(ts, payload, Peer("udp", _host(src), sport), dport)
 
-    def judge(self, ts: float, data: bytes, source: Flow, local_port: int) -> None:
+    def judge(self, ts: float, data: bytes, source: Peer, local_port: int) -> None:
         verdict, view = self.policy.judge_bytes(data, source, local_port)
         self.totals.messages += 1
         stats = self.report.sources.get(source.host)
@@ -586,7 +586,7 @@ class _Replayer:
                 self.totals.tcp_evicted += 1
             self.next_conn += 1
             self.totals.tcp_connections += 1
-            flow = Flow("tcp", _host(src), seg.sport, self.next_conn)
+            flow = Peer("tcp", _host(src), seg.sport, self.next_conn)
             stream = _Stream(self, flow, seg.dport, seg.seq, syn=syn)
         self.streams[key] = stream
         seq = (seg.seq + 1) & _SEQ_MASK if syn else seg.seq
@@ -639,7 +639,7 @@ class _Stream:
     )
 
     def __init__(
-        self, engine: _Replayer, flow: Flow, local_port: int, seq: int, *, syn: bool
+        self, engine: _Replayer, flow: Peer, local_port: int, seq: int, *, syn: bool
     ) -> None:
         self.engine = engine
         self.flow = flow

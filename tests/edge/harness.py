@@ -354,7 +354,7 @@ def registrar_thread() -> Iterator[tuple[int, set[int]]]:
     """The built-in registrar on a UDP port, served by a thread (for edges in
     another process): yields its port and the set of source ports it heard
     from (one per edge worker)."""
-    from sipwarden.proxy import Flow
+    from sipwarden.values import Peer
 
     backend = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     backend.bind(("127.0.0.1", 0))
@@ -368,7 +368,7 @@ def registrar_thread() -> Iterator[tuple[int, set[int]]]:
             except TimeoutError:
                 continue
             seen.add(addr[1])
-            for answer in registrar.handle(data, Flow("udp", addr[0], addr[1])):
+            for answer in registrar.handle(data, Peer("udp", addr[0], addr[1])):
                 backend.sendto(answer.data, (answer.flow.host, answer.flow.port))
 
     thread = threading.Thread(target=serve, daemon=True)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from sipwarden.enforce import EnforcerError, NftablesEnforcer, nftables
-from sipwarden.policy.bans import Ban, Change
+from sipwarden.values import Ban, Change
 
 from ..conftest import need
 from ..edge.netns import Namespace, namespace

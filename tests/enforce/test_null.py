@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from sipwarden.enforce import NftablesEnforcer, NullEnforcer, make_enforcer
-from sipwarden.policy.bans import Ban, Change
+from sipwarden.values import Ban, Change
 
 
 def test_none_changes_nothing_and_reports_nothing():

@@ -22,9 +22,9 @@ from sipwarden.intel import keeper as keeper_module
 from sipwarden.intel.index import AddressIndex
 from sipwarden.intel.keeper import IntelKeeper, feed_specs, sync_apiban
 from sipwarden.policy.load import arm, build_policy
-from sipwarden.proxy.flow import Flow
 from sipwarden.store.intel import IntelStore
 from sipwarden.store.lock import feed_lock
+from sipwarden.values import Peer
 
 from ..conftest import need
 from ..edge.netns import Namespace, namespace
@@ -280,7 +280,7 @@ def test_lookup_says_who_lists_an_address_since_when(tmp_path: Path) -> None:
     assert clean["verdict"] == "pass" and clean["listed"] == []
     with pytest.raises(ValueError):
         run(IntelKeeper(config.intel, db, AddressIndex()).lookup(policy, "192.0.2.0/24"))
-    verdict, _ = policy.judge_bytes(b"x" * 40, Flow("udp", "192.0.2.7", 5060), 5060, now)
+    verdict, _ = policy.judge_bytes(b"x" * 40, Peer("udp", "192.0.2.7", 5060), 5060, now)
     assert verdict.reason == "intel.local"
 
 

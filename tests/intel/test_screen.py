@@ -16,7 +16,7 @@ from sipwarden.intel.geo import Countries, CountryPolicy, CountryRanges, open_co
 from sipwarden.intel.index import AddressIndex
 from sipwarden.intel.screen import IntelScreen, feed_reason
 from sipwarden.policy.load import arm, build_policy
-from sipwarden.proxy import Flow
+from sipwarden.values import Peer
 
 from ..policy.test_pipeline import request
 from .geodata import write_mmdb, write_zones
@@ -177,7 +177,7 @@ def test_pipeline_drops_before_parsing_and_trusted_win(mmdb: Path) -> None:
     policy.intel.index.add("apiban:sip", "192.0.2.66")  # type: ignore[attr-defined]
 
     def judge(host: str, data: bytes = request()) -> tuple[str, str, bool]:
-        verdict, view = policy.judge_bytes(data, Flow("udp", host, 5062), 5060, NOW)  # type: ignore[attr-defined]
+        verdict, view = policy.judge_bytes(data, Peer("udp", host, 5062), 5060, NOW)  # type: ignore[attr-defined]
         return verdict.kind, verdict.reason, view is not None
 
     assert judge("192.0.2.10") == ("forward", "", True)  # XA
@@ -197,14 +197,14 @@ def test_a_reload_keeps_the_feed_entries(mmdb: Path) -> None:
     first.intel.index.add("voipbl", "203.0.113.0/24")
     second = arm(build_policy(config.policy), config, previous=first)
     assert second.intel is not None and second.intel.index is first.intel.index
-    verdict, _ = second.judge_bytes(request(), Flow("udp", "203.0.113.1", 5062), 5060, NOW)
+    verdict, _ = second.judge_bytes(request(), Peer("udp", "203.0.113.1", 5062), 5060, NOW)
     assert verdict.reason == "intel.voipbl"
 
 
 def test_explain_shows_the_rules_of_a_refused_source(mmdb: Path) -> None:
     policy = armed(mmdb, geoip={"database": str(mmdb), "deny_countries": ["XB"]})
     report = policy.explain(  # type: ignore[attr-defined]
-        request(ua="friendly-scanner"), Flow("udp", "198.51.100.10", 5062), 5060
+        request(ua="friendly-scanner"), Peer("udp", "198.51.100.10", 5062), 5060
     )
     assert report["reason"] == "geo.XB"
     assert report["parsed"] is True

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipwarden.policy.bans import Ban, BanBook, Change, canonical
+from sipwarden.policy.bans import BanBook
+from sipwarden.values import Ban, Change, canonical
 
 H = 3600.0
 ATTACKER = "192.0.2.66"

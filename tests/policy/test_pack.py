@@ -11,13 +11,13 @@ import pytest
 from sipwarden.config import PolicyConfig
 from sipwarden.policy import Context, RuleSet
 from sipwarden.policy.load import build_policy, pack_rules
-from sipwarden.proxy import Flow
 from sipwarden.sip import peek
+from sipwarden.values import Peer
 
 from ..conftest import DATA, SCANNERS
 
-ATTACKER = Flow("udp", "192.0.2.66", 5070)
-TRUNK = Flow("udp", "198.51.100.7", 5060)
+ATTACKER = Peer("udp", "192.0.2.66", 5070)
+TRUNK = Peer("udp", "198.51.100.7", 5060)
 PHONES = sorted((DATA / "phones").glob("*.sip"))
 
 
@@ -161,5 +161,5 @@ def test_every_fingerprint_rule_is_hit_by_some_real_or_documented_message():
 def test_the_nmap_probe_over_tcp_and_without_rport_is_dropped():
     for name in ("nmap_SIPOptions_tcp_probe.sip", "shodan_style_OPTIONS_udp_no_rport.sip"):
         data = (SCANNERS / name).read_bytes()
-        rule = pack().evaluate(Context(peek(data), Flow("tcp", "192.0.2.66", 40000, 1), 5060))
+        rule = pack().evaluate(Context(peek(data), Peer("tcp", "192.0.2.66", 40000, 1), 5060))
         assert rule is not None and rule.id == "scan.nmap-options-probe", name

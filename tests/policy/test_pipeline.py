@@ -15,13 +15,13 @@ from sipwarden.config import PolicyConfig, config_from_dict, load_config
 from sipwarden.policy import Context, Policy, RuleError, RuleSet, compile_rules
 from sipwarden.policy.load import PolicyError, all_rules, build_policy, pack_rules
 from sipwarden.policy.pipeline import MONITOR_LOGGED
-from sipwarden.proxy import Flow
 from sipwarden.sip import SipError, peek
+from sipwarden.values import Peer
 
 from ..conftest import SCANNERS
 
-PHONE = Flow("udp", "203.0.113.9", 40000)
-TRUNK = Flow("udp", "198.51.100.7", 5060)
+PHONE = Peer("udp", "203.0.113.9", 40000)
+TRUNK = Peer("udp", "198.51.100.7", 5060)
 
 
 def request(
@@ -52,7 +52,7 @@ def policy(**settings: object) -> Policy:
     return build_policy(PolicyConfig.model_validate(settings))
 
 
-def verdict(p: Policy, data: bytes, source: Flow = PHONE) -> tuple[str, str]:
+def verdict(p: Policy, data: bytes, source: Peer = PHONE) -> tuple[str, str]:
     v, _ = p.judge_bytes(data, source, 5060)
     return v.kind, v.reason
 
@@ -82,8 +82,8 @@ def test_options_are_silence_unless_from_a_trusted_peer():
 def test_a_trusted_peer_is_allowed_before_any_rule_or_check():
     p = policy(trusted_peers=["192.0.2.0/28", "198.51.100.7"])
     scanner = (SCANNERS / "svmap_0.3.8_OPTIONS.sip").read_bytes()
-    assert verdict(p, scanner, Flow("udp", "192.0.2.14", 5060)) == ("allow", "trusted-peer")
-    assert verdict(p, scanner, Flow("udp", "192.0.2.16", 5060))[0] == "drop"
+    assert verdict(p, scanner, Peer("udp", "192.0.2.14", 5060)) == ("allow", "trusted-peer")
+    assert verdict(p, scanner, Peer("udp", "192.0.2.16", 5060))[0] == "drop"
     assert verdict(p, request(ua="friendly-scanner"), TRUNK) == ("allow", "trusted-peer")
     assert p.counters["allow:trusted-peer"] == 2
 
@@ -134,7 +134,7 @@ def test_the_operators_rules_come_before_the_pack_so_they_can_allow():
     }
     p = policy(rules=[rule])
     assert verdict(p, request(ua="sipsak 0.9.8.1")) == ("allow", "our-sipsak-monitor")
-    assert verdict(p, request(ua="sipsak 0.9.8.1"), Flow("udp", "192.0.2.1", 5060)) == (
+    assert verdict(p, request(ua="sipsak 0.9.8.1"), Peer("udp", "192.0.2.1", 5060)) == (
         "drop",
         "ua.sipsak",
     )
@@ -294,7 +294,7 @@ FIELDS_AND_VALUES = {
 }
 OPS = ["equals", "prefix", "suffix", "contains", "regex", "in"]
 NETWORKS = ["203.0.113.0/24", "203.0.113.9", "10.0.0.0/8", "2001:db8::/32", "192.0.2.0/25"]
-SOURCES = [PHONE, Flow("udp", "10.1.2.3", 5060), Flow("tcp", "2001:db8::5", 5060, 3)]
+SOURCES = [PHONE, Peer("udp", "10.1.2.3", 5060), Peer("tcp", "2001:db8::5", 5060, 3)]
 
 
 @st.composite

@@ -8,19 +8,19 @@ import tomllib
 import pytest
 
 from sipwarden.policy.rules import Context, RuleError, RuleSet, compile_rules
-from sipwarden.proxy import Flow
 from sipwarden.sip import peek
+from sipwarden.values import Peer
 
 from ..conftest import SCANNERS
 
-PHONE = Flow("udp", "203.0.113.9", 40000)
+PHONE = Peer("udp", "203.0.113.9", 40000)
 NMAP = (SCANNERS / "nmap_7.93_sV_SIPOptions_udp.sip").read_bytes()
 SVCRACK = (SCANNERS / "svcrack_0.3.8_REGISTER_auth_pw100.sip").read_bytes()
 SIPSAK = (SCANNERS / "sipsak_0.9.8.1_OPTIONS.sip").read_bytes()
 SHODAN = (SCANNERS / "shodan_style_OPTIONS_udp_no_rport.sip").read_bytes()
 
 
-def ctx(data: bytes, source: Flow = PHONE, port: int = 5060) -> Context:
+def ctx(data: bytes, source: Peer = PHONE, port: int = 5060) -> Context:
     return Context(peek(data), source, port)
 
 

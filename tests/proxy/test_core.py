@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import pytest
 
-from sipwarden.proxy import Drop, Flow, FlowTokens, Local, ProxySettings, Send, StatelessProxy
+from sipwarden.proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
 from sipwarden.proxy.base import BRANCH_PREFIX, TOKEN_PARAM
 from sipwarden.sip import make_response, parse
+from sipwarden.values import Peer
 
-BACKEND = Flow("udp", "127.0.0.1", 5080)
+BACKEND = Peer("udp", "127.0.0.1", 5080)
 PUBLIC = Local("udp", "198.51.100.1", 5060)
 PUBLIC_TCP = Local("tcp", "198.51.100.1", 5060)
 INSIDE = Local("udp", "127.0.0.1", 5062)
-PHONE = Flow("udp", "203.0.113.9", 40000)
-PHONE_TCP = Flow("tcp", "203.0.113.9", 40001, conn=7)
+PHONE = Peer("udp", "203.0.113.9", 40000)
+PHONE_TCP = Peer("tcp", "203.0.113.9", 40001, conn=7)
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_without_rport_the_answer_goes_to_the_via_port(proxy):
             request(via="SIP/2.0/UDP 192.168.1.20:5070;branch=z9hG4bKq"), PHONE, PUBLIC
         )
     )
-    assert proxy.tokens.decode(msg.via.param(TOKEN_PARAM)) == Flow("udp", "203.0.113.9", 5070)
+    assert proxy.tokens.decode(msg.via.param(TOKEN_PARAM)) == Peer("udp", "203.0.113.9", 5070)
     assert msg.vias[1].rport is None and msg.vias[1].received == "203.0.113.9"
 
 
@@ -138,7 +139,7 @@ def test_backend_response_with_forged_token_or_foreign_via_is_dropped(proxy):
     answer = make_response(fwd, 200).to_bytes()
     token = fwd.via.param(TOKEN_PARAM)
     forged = answer.replace(
-        token.encode(), proxy.tokens.encode(Flow("udp", "192.0.2.66", 5060))[:-2].encode() + b"aa"
+        token.encode(), proxy.tokens.encode(Peer("udp", "192.0.2.66", 5060))[:-2].encode() + b"aa"
     )
     assert proxy.from_backend(forged, BACKEND) == [Drop("response-bad-token")]
     foreign = make_response(parse(request()), 200).to_bytes()
@@ -207,9 +208,9 @@ def test_malformed_is_dropped_and_counted(proxy):
 
 def test_flow_tokens_roundtrip_and_reject_tampering():
     tokens = FlowTokens(b"s" * 32)
-    for flow in (Flow("udp", "203.0.113.9", 5060), Flow("tls", "2001:db8::7", 5061, conn=123456)):
+    for flow in (Peer("udp", "203.0.113.9", 5060), Peer("tls", "2001:db8::7", 5061, conn=123456)):
         assert tokens.decode(tokens.encode(flow)) == flow
-    token = tokens.encode(Flow("udp", "203.0.113.9", 5060))
+    token = tokens.encode(Peer("udp", "203.0.113.9", 5060))
     assert tokens.decode(token[:-1] + ("a" if token[-1] != "a" else "b")) is None
     assert FlowTokens(b"t" * 32).decode(token) is None
     for junk in (None, "", "sw", "sw!!", "x" * 200, "swzzzz"):

@@ -10,14 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sipwarden.proxy import Drop, Flow, FlowTokens, Local, ProxySettings, Send, StatelessProxy
+from sipwarden.proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
 from sipwarden.sip import SipError, make_response, parse, peek
+from sipwarden.values import Peer
 
 from ..conftest import SCANNERS, TORTURE
 
-BACKEND = Flow("udp", "127.0.0.1", 5080)
+BACKEND = Peer("udp", "127.0.0.1", 5080)
 PUBLIC = Local("udp", "198.51.100.1", 5060)
-PHONE = Flow("udp", "203.0.113.9", 40000)
+PHONE = Peer("udp", "203.0.113.9", 40000)
 PROXY = StatelessProxy(
     ProxySettings(
         backend=BACKEND,

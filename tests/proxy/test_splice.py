@@ -14,16 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipwarden.proxy import Drop, Flow, FlowTokens, Local, ProxySettings, Send, StatelessProxy
+from sipwarden.proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
 from sipwarden.sip import make_response, parse, peek
 from sipwarden.sip.accel import SPEEDUPS
+from sipwarden.values import Peer
 
 from ..conftest import need
 
-BACKEND = Flow("udp", "127.0.0.1", 5080)
+BACKEND = Peer("udp", "127.0.0.1", 5080)
 PUBLIC = Local("udp", "198.51.100.1", 5060)
 INSIDE = Local("udp", "127.0.0.1", 5062)
-PHONE = Flow("udp", "203.0.113.9", 40000)
+PHONE = Peer("udp", "203.0.113.9", 40000)
 
 
 def make_proxy(server_header: str = "") -> StatelessProxy:
@@ -196,7 +197,7 @@ PARAM = st.builds(
     st.sampled_from(["", ";rport", ";rport=9"]),
     st.sampled_from(["1", "70", "255", "256", "007"]),
     st.sampled_from(["", ";tag=x"]),
-    st.sampled_from([PHONE, Flow("tcp", "203.0.113.9", 40001, conn=3)]),
+    st.sampled_from([PHONE, Peer("tcp", "203.0.113.9", 40001, conn=3)]),
 )
 def test_fast_equals_general_on_generated_requests(
     method, transport, host, port, params, rport, mf, to_tag, source

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sipwarden.proxy import Flow
 from sipwarden.registrar import Registrar
 from sipwarden.sip import parse
+from sipwarden.values import Peer
 
 from ..edge.harness import REALM, USERS, authorization, register_request
 
-PHONE = Flow("udp", "127.0.0.1", 40000)
+PHONE = Peer("udp", "127.0.0.1", 40000)
 
 
 class Clock:

@@ -23,10 +23,11 @@ from typing import Any, cast
 
 from ..config import EdgeConfig, Endpoint
 from ..policy import Policy
-from ..proxy import Drop, Flow, FlowTokens, Local, ProxySettings, Send, StatelessProxy
+from ..proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
 from ..proxy.base import AUTH_FLAG, BRANCH_PREFIX, TOKEN_PARAM
 from ..sip import PING, Peek, SipError, StreamFramer, make_response, parse, peek
 from ..sip.uri import simple_params
+from ..values import Peer
 
 log = logging.getLogger("sipwarden.edge")
 
@@ -96,7 +97,7 @@ class Edge:
         self._next_conn = 0
         self._sweeper: asyncio.Task[None] | None = None
         self._link: _BackendLink | None = None  # the connection to a TCP/TLS backend
-        self._backend = Flow(config.backend.transport, config.backend.host, config.backend.port)
+        self._backend = Peer(config.backend.transport, config.backend.host, config.backend.port)
 
     # ----------------------------------------------------------------- life
 
@@ -244,7 +245,7 @@ class Edge:
 
     # -------------------------------------------------------------- inbound
 
-    def from_client(self, data: bytes, source: Flow, listener: Endpoint) -> bool:
+    def from_client(self, data: bytes, source: Peer, listener: Endpoint) -> bool:
         """Judge and, if it passes, proxy one message; whether it passed."""
         self.counters["received"] += 1  # (a Counter: the metrics layer reads it as it is)
         # (the policy counts every verdict: self.policy.counters)
@@ -262,7 +263,7 @@ class Edge:
             self._reject(data, source, verdict.code)
         return False
 
-    def _reject(self, data: bytes, source: Flow, code: int) -> None:
+    def _reject(self, data: bytes, source: Peer, code: int) -> None:
         """Answer with ``code`` (a rule's reject: meant for legitimate-looking traffic)."""
         try:
             request = parse(data)
@@ -272,7 +273,7 @@ class Edge:
         self.counters["rejected"] += 1
         self.send(source, bytes(make_response(request, code)))
 
-    def from_backend(self, data: bytes, source: Flow) -> None:
+    def from_backend(self, data: bytes, source: Peer) -> None:
         if source.host != self._backend.host:
             self.counters["backend-socket-stranger"] += 1
             return
@@ -319,7 +320,7 @@ class Edge:
                 continue
             self.send(action.flow, action.data)
 
-    def send(self, flow: Flow, data: bytes) -> None:
+    def send(self, flow: Peer, data: bytes) -> None:
         if flow == self._backend:
             if self._link is not None:
                 if self._link.send(data):
@@ -418,7 +419,7 @@ def _udp_socket(host: str, port: int, *, shared: bool = False) -> socket.socket:
     return sock
 
 
-def _sendto(sock: socket.socket, data: bytes, flow: Flow) -> bool:
+def _sendto(sock: socket.socket, data: bytes, flow: Peer) -> bool:
     """Send one datagram; False when the kernel refuses it (full queue, no route)."""
     try:
         sock.sendto(data, (flow.host, flow.port))
@@ -434,7 +435,7 @@ class _UdpListener(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:
-            self.edge.from_client(data, Flow("udp", _ip(addr[0]), addr[1]), self.listener)
+            self.edge.from_client(data, Peer("udp", _ip(addr[0]), addr[1]), self.listener)
         except Exception:  # a bug must not stop the listener: count it, keep serving
             _bug(self.edge, "a datagram", addr)
 
@@ -448,7 +449,7 @@ class _BackendSocket(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:
-            self.edge.from_backend(data, Flow("udp", _ip(addr[0]), addr[1]))
+            self.edge.from_backend(data, Peer("udp", _ip(addr[0]), addr[1]))
         except Exception:
             _bug(self.edge, "a datagram from the backend", addr)
 
@@ -502,7 +503,7 @@ class _StreamConnection(asyncio.Protocol):
             edge.counters[f"stream-closed:{exc.reason}"] += 1
             self.close(exc.reason)
             return
-        source = Flow(self.listener.transport, self.peer[0], self.peer[1], self.conn_id)
+        source = Peer(self.listener.transport, self.peer[0], self.peer[1], self.conn_id)
         for frame in frames:
             if frame == PING:
                 # RFC 5626 pong, but only on a connection that has sent a

@@ -13,7 +13,7 @@ import collections
 from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
 
-from ..policy.bans import Ban, Change
+from ..values import Ban, Change
 from .nftables import EnforcerError, NftablesEnforcer
 
 KINDS: Final = ("none", "nftables")

@@ -68,7 +68,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from ..policy.bans import Ban, Change
+from ..values import Ban, Change
 
 log = logging.getLogger("sipwarden.enforce")
 

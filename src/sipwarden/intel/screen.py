@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-from ..policy.verdict import Verdict
+from ..values import Verdict
 from .geo import Countries, CountryPolicy
 from .index import AddressIndex, Entry, address_number
 

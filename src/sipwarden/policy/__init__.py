@@ -6,18 +6,13 @@ from __future__ import annotations
 
 from .pipeline import Policy, TrustedPeers
 from .rules import Context, Rule, RuleError, RuleSet, compile_rules
-from .verdict import FORWARD, Judge, Verdict, VerdictKind
 
 __all__ = [
-    "FORWARD",
     "Context",
-    "Judge",
     "Policy",
     "Rule",
     "RuleError",
     "RuleSet",
     "TrustedPeers",
-    "Verdict",
-    "VerdictKind",
     "compile_rules",
 ]

@@ -21,49 +21,16 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
-import socket
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from ..values import AF_INET, AF_INET6, Ban, Change, Network, canonical, inet_pton
+
 DEFAULT_STEPS: Final[tuple[float | None, ...]] = (600.0, 3600.0, 86400.0, None)
 EVIDENCE_KEPT: Final = 5  # sample lines per ban
 MAX_EVIDENCE_CHARS: Final = 2000  # per sample
-
-
-def canonical(target: str) -> str:
-    """``192.0.2.7``, ``192.0.2.0/24``, ``2001:db8::/32``: one spelling per
-    target (a /32 or /128 is written as the address). Raises ValueError."""
-    net = ipaddress.ip_network(target.strip(), strict=False)
-    return str(net.network_address) if net.num_addresses == 1 else str(net)
-
-
-@dataclass(frozen=True)
-class Ban:
-    target: str  # canonical address or CIDR
-    reason: str  # what happened, for people
-    detector: str  # the rule or detector id that asked for it
-    created_at: float  # epoch seconds
-    expires_at: float | None  # None: permanent
-    offence: int = 1  # the target's n-th ban within the book's memory
-    evidence: tuple[str, ...] = ()  # a few sample messages or counts
-
-    @property
-    def permanent(self) -> bool:
-        return self.expires_at is None
-
-    def active(self, now: float) -> bool:
-        return self.expires_at is None or now < self.expires_at
-
-
-@dataclass(frozen=True)
-class Change:
-    """What enforcement must do, in order: add a ban or remove one."""
-
-    op: Literal["add", "remove"]
-    ban: Ban
 
 
 @dataclass
@@ -269,8 +236,8 @@ def _number(host: str) -> tuple[int, int] | None:
     """(IP version, the address as an integer); None if not an address."""
     try:
         if ":" in host:
-            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0]))
-        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, host))
+            return 6, int.from_bytes(inet_pton(AF_INET6, host.split("%", 1)[0]))
+        return 4, int.from_bytes(inet_pton(AF_INET, host))
     except OSError:
         return None
 

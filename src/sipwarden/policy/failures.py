@@ -37,21 +37,13 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Final, Literal, NamedTuple, TypeVar
+from typing import Final, Literal, TypeVar
+
+from ..values import Decision
 
 FAILED: Final = frozenset((401, 403, 407))
 EVIDENCE_KEPT: Final = 5
 _T = TypeVar("_T")
-
-
-class Decision(NamedTuple):
-    """A detector's ask to the ban book."""
-
-    target: str
-    detector: str  # "auth.brute-force", "auth.failures", "enum.not-found", "enum.users"
-    reason: str  # for people
-    duration: float | Literal["progressive"]
-    evidence: tuple[str, ...]
 
 
 @dataclass(slots=True)

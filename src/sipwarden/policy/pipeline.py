@@ -46,15 +46,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..intel.screen import IntelScreen
-from ..proxy.flow import Flow
 from ..sip import Peek, SipError, peek
 from ..sip.peek import CALL_ID, CSEQ, FROM, TO, VIA
+from ..values import FORWARD, Decision, Peer, Verdict
 from .bans import BanBook
-from .failures import Decision, FailureTracker
+from .failures import FailureTracker
 from .limits import RateLimiter
 from .rules import Context, Rule, RuleSet
 from .uniform import UniformAnswers
-from .verdict import FORWARD, Verdict
 
 TRUSTED: Final = Verdict("allow", "trusted-peer")
 BANNED: Final = Verdict("drop", "banned")
@@ -136,13 +135,13 @@ class Policy:
             named[f"{verdict.kind}:{verdict.reason}"] += count
         return named
 
-    def judge(self, view: Peek, source: Flow, local_port: int, now: float = 0.0) -> Verdict:
+    def judge(self, view: Peek, source: Peer, local_port: int, now: float = 0.0) -> Verdict:
         verdict = self._decide(view, source, local_port, now)
         self.verdicts[verdict] += 1
         return verdict
 
     def judge_bytes(
-        self, data: bytes, source: Flow, local_port: int, now: float = 0.0
+        self, data: bytes, source: Peer, local_port: int, now: float = 0.0
     ) -> tuple[Verdict, Peek | None]:
         """Peek and judge one framed message: the edge, ``explain`` and
         ``replay`` all come through here, so they agree. A source the ban
@@ -241,7 +240,7 @@ class Policy:
             )
         return ban is not None
 
-    def explain(self, data: bytes, source: Flow, local_port: int) -> dict[str, Any]:
+    def explain(self, data: bytes, source: Peer, local_port: int) -> dict[str, Any]:
         """What each stage says about one message (for ``sipwarden explain``):
         every rule that matches, in order and whatever its mode, and the
         verdict the edge would give."""
@@ -282,7 +281,7 @@ class Policy:
         return verdict
 
     def _decide(
-        self, view: Peek, source: Flow, local_port: int, now: float, screened: bool = False
+        self, view: Peek, source: Peer, local_port: int, now: float, screened: bool = False
     ) -> Verdict:
         host = source.host
         if host in self.trusted:
@@ -319,7 +318,7 @@ class Policy:
             return OPTIONS_UNTRUSTED
         return FORWARD
 
-    def _over(self, name: str, count: int, view: Peek, source: Flow, now: float) -> Verdict:
+    def _over(self, name: str, count: int, view: Peek, source: Peer, now: float) -> Verdict:
         """A source over a rate limit: banned (its key: the address, or the
         /24 or /64 it is counted in)."""
         limiter = self.limiter
@@ -388,7 +387,7 @@ class Policy:
         )
 
 
-def _evidence(view: Peek, source: Flow) -> str:
+def _evidence(view: Peek, source: Peer) -> str:
     """A message, as a ban keeps it: where from, and its head."""
     text = view.data[:EVIDENCE_CHARS].decode("utf-8", "replace")
     return f"from {source.transport}:{source.host}:{source.port}\n{text}"

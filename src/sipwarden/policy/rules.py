@@ -43,11 +43,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple
 
-from ..proxy.flow import Flow
 from ..sip import Peek, SipError
 from ..sip.names import header_key
 from ..sip.peek import _KEYS as PEEKED  # headers the hot-path view indexes
-from .verdict import Verdict
+from ..values import Peer, Verdict
 
 ACTIONS: Final = ("forward", "drop", "reject", "ban", "deceive", "allow")
 MODES: Final = ("enforce", "monitor")
@@ -64,7 +63,7 @@ class Context(NamedTuple):
     """What a rule can look at: the message, who sent it, where it arrived."""
 
     view: Peek
-    source: Flow
+    source: Peer
     local_port: int
 
 

@@ -2,12 +2,11 @@
 
 from .base import Action, Drop, Local, ProxySettings, Send
 from .core import StatelessProxy
-from .flow import Flow, FlowTokens
+from .tokens import FlowTokens
 
 __all__ = [
     "Action",
     "Drop",
-    "Flow",
     "FlowTokens",
     "Local",
     "ProxySettings",

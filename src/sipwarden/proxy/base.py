@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Final, NamedTuple
 
-from .flow import Flow
+from ..values import Peer
 
 BRANCH_PREFIX: Final = "z9hG4bK-sw"
 TOKEN_PARAM: Final = "swf"  # our Via parameter carrying the reply flow token
@@ -31,7 +31,7 @@ class Local(NamedTuple):
 
 
 class Send(NamedTuple):
-    flow: Flow
+    flow: Peer
     data: bytes
 
 
@@ -43,7 +43,7 @@ Action = Send | Drop
 
 
 class ProxySettings(NamedTuple):
-    backend: Flow
+    backend: Peer
     # where the backend reaches us, per transport (Via, Path, Record-Route towards the PBX)
     internal: dict[str, Local]
     # where clients reach us, per (transport, IPv6?) (Via and Record-Route towards clients)
@@ -63,6 +63,6 @@ def branch_of(*parts: str) -> str:
     return BRANCH_PREFIX + digest.hexdigest()
 
 
-def flow_words(flow: Flow) -> tuple[str, str, str]:
+def flow_words(flow: Peer) -> tuple[str, str, str]:
     """What identifies a source in a branch hash."""
     return (flow.transport, flow.host, str(flow.port))

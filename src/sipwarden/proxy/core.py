@@ -30,6 +30,7 @@ from ..sip import Address, Message, Peek, SipError, make_response, parse
 from ..sip.address import name_addr_parts
 from ..sip.build import reason_phrase
 from ..sip.text import format_params
+from ..values import Peer
 from . import splice
 from .base import (
     _TOKEN_CACHE,
@@ -46,7 +47,7 @@ from .base import (
     branch_of,
     flow_words,
 )
-from .flow import Flow, FlowTokens
+from .tokens import FlowTokens
 
 
 def _response_tag(msg: Message) -> str:
@@ -71,8 +72,8 @@ class StatelessProxy:
             f"Via: SIP/2.0/{settings.backend.transport.upper()} {inside.hostport()};branch="
         )
         self._path_suffix = f"@{inside.hostport()};transport={inside.transport};lr>\r\n"
-        self._token_of: dict[Flow, str] = {}
-        self._flow_of: dict[str, Flow] = {}
+        self._token_of: dict[Peer, str] = {}
+        self._flow_of: dict[str, Peer] = {}
         self._sealed_contacts: dict[str, str] = {}
         outside = [*settings.public.values(), *settings.listeners]
         self._public = {(loc.host.strip("[]").lower(), loc.port) for loc in outside}
@@ -84,7 +85,7 @@ class StatelessProxy:
     def path_line(self, token: str) -> str:
         return f"Path: <sip:{token}{self._path_suffix}"
 
-    def token_for(self, flow: Flow) -> str:
+    def token_for(self, flow: Peer) -> str:
         """The signed token of a flow, remembered (bounded) to spare the HMAC."""
         token = self._token_of.get(flow)
         if token is None:
@@ -93,7 +94,7 @@ class StatelessProxy:
             token = self._token_of[flow] = self.tokens.encode(flow)
         return token
 
-    def flow_of(self, token: str | None) -> Flow | None:
+    def flow_of(self, token: str | None) -> Peer | None:
         """The flow of a token we issued (verified once, then remembered)."""
         if token is None:
             return None
@@ -128,7 +129,7 @@ class StatelessProxy:
             and (uri.port or 5060) == backend.port
         )
 
-    def _pop_our_routes(self, msg: Message) -> Flow | None:
+    def _pop_our_routes(self, msg: Message) -> Peer | None:
         """Remove the leading Route entries that point at us; the flow of the
         first signed one, if any."""
         flow = None
@@ -141,7 +142,7 @@ class StatelessProxy:
                 flow = self.tokens.decode(uri.user)
             msg.pop_value("route")
 
-    def _hide_route_set(self, msg: Message, flow: Flow, *, request: bool) -> None:
+    def _hide_route_set(self, msg: Message, flow: Peer, *, request: bool) -> None:
         """Topology hiding: the client gets one Record-Route, our own entry
         facing it, which carries the whole recorded route sealed inside. The
         PBX's address and our inside address never reach it; the route set is
@@ -186,7 +187,7 @@ class StatelessProxy:
             msg.prepend_value(key, value)
         return True
 
-    def hidden_contact(self, flow: Flow, uri: str, header_params: str) -> str | None:
+    def hidden_contact(self, flow: Peer, uri: str, header_params: str) -> str | None:
         """A Contact value that names the edge instead of ``uri``: the
         original sealed inside, put back into the Request-URI of the
         requests that target it (``_restore_request_uri``)."""
@@ -200,7 +201,7 @@ class StatelessProxy:
             seal = self._sealed_contacts[uri] = self.tokens.seal([uri])
         return f"<sip:sw@{outside.hostport()};transport={outside.transport};{SEAL_PARAM}={seal}>{header_params}"
 
-    def _hide_contacts(self, msg: Message, flow: Flow) -> None:
+    def _hide_contacts(self, msg: Message, flow: Peer) -> None:
         """The PBX's Contact (its address) becomes the edge's; the bindings in
         an answer to REGISTER are the phone's own and stay."""
         if not msg.is_request and msg.cseq is not None and msg.cseq.method == "REGISTER":
@@ -271,7 +272,7 @@ class StatelessProxy:
     def _route_uri(local: Local, token: str) -> str:
         return f"<sip:{token}@{local.hostport()};transport={local.transport};lr>"
 
-    def _reply_flow(self, msg: Message, source: Flow) -> Flow:
+    def _reply_flow(self, msg: Message, source: Peer) -> Peer:
         """Where the answer to this request goes (RFC 3261 §18.2.2, RFC 3581)."""
         if source.is_stream:
             return source
@@ -279,12 +280,12 @@ class StatelessProxy:
         assert via is not None
         if via.rport is not None:
             return source
-        return Flow("udp", source.host, via.port or 5060)
+        return Peer("udp", source.host, via.port or 5060)
 
     # ------------------------------------------------------------ from clients
 
     def from_client(
-        self, data: bytes, source: Flow, local: Local, view: Peek | None = None
+        self, data: bytes, source: Peer, local: Local, view: Peek | None = None
     ) -> list[Action]:
         """A message from a client. With the ``peek`` view of the data, the
         common shapes take the splice path (see ``splice``)."""
@@ -301,7 +302,7 @@ class StatelessProxy:
             return self._client_request(msg, source, local)
         return self._client_response(msg)
 
-    def _client_request(self, msg: Message, source: Flow, local: Local) -> list[Action]:
+    def _client_request(self, msg: Message, source: Peer, local: Local) -> list[Action]:
         forwards = self._max_forwards(msg)
         if forwards < 0:
             if msg.method == "ACK":
@@ -389,7 +390,7 @@ class StatelessProxy:
 
     # ------------------------------------------------------------ from backend
 
-    def from_backend(self, data: bytes, source: Flow, view: Peek | None = None) -> list[Action]:
+    def from_backend(self, data: bytes, source: Peer, view: Peek | None = None) -> list[Action]:
         if view is not None and view.layout is not None and view.status is not None:
             fast = splice.backend_response(self, data, view)
             if fast is not None:
@@ -417,7 +418,7 @@ class StatelessProxy:
         self._hide_contacts(msg, flow)
         return [Send(flow, msg.to_bytes())]
 
-    def _backend_request(self, msg: Message, source: Flow) -> list[Action]:
+    def _backend_request(self, msg: Message, source: Peer) -> list[Action]:
         flow = self._pop_our_routes(msg)
         if flow is None:
             return self._drop("backend-request-without-route")

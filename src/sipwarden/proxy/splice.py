@@ -40,6 +40,7 @@ from ..sip.peek import (
     VIA,
 )
 from ..sip.uri import simple_params
+from ..values import Peer
 from .base import (
     AUTH_FLAG,
     BRANCH_PREFIX,
@@ -52,7 +53,6 @@ from .base import (
     branch_of,
     flow_words,
 )
-from .flow import Flow
 
 if TYPE_CHECKING:
     from .core import StatelessProxy
@@ -64,7 +64,7 @@ _MUST_NOT_REPEAT = (
 
 
 def client_request(
-    proxy: StatelessProxy, data: bytes, view: Peek, source: Flow, local: Local
+    proxy: StatelessProxy, data: bytes, view: Peek, source: Peer, local: Local
 ) -> list[Action] | None:
     """The fast path for a client's request; None when it does not apply."""
 
@@ -121,7 +121,7 @@ def client_request(
     if source.is_stream or rport is not None:
         reply = source
     else:
-        reply = Flow("udp", source.host, port or 5060)
+        reply = Peer("udp", source.host, port or 5060)
     # the client's Via: rport filled in, received added
     new_via = via_text
     if rport == "":

@@ -17,19 +17,19 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ..proxy.flow import Flow
 from ..sip import Message, SipError, make_response, parse
+from ..values import Peer
 
 
 class Binding(NamedTuple):
     contact: str  # the Contact URI as registered
     path: tuple[str, ...]  # Path values, top first: the route to reach the contact
     expires_at: float
-    source: Flow
+    source: Peer
 
 
 class Answer(NamedTuple):
-    flow: Flow
+    flow: Peer
     data: bytes
 
 
@@ -111,7 +111,7 @@ class Registrar:
             expected = _md5(f"{ha1}:{nonce}:{ha2}")
         return user if hmac.compare_digest(expected, response.lower()) else None
 
-    def _challenge(self, msg: Message, flow: Flow) -> list[Answer]:
+    def _challenge(self, msg: Message, flow: Peer) -> list[Answer]:
         challenge = (
             f'Digest realm="{self.realm}", nonce="{self._nonce()}", algorithm=MD5, qop="auth"'
         )
@@ -122,7 +122,7 @@ class Registrar:
     def _answer(
         self,
         msg: Message,
-        flow: Flow,
+        flow: Peer,
         status: int,
         *,
         headers: list[tuple[str, str]] | None = None,
@@ -135,7 +135,7 @@ class Registrar:
         reply = make_response(msg, status, to_tag=to_tag or _tag(msg), headers=extra, body=body)
         return [Answer(flow, reply.to_bytes())]
 
-    def handle(self, data: bytes, source: Flow) -> list[Answer]:
+    def handle(self, data: bytes, source: Peer) -> list[Answer]:
         """Answer one message from ``source``; malformed input gets nothing."""
         try:
             msg = parse(data).validate()
@@ -185,7 +185,7 @@ class Registrar:
         where = self.address or f"{uri.host}{'' if uri.port is None else f':{uri.port}'}"
         return f"<sip:{uri.user or 'pbx'}@{where}>"
 
-    def _register(self, msg: Message, flow: Flow, source: Flow) -> list[Answer]:
+    def _register(self, msg: Message, flow: Peer, source: Peer) -> list[Answer]:
         user = self._authorised(msg)
         if user is None:
             to = msg.to
@@ -232,7 +232,7 @@ def _tag(msg: Message) -> str:
     ).hexdigest()
 
 
-def reply_flow(msg: Message, source: Flow) -> Flow:
+def reply_flow(msg: Message, source: Peer) -> Peer:
     """Where a UAS sends its responses (RFC 3261 §18.2.2, RFC 3581)."""
     if source.is_stream:
         return source
@@ -241,6 +241,6 @@ def reply_flow(msg: Message, source: Flow) -> Flow:
     host = via.received or via.host
     port = via.rport or via.port or 5060
     try:
-        return Flow("udp", host.strip("[]"), int(port))
+        return Peer("udp", host.strip("[]"), int(port))
     except ValueError:
         return source

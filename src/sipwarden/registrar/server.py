@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from ..proxy.flow import Flow
+from ..values import Peer
 from .core import Registrar
 
 
@@ -22,7 +22,7 @@ class _Protocol(asyncio.DatagramProtocol):
         self, data: bytes, addr: tuple[str, int] | tuple[str, int, int, int]
     ) -> None:
         assert self.transport is not None
-        for answer in self.registrar.handle(data, Flow("udp", addr[0], addr[1])):
+        for answer in self.registrar.handle(data, Peer("udp", addr[0], addr[1])):
             self.transport.sendto(answer.data, (answer.flow.host, answer.flow.port))
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..policy.bans import Ban, Change
+from ..values import Ban, Change
 from .db import Transaction, connect
 
 SCHEMA = """

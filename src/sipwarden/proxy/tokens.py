@@ -1,4 +1,4 @@
-"""Flows (where a message came from, where an answer goes) and flow tokens.
+"""Peer tokens: where an answer goes, carried in the messages themselves.
 
 A stateless proxy remembers nothing, so everything it needs to route a later
 message back to a client travels inside the messages themselves: in a
@@ -17,31 +17,14 @@ import hashlib
 import hmac
 import ipaddress
 import struct
-from typing import Final, NamedTuple
+from typing import Final
+
+from ..values import Peer
 
 _TRANSPORT_CODE: Final = {"udp": 0, "tcp": 1, "tls": 2}
 _CODE_TRANSPORT: Final = {v: k for k, v in _TRANSPORT_CODE.items()}
 _MAC_BYTES: Final = 8
 TOKEN_PREFIX: Final = "sw"
-
-
-class Flow(NamedTuple):
-    """A peer as the transport layer sees it. ``conn`` identifies a TCP/TLS
-    connection (0 for UDP, or for "any connection to this address")."""
-
-    transport: str  # "udp", "tcp" or "tls"
-    host: str  # IP address, compressed form
-    port: int
-    conn: int = 0
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        suffix = f"#{self.conn}" if self.conn else ""
-        return f"{self.transport}:{host}:{self.port}{suffix}"
-
-    @property
-    def is_stream(self) -> bool:
-        return self.transport != "udp"
 
 
 class FlowTokens:
@@ -55,13 +38,13 @@ class FlowTokens:
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
-    def encode(self, flow: Flow) -> str:
+    def encode(self, flow: Peer) -> str:
         ip = ipaddress.ip_address(flow.host).packed
         payload = struct.pack("!BHI", _TRANSPORT_CODE[flow.transport], flow.port, flow.conn) + ip
         raw = payload + self._mac(payload)
         return TOKEN_PREFIX + base64.b32encode(raw).decode("ascii").rstrip("=").lower()
 
-    def decode(self, token: str | None) -> Flow | None:
+    def decode(self, token: str | None) -> Peer | None:
         """The flow in a token we issued; None for anything else (never raises)."""
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 80:
             return None
@@ -78,7 +61,7 @@ class FlowTokens:
         if transport is None:
             return None
         host = ipaddress.ip_address(payload[7:]).compressed
-        return Flow(transport, host, port, conn)
+        return Peer(transport, host, port, conn)
 
     # -- sealed route sets (topology hiding) ---------------------------------
 
