@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from sipwarden.config import Config
-from sipwarden.control import ask
+from sipwarden.daemon.control import ask
 from sipwarden.policy.load import arm, build_policy
 from sipwarden.sip import peek
 from sipwarden.sip.accel import SPEEDUPS

@@ -334,7 +334,7 @@ def daemon_costs(entries: list[str], tmp: Path) -> None:
     import asyncio
 
     from sipwarden.config import config_from_dict
-    from sipwarden.intel.keeper import IntelKeeper
+    from sipwarden.daemon.intel import IntelKeeper
     from sipwarden.intel.kernel import kernel_targets
     from sipwarden.store.intel import IntelStore
 

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config, ConfigError, load_config
-from .control import add_intel, add_stats, ask_async, serve_control, worker_path
+from .daemon.bans import BanKeeper, add_request, remove_request
+from .daemon.control import add_intel, add_stats, ask_async, serve_control, worker_path
+from .daemon.intel import IntelKeeper
 from .edge import Edge
 from .enforce import Enforcer, make_enforcer
 from .intel.geo import Countries
-from .intel.keeper import IntelKeeper
-from .keeper import BanKeeper, add_request, remove_request
 from .policy import Policy, RuleError
 from .policy.load import PolicyError, arm, build_policy, open_geo
 from .store.sqlite import BanStore

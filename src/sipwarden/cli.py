@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 from .config import Config, ConfigError, load_config
-from .control import ControlError, ask
+from .daemon.control import ControlError, ask
 from .enforce import EnforcerError, NftablesEnforcer
 from .policy import Policy, RuleError
 from .policy.load import PolicyError, build_policy, describe_rule
@@ -479,7 +479,7 @@ def _offline(config: Config, request: dict[str, Any]) -> dict[str, Any]:
     import asyncio
 
     from .app import enforcer_for
-    from .keeper import BanKeeper, add_request, remove_request
+    from .daemon.bans import BanKeeper, add_request, remove_request
     from .policy.load import arm
 
     book = arm(_policy(config), config).bans
@@ -628,7 +628,7 @@ def intel_sync(config_file: str | None, names: tuple[str, ...], wait: float, as_
     entries up within a second). APIBAN pages from where it stopped, at
     its rate limit: a first sync of thousands of addresses takes minutes.
     Exits 1 if a feed failed (its last good list stays)."""
-    from .intel.commands import select, sync
+    from .daemon.intel_commands import select, sync
 
     config = _config(config_file)
     try:
@@ -661,7 +661,7 @@ def intel_lookup(config_file: str | None, address: str, as_json: bool) -> None:
     config = _config(config_file)
     answer = _daemon(config, {"cmd": "intel-lookup", "target": address})
     if answer is None:
-        from .intel.commands import offline_lookup
+        from .daemon.intel_commands import offline_lookup
 
         try:
             answer = {"ok": True, **offline_lookup(config, address)}
@@ -725,7 +725,7 @@ def status(config_file: str | None, as_json: bool) -> None:
             "verdicts": stats.get("verdicts", {}),
         }
     else:
-        from .intel.commands import offline_status
+        from .daemon.intel_commands import offline_status
 
         store = BanStore(config.storage.path)
         try:

@@ -42,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from sipwarden.control import ask
+from sipwarden.daemon.control import ask
 from sipwarden.sip import Message, parse
 
 from ..conftest import need

@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from sipwarden.control import ask
+from sipwarden.daemon.control import ask
 from sipwarden.sip import parse
 
 from ..conftest import need

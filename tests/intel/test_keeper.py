@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 import pytest
 
 from sipwarden.config import IntelConfig, config_from_dict
+from sipwarden.daemon import intel as keeper_module
+from sipwarden.daemon.intel import IntelKeeper, feed_specs, sync_apiban
 from sipwarden.enforce import NftablesEnforcer
-from sipwarden.intel import keeper as keeper_module
 from sipwarden.intel.index import AddressIndex
-from sipwarden.intel.keeper import IntelKeeper, feed_specs, sync_apiban
 from sipwarden.policy.load import arm, build_policy
 from sipwarden.store.intel import IntelStore
 from sipwarden.store.lock import feed_lock

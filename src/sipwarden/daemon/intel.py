@@ -46,16 +46,16 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..config import FeedConfig, IntelConfig
 from ..enforce import Enforcer, EnforcerError
+from ..intel import apiban
+from ..intel.feeds import Feed, FeedStatus
+from ..intel.index import AddressIndex, Key, host_spelling
+from ..intel.kernel import kernel_targets
 from ..store.intel import FeedRow, IntelStore
 from ..store.lock import feed_lock
-from . import apiban
-from .feeds import Feed, FeedStatus
-from .index import AddressIndex, Key, host_spelling
-from .kernel import kernel_targets
 
 if TYPE_CHECKING:
+    from ..intel.screen import IntelScreen
     from ..policy.pipeline import Policy
-    from .screen import IntelScreen
 
 log = logging.getLogger("sipwarden.intel")
 _T = TypeVar("_T")
@@ -567,7 +567,7 @@ class IntelKeeper:
         the feeds that list it (which entry, since when, until when),
         whether it is trusted or allow-listed, and what its next packet
         meets. ValueError if ``address`` is not an IP address."""
-        from ..keeper import describe
+        from .bans import describe
 
         now = self.clock()
         matches = self.index.matches(address, now)  # raises ValueError

@@ -25,10 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .enforce import Enforcer
-from .policy.bans import BanBook
-from .store.sqlite import BanStore
-from .values import Ban, Change, canonical
+from ..enforce import Enforcer
+from ..policy.bans import BanBook
+from ..store.sqlite import BanStore
+from ..values import Ban, Change, canonical
 
 log = logging.getLogger("sipwarden.bans")
 TICK = 1.0  # seconds between expiry sweeps and adopting other workers' bans

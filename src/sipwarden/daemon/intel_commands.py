@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import Config
 from ..store.intel import IntelStore
-from .keeper import (
+from .intel import (
     FeedSpec,
     IntelKeeper,
     apiban_settings,
@@ -162,8 +162,8 @@ def offline_lookup(config: Config, address: str) -> dict[str, Any]:
     """``intel lookup`` with no daemon (see the module doc). ValueError for
     a bad address; PolicyError for a policy the config cannot build."""
     from ..enforce import make_enforcer
-    from ..keeper import BanKeeper
     from ..policy.load import arm, build_policy, open_geo
+    from .bans import BanKeeper
 
     # one answer needs no preloaded table: the database is read as it is
     countries = open_geo(config.intel.geoip.model_copy(update={"preload": False}))
