@@ -20,9 +20,11 @@ from .daemon.control import add_intel, add_stats, ask_async, serve_control, work
 from .daemon.intel import IntelKeeper
 from .edge import Edge
 from .enforce import Enforcer, make_enforcer
+from .fetch.dns import resolve
+from .fetch.geoip import open_geo
 from .intel.geo import Countries
 from .policy import Policy, RuleError
-from .policy.load import PolicyError, arm, build_policy, open_geo
+from .policy.load import PolicyError, arm, build_policy
 from .store.sqlite import BanStore
 
 if TYPE_CHECKING:
@@ -86,7 +88,7 @@ class Daemon:
 
         def build() -> tuple[Config, Policy, Countries | None]:
             config = load_config(self.config_path)
-            policy = build_policy(config.policy, previous=previous)
+            policy = build_policy(config.policy, previous=previous, resolve=resolve)
             # a new country database is opened (and walked) here, not on the packets' thread
             countries = open_geo(config.intel.geoip) if config.intel.geoip != geo_before else None
             return config, policy, countries
@@ -408,7 +410,10 @@ def run(config: Config, config_path: Path | None = None) -> None:
     # not kill the daemon; the workers inherit this until their loop starts
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     key = flow_key(config.edge.flow_key_file)  # before forking: one key for all
-    policy = arm(build_policy(config.policy), config)  # a broken rule stops startup here
+    # a broken rule or an unreadable country database stops startup here
+    policy = arm(
+        build_policy(config.policy, resolve=resolve), config, countries=open_geo(config.intel.geoip)
+    )
     asyncio.run(reconcile(config))  # before any worker bans: the store is the truth
     children: list[int] = []
     for worker in range(1, config.edge.workers):

@@ -15,6 +15,8 @@ from . import __version__
 from .config import Config, ConfigError, load_config
 from .daemon.control import ControlError, ask
 from .enforce import EnforcerError, NftablesEnforcer
+from .fetch.dns import resolve
+from .fetch.geoip import open_geo
 from .policy import Policy, RuleError
 from .policy.load import PolicyError, build_policy, describe_rule
 from .sip import PING, SipError, StreamFramer, parse, parse_frame
@@ -47,7 +49,7 @@ def _config(config_file: str | None) -> Config:
 
 def _policy(config: Config) -> Policy:
     try:
-        return build_policy(config.policy)
+        return build_policy(config.policy, resolve=resolve)
     except (RuleError, PolicyError) as exc:
         click.echo(f"sipwarden: bad policy: {exc}", err=True)
         sys.exit(2)
@@ -482,7 +484,7 @@ def _offline(config: Config, request: dict[str, Any]) -> dict[str, Any]:
     from .daemon.bans import BanKeeper, add_request, remove_request
     from .policy.load import arm
 
-    book = arm(_policy(config), config).bans
+    book = arm(_policy(config), config, countries=open_geo(config.intel.geoip)).bans
     assert book is not None
 
     async def change() -> dict[str, Any]:

@@ -532,7 +532,7 @@ async def _run(hold: float, render: Renderer) -> dict[str, Any]:
         await pbx.start()
         try:
             config = demo_config(Path(tmp), pbx.port)
-            policy = arm(build_policy(config.policy), config)
+            policy = arm(build_policy(config.policy), config, countries=None)
             stop = asyncio.Event()
             ready: asyncio.Future[tuple[Daemon, ApiServer | None]] = loop.create_future()
 

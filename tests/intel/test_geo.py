@@ -11,14 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipwarden.intel.geo import (
-    Countries,
-    CountryPolicy,
-    CountryRanges,
-    MaxMindCountries,
-    iso_code,
-    open_countries,
-)
+from sipwarden.fetch.geoip import MaxMindCountries, open_countries, zone_file_ranges
+from sipwarden.intel.geo import Countries, CountryPolicy, CountryRanges, iso_code
 
 from .geodata import RANGES, REGISTERED_ONLY, UNKNOWN, write_mmdb, write_zones
 
@@ -82,7 +76,7 @@ def test_zone_files(tmp_path: Path, style: str) -> None:
 def test_zone_files_in_several_directories(tmp_path: Path) -> None:
     v4 = write_zones(tmp_path / "v4", {k: v for k, v in RANGES.items() if ":" not in k})
     v6 = write_zones(tmp_path / "v6", {k: v for k, v in RANGES.items() if ":" in k})
-    ranges = CountryRanges.from_zone_files(v4, v6)
+    ranges = zone_file_ranges(v4, v6)
     for host, code in PROBES.items():
         assert ranges.lookup(host) == code
 

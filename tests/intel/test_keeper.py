@@ -20,6 +20,7 @@ from sipwarden.config import IntelConfig, config_from_dict
 from sipwarden.daemon import intel as keeper_module
 from sipwarden.daemon.intel import IntelKeeper, feed_specs, sync_apiban
 from sipwarden.enforce import NftablesEnforcer
+from sipwarden.fetch.geoip import open_geo
 from sipwarden.intel.index import AddressIndex
 from sipwarden.policy.load import arm, build_policy
 from sipwarden.store.intel import IntelStore
@@ -293,7 +294,7 @@ def test_a_country_database_replaced_on_disk_is_reopened(tmp_path: Path) -> None
     config = config_from_dict(
         {"intel": {"geoip": {"database": str(mmdb), "allow_countries": ["XA"]}}}
     )
-    policy = arm(build_policy(config.policy), config)
+    policy = arm(build_policy(config.policy), config, countries=open_geo(config.intel.geoip))
     screen = policy.intel
     assert screen is not None
     assert screen.check("192.0.2.5", 0.0) is None  # XA: allowed

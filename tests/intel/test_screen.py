@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sipwarden.config import config_from_dict
-from sipwarden.intel.geo import Countries, CountryPolicy, CountryRanges, open_countries
+from sipwarden.fetch.geoip import open_countries, open_geo
+from sipwarden.intel.geo import Countries, CountryPolicy, CountryRanges
 from sipwarden.intel.index import AddressIndex
 from sipwarden.intel.screen import IntelScreen, feed_reason
 from sipwarden.policy.load import arm, build_policy
@@ -168,7 +169,7 @@ def armed(mmdb: Path, **intel: object) -> object:
             "intel": intel,
         }
     )
-    return arm(build_policy(config.policy), config)
+    return arm(build_policy(config.policy), config, countries=open_geo(config.intel.geoip))
 
 
 def test_pipeline_drops_before_parsing_and_trusted_win(mmdb: Path) -> None:
@@ -220,4 +221,4 @@ def test_country_config_errors_name_the_key(tmp_path: Path) -> None:
         {"intel": {"geoip": {"database": str(bad), "allow_countries": ["XA"]}}}
     )
     with pytest.raises(PolicyError, match=r"intel\.geoip\.database"):
-        arm(build_policy(config.policy), config)
+        arm(build_policy(config.policy), config, countries=open_geo(config.intel.geoip))

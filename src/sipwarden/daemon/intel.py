@@ -468,7 +468,8 @@ class IntelKeeper:
     async def reopen_countries(self) -> bool:
         """Open the country database again if its files changed on disk,
         and swap it into the intel stage; whether it did."""
-        from ..policy.load import PolicyError, open_geo
+        from ..fetch.geoip import open_geo
+        from ..policy.load import PolicyError
 
         geo = self.intel.geoip
         stamp = await asyncio.to_thread(_geo_files, self.intel)

@@ -162,12 +162,14 @@ def offline_lookup(config: Config, address: str) -> dict[str, Any]:
     """``intel lookup`` with no daemon (see the module doc). ValueError for
     a bad address; PolicyError for a policy the config cannot build."""
     from ..enforce import make_enforcer
-    from ..policy.load import arm, build_policy, open_geo
+    from ..fetch.dns import resolve
+    from ..fetch.geoip import open_geo
+    from ..policy.load import arm, build_policy
     from .bans import BanKeeper
 
     # one answer needs no preloaded table: the database is read as it is
     countries = open_geo(config.intel.geoip.model_copy(update={"preload": False}))
-    policy = arm(build_policy(config.policy), config, countries=countries)
+    policy = arm(build_policy(config.policy, resolve=resolve), config, countries=countries)
     book, screen = policy.bans, policy.intel
     assert book is not None and screen is not None
 

@@ -30,16 +30,12 @@ case where every packet misses the cache.
 from __future__ import annotations
 
 import bisect
-import socket
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
-import maxminddb
-
-from .feeds import parse_feed
+from ..values import AF_INET, AF_INET6, inet_pton
 from .index import parse_target
 
 CACHE: Final = 65_536  # hosts remembered per Countries
@@ -69,36 +65,6 @@ def iso_code(record: Any) -> str | None:
                 return code.upper()
     code = record.get("country_code")
     return code.upper() if isinstance(code, str) and code else None
-
-
-class MaxMindCountries:
-    """Countries from a MaxMind-format database, record by record."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
-        self.metadata = self._reader.metadata()
-
-    def lookup(self, host: str) -> str | None:
-        host = host.partition("%")[0]
-        try:
-            record = self._reader.get(host)
-        except ValueError:  # not an address, or IPv6 in an IPv4-only database
-            record = None
-        if record is None and host.startswith("::ffff:") and "." in host:
-            return self.lookup(host[7:])
-        return iso_code(record)
-
-    def ranges(self) -> CountryRanges:
-        """The whole database as a range table (a walk over every network)."""
-        return CountryRanges(
-            (str(network), code)
-            for network, record in self._reader
-            if (code := iso_code(record)) is not None
-        )
-
-    def close(self) -> None:
-        self._reader.close()
 
 
 class CountryRanges:
@@ -156,10 +122,10 @@ class CountryRanges:
                 if host.startswith("::ffff:") and "." in host:
                     return self.lookup(host[7:])
                 version = 6
-                value = int.from_bytes(socket.inet_pton(socket.AF_INET6, host.partition("%")[0]))
+                value = int.from_bytes(inet_pton(AF_INET6, host.partition("%")[0]))
             else:
                 version = 4
-                value = int.from_bytes(socket.inet_pton(socket.AF_INET, host))
+                value = int.from_bytes(inet_pton(AF_INET, host))
         except OSError:
             return None
         return self.lookup_number(version, value)
@@ -178,27 +144,6 @@ class CountryRanges:
 
     def close(self) -> None:
         pass
-
-    @classmethod
-    def from_zone_files(
-        cls, *directories: str | Path, max_bytes: int = 64 * 1024 * 1024
-    ) -> CountryRanges:
-        """Zone files: one per country, named by its two-letter code (the
-        name up to the first ``.`` or ``-``); other files are ignored. A
-        country may have several files (an IPv4 and an IPv6 directory)."""
-        pairs: list[tuple[str, str]] = []
-        bad = 0
-        for directory in directories:
-            for path in sorted(Path(directory).iterdir()):
-                code = path.name.split(".", 1)[0].split("-", 1)[0]
-                if not (path.is_file() and len(code) == 2 and code.isascii() and code.isalpha()):
-                    continue
-                if path.stat().st_size > max_bytes:
-                    raise ValueError(f"{path}: over {max_bytes} bytes")
-                parsed = parse_feed(path.read_text("utf-8", errors="replace"))
-                bad += parsed.bad
-                pairs.extend((cidr, code) for cidr in parsed.entries)
-        return cls(pairs, bad=bad)
 
 
 def _flatten(items: list[tuple[int, int, str]]) -> tuple[list[int], list[int], list[str]]:
@@ -257,23 +202,6 @@ class Countries:
     def close(self) -> None:
         self._cache.clear()
         self.source.close()
-
-
-def open_countries(
-    path: str | Path, *, preload: bool = False, cache_size: int = CACHE
-) -> Countries:
-    """A directory is zone files; a file, a MaxMind-format database (walked
-    into a range table when ``preload``)."""
-    path = Path(path)
-    if path.is_dir():
-        return Countries(CountryRanges.from_zone_files(path), cache_size)
-    reader = MaxMindCountries(path)
-    if not preload:
-        return Countries(reader, cache_size)
-    try:
-        return Countries(reader.ranges(), cache_size)
-    finally:
-        reader.close()
 
 
 def _codes(codes: Iterable[str] | None, field: str) -> frozenset[str] | None:

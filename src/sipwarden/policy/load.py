@@ -11,15 +11,14 @@ from __future__ import annotations
 import dataclasses
 import glob
 import ipaddress
-import socket
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, GeoConfig, PolicyConfig
-from ..intel.geo import Countries, CountryPolicy, open_countries
+from ..config import Config, PolicyConfig
+from ..intel.geo import Countries, CountryPolicy
 from ..intel.index import AddressIndex
 from ..intel.screen import IntelScreen
 from .bans import BanBook
@@ -34,11 +33,6 @@ Resolver = Callable[[str], list[str]]
 
 class PolicyError(ValueError):
     """A policy that cannot be built; the message names the key or file."""
-
-
-def _resolve(host: str) -> list[str]:
-    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_UDP)
-    return sorted({str(info[4][0]) for info in infos})
 
 
 def pack_rules() -> list[Rule]:
@@ -99,7 +93,10 @@ def _switched(rules: list[Rule], config: PolicyConfig) -> list[Rule]:
     ]
 
 
-def trusted_networks(peers: Iterable[str], resolve: Resolver = _resolve) -> list[Network]:
+def trusted_networks(peers: Iterable[str], resolve: Resolver | None = None) -> list[Network]:
+    """The networks of ``policy.trusted_peers``; host names are resolved by
+    ``resolve`` (the daemon passes DNS: ``fetch.dns.resolve``; without one a
+    name is an error)."""
     networks: list[Network] = []
     for i, peer in enumerate(peers):
         try:
@@ -107,6 +104,10 @@ def trusted_networks(peers: Iterable[str], resolve: Resolver = _resolve) -> list
             continue
         except ValueError:
             pass
+        if resolve is None:
+            raise PolicyError(
+                f"policy.trusted_peers[{i}]: {peer!r} is a host name, and nothing resolves names here"
+            )
         try:
             addresses = resolve(peer)
         except OSError as exc:
@@ -136,7 +137,7 @@ def build_policy(
     config: PolicyConfig,
     *,
     previous: Policy | None = None,
-    resolve: Resolver = _resolve,
+    resolve: Resolver | None = None,
 ) -> Policy:
     """A ready Policy; with ``previous``, its counters carry over (a reload
     keeps the history of the rules that stay)."""
@@ -155,27 +156,6 @@ def build_policy(
     return policy
 
 
-def open_geo(geo: GeoConfig) -> Countries | None:
-    """The country source ``[intel.geoip]`` names (None: none named).
-    A MaxMind database is walked into a range table (``preload``) only
-    when a country policy asks every packet: slow (seconds for GeoLite2),
-    so call it off the packets' thread. Raises PolicyError naming the key."""
-    if geo.database is None and geo.zones is None:
-        return None
-    path = geo.database if geo.database is not None else geo.zones
-    key = "database" if geo.database is not None else "zones"
-    assert path is not None
-    preload = geo.preload and bool(geo.allow_countries or geo.deny_countries)
-    try:
-        return open_countries(path, preload=preload)
-    except (OSError, ValueError) as exc:  # maxminddb raises InvalidDatabaseError(RuntimeError)
-        raise PolicyError(f"intel.geoip.{key}: cannot read {str(path)!r}: {exc}") from None
-    except RuntimeError as exc:
-        raise PolicyError(
-            f"intel.geoip.{key}: {str(path)!r} is not a MaxMind-format database: {exc}"
-        ) from None
-
-
 def arm(
     policy: Policy,
     config: Config,
@@ -186,8 +166,8 @@ def arm(
     """Give ``policy`` its detectors, ban book and intel stage per
     ``config``: new ones, or ``previous``'s with the new settings (a reload
     keeps every ban, rate, failure count and feed entry). ``countries``: the
-    country source, opened off this thread when ``[intel.geoip]`` changed
-    (else ``previous``'s is kept, or it is opened here). Call it on the
+    country source ``[intel.geoip]`` names, opened by the caller off this
+    thread (``fetch.geoip.open_geo``); None keeps ``previous``'s. Call it on the
     thread that judges packets: the state it hands over is live."""
     old = previous
     allow = [ipaddress.ip_network(a, strict=False) for a in config.bans.allow]
@@ -264,8 +244,10 @@ def arm(
         countries = None
     elif countries is None:
         countries = old_intel.countries if old_intel is not None else None
-        if countries is None:
-            countries = open_geo(geo)
+        if countries is None:  # opening a database is I/O: the caller's (fetch.geoip)
+            raise PolicyError(
+                "intel.geoip: the country source was not opened (fetch.geoip.open_geo)"
+            )
     policy.intel = IntelScreen(
         old_intel.index if old_intel is not None else AddressIndex(),
         countries=countries,
