@@ -500,7 +500,7 @@ def _offline(config: Config, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _nft_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    from .intel.export import check_name
+    from .enforce.export import check_name
 
     try:
         return None if value is None else check_name(value)
@@ -542,7 +542,7 @@ def bans_export(
     the store; the daemon need not run)."""
     import time
 
-    from .intel.export import DEFAULT_SET, DEFAULT_TABLE, export
+    from .enforce.export import DEFAULT_SET, DEFAULT_TABLE, export
     from .store.sqlite import BanStore
 
     if fmt != "nft" and (table or set_prefix):

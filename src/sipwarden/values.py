@@ -121,6 +121,21 @@ class Change:
     ban: Ban
 
 
+# ------------------------------------------------------------------ feeds
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """Where a feed stands; what a restart resumes from."""
+
+    last_id: str = "100"
+    last_success: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_full: float | None = None
+    sent: tuple[float, ...] = ()  # recent request times, for pacing
+
+
 __all__ = [
     "AF_INET",
     "AF_INET6",
@@ -128,6 +143,7 @@ __all__ = [
     "Ban",
     "Change",
     "Decision",
+    "FeedState",
     "Network",
     "Peer",
     "Verdict",

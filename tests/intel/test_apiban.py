@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sipwarden.fetch.apiban import ApibanClient
 from sipwarden.intel.apiban import (
-    ApibanClient,
-    ApibanConfig,
+    ApibanSettings,
     ApibanSync,
     Done,
     Progress,
@@ -28,7 +28,8 @@ from sipwarden.intel.apiban import (
     check_request,
     parse_check,
 )
-from sipwarden.store.intel import FeedState, IntelStore
+from sipwarden.store.intel import IntelStore
+from sipwarden.values import FeedState
 
 from .mock_apiban import END_BODIES, LIMITED, REFUSED, MockApiban
 
@@ -45,7 +46,7 @@ def run(coro: Awaitable[T], limit: float = 25.0) -> T:
     return asyncio.run(bounded())
 
 
-def config(base: str = "http://127.0.0.1:9/api/", **kw: Any) -> ApibanConfig:
+def config(base: str = "http://127.0.0.1:9/api/", **kw: Any) -> ApibanSettings:
     settings_: dict[str, Any] = {
         "key": KEY,
         "base": base,
@@ -56,7 +57,7 @@ def config(base: str = "http://127.0.0.1:9/api/", **kw: Any) -> ApibanConfig:
         "timeout": 5.0,
     }
     settings_.update(kw)
-    return ApibanConfig(**settings_)
+    return ApibanSettings(**settings_)
 
 
 def fill(mock: MockApiban, count: int, start: int, v6_every: int = 5, first: int = 0) -> set[str]:
@@ -129,7 +130,7 @@ def test_restart_midway_resumes_from_the_kept_id(tmp_path: Path) -> None:
             path = tmp_path / "sipwarden.db"
             # first life: stopped by its request bound after 8 pages
             store = IntelStore(path)
-            first = await ApibanClient(config(mock.base, max_requests=8), store).sync()
+            first = await ApibanClient(config(mock.base, requests_per_run=8), store).sync()
             assert first.ok and first.reason == "request bound" and first.requests == 8
             store.close()
             # second life: killed in the middle of a run
@@ -485,7 +486,7 @@ def test_requests_v1_and_v2() -> None:
 
 
 def test_pacing_never_exceeds_the_window_with_a_fake_clock() -> None:
-    sync = ApibanSync(config(rate_window=120.0, rate_slack=0.0, max_requests=99))
+    sync = ApibanSync(config(rate_window=120.0, rate_slack=0.0, requests_per_run=99))
     sync.begin(NOW)
     sent: list[float] = []
     moment = NOW
@@ -526,7 +527,7 @@ def test_bounds_stuck_id_and_in_flight_misuse() -> None:
     with pytest.raises(RuntimeError):
         sync.take(200, BATCH, NOW)
     # a run ends at its request bound even if the list never does
-    sync = core(max_requests=5)
+    sync = core(requests_per_run=5)
     count = iter(range(1, 100))
     done = pump(sync, lambda r: (200, page([], str(int(NOW) - 1000 + next(count)))), NOW)
     assert done.reason == "request bound" and sync.run_requests == 5
@@ -630,7 +631,9 @@ STATUSES = st.sampled_from([200, 200, 200, 400, 403, 404, 429, 500, 503])
 @given(st.lists(st.tuples(STATUSES, BODIES), min_size=1, max_size=12))
 def test_garbage_never_crashes_and_never_loses_the_list(answers: list[tuple[int, bytes]]) -> None:
     good = {"45.7.7.1": NOW - 10, "2a01:4f8::7": NOW - 20}
-    sync = ApibanSync(config(max_requests=8), FeedState(last_id="1699990000", last_full=NOW), good)
+    sync = ApibanSync(
+        config(requests_per_run=8), FeedState(last_id="1699990000", last_full=NOW), good
+    )
     sync.begin(NOW)
     moment = NOW
     for status, body in answers:

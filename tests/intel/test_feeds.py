@@ -17,7 +17,8 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipwarden.intel.feeds import Feed, FeedTooLarge, parse_feed, parse_line
+from sipwarden.fetch.lists import Feed
+from sipwarden.intel.feeds import FeedTooLarge, parse_feed, parse_line
 from sipwarden.intel.index import AddressIndex
 
 TEXT = """\ufeff# a feed

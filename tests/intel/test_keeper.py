@@ -102,7 +102,7 @@ def test_apiban_entries_fall_out_after_their_life(tmp_path: Path) -> None:
     db = tmp_path / "sipwarden.db"
     clock = [1_800_000_000.0]
     store = IntelStore(db)
-    from sipwarden.store.intel import FeedState
+    from sipwarden.values import FeedState
 
     store.save(
         "apiban:sip",

@@ -102,20 +102,20 @@ async def _bans_in_force(request: web.Request) -> tuple[list[dict[str, Any]], fl
 
 
 async def export_text(request: web.Request) -> web.Response:
-    from ..intel.export import as_text
+    from ..enforce.export import as_text
 
     return web.Response(text=as_text(*await _bans_in_force(request)), content_type="text/plain")
 
 
 async def export_json(request: web.Request) -> web.Response:
-    from ..intel.export import as_json
+    from ..enforce.export import as_json
 
     bans, _ = await _bans_in_force(request)
     return web.Response(text=as_json(bans), content_type="application/json")
 
 
 async def export_nft(request: web.Request) -> web.Response:
-    from ..intel.export import DEFAULT_SET, DEFAULT_TABLE, as_nft
+    from ..enforce.export import DEFAULT_SET, DEFAULT_TABLE, as_nft
 
     bans, now = await _bans_in_force(request)
     try:

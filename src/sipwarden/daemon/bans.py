@@ -21,18 +21,17 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from ..enforce import Enforcer
 from ..policy.bans import BanBook
 from ..store.sqlite import BanStore
+from ..store.thread import StoreThread
 from ..values import Ban, Change, canonical
 
 log = logging.getLogger("sipwarden.bans")
 TICK = 1.0  # seconds between expiry sweeps and adopting other workers' bans
-_T = TypeVar("_T")
 
 
 class BanKeeper:
@@ -49,7 +48,8 @@ class BanKeeper:
         self.enforcer = enforcer
         self.clock = clock
         self.counters: Counter[str] = Counter()
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sipwarden-store")
+        # the store's own thread: SQLite blocks, and its calls keep their order
+        self._store_thread = StoreThread("sipwarden-store")
         self._store: BanStore | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._again = False
@@ -59,19 +59,16 @@ class BanKeeper:
         # written), the last few hundred: `stats` reports them
         self.latencies: deque[float] = deque(maxlen=512)
 
-    async def _in_store(self, fn: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-
     # ----------------------------------------------------------------- life
 
     async def start(self) -> None:
         """Restore the book from the store (the kernel was reconciled with
         the store before the workers started: ``reconcile``)."""
-        self._store = await self._in_store(BanStore, self.store_path)
+        self._store = await self._store_thread.run(BanStore, self.store_path)
         store = self._store
-        await self._in_store(store.close_expired, self.clock())
-        bans = await self._in_store(store.load)
-        self._seen = await self._in_store(store.last_id)
+        await self._store_thread.run(store.close_expired, self.clock())
+        bans = await self._store_thread.run(store.load)
+        self._seen = await self._store_thread.run(store.last_id)
         now = self.clock()
         self.book.restore(bans, now)
         self.book.drain()  # already enforced and stored
@@ -90,8 +87,8 @@ class BanKeeper:
         await self.flush()
         await self.enforcer.stop()
         if self._store is not None:
-            await self._in_store(self._store.close)
-        self._thread.shutdown(wait=True)
+            await self._store_thread.run(self._store.close)
+        self._store_thread.close()
 
     def _wake(self) -> None:
         """The book has a change: flush now (one flush at a time; changes
@@ -119,7 +116,8 @@ class BanKeeper:
         now = self.clock()
         self.counters["changes"] += len(changes)
         await asyncio.gather(
-            self.enforcer.apply(changes, now), self._in_store(self._store.apply, changes, now)
+            self.enforcer.apply(changes, now),
+            self._store_thread.run(self._store.apply, changes, now),
         )
         done = self.clock()
         self.latencies.extend(done - c.ban.created_at for c in changes if c.op == "add")
@@ -150,7 +148,7 @@ class BanKeeper:
         """Enforce here the bans other workers (or `bans add` with no daemon
         reachable) wrote to the store since the last look."""
         assert self._store is not None
-        last, bans = await self._in_store(self._store.newer, self._seen, now)
+        last, bans = await self._store_thread.run(self._store.newer, self._seen, now)
         self._seen = last
         for ban in bans:
             self.book.adopt(ban, now)
@@ -185,7 +183,7 @@ class BanKeeper:
         ban = self.book.lift(key)
         if ban is None:
             assert self._store is not None
-            ban = await self._in_store(self._store.open_ban, key)
+            ban = await self._store_thread.run(self._store.open_ban, key)
             if ban is not None:
                 self.book.changes.append(Change("remove", ban))
         await self._settle()
@@ -199,12 +197,12 @@ class BanKeeper:
 
     async def list(self) -> list[dict[str, Any]]:
         assert self._store is not None
-        return await self._in_store(self._store.in_force, self.clock())
+        return await self._store_thread.run(self._store.in_force, self.clock())
 
     async def show(self, target: str) -> dict[str, Any]:
         assert self._store is not None
         key = canonical(target)
-        history = await self._in_store(self._store.history, key)
+        history = await self._store_thread.run(self._store.history, key)
         ban = self.book.banned(key, self.clock()) if "/" not in key else self.book.get(key)
         return {
             "ip": key,

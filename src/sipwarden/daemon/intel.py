@@ -39,26 +39,27 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..config import FeedConfig, IntelConfig
 from ..enforce import Enforcer, EnforcerError
+from ..fetch.apiban import ApibanClient
+from ..fetch.lists import Feed
 from ..intel import apiban
-from ..intel.feeds import Feed, FeedStatus
+from ..intel.feeds import FeedStatus
 from ..intel.index import AddressIndex, Key, host_spelling
 from ..intel.kernel import kernel_targets
 from ..store.intel import FeedRow, IntelStore
 from ..store.lock import feed_lock
+from ..store.thread import StoreThread
 
 if TYPE_CHECKING:
     from ..intel.screen import IntelScreen
     from ..policy.pipeline import Policy
 
 log = logging.getLogger("sipwarden.intel")
-_T = TypeVar("_T")
 
 TICK = 1.0  # seconds between looks at the store
 STATUS_EVERY = 5.0  # seconds between refreshes of the feeds' status (worker 0)
@@ -90,13 +91,13 @@ def apiban_key(intel: IntelConfig) -> str | None:
     return key.strip() or None
 
 
-def apiban_settings(intel: IntelConfig) -> apiban.ApibanConfig | None:
+def apiban_settings(intel: IntelConfig) -> apiban.ApibanSettings | None:
     """The sync's settings from ``[intel.apiban]`` (None: no key, no APIBAN)."""
     key = apiban_key(intel)
     if key is None:
         return None
     section = intel.apiban
-    return apiban.ApibanConfig(
+    return apiban.ApibanSettings(
         key=key,
         base=section.url,
         version=1 if section.version == "v1" else 2,
@@ -135,7 +136,7 @@ def list_feed(config: FeedConfig) -> Feed:
 async def sync_apiban(
     store_path: Path,
     store: IntelStore,
-    settings: apiban.ApibanConfig,
+    settings: apiban.ApibanSettings,
     *,
     wait: float = 0.0,
     progress: Callable[[apiban.Progress], None] | None = None,
@@ -146,7 +147,7 @@ async def sync_apiban(
     async with feed_lock(store_path, settings.feed, wait=wait) as mine:
         if not mine:
             return None
-        client = apiban.ApibanClient(settings, store)
+        client = ApibanClient(settings, store)
         try:
             return await client.sync(progress=progress)
         finally:
@@ -269,7 +270,8 @@ class IntelKeeper:
         self.clock = clock
         self.counters: Counter[str] = Counter()
         self.rows: list[FeedRow] = []  # the store's view of the feeds (worker 0, refreshed)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sipwarden-intel-store")
+        # the store's own thread: SQLite blocks, and its calls keep their order
+        self._store_thread = StoreThread("sipwarden-intel-store")
         self._store: IntelStore | None = None
         # feed -> what this worker's index holds for it: target -> expires_at.
         # Replaced whole, never changed in place: a thread may be reading the old one.
@@ -287,9 +289,6 @@ class IntelKeeper:
         self._geo_next = 0.0
         self._geo_stamp: object = None  # the country files as last opened (see _geo_files)
 
-    async def _in_store(self, fn: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-
     @property
     def store(self) -> IntelStore:
         assert self._store is not None, "start() first"
@@ -304,12 +303,12 @@ class IntelKeeper:
     async def start(self) -> None:
         """Load every configured feed from the store into the index (the
         edge's first packet is screened against it), then keep it in step."""
-        self._store = await self._in_store(IntelStore, self.store_path)
+        self._store = await self._store_thread.run(IntelStore, self.store_path)
         self._geo_stamp = await asyncio.to_thread(_geo_files, self.intel)
         self._geo_next = self.clock() + GEO_EVERY
         await self.sync_index()
         if self.fetch:
-            self.rows = await self._in_store(self.store.status)
+            self.rows = await self._store_thread.run(self.store.status)
             self._start_fetchers()
         self._ticker = asyncio.create_task(self._tick())
         loaded = sum(len(v) for v in self._loaded.values())
@@ -330,9 +329,9 @@ class IntelKeeper:
                 await self._loading
         self._fetchers.clear()
         if self._store is not None:
-            await self._in_store(self._store.close)
+            await self._store_thread.run(self._store.close)
         # the store's thread is idle now (close was its last job): this returns at once
-        self._thread.shutdown(wait=True)
+        self._store_thread.close()
 
     def configure(self, intel: IntelConfig) -> None:
         """A reload: feeds added or removed (the next tick loads or unloads
@@ -352,7 +351,7 @@ class IntelKeeper:
         """Reload the feeds whose entries changed in the store (or whose
         first entry ran out), unload the feeds no longer configured.
         Returns whether the index changed."""
-        stamps = await self._in_store(self.store.stamps)
+        stamps = await self._store_thread.run(self.store.stamps)
         now = self.clock()
         changed = False
         for name in [n for n in self._loaded if n not in self.specs]:
@@ -390,7 +389,7 @@ class IntelKeeper:
             unlisted = [keys[t] for t in gone if t in keys]
             return wanted, listed, unlisted
 
-        wanted, listed, unlisted = await self._in_store(read)
+        wanted, listed, unlisted = await self._store_thread.run(read)
         for i in range(0, max(len(listed), len(unlisted)), APPLY_SLICE):
             self.index.apply(name, listed[i : i + APPLY_SLICE], unlisted[i : i + APPLY_SLICE])
             await asyncio.sleep(0)  # let packets through between slices
@@ -421,7 +420,7 @@ class IntelKeeper:
                 now = self.clock()
                 if self.fetch and now >= self._status_next:
                     self._status_next = now + STATUS_EVERY
-                    self.rows = await self._in_store(self.store.status)
+                    self.rows = await self._store_thread.run(self.store.status)
                 if self.fetch and self.kernel and (self._kernel_dirty or now >= self._kernel_next):
                     # shielded: a stop while nft runs lets that nft call
                     # finish (stop() waits for it) rather than orphan it
@@ -520,7 +519,7 @@ class IntelKeeper:
             if name not in self._fetchers:
                 self._fetchers[name] = (held, asyncio.create_task(make()))
 
-    async def _apiban_loop(self, settings: apiban.ApibanConfig, refresh: float) -> None:
+    async def _apiban_loop(self, settings: apiban.ApibanSettings, refresh: float) -> None:
         while True:
             delay = refresh
             try:
@@ -540,7 +539,9 @@ class IntelKeeper:
         feed = list_feed(config)
         while True:
             try:
-                await refresh_list(self.store_path, self.store, feed, in_store=self._in_store)
+                await refresh_list(
+                    self.store_path, self.store, feed, in_store=self._store_thread.run
+                )
                 self.counters["list-fetches"] += 1
             except Exception:
                 self.counters["fetch-errors"] += 1
@@ -573,7 +574,7 @@ class IntelKeeper:
         now = self.clock()
         matches = self.index.matches(address, now)  # raises ValueError
         host = host_spelling(address)
-        stored = await self._in_store(_listings, self.store, [e.target for e in matches])
+        stored = await self._store_thread.run(_listings, self.store, [e.target for e in matches])
         listed = []
         for entry in matches:
             for feed, row in stored.get(entry.target, []):

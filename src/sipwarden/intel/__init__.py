@@ -1,14 +1,15 @@
 """Threat intelligence: lists of hostile addresses shared by others.
 
-APIBAN (``intel/apiban.py``) first: a sans-I/O core that pages through the
-list politely (``ApibanSync``) and a thin httpx adapter (``ApibanClient``);
-the feeds' state and entries live in SQLite (``store/intel.py``).
+Sans-I/O, like the rest of the core: APIBAN's paging (``apiban``), list
+feeds' syntax (``feeds``), the address index the edge asks per source
+(``index``), country range tables and the country policy (``geo``), the
+stage that screens sources (``screen``) and what the kernel's feed sets
+hold (``kernel``). What fetches them (httpx, files, MaxMind readers) is in
+``fetch/``; their state and entries live in SQLite (``store/intel.py``).
 """
 
 from .apiban import (
-    ApibanClient,
-    ApibanConfig,
-    ApibanError,
+    ApibanSettings,
     ApibanSync,
     Done,
     Progress,
@@ -20,9 +21,7 @@ from .apiban import (
 )
 
 __all__ = [
-    "ApibanClient",
-    "ApibanConfig",
-    "ApibanError",
+    "ApibanSettings",
     "ApibanSync",
     "Done",
     "Progress",

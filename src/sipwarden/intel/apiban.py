@@ -11,7 +11,7 @@ clients' bugs:
 - Never exceed the rate limit (11 requests per 120 s per key): a sliding
   window of our own request times, kept across runs and restarts; a 429
   backs off a whole window and retries the same ID; a few 429s end the run.
-- Every loop bounded: at most ``max_requests`` requests per run, a page must
+- Every loop bounded: at most ``requests_per_run`` requests per run, a page must
   move the ID forward, a few errors end the run (the next scheduled run tries
   again; no retry storm). A 403 ends the run at once: "APIBAN refused the key".
 - Every response variant: ``ipaddress`` a string or a list; the end of the
@@ -29,32 +29,26 @@ clients' bugs:
 Plan: ``ApibanSync`` is the sans-I/O core (the clock is passed in): it says
 what to do next (``next_request(now)``: a ``Request``, a ``Wait`` or
 ``Done``) and takes the answer (``take(status, body, now)``, or
-``failed(error, now)`` when the request did not complete). ``ApibanClient``
+``failed(error, now)`` when the request did not complete). ``fetch.apiban.ApibanClient``
 is the thin httpx adapter: it runs a sync to completion, writing each page to
 the ``IntelStore`` on a thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import logging
-import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal
 from urllib.parse import quote
 
-import httpx
-
 from .. import __version__
-from ..store.intel import FeedState, IntelStore
+from ..values import FeedState
 
 log = logging.getLogger("sipwarden.intel")
-_T = TypeVar("_T")
 
 BASE: Final = "https://apiban.org/api/"
 FIRST_ID: Final = "100"
@@ -67,7 +61,7 @@ RATE_TEXT: Final = "rate limit exceeded"
 
 
 @dataclass(frozen=True)
-class ApibanConfig:
+class ApibanSettings:
     key: str = field(repr=False)
     base: str = BASE
     version: Literal[1, 2] = 2
@@ -79,7 +73,7 @@ class ApibanConfig:
     max_rate_limited: int = 3  # 429s in one run before it gives up
     error_backoff: float = 30.0  # first wait after an error; doubles
     max_errors: int = 3  # errors (HTTP, transport, malformed) in one run
-    max_requests: int = 200  # per run: 50,000 addresses
+    requests_per_run: int = 200  # 50,000 addresses
     entry_life: float = 7 * DAY
     full_pull_every: float | None = 7 * DAY  # None: never start over from "100"
     max_entries: int = 1_000_000
@@ -98,7 +92,7 @@ class ApibanConfig:
             raise ValueError("apiban: API v1 serves the 'sip' set only")
         if self.rate_requests < 1 or self.rate_window <= 0 or self.rate_slack < 0:
             raise ValueError("apiban: the rate limit needs requests >= 1 and a window > 0")
-        if self.max_requests < 1 or self.max_errors < 1 or self.max_rate_limited < 1:
+        if self.requests_per_run < 1 or self.max_errors < 1 or self.max_rate_limited < 1:
             raise ValueError("apiban: the per-run bounds must be at least 1")
         if not self.base.endswith("/"):
             object.__setattr__(self, "base", self.base + "/")
@@ -186,7 +180,7 @@ class ApibanSync:
 
     def __init__(
         self,
-        config: ApibanConfig,
+        config: ApibanSettings,
         state: FeedState | None = None,
         entries: Mapping[str, float] | None = None,
     ) -> None:
@@ -249,7 +243,7 @@ class ApibanSync:
             return self._done
         if self._in_flight is not None:
             raise RuntimeError("apiban: the last request has no answer yet")
-        if self.run_requests >= self.config.max_requests:
+        if self.run_requests >= self.config.requests_per_run:
             self.counters["request-bound"] += 1
             return self._finish(Done(True, "request bound"))
         if now < self._retry_at:
@@ -365,7 +359,7 @@ class ApibanSync:
             fraction = 0.0
         return Progress(
             self.run_requests,
-            self.config.max_requests,
+            self.config.requests_per_run,
             self.run_added,
             len(self.entries),
             self.last_id,
@@ -513,7 +507,7 @@ def _address(text: str, public_only: bool) -> str | None:
     return str(addr)
 
 
-def check_request(config: ApibanConfig, address: str) -> Request:
+def check_request(config: ApibanSettings, address: str) -> Request:
     """The request asking whether APIBAN lists ``address``."""
     headers = {"Accept": "application/json", "User-Agent": f"sipwarden/{__version__}"}
     if config.version == 1:
@@ -538,216 +532,8 @@ def parse_check(status: int, body: bytes) -> bool | None:
     return None
 
 
-# ----------------------------------------------------------------- adapter
-
-
-class ApibanClient:
-    """Runs syncs over HTTP (httpx), pages written to the store as they come.
-
-    The store is used from a thread of its own (SQLite blocks); the state is
-    loaded from it on the first ``sync``, so a new client on the same store
-    resumes where the last one stopped."""
-
-    def __init__(
-        self,
-        config: ApibanConfig,
-        store: IntelStore,
-        *,
-        http: httpx.AsyncClient | None = None,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.http = http
-        self.clock = clock
-        self.sleep = sleep
-        self.core: ApibanSync | None = None
-        # the store's one thread: writes in order, and a write once asked
-        # for is done even if the sync is cancelled meanwhile
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sipwarden-intel")
-
-    def close(self) -> None:
-        """Finish the pending writes (the store stays open: it is the caller's)."""
-        self._thread.shutdown(wait=True)
-
-    async def _in_store(self, fn: Callable[..., _T], *args: Any) -> _T:
-        future = asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-        return await asyncio.shield(future)
-
-    async def load(self) -> ApibanSync:
-        if self.core is None:
-            feed = self.config.feed
-            state = await self._in_store(self.store.state, feed)
-            entries = await self._in_store(self.store.entries, feed)
-            self.core = ApibanSync(self.config, state, entries)
-        return self.core
-
-    async def expire(self, now: float | None = None) -> list[str]:
-        """Drop (and delete from the store) the entries that ran out."""
-        core = await self.load()
-        gone = core.expire(self.clock() if now is None else now)
-        await self._save(core)
-        return gone
-
-    async def sync(
-        self,
-        *,
-        progress: Callable[[Progress], None] | None = None,
-        max_seconds: float | None = None,
-    ) -> SyncResult:
-        """One run: from the kept ID to the end of the list (or a bound)."""
-        core = await self.load()
-        started = self.clock()
-        core.begin(started)
-        expired = len(core.expire(started))
-        await self._save(core)
-        redactor = _Redactor(self.config)
-        loggers = [logging.getLogger(n) for n in ("httpx", "httpcore", "sipwarden.intel")]
-        for logger in loggers:
-            logger.addFilter(redactor)
-        http = self.http or httpx.AsyncClient(
-            timeout=self.config.timeout, verify=self.config.verify, follow_redirects=False
-        )
-        try:
-            done = await self._run(core, http, started, progress, max_seconds)
-        finally:
-            if self.http is None:
-                await http.aclose()
-            for logger in loggers:
-                logger.removeFilter(redactor)
-            await self._save(core)
-        result = SyncResult(
-            done.ok,
-            done.reason,
-            done.error,
-            core.run_requests,
-            core.run_added,
-            core.run_seen,
-            expired,
-            len(core.entries),
-            core.last_id,
-            self.clock() - started,
-        )
-        if done.ok:
-            log.info(
-                "apiban %s: %s, %d requests, %d new, %d entries",
-                self.config.feed,
-                done.reason,
-                result.requests,
-                result.added,
-                result.total,
-            )
-        else:
-            log.warning("apiban %s: %s", self.config.feed, done.error or done.reason)
-        return result
-
-    async def _run(
-        self,
-        core: ApibanSync,
-        http: httpx.AsyncClient,
-        started: float,
-        progress: Callable[[Progress], None] | None,
-        max_seconds: float | None,
-    ) -> Done:
-        # each turn sends a request or waits once; waits end in a request
-        bound = 4 * self.config.max_requests + 8
-        for _ in range(bound):
-            now = self.clock()
-            step = core.next_request(now)
-            if isinstance(step, Done):
-                if progress is not None:
-                    progress(core.progress())
-                return step
-            if isinstance(step, Wait):
-                if max_seconds is not None and now + step.seconds - started > max_seconds:
-                    return core.stop("time bound")
-                if progress is not None:
-                    progress(core.progress(step.seconds, step.reason))
-                await self.sleep(step.seconds)
-                continue
-            log.debug("apiban: %s %s id=%s", step.method, step.safe_url, step.id)
-            try:
-                status, body = await _fetch(http, step)
-            except httpx.HTTPError as exc:
-                core.failed(f"APIBAN unreachable: {type(exc).__name__}: {exc}", self.clock())
-            else:
-                core.take(status, body, self.clock())
-            await self._save(core)
-            if progress is not None:
-                progress(core.progress())
-        return core.stop("loop bound", ok=False)
-
-    async def check(self, address: str) -> bool | None:
-        """Whether APIBAN lists ``address`` (one request, outside the
-        paging; it counts against the key's rate limit all the same)."""
-        request = check_request(self.config, address)
-        http = self.http or httpx.AsyncClient(
-            timeout=self.config.timeout, verify=self.config.verify
-        )
-        redactor = _Redactor(self.config)
-        logger = logging.getLogger("httpx")
-        logger.addFilter(redactor)
-        try:
-            status, body = await _fetch(http, request)
-        except httpx.HTTPError as exc:
-            raise ApibanError(self.config.redact(f"APIBAN unreachable: {exc}")) from None
-        finally:
-            logger.removeFilter(redactor)
-            if self.http is None:
-                await http.aclose()
-        if status == 403:
-            raise ApibanError("APIBAN refused the key (HTTP 403)")
-        return parse_check(status, body)
-
-    async def _save(self, core: ApibanSync) -> None:
-        seen, removed = core.drain()
-        await self._in_store(
-            self.store.save, self.config.feed, core.state(), seen, removed, self.clock()
-        )
-
-
-class ApibanError(Exception):
-    """A failure worth a message (the key never in it)."""
-
-
-async def _fetch(http: httpx.AsyncClient, request: Request) -> tuple[int, bytes]:
-    """Status and body (at most MAX_BODY + 1 bytes: more is malformed)."""
-    chunks: list[bytes] = []
-    size = 0
-    async with http.stream(
-        request.method, request.url, headers=dict(request.headers), json=request.json
-    ) as response:
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_BODY:
-                break
-        return response.status_code, b"".join(chunks)
-
-
-class _Redactor(logging.Filter):
-    """Blots the key out of log records (httpx logs every URL at INFO)."""
-
-    def __init__(self, config: ApibanConfig) -> None:
-        super().__init__()
-        self.config = config
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record: logging reports it itself
-            return True
-        safe = self.config.redact(message)
-        if safe != message:
-            record.msg, record.args = safe, None
-        return True
-
-
 __all__ = [
-    "ApibanClient",
-    "ApibanConfig",
-    "ApibanError",
+    "ApibanSettings",
     "ApibanSync",
     "Done",
     "Progress",

@@ -36,25 +36,21 @@ Plan:
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterable, Iterator
 from typing import Final, NamedTuple
+
+from ..values import AF_INET, AF_INET6, inet_ntop, inet_pton
 
 Listing = tuple[tuple[str, float | None], ...]  # (feed, expires_at) pairs, by feed
 Key = str | tuple[int, int, int]  # an address's spelling, or (version, prefix, network number)
 
-_AF: Final = {4: socket.AF_INET, 6: socket.AF_INET6}
+_AF: Final = {4: AF_INET, 6: AF_INET6}
 _WIDTH: Final = {4: 32, 6: 128}
 _BUCKET: Final = {4: 16, 6: 32}  # prefix length of the bucket map's keys
 _SPREAD: Final = 8  # a network up to this many bits shorter than a bucket is spread over buckets
 _MAPPED: Final = "::ffff:"
 SPELLED: Final = 4096  # networks whose spelling a lookup remembers
-_pton, _INET, _INET6, _from_bytes = (
-    socket.inet_pton,
-    socket.AF_INET,
-    socket.AF_INET6,
-    int.from_bytes,
-)
+_pton, _INET, _INET6, _from_bytes = (inet_pton, AF_INET, AF_INET6, int.from_bytes)
 
 
 class Entry(NamedTuple):
@@ -105,7 +101,7 @@ def parse_target(text: str) -> Target:
     if "%" in addr:
         raise ValueError(f"scoped address: {text!r}")
     try:
-        packed = socket.inet_pton(_AF[version], addr)
+        packed = inet_pton(_AF[version], addr)
     except (OSError, ValueError):
         raise ValueError(f"not an address: {text!r}") from None
     if slash:
@@ -135,7 +131,7 @@ def host_spelling(address: str) -> str:
 
 def _spell(version: int, number: int, prefix: int) -> str:
     width = _WIDTH[version]
-    addr = socket.inet_ntop(_AF[version], number.to_bytes(width // 8))
+    addr = inet_ntop(_AF[version], number.to_bytes(width // 8))
     return addr if prefix == width else f"{addr}/{prefix}"
 
 

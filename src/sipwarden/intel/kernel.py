@@ -31,17 +31,17 @@ Plan:
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Final
 
+from ..values import AF_INET, AF_INET6, inet_ntop
 from .index import parse_target
 
 Table = dict[int, dict[int, tuple[float | None, str]]]  # length -> index -> (expires_at, spelling)
 Holes = dict[int, set[int]]  # length -> indexes of excluded networks
 
 _WIDTH: Final = {4: 32, 6: 128}
-_AF: Final = {4: socket.AF_INET, 6: socket.AF_INET6}
+_AF: Final = {4: AF_INET, 6: AF_INET6}
 
 
 def kernel_targets(
@@ -140,5 +140,5 @@ def _pieces(prefix: int, index: int, holes: list[tuple[int, int]]) -> Iterator[t
 
 def _spell(version: int, prefix: int, index: int) -> str:
     width = _WIDTH[version]
-    addr = socket.inet_ntop(_AF[version], (index << (width - prefix)).to_bytes(width // 8))
+    addr = inet_ntop(_AF[version], (index << (width - prefix)).to_bytes(width // 8))
     return addr if prefix == width else f"{addr}/{prefix}"

@@ -48,12 +48,13 @@ current, {}`` (O(1)). Sans-I/O: the clock is passed in (monotonic seconds).
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
+
+from ..values import AF_INET, AF_INET6, inet_ntop, inet_pton
 
 TOTAL: Final = "requests"  # the Limit on all methods together
 DEFAULT_METHODS: Final[Mapping[str, int]] = MappingProxyType({"REGISTER": 20, "INVITE": 20})
@@ -284,21 +285,21 @@ class RateLimiter:
 
     def _key4(self, host: str) -> str:
         try:
-            packed = socket.inet_pton(socket.AF_INET, host)
+            packed = inet_pton(AF_INET, host)
         except (OSError, ValueError):
             return self._slow(host)
         network = (int.from_bytes(packed) & self._mask4).to_bytes(4)
-        return self._remember(host, socket.inet_ntop(socket.AF_INET, network) + self._suffix4)
+        return self._remember(host, inet_ntop(AF_INET, network) + self._suffix4)
 
     def _key6(self, host: str) -> str:
         try:
-            packed = socket.inet_pton(socket.AF_INET6, host)
+            packed = inet_pton(AF_INET6, host)
         except (OSError, ValueError):
             return self._slow(host)
         if packed[:10] == _ZERO80:
             return self._slow(host)
         network = (int.from_bytes(packed) & self._mask6).to_bytes(16)
-        return self._remember(host, socket.inet_ntop(socket.AF_INET6, network) + self._suffix6)
+        return self._remember(host, inet_ntop(AF_INET6, network) + self._suffix6)
 
     def _slow(self, host: str) -> str:
         try:

@@ -15,9 +15,8 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import Config, PolicyConfig
 from ..intel.geo import Countries, CountryPolicy
 from ..intel.index import AddressIndex
 from ..intel.screen import IntelScreen
@@ -27,6 +26,9 @@ from .limits import RateLimiter
 from .pipeline import Network, Policy, TrustedPeers
 from .rules import Rule, RuleError, RuleSet, compile_rules
 from .uniform import UniformAnswers
+
+if TYPE_CHECKING:  # the models only: importing pydantic pulls in socket (email.utils)
+    from ..config import Config, PolicyConfig
 
 Resolver = Callable[[str], list[str]]
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from ..values import FeedState
 from .db import Transaction, connect
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -56,18 +57,6 @@ CREATE TABLE IF NOT EXISTS intel_entries (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS intel_entries_seen ON intel_entries (feed, last_seen);
 """
-
-
-@dataclass(frozen=True)
-class FeedState:
-    """Where a feed stands; what a restart resumes from."""
-
-    last_id: str = "100"
-    last_success: float | None = None
-    last_error: str | None = None
-    last_error_at: float | None = None
-    last_full: float | None = None
-    sent: tuple[float, ...] = ()  # recent request times, for pacing
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from ..enforce.nftables import MAX_TIMEOUT, element_statements
-from .index import parse_target
-from .kernel import kernel_targets
+from ..intel.index import parse_target
+from ..intel.kernel import kernel_targets
+from .nftables import MAX_TIMEOUT, element_statements
 
 FORMATS: Final = ("text", "json", "nft")
 DEFAULT_TABLE: Final = "sipwarden_feed"

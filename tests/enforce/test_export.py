@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sipwarden.intel.export import as_json, as_nft, as_text, check_name, export
+from sipwarden.enforce.export import as_json, as_nft, as_text, check_name, export
 from sipwarden.intel.feeds import parse_feed
 from sipwarden.intel.index import parse_target
 
