@@ -6,9 +6,11 @@ dpkt reads them. A pcapng file is decoded with its first interface's link
 type (dpkt's reader keeps one interface description); simple packet blocks
 are skipped. A file cut short (still being written) is read up to the cut:
 ``truncated`` is set when the cut is in a record header (a packet cut in its
-data is the link layer's to find broken). Pipes work (``/dev/stdin``).
+data is yielded as it is: ``Dissector`` counts it undecodable). Pipes work
+(``/dev/stdin``).
 
-Bounds: one record at a time is held; nothing read is kept.
+Bounds: one record is held at a time (as long as its header says, at most
+what the file holds); nothing read is kept.
 
 Plan: the magic number tells pcap from pcapng, read with ``peek``, never
 ``seek``, so that a pipe works; gzip's magic first undoes the compression
