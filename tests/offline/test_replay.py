@@ -23,15 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from sipwarden import replay as replay_module
 from sipwarden.config import PolicyConfig
+from sipwarden.offline import ReplayError, replay
+from sipwarden.packet import tcp as tcp_module
 from sipwarden.policy.load import build_policy
-from sipwarden.replay import ReplayError, replay
 from sipwarden.sip import SipError, StreamFramer
 from sipwarden.values import Peer
 
-DATA = Path(__file__).parent / "data"
-SCANNERS = DATA / "scanners"
+from ..conftest import DATA, SCANNERS
+
 SAMPLE = DATA / "pcaps" / "scan_mix.pcap"
 FIXTURES = sorted(SCANNERS.glob("*.sip"))
 NMAP = (SCANNERS / "nmap_7.93_sV_SIPOptions_udp.sip").read_bytes()
@@ -335,7 +335,7 @@ def test_a_hole_in_the_capture_is_skipped(tmp_path):
 
 def test_out_of_order_bound(tmp_path, monkeypatch):
     """Out-of-order data over the bound: the oldest hole is skipped, counted."""
-    monkeypatch.setattr(replay_module, "MAX_OUT_OF_ORDER", 600)
+    monkeypatch.setattr(tcp_module, "MAX_OUT_OF_ORDER", 600)
     stream = REGISTER + NMAP_TCP + SVMAP + REGISTER
     edges = [len(REGISTER), len(REGISTER) + len(NMAP_TCP), len(stream) - len(REGISTER)]
     syn, s1, _s2, s3, s4 = tcp_stream(stream, edges)
@@ -587,7 +587,7 @@ def sample_capture() -> bytes:
 
 
 def test_checked_in_sample_is_current_and_replays(tmp_path):
-    assert SAMPLE.read_bytes() == sample_capture(), "run: python -m tests.test_replay"
+    assert SAMPLE.read_bytes() == sample_capture(), "run: python -m tests.offline.test_replay"
     report = replay(SAMPLE, new_policy())
     sources = {s["ip"]: s for s in report.as_dict()["sources"]}
     assert sources["203.0.113.9"]["verdicts"]["drop"] == 5
