@@ -63,8 +63,8 @@ def pure_modules() -> list[str]:
     names = ["sipwarden.values"]
     for package in PURE:
         names.append(f"sipwarden.{package}")
-        for info in pkgutil.walk_packages([str(root / package)], prefix=f"sipwarden.{package}."):
-            names.append(info.name)
+        found = pkgutil.walk_packages([str(root / package)], prefix=f"sipwarden.{package}.")
+        names.extend(info.name for info in found)
     return names
 
 
