@@ -19,9 +19,9 @@ from pathlib import Path
 import uvloop
 
 from sipwarden.config import config_from_dict
+from sipwarden.demo.registrar import Registrar, RegistrarServer
 from sipwarden.edge import Edge
 from sipwarden.policy.load import arm, build_policy
-from sipwarden.registrar import Registrar, RegistrarServer
 
 REALM = "pbx.test"
 USERS = {"100": "secret100", "200": "secret200"}

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ..sip import Message, SipError, make_response, parse
-from ..values import Peer
+from ...sip import Message, SipError, make_response, parse
+from ...values import Peer
 
 
 class Binding(NamedTuple):
