@@ -3,14 +3,17 @@ header a phone sends, and the check a registrar makes."""
 
 from __future__ import annotations
 
+from sipwarden.demo.registrar import Registrar
 from sipwarden.sip import (
     answer_challenge,
     check_digest,
     digest_authorization,
     digest_ha1,
     digest_response,
+    parse,
     parse_auth,
 )
+from sipwarden.values import Peer
 
 # RFC 2617 §3.5
 RFC = {
@@ -91,3 +94,61 @@ def test_check_digest_refuses_incomplete_or_hostile_credentials():
         'Digest realm="r", nonce="x", response="6629fae49393a05397450978507c4ef1"',  # no user
     ):
         assert not check_digest(parse_auth(broken), password="Circle Of Life", method="GET")
+
+
+# ------------------------------------------------ against the built-in registrar
+
+PHONE = Peer("udp", "127.0.0.1", 40000)
+
+
+def register(cseq: int, auth: str = "") -> bytes:
+    lines = [
+        "REGISTER sip:pbx.test SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK-{cseq};rport",
+        "Max-Forwards: 70",
+        "From: <sip:100@pbx.test>;tag=a1",
+        "To: <sip:100@pbx.test>",
+        "Call-ID: digest-test",
+        f"CSeq: {cseq} REGISTER",
+        "Contact: <sip:100@127.0.0.1:40000>",
+        *([f"Authorization: {auth}"] if auth else []),
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def login(registrar: Registrar, password: str, qop: bool) -> int:
+    (challenge,) = registrar.handle(register(1), PHONE)
+    offer = parse(challenge.data).www_authenticate[0]
+    if qop:
+        auth = answer_challenge(
+            offer,
+            username="100",
+            password=password,
+            method="REGISTER",
+            uri="sip:pbx.test",
+            cnonce="0a4f113b",
+        )
+    else:  # an RFC 2069 phone, answering only realm and nonce
+        auth = digest_authorization(
+            username="100",
+            realm=offer.realm or "",
+            password=password,
+            method="REGISTER",
+            uri="sip:pbx.test",
+            nonce=offer.nonce or "",
+        )
+    (answer,) = registrar.handle(register(2, auth), PHONE)
+    status = parse(answer.data).status
+    assert status is not None
+    return status
+
+
+def test_the_registrar_accepts_what_the_builder_makes_and_refuses_a_wrong_password():
+    for qop in (True, False):
+        registrar = Registrar("pbx.test", {"100": "secret100"})
+        assert login(registrar, "secret100", qop) == 200
+        assert registrar.lookup("100") and registrar.failures == 0
+        registrar = Registrar("pbx.test", {"100": "secret100"})
+        assert login(registrar, "secret101", qop) == 401
+        assert registrar.lookup("100") == [] and registrar.failures == 1

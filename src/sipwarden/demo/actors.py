@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import secrets
 import socket
 import time
 
-from ..sip import Auth, Message, SipError, parse
+from ..sip import Auth, Message, SipError, answer_challenge, parse
 from .cast import PHONE_UA, REALM
 
 
@@ -27,27 +26,18 @@ class DemoError(Exception):
 # ------------------------------------------------------------ a phone's SIP
 
 
-def _md5(text: str) -> str:
-    # digest authentication (RFC 2617) is defined on MD5
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-
-
 def digest(
     user: str, password: str, challenge: Auth, *, method: str = "REGISTER", uri: str = ""
 ) -> str:
     """The Authorization value answering ``challenge``, as a phone computes it."""
-    uri = uri or f"sip:{REALM}"
-    realm, nonce = challenge.realm or "", challenge.nonce or ""
-    ha1 = _md5(f"{user}:{realm}:{password}")
-    ha2 = _md5(f"{method}:{uri}")
-    value = (
-        f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", algorithm=MD5'
+    return answer_challenge(
+        challenge,
+        username=user,
+        password=password,
+        method=method,
+        uri=uri or f"sip:{REALM}",
+        cnonce=secrets.token_hex(8),
     )
-    if "auth" in [q.strip() for q in (challenge.qop or "").split(",")]:
-        cnonce, nc = secrets.token_hex(8), "00000001"
-        response = _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
-        return f'{value}, response="{response}", qop=auth, nc={nc}, cnonce="{cnonce}"'
-    return f'{value}, response="{_md5(f"{ha1}:{nonce}:{ha2}")}"'
 
 
 def register_request(
