@@ -69,6 +69,9 @@ def register_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+# -------------------------------------------------------------- the sockets
+
+
 class UdpActor:
     """A UDP client on its own loopback address; what comes back is queued.
     (A plain socket: asyncio's datagram transport will not send an empty

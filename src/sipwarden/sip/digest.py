@@ -6,7 +6,8 @@ checking the credentials it was sent (``check_digest``). ``digest_ha1`` is
 what a PBX stores instead of the password (Kamailio's subscriber ``ha1``).
 
 Pure functions over strings: no I/O, no clock, no randomness (the caller
-passes its cnonce), nothing raised, hostile credentials included.
+passes its cnonce). Nothing is raised on what ``parse`` returns, hostile
+input included.
 
 Bounds: the MD5 algorithm only (no MD5-sess, no SHA-256), and HA2 is always
 MD5(method:uri), so qop ``auth-int`` (which adds a hash of the body) is not
