@@ -201,7 +201,7 @@ def udp_rcvbuf_errors() -> int:
 
 REGISTRAR = """
 import asyncio, socket, sys
-from sipwarden.registrar import Registrar, RegistrarServer
+from sipwarden.demo.registrar import Registrar, RegistrarServer
 
 async def main() -> None:
     realm, user, password, port = sys.argv[1:5]

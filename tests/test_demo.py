@@ -8,7 +8,7 @@ import subprocess
 import sys
 from urllib.parse import urlsplit
 
-from sipwarden.demo import ENUMERATOR, GUESSER, PHONE, PROBES, USERS, probe_bytes
+from sipwarden.demo.cast import ENUMERATOR, GUESSER, PHONE, PROBES, USERS, probe_bytes
 
 from .conftest import SCANNERS
 

@@ -7,7 +7,6 @@ phone would, all on loopback.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import socket
 import threading
 import time
@@ -19,9 +18,10 @@ from pathlib import Path
 import uvloop
 
 from sipwarden.config import config_from_dict
+from sipwarden.demo.registrar import Registrar, RegistrarServer
 from sipwarden.edge import Edge
 from sipwarden.policy.load import arm, build_policy
-from sipwarden.registrar import Registrar, RegistrarServer
+from sipwarden.sip import answer_challenge, digest_authorization
 
 REALM = "pbx.test"
 USERS = {"100": "secret100", "200": "secret200"}
@@ -139,28 +139,23 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
 # --------------------------------------------------------------- a tiny UA
 
 
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
-
-
 def authorization(
     user: str, challenge, *, method: str = "REGISTER", uri: str = f"sip:{REALM}"
 ) -> str:
     """An Authorization value answering a WWW-Authenticate (an Auth, or a bare
     nonce string for a qop-less challenge), as a phone computes it."""
-    nonce = challenge if isinstance(challenge, str) else challenge.nonce
-    qop = None if isinstance(challenge, str) else challenge.qop
-    realm = REALM if isinstance(challenge, str) else challenge.realm
-    ha1 = _md5(f"{user}:{realm}:{USERS[user]}")
-    ha2 = _md5(f"{method}:{uri}")
-    value = (
-        f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", algorithm=MD5'
+    if isinstance(challenge, str):
+        return digest_authorization(
+            username=user,
+            realm=REALM,
+            password=USERS[user],
+            method=method,
+            uri=uri,
+            nonce=challenge,
+        )
+    return answer_challenge(
+        challenge, username=user, password=USERS[user], method=method, uri=uri, cnonce="0a4f113b"
     )
-    if qop:
-        cnonce, nc = "0a4f113b", "00000001"
-        response = _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
-        return f'{value}, response="{response}", qop=auth, nc={nc}, cnonce="{cnonce}"'
-    return f'{value}, response="{_md5(f"{ha1}:{nonce}:{ha2}")}"'
 
 
 def register_request(

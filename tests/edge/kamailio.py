@@ -4,7 +4,6 @@ started by the test on loopback."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import socket
 import subprocess
@@ -12,6 +11,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from sipwarden.sip import digest_ha1
 
 from .harness import REALM, USERS
 from .netns import in_namespace
@@ -96,10 +97,6 @@ request_route {{
 """
 
 
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
-
-
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -141,8 +138,8 @@ def kamailio(
         "id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n0:location:9\n"
     )
     rows = "".join(
-        f"{i}:{user}:{REALM}:{password}:{_md5(f'{user}:{REALM}:{password}')}:"
-        f"{_md5(f'{user}@{REALM}:{REALM}:{password}')}\n"
+        f"{i}:{user}:{REALM}:{password}:{digest_ha1(user, REALM, password)}:"
+        f"{digest_ha1(f'{user}@{REALM}', REALM, password)}\n"
         for i, (user, password) in enumerate(USERS.items(), 1)
     )
     (db / "subscriber").write_text(

@@ -21,7 +21,6 @@ kernel run in the edge's namespace, as an operator on that host would.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -43,7 +42,7 @@ from typing import Any
 import pytest
 
 from sipwarden.daemon.control import ask
-from sipwarden.sip import Message, parse
+from sipwarden.sip import Message, answer_challenge, parse
 
 from ..conftest import need
 from .harness import REALM, USERS, authorization
@@ -252,17 +251,14 @@ def eventually(predicate: Callable[[], Any], timeout: float, step: float = 0.05)
 def digest(user: str, password: str, challenge: Any, uri: str = f"sip:{REALM}") -> str:
     """The Authorization a phone computes with ``password`` (the wrong one,
     for a failed login; the right one goes through harness.authorization)."""
-
-    def md5(text: str) -> str:
-        return hashlib.md5(text.encode()).hexdigest()
-
-    ha1, ha2 = md5(f"{user}:{challenge.realm}:{password}"), md5(f"REGISTER:{uri}")
-    value = f'Digest username="{user}", realm="{challenge.realm}", nonce="{challenge.nonce}", uri="{uri}", algorithm=MD5'
-    if challenge.qop:
-        cnonce, nc = secrets.token_hex(4), "00000001"
-        response = md5(f"{ha1}:{challenge.nonce}:{nc}:{cnonce}:auth:{ha2}")
-        return f'{value}, response="{response}", qop=auth, nc={nc}, cnonce="{cnonce}"'
-    return f'{value}, response="{md5(f"{ha1}:{challenge.nonce}:{ha2}")}"'
+    return answer_challenge(
+        challenge,
+        username=user,
+        password=password,
+        method="REGISTER",
+        uri=uri,
+        cnonce=secrets.token_hex(4),
+    )
 
 
 class Phone:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from ..values import Peer
+from ...values import Peer
 from .core import Registrar
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sipwarden.registrar import Registrar
+from sipwarden.demo.registrar import Registrar
 from sipwarden.sip import parse
 from sipwarden.values import Peer
 

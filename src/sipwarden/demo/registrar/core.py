@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ..sip import Message, SipError, make_response, parse
-from ..values import Peer
+from ...sip import Message, SipError, check_digest, make_response, parse
+from ...values import Peer
 
 
 class Binding(NamedTuple):
@@ -31,11 +31,6 @@ class Binding(NamedTuple):
 class Answer(NamedTuple):
     flow: Peer
     data: bytes
-
-
-def _md5(text: str) -> str:
-    # digest authentication (RFC 2617) is defined on MD5
-    return hashlib.md5(text.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()
 
 
 SDP_ANSWER = (
@@ -103,13 +98,8 @@ class Registrar:
             return None
         if auth.realm != self.realm or not self._nonce_ok(nonce):
             return None
-        ha1 = _md5(f"{user}:{self.realm}:{self.users[user]}")
-        ha2 = _md5(f"{msg.method}:{auth.uri or ''}")
-        if auth.qop:
-            expected = _md5(f"{ha1}:{nonce}:{auth.nc}:{auth.cnonce}:{auth.qop}:{ha2}")
-        else:
-            expected = _md5(f"{ha1}:{nonce}:{ha2}")
-        return user if hmac.compare_digest(expected, response.lower()) else None
+        good = check_digest(auth, password=self.users[user], method=msg.method or "")
+        return user if good else None
 
     def _challenge(self, msg: Message, flow: Peer) -> list[Answer]:
         challenge = (
