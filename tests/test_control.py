@@ -1,7 +1,7 @@
 """Joining the workers' answers: each worker sees only the packets the
 kernel gave it, so what worker 0 reports must add theirs in."""
 
-from sipwarden.daemon.control import add_intel, add_stats
+from sipwarden.daemon.stats import add_intel, add_stats
 
 
 def test_counters_add_up_key_by_key() -> None:

@@ -480,8 +480,7 @@ def _offline(config: Config, request: dict[str, Any]) -> dict[str, Any]:
     runs (the same allow list, lengths, store and kernel), for one change."""
     import asyncio
 
-    from .app import enforcer_for
-    from .daemon.bans import BanKeeper, add_request, remove_request
+    from .daemon.bans import BanKeeper, add_request, enforcer_for, remove_request
     from .policy.load import arm
 
     book = arm(_policy(config), config, countries=open_geo(config.intel.geoip)).bans
@@ -792,7 +791,7 @@ def firewall_show(config_file: str | None, as_json: bool, with_feeds: bool) -> N
     threat feeds' sets are counted (listed with --feeds)."""
     import asyncio
 
-    from .app import enforcer_for
+    from .daemon.bans import enforcer_for
 
     config = _config(config_file)
     enforcer = enforcer_for(config, "nftables")
@@ -836,7 +835,7 @@ def firewall_flush(config_file: str | None) -> None:
     """
     import asyncio
 
-    from .app import enforcer_for
+    from .daemon.bans import enforcer_for
 
     config = _config(config_file)
     try:

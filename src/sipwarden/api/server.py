@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..config import ApiConfig, api_address, parse_duration
+from ..daemon.commands import run_command
 
 if TYPE_CHECKING:
-    from ..app import Daemon
+    from ..daemon.core import Daemon
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 TOKEN: web.AppKey[str | None] = web.AppKey("token")
@@ -38,8 +39,13 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
+async def _run(request: web.Request, command: str, **args: Any) -> dict[str, Any]:
+    """A daemon command, as the control socket runs it (``daemon.commands``)."""
+    return await run_command(request.app[DAEMON], {"cmd": command, **args})
+
+
 async def list_bans(request: web.Request) -> web.Response:
-    return _json(await request.app[DAEMON].keeper.list())
+    return _json((await _run(request, "bans-list"))["bans"])
 
 
 async def add_ban(request: web.Request) -> web.Response:
@@ -57,8 +63,8 @@ async def add_ban(request: web.Request) -> web.Response:
             duration = parse_duration(body["for"])
         except ValueError as exc:
             return _error(400, f"for: {exc}")
-    answer = await request.app[DAEMON].ban(
-        {"target": body["ip"], "duration": duration, "reason": body.get("reason")}
+    answer = await _run(
+        request, "bans-add", target=body["ip"], duration=duration, reason=body.get("reason")
     )
     if not answer["ok"]:
         return _error(400 if "not an IP" in answer["error"] else 409, answer["error"])
@@ -66,39 +72,39 @@ async def add_ban(request: web.Request) -> web.Response:
 
 
 async def show_ban(request: web.Request) -> web.Response:
-    try:
-        shown = await request.app[DAEMON].keeper.show(request.match_info["ip"])
-    except ValueError:
-        return _error(400, f"{request.match_info['ip']!r} is not an IP address or a CIDR")
+    shown = await _run(request, "bans-show", target=request.match_info["ip"])
+    if not shown.pop("ok"):
+        return _error(400, shown["error"])
     return _json(shown)
 
 
 async def remove_ban(request: web.Request) -> web.Response:
-    answer = await request.app[DAEMON].unban({"target": request.match_info["ip"]})
+    answer = await _run(request, "bans-remove", target=request.match_info["ip"])
     if not answer["ok"]:
         return _error(400 if "not an IP" in answer["error"] else 404, answer["error"])
     return _json(answer["ban"])
 
 
 async def status(request: web.Request) -> web.Response:
-    return _json(await request.app[DAEMON].all_stats())
+    return _json(await _run(request, "stats"))
 
 
 async def intel_status(request: web.Request) -> web.Response:
-    return _json(await request.app[DAEMON].all_intel_status())
+    status = await _run(request, "intel-status")
+    del status["ok"]
+    return _json(status)
 
 
 async def intel_lookup(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    try:
-        return _json(await daemon.intel.lookup(daemon.edge.policy, request.match_info["ip"]))
-    except ValueError:
-        return _error(400, f"{request.match_info['ip']!r} is not an IP address")
+    found = await _run(request, "intel-lookup", target=request.match_info["ip"])
+    if not found.pop("ok"):
+        return _error(400, found["error"])
+    return _json(found)
 
 
 async def _bans_in_force(request: web.Request) -> tuple[list[dict[str, Any]], float]:
-    keeper = request.app[DAEMON].keeper
-    return await keeper.list(), keeper.clock()
+    answer = await _run(request, "bans-list")
+    return answer["bans"], answer["now"]
 
 
 async def export_text(request: web.Request) -> web.Response:
@@ -167,8 +173,6 @@ async def serve_api(config: ApiConfig, daemon: Daemon) -> ApiServer:
     except OSError:
         await runner.cleanup()
         raise
-    server = site._server
-    assert server is not None
-    bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    bound = runner.addresses[0][1]  # (host, port[, ...]) of the one site: the port as bound
     shown = f"[{host}]" if ":" in host else host
     return ApiServer(runner, f"http://{shown}:{bound}")

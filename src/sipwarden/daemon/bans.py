@@ -24,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from ..enforce import Enforcer
+from ..config import Config
+from ..enforce import Enforcer, make_enforcer
 from ..policy.bans import BanBook
 from ..store.sqlite import BanStore
 from ..store.thread import StoreThread
@@ -261,3 +262,36 @@ def describe(ban: Ban) -> dict[str, Any]:
         "offence": ban.offence,
         "evidence": list(ban.evidence),
     }
+
+
+def enforcer_for(config: Config, kind: str | None = None) -> Enforcer:
+    """The configured enforcer (``kind`` overrides ``[firewall] enforcer``:
+    `firewall flush` clears the table even after a switch to "none")."""
+    fw = config.firewall
+    ports = (
+        []
+        if fw.scope == "all"
+        else sorted(
+            {
+                ("tcp" if ep.transport == "tls" else ep.transport, ep.port)
+                for ep in config.edge.listen
+            }
+        )
+    )
+    return make_enforcer(kind or fw.enforcer, table=fw.table, ports=ports)
+
+
+async def reconcile(config: Config) -> int:
+    """Make the kernel's bans those the store holds in force (a ban added
+    or lifted with no daemon running, a crash between a write and its
+    enforcement); returns how many are in force."""
+    now = time.time()
+    store = BanStore(config.storage.path)
+    try:
+        bans = [b for b in store.load() if b.active(now)]
+    finally:
+        store.close()
+    enforcer = enforcer_for(config)
+    await enforcer.start(bans, now)
+    await enforcer.stop()
+    return len(bans)

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import socket
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -115,25 +114,3 @@ async def ask_async(path: Path, request: dict[str, Any]) -> dict[str, Any]:
         return answer if isinstance(answer, dict) else {}
     finally:
         writer.close()
-
-
-def add_stats(total: dict[str, Any], part: dict[str, Any]) -> None:
-    """Sum one worker's stats into ``total`` (counters add up key by key;
-    ``enforcement`` latencies are per worker and stay worker 0's)."""
-    for key in ("hits", "monitored", "verdicts", "edge", "decisions", "bans", "tracked"):
-        counts = Counter(total.get(key, {}))
-        counts.update(part.get(key, {}))
-        total[key] = dict(counts)
-    if "intel" in total and "intel" in part:
-        add_intel(total["intel"], part["intel"])
-
-
-def add_intel(total: dict[str, Any], part: dict[str, Any]) -> None:
-    """Join one worker's intel status into ``total``: feeds and countries are
-    the same in every worker (one store), but a listed trusted source is
-    noticed only by the worker its packets reached."""
-    exempt = total.get("listed_but_exempt")
-    if exempt is None:
-        return
-    for host, feeds in (part.get("listed_but_exempt") or {}).items():
-        exempt[host] = sorted({*exempt.get(host, ()), *feeds})

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.padding import Padding
 from rich.table import Table
 
+from ..edge import Edge
 from .cast import (
     ENUMERATED,
     ENUMERATOR,
@@ -29,7 +30,7 @@ from .cast import (
 
 if TYPE_CHECKING:
     from ..api import ApiServer
-    from ..app import Daemon
+    from ..daemon.core import Daemon
 
 
 def _when(epoch: float | None) -> str:
@@ -75,7 +76,7 @@ class Renderer:
             self.summary(summary, hold)
 
     def intro(self, daemon: Daemon, api: ApiServer | None, pbx_port: int) -> None:
-        edge = daemon.edge
+        edge = daemon.mode(Edge)
         self.say(
             "[bold]sipwarden demo[/]: an edge in front of a small PBX, attacked on loopback"
             " (nothing leaves this machine)\n"

@@ -32,7 +32,7 @@ from .summary import summarise
 
 if TYPE_CHECKING:
     from ..api import ApiServer
-    from ..app import Daemon
+    from ..daemon.core import Daemon
 
 
 def demo_config(tmp: Path, backend_port: int) -> Config:
@@ -80,7 +80,8 @@ async def _bans_stored(daemon: Daemon, hosts: set[str]) -> list[dict[str, Any]]:
 
 
 async def _run(hold: float, render: Renderer) -> dict[str, Any]:
-    from ..app import flow_key, serve
+    from ..app import serve
+    from ..edge import flow_key
     from ..policy.load import arm, build_policy
 
     loop = asyncio.get_running_loop()

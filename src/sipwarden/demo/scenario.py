@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..edge import Edge
 from ..sip import Auth, Message
 from .actors import UdpActor, digest, final_answer, register_request, tcp_probe
 from .cast import (
@@ -37,7 +38,7 @@ from .cast import (
 )
 
 if TYPE_CHECKING:
-    from ..app import Daemon
+    from ..daemon.core import Daemon
 
 _T = TypeVar("_T")
 
@@ -64,7 +65,7 @@ class Scenario:
         self.daemon = daemon
         self.lock = asyncio.Lock()
         self.results = Results()
-        ports = {ep.transport: ep.port for ep in reversed(daemon.edge.bound)}
+        ports = {ep.transport: ep.port for ep in reversed(daemon.mode(Edge).bound)}
         self.udp_port, self.tcp_port = ports["udp"], ports["tcp"]
         self.phone: UdpActor | None = None
         self._phone_cseq = 1
@@ -75,7 +76,7 @@ class Scenario:
     async def judged(
         self, act: Callable[[], Awaitable[_T]]
     ) -> tuple[_T, Counter[str], Counter[str]]:
-        edge = self.daemon.edge
+        edge = self.daemon.mode(Edge)
         async with self.lock:
             verdicts, counters = edge.policy.counters, Counter(edge.counters)
             result = await act()
@@ -85,7 +86,7 @@ class Scenario:
         """Send a request; its final answer, or None. Once the edge has passed
         it to the PBX (which always answers) the answer is awaited longer: on
         a loaded machine a slow answer must not pass for a drop."""
-        edge = self.daemon.edge
+        edge = self.daemon.mode(Edge)
         before = edge.counters["to-backend"]
         actor.flush()
         actor.send(data, self.udp_port)
@@ -96,7 +97,7 @@ class Scenario:
 
     def banned(self, host: str) -> dict[str, Any] | None:
         """The ban in force on ``host`` in the edge's own ban book."""
-        book = self.daemon.edge.policy.bans
+        book = self.daemon.policy.bans
         ban = None if book is None else book.banned(host, time.time())
         if ban is None:
             return None

@@ -12,11 +12,12 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from ..edge import Edge
 from .cast import ENUMERATED, ENUMERATOR, GUESSER, PHONE, PHONE_USER, REALM, USERS
 
 if TYPE_CHECKING:
     from ..api import ApiServer
-    from ..app import Daemon
+    from ..daemon.core import Daemon
     from .scenario import Scenario
 
 
@@ -60,7 +61,7 @@ def summarise(
         "registered": sum(1 for r in res.phone if r["registered"]),
         "times": res.phone,
     }
-    edge = daemon.edge
+    edge = daemon.mode(Edge)
     summary: dict[str, Any] = {
         "edge": {
             "listen": [str(ep) for ep in edge.bound],

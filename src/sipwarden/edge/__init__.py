@@ -1,5 +1,6 @@
 """asyncio transports around the sans-I/O proxy: see ``server``."""
 
+from .key import flow_key
 from .server import Edge
 
-__all__ = ["Edge"]
+__all__ = ["Edge", "flow_key"]

@@ -26,7 +26,6 @@ from ..policy import Policy
 from ..proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
 from ..proxy.base import AUTH_FLAG, BRANCH_PREFIX, TOKEN_PARAM
 from ..sip import PING, Peek, SipError, StreamFramer, make_response, parse, peek
-from ..sip.uri import simple_params
 from ..values import Peer
 
 log = logging.getLogger("sipwarden.edge")
@@ -65,7 +64,10 @@ def local_address_towards(host: str, port: int) -> str:
 
 
 class Edge:
-    """The running edge. ``counters`` holds what metrics will export."""
+    """The running edge (a ``daemon.modes.Mode``). ``counters`` holds what
+    metrics will export."""
+
+    name = "edge"  # its counters' section in `status`
 
     def __init__(
         self,
@@ -100,6 +102,9 @@ class Edge:
         self._backend = Peer(config.backend.transport, config.backend.host, config.backend.port)
 
     # ----------------------------------------------------------------- life
+
+    def describe(self) -> str:
+        return f"listening on {', '.join(map(str, self.bound))}; backend {self.config.backend}"
 
     async def start(self) -> None:
         """Bind everything, build the proxy, and only then start reading: a
@@ -292,11 +297,11 @@ class Edge:
         """Let the policy read a final answer (failed logins, enumeration):
         the client it goes to and whether its request carried credentials
         are in our Via, on top. Returns the answer to relay."""
-        parts = view._via_parts()
-        if parts is None or not (parts[4] or "").startswith(BRANCH_PREFIX):
+        params = view.simple_via_params()
+        if params is None or not (view.via_branch or "").startswith(BRANCH_PREFIX):
             return data, view
         token, credentials = None, False
-        for name, value in simple_params(parts[3]):
+        for name, value in params:
             if name == TOKEN_PARAM:
                 token = value
             elif name == AUTH_FLAG:

@@ -44,7 +44,7 @@ from .message import (
 )
 from .names import COMPACT, LIST_HEADERS
 from .text import split_list
-from .uri import URI
+from .uri import URI, Params, simple_params
 
 _KEYS: Final = (
     "via",
@@ -294,6 +294,15 @@ class Peek:
     @property
     def via_received(self) -> str | None:
         return self._via_field(6, "received")  # type: ignore[return-value]
+
+    def simple_via_params(self) -> Params | None:
+        """The top Via's parameters as (name, value) pairs when the Via has
+        the simple shape the C scanner reads (as every Via the edge writes
+        does), else None: for reading back a Via of our own, cheaply."""
+        parts = self._parts[VIA]
+        if parts is _UNSET:
+            parts = self._via_parts()
+        return None if parts is None else simple_params(parts[3])
 
     # typed values ---------------------------------------------------------
     @property

@@ -1,0 +1,103 @@
+"""The daemon's commands: one table, called by the control socket (the CLI,
+the other workers) and by REST alike.
+
+A command is a coroutine ``(daemon, request) -> answer``: ``request`` is the
+JSON object the control socket received (``{"cmd": name, ...}``), the
+answer a JSON object with ``ok`` and either the result or an ``error`` for
+people. REST calls ``run_command`` with the same requests and maps the
+answers to HTTP, so a ban made from the CLI, the API or another worker goes
+through the same code. To add a command, write it below and list it in
+``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from .bans import add_request, remove_request
+
+if TYPE_CHECKING:
+    from .core import Daemon
+
+Request = dict[str, Any]
+Answer = dict[str, Any]
+Command = Callable[["Daemon", Request], Awaitable[Answer]]
+
+
+async def reload(daemon: Daemon, request: Request) -> Answer:
+    """Re-read the config's policy (worker 0 tells the other workers too)."""
+    error = await (daemon.reload_all() if daemon.worker == 0 else daemon.reload())
+    if error is not None:
+        return {"ok": False, "error": error}
+    return {"ok": True, "rules": len(daemon.policy.rules.rules)}
+
+
+async def stats(daemon: Daemon, request: Request) -> Answer:
+    """The counters; summed over every worker unless ``local``."""
+    return daemon.stats() if request.get("local") else await daemon.all_stats()
+
+
+async def bans_add(daemon: Daemon, request: Request) -> Answer:
+    """Ban ``target`` for ``duration`` (seconds; null: permanent; absent: the
+    progressive length) because of ``reason``: stored and enforced before
+    the answer; the other workers adopt it from the store within a second."""
+    return await add_request(daemon.keeper, request)
+
+
+async def bans_remove(daemon: Daemon, request: Request) -> Answer:
+    """Lift the ban on ``target`` (every worker lifts its own copy)."""
+    answer = await remove_request(daemon.keeper, request)
+    if not request.get("local"):
+        await daemon.ask_others({**request, "local": True})
+    return answer
+
+
+async def bans_list(daemon: Daemon, request: Request) -> Answer:
+    """The bans in force, and the time they were read at."""
+    return {"ok": True, "bans": await daemon.keeper.list(), "now": daemon.keeper.clock()}
+
+
+async def bans_show(daemon: Daemon, request: Request) -> Answer:
+    """One target: its ban (why, evidence), whether it is allowed, its history."""
+    try:
+        return {"ok": True, **await daemon.keeper.show(str(request.get("target", "")))}
+    except ValueError:
+        return {"ok": False, "error": f"{request.get('target')!r} is not an IP address or a CIDR"}
+
+
+async def intel_lookup(daemon: Daemon, request: Request) -> Answer:
+    """One address: its country, the feeds that list it, its ban, the verdict."""
+    try:
+        found = await daemon.intel.lookup(daemon.policy, str(request.get("target", "")))
+    except ValueError:
+        return {"ok": False, "error": f"{request.get('target')!r} is not an IP address"}
+    return {"ok": True, **found}
+
+
+async def intel_status(daemon: Daemon, request: Request) -> Answer:
+    """Feeds, the country policy, listed sources let through (joined over workers)."""
+    if request.get("local"):
+        return {"ok": True, **daemon.intel_status()}
+    return {"ok": True, **await daemon.all_intel_status()}
+
+
+COMMANDS: Final[dict[str, Command]] = {
+    "reload": reload,
+    "stats": stats,
+    "bans-add": bans_add,
+    "bans-remove": bans_remove,
+    "bans-list": bans_list,
+    "bans-show": bans_show,
+    "intel-lookup": intel_lookup,
+    "intel-status": intel_status,
+}
+
+
+async def run_command(daemon: Daemon, request: Request) -> Answer:
+    """Run ``request["cmd"]``; an unknown name is an error listing the known ones."""
+    name = request.get("cmd")
+    command = COMMANDS.get(name) if isinstance(name, str) else None
+    if command is None:
+        return {"ok": False, "error": f"unknown command {name!r} ({', '.join(COMMANDS)})"}
+    return await command(daemon, request)

@@ -1,0 +1,233 @@
+"""The daemon: one worker's policy, its keepers, its modes and its control socket.
+
+What it owns, and why here: the policy in force (every mode judges with it;
+a reload builds a new one off the packets' thread and swaps it into every
+mode between two packets), the ban keeper and the feed keeper (the policy's
+I/O), and the control socket through which the CLI, the other workers and
+REST reach the commands (``commands.COMMANDS``). What it does not own: how
+traffic arrives (the modes), what the API serves (``api/``, above it), how
+the workers are forked (``app``).
+
+With several workers, worker 0 is the one that answers for all: it asks the
+others over their control sockets (``PATH.N``) and sums or joins the answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..config import Config, ConfigError, load_config
+from ..fetch.dns import resolve
+from ..fetch.geoip import open_geo
+from ..intel.geo import Countries
+from ..policy import Policy, RuleError
+from ..policy.load import PolicyError, arm, build_policy
+from .commands import run_command
+from .control import ask_async, serve_control, worker_path
+from .stats import add_intel, add_stats, worker_stats
+
+if TYPE_CHECKING:
+    from .bans import BanKeeper
+    from .intel import IntelKeeper
+    from .modes import Mode
+
+log = logging.getLogger("sipwarden")
+M = TypeVar("M")
+
+# what a reload cannot change: sockets, files and the kernel's table
+RESTART_SECTIONS = ("edge", "storage", "firewall", "api", "control")
+
+
+class Daemon:
+    """One worker: the policy, the keepers and the modes (see the module doc)."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None,
+        policy: Policy,
+        modes: Sequence[Mode],
+        keeper: BanKeeper,
+        intel: IntelKeeper,
+        *,
+        worker: int = 0,
+        children: list[int] | None = None,
+    ) -> None:
+        self.config = config  # in force: a reload updates what it can change
+        self.config_path = config_path
+        self.modes = list(modes)
+        self.keeper = keeper
+        self.intel = intel
+        self.worker = worker
+        self.children = children or []
+        self.socket_path = worker_path(config.control.socket, worker)
+        self._policy = policy
+        for mode in self.modes:
+            mode.policy = policy
+        self._control: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Future[str | None]] = set()
+
+    def mode(self, kind: type[M]) -> M:
+        """The running mode of class ``kind`` (the demo asks for its edge)."""
+        for mode in self.modes:
+            if isinstance(mode, kind):
+                return mode
+        raise LookupError(f"no {kind.__name__} mode is running")
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        """Swap the policy in every mode at once (on the packets' thread)."""
+        self._policy = policy
+        for mode in self.modes:
+            mode.policy = policy
+
+    # ----------------------------------------------------------------- life
+
+    async def start(self) -> None:
+        """The control socket first (a second daemon started by mistake stops
+        here, before it touches the store or the ports), then bans and feed
+        entries in force, then the modes: no packet is judged without them."""
+        self._control = await serve_control(self.socket_path, lambda r: run_command(self, r))
+        await self.keeper.start()
+        await self.intel.start()
+        for mode in self.modes:
+            await mode.start()
+
+    async def stop(self) -> None:
+        if self._control is not None:
+            self._control.close()
+        with contextlib.suppress(OSError):
+            self.socket_path.unlink()
+        for mode in reversed(self.modes):
+            await mode.stop()
+        await self.intel.stop()
+        await self.keeper.stop()
+        log.info(
+            "worker %d stopped; %s; verdicts %s",
+            self.worker,
+            "; ".join(f"{m.name} {dict(m.counters)}" for m in self.modes),
+            dict(self.policy.counters),
+        )
+
+    # --------------------------------------------------------------- reload
+
+    async def reload(self) -> str | None:
+        """Re-read the config's policy and swap it in whole; on any error keep
+        the rules in force and return the error. Counters and connections stay.
+        The new policy is built in a thread: resolving a trusted peer's host
+        name can take seconds, and packets must not wait for it."""
+        previous = self.policy
+        geo_before = self.config.intel.geoip
+
+        def build() -> tuple[Config, Policy, Countries | None]:
+            config = load_config(self.config_path)
+            policy = build_policy(config.policy, previous=previous, resolve=resolve)
+            # a new country database is opened (and walked) here, not on the packets' thread
+            countries = open_geo(config.intel.geoip) if config.intel.geoip != geo_before else None
+            return config, policy, countries
+
+        try:
+            config, policy, countries = await asyncio.get_running_loop().run_in_executor(
+                None, build
+            )
+        except (ConfigError, RuleError, PolicyError) as exc:
+            log.error("reload refused, the old rules stay in force: %s", exc)
+            return str(exc)
+        for section in RESTART_SECTIONS:
+            if getattr(config, section) != getattr(self.config, section):
+                log.warning("reload: changes to [%s] take effect at the next restart", section)
+        config = config.model_copy(update={s: getattr(self.config, s) for s in RESTART_SECTIONS})
+        # counted while the new one was being built: carried over, then swapped;
+        # the bans, rates, failure counts and feed entries are handed over
+        # here, on the packets' own thread
+        policy.verdicts = self.policy.verdicts
+        self.policy = arm(policy, config, previous=self.policy, countries=countries)
+        self.config = config
+        self.intel.configure(config.intel)
+        await self.intel.reopen_countries()  # the same file name, new content (geoipupdate)
+        log.info("worker %d: reloaded, %d rules in force", self.worker, len(policy.rules.rules))
+        return None
+
+    async def reload_all(self) -> str | None:
+        """Worker 0's reload: its own, then the others' (they read the same files)."""
+        error = await self.reload()
+        if error is None:
+            for pid in self.children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGHUP)
+        return error
+
+    def on_sighup(self) -> None:
+        task = asyncio.ensure_future(self.reload_all() if self.worker == 0 else self.reload())
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
+
+    # --------------------------------------------------------------- status
+
+    def stats(self) -> dict[str, Any]:
+        """This worker's counters (``stats`` sums them over the workers)."""
+        return worker_stats(self.policy, self.modes, self.keeper, self.intel_status())
+
+    def intel_status(self) -> dict[str, Any]:
+        """Feeds, country policy and the listed sources that pass anyway
+        (this worker's view: every worker loads the same store)."""
+        screen = self.policy.intel
+        status = self.intel.status()
+        if screen is not None:
+            policy = screen.country_policy
+            status["countries"] = (
+                None
+                if policy is None
+                else {
+                    "allow": None if policy.allow is None else sorted(policy.allow),
+                    "deny": sorted(policy.deny),
+                    "unknown": policy.unknown,
+                }
+            )
+            status["listed_but_exempt"] = {h: list(f) for h, f in screen.listed_exempt.items()}
+        return status
+
+    async def all_stats(self) -> dict[str, Any]:
+        """``stats`` summed over every worker (worker 0 asks the others)."""
+        total = self.stats()
+        for part in await self.ask_others({"cmd": "stats", "local": True}):
+            add_stats(total, part)
+        return total
+
+    async def all_intel_status(self) -> dict[str, Any]:
+        """``intel_status`` with what every worker noticed (worker 0 asks the others)."""
+        status = self.intel_status()
+        for part in await self.ask_others({"cmd": "intel-status", "local": True}):
+            add_intel(status, part)
+        return status
+
+    async def ask_others(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """The other workers' answers to ``request`` (worker 0 only; a worker
+        that does not answer is left out). Asked at once: a stuck worker
+        costs the control timeout once, not once per worker."""
+        if self.worker != 0:
+            return []
+        answers = await asyncio.gather(
+            *(
+                ask_async(worker_path(self.config.control.socket, n), request)
+                for n in range(1, len(self.children) + 1)
+            ),
+            return_exceptions=True,
+        )
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(
+                answer, OSError | ValueError | TimeoutError
+            ):
+                raise answer
+        return [a for a in answers if isinstance(a, dict)]

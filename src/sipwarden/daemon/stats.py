@@ -1,0 +1,74 @@
+"""The daemon's counters as ``status`` shows them, and their sum over workers.
+
+Each worker builds its own (``worker_stats``); worker 0 adds the others'
+(``add_stats``). Counters add up key by key; the sections below that are
+not summed say why. A mode's counters appear under the mode's name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from ..policy import Policy
+    from .bans import BanKeeper
+    from .modes import Mode
+
+# one per worker, not summed: the latency is worker 0's; intel is joined
+# (feeds are the same in every worker, see add_intel)
+NOT_SUMMED: Final = frozenset({"enforcement", "intel"})
+
+
+def worker_stats(
+    policy: Policy, modes: Iterable[Mode], keeper: BanKeeper, intel: dict[str, Any]
+) -> dict[str, Any]:
+    """This worker's counters, by section."""
+    now = time.time()
+    stats: dict[str, Any] = {
+        "ok": True,
+        "hits": dict(policy.rules.hits),
+        "monitored": dict(policy.rules.monitored),
+        "verdicts": dict(policy.counters),
+        **{mode.name: dict(mode.counters) for mode in modes},
+        "decisions": dict(policy.decisions),
+        # every worker enforces every ban (adopted from the store): not summed
+        "bans-in-force": len(policy.bans.active(now)) if policy.bans else 0,
+        "bans": {
+            **keeper.counters,
+            **{f"{keeper.enforcer.name}:{k}": v for k, v in keeper.enforcer.counters.items()},
+        },
+        "enforcement": keeper.latency(),
+        "tracked": {
+            "rate-sources": len(policy.limiter) if policy.limiter is not None else 0,
+            "failure-sources": len(policy.failures) if policy.failures is not None else 0,
+        },
+        "intel": intel,
+    }
+    return stats
+
+
+def add_stats(total: dict[str, Any], part: dict[str, Any]) -> None:
+    """Sum one worker's stats into ``total``: every section of counters adds
+    up key by key, but those in ``NOT_SUMMED``; intel is joined."""
+    for key, value in part.items():
+        if key in NOT_SUMMED or not isinstance(value, dict):
+            continue
+        counts = Counter(total.get(key, {}))
+        counts.update(value)
+        total[key] = dict(counts)
+    if "intel" in total and "intel" in part:
+        add_intel(total["intel"], part["intel"])
+
+
+def add_intel(total: dict[str, Any], part: dict[str, Any]) -> None:
+    """Join one worker's intel status into ``total``: feeds and countries are
+    the same in every worker (one store), but a listed trusted source is
+    noticed only by the worker its packets reached."""
+    exempt = total.get("listed_but_exempt")
+    if exempt is None:
+        return
+    for host, feeds in (part.get("listed_but_exempt") or {}).items():
+        exempt[host] = sorted({*exempt.get(host, ()), *feeds})
