@@ -352,16 +352,10 @@ def _bad_target(target: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def bans_list(config_file: str | None, as_json: bool) -> None:
     """The bans in force (read from the store; the daemon need not run)."""
-    import time
-
-    from .store.sqlite import BanStore
+    from .daemon.offline import bans_in_force
 
     config = _config(config_file)
-    store = BanStore(config.storage.path)
-    try:
-        rows = store.in_force(time.time())
-    finally:
-        store.close()
+    rows = bans_in_force(config)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -410,7 +404,9 @@ def bans_add(
     request = {"cmd": "bans-add", "target": target, "duration": duration, "reason": reason}
     answer = _daemon(config, request)
     if answer is None:
-        answer = _offline(config, request)
+        from .daemon.offline import add_ban
+
+        answer = add_ban(config, _policy(config), request)
     if not answer.get("ok"):
         click.echo(f"sipwarden: {answer.get('error')}", err=True)
         sys.exit(1)
@@ -428,7 +424,9 @@ def bans_remove(config_file: str | None, address: str) -> None:
     request = {"cmd": "bans-remove", "target": target}
     answer = _daemon(config, request)
     if answer is None:
-        answer = _offline(config, request)
+        from .daemon.offline import remove_ban
+
+        answer = remove_ban(config, _policy(config), request)
     if not answer.get("ok"):
         click.echo(f"sipwarden: {answer.get('error')}", err=True)
         sys.exit(1)
@@ -441,20 +439,12 @@ def bans_remove(config_file: str | None, address: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bans_show(config_file: str | None, address: str, as_json: bool) -> None:
     """Why ADDRESS is (or was) banned: the ban in force, its evidence, its history."""
-    import time
-
-    from .store.sqlite import BanStore
+    from .daemon.offline import ban_record
 
     target = _bad_target(address)
     config = _config(config_file)
-    store = BanStore(config.storage.path)
-    try:
-        store.close_expired(time.time())
-        history = store.history(target)
-        in_force = [b for b in store.in_force(time.time()) if b["ip"] == target]
-    finally:
-        store.close()
-    shown = {"ip": target, "banned": bool(in_force), "history": history}
+    shown = ban_record(config, target)
+    in_force, history = shown["banned"], shown["history"]
     if as_json:
         click.echo(json.dumps(shown, indent=2))
         return
@@ -471,30 +461,6 @@ def bans_show(config_file: str | None, address: str, as_json: bool) -> None:
         click.echo(f"   {ban['reason']} [{ban['detector']}]")
         for line in ban["evidence"]:
             click.echo("   | " + line.replace("\n", "\n   | ").rstrip())
-
-
-def _offline(config: Config, request: dict[str, Any]) -> dict[str, Any]:
-    """``bans add``/``remove`` with no daemon: the same keeper the daemon
-    runs (the same allow list, lengths, store and kernel), for one change."""
-    import asyncio
-
-    from .app import enforcer_for
-    from .daemon.bans import BanKeeper, add_request, remove_request
-    from .policy.load import arm
-
-    book = arm(_policy(config), config).bans
-    assert book is not None
-
-    async def change() -> dict[str, Any]:
-        keeper = BanKeeper(book, config.storage.path, enforcer_for(config))
-        await keeper.start()
-        try:
-            handle = add_request if request["cmd"] == "bans-add" else remove_request
-            return await handle(keeper, request)
-        finally:
-            await keeper.stop()  # written, enforced, conntrack cleaned up
-
-    return asyncio.run(change())
 
 
 def _nft_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -540,18 +506,14 @@ def bans_export(
     the store; the daemon need not run)."""
     import time
 
+    from .daemon.offline import bans_in_force
     from .intel.export import DEFAULT_SET, DEFAULT_TABLE, export
-    from .store.sqlite import BanStore
 
     if fmt != "nft" and (table or set_prefix):
         raise click.UsageError("--table and --set are for --format nft")
     config = _config(config_file)
-    store = BanStore(config.storage.path)
-    try:
-        now = time.time()
-        rows = store.in_force(now)
-    finally:
-        store.close()
+    now = time.time()
+    rows = bans_in_force(config, now)
     text = export(
         fmt, rows, now, table=table or DEFAULT_TABLE, set_prefix=set_prefix or DEFAULT_SET
     )
@@ -711,10 +673,6 @@ def intel_lookup(config_file: str | None, address: str, as_json: bool) -> None:
 def status(config_file: str | None, as_json: bool) -> None:
     """Whether the daemon runs, the bans in force, the threat feeds (size,
     last success, last error) and the country policy."""
-    import time
-
-    from .store.sqlite import BanStore
-
     config = _config(config_file)
     stats = _daemon(config, {"cmd": "stats"})
     if stats is not None:
@@ -726,15 +684,11 @@ def status(config_file: str | None, as_json: bool) -> None:
         }
     else:
         from .daemon.intel_commands import offline_status
+        from .daemon.offline import bans_in_force
 
-        store = BanStore(config.storage.path)
-        try:
-            in_force = len(store.in_force(time.time()))
-        finally:
-            store.close()
         shown = {
             "running": False,
-            "bans_in_force": in_force,
+            "bans_in_force": len(bans_in_force(config)),
             "intel": {"feeds": offline_status(config)},
         }
     if as_json:
