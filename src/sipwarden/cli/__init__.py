@@ -1,0 +1,42 @@
+"""The ``sipwarden`` command: one module per noun, the output apart.
+
+Each module holds one noun's commands (``run``: run, reload, status;
+``demo``; ``rules``: rules list, explain; ``replay``; ``parse``; ``bans``;
+``intel``; ``firewall``), which read their options, call the library or
+the daemon (``common.ask_daemon``; with no daemon, ``daemon.offline`` and
+``daemon.intel_commands``) and hand the result to ``render``. ``main`` is
+the console script (``sipwarden.cli:main``); ``python -m sipwarden.cli``
+runs it too. The daemon's wiring (``app``), the demo and the replay are
+imported by the commands that run them, not by ``--help``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from . import bans, demo, firewall, intel, parse, replay, rules, run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sipwarden")
+def main() -> None:
+    """sipwarden: a SIP security edge in front of your PBX."""
+
+
+for command in (
+    run.run,
+    run.reload,
+    run.status,
+    demo.demo,
+    rules.rules,
+    rules.explain,
+    replay.replay,
+    parse.parse_cmd,
+    bans.bans,
+    intel.intel,
+    firewall.firewall,
+):
+    main.add_command(command)
+
+__all__ = ["main"]

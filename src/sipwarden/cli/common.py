@@ -1,0 +1,54 @@
+"""What the `sipwarden` commands share: the ``-c`` option, the config and
+the policy it names, and asking the daemon when none may be running.
+
+A bad config or policy is one line on stderr and exit 2, never a
+traceback; a daemon that does not answer is ``None``, for the commands
+that then do the work themselves (the ``daemon.offline`` functions).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from ..config import Config, ConfigError, load_config
+from ..daemon.control import ControlError, ask
+from ..fetch.dns import resolve
+from ..policy import Policy, RuleError
+from ..policy.load import PolicyError, build_policy
+
+CONFIG_OPTION = click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML config (default: embedded)",
+)
+
+
+def config_from(config_file: str | None) -> Config:
+    try:
+        return load_config(config_file)
+    except ConfigError as exc:
+        click.echo(f"sipwarden: bad configuration: {exc}", err=True)
+        sys.exit(2)
+
+
+def policy_from(config: Config) -> Policy:
+    try:
+        return build_policy(config.policy, resolve=resolve)
+    except (RuleError, PolicyError) as exc:
+        click.echo(f"sipwarden: bad policy: {exc}", err=True)
+        sys.exit(2)
+
+
+def ask_daemon(
+    config: Config, request: dict[str, Any], timeout: float = 10
+) -> dict[str, Any] | None:
+    """The daemon's answer, or None when no daemon is running."""
+    try:
+        return ask(config.control.socket, request, timeout=timeout)
+    except ControlError:
+        return None

@@ -1,0 +1,198 @@
+"""How the `sipwarden` commands show their results: rich tables and lines
+of text on stdout (JSON when asked).
+
+The commands gather the data (the config, the policy, the daemon or the
+store) and hand it here whole; nothing here reads a file, asks the daemon
+or decides anything. The words and the layout are what operators and
+scripts already read: change them only on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from ..daemon.intel_commands import Outcome
+    from ..enforce.nftables import Overview
+    from ..offline.report import ReplayReport
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+def when(epoch: float | None) -> str:
+    if epoch is None:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def rules_table(rows: list[dict[str, Any]], hits: bool) -> None:
+    """`rules list`: ``hits`` when the daemon gave its hit counts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{len(rows)} rules" + ("" if hits else " (daemon not running: no hit counts)")
+    )
+    for column in ("id", "action", "mode", "description") + (("hits", "monitored") if hits else ()):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        action = row["action"] + (f" {row['code']}" if "code" in row else "")
+        cells = [row["id"], action, row["mode"], row["description"]]
+        if hits:
+            cells += [str(row["hits"]), str(row["monitored"])]
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def explanation(result: dict[str, Any]) -> None:
+    """`explain`: the source, the rules that match, the verdict."""
+    click.echo(f"source     {result['source']}" + (" (trusted peer)" if result["trusted"] else ""))
+    if not result["parsed"]:
+        click.echo("parsed     no: not a SIP message")
+    for rule in result["matching_rules"]:
+        click.echo(f"matches    {rule['id']}  ({rule['action']}, {rule['mode']}; {rule['origin']})")
+    if result["parsed"] and not result["matching_rules"]:
+        click.echo("matches    no rule")
+    code = f" {result['code']}" if "code" in result else ""
+    click.echo(
+        f"verdict    {result['verdict']}{code}"
+        + (f"  ({result['reason']})" if result["reason"] else "")
+    )
+
+
+def replay_report(report: ReplayReport) -> None:
+    """`replay`: the report's own tables, 160 columns wide when piped."""
+    from rich.console import Console
+
+    report.render(Console(width=None if sys.stdout.isatty() else 160))
+
+
+def bans_table(rows: list[dict[str, Any]]) -> None:
+    """`bans list`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} bans in force")
+    for column in ("ip", "reason", "detector", "since", "until", "offence"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["ip"],
+            row["reason"],
+            row["detector"],
+            when(row["created_at"]),
+            when(row["expires_at"]),
+            str(row["offence"]),
+        )
+    Console().print(table)
+
+
+def ban_record(shown: dict[str, Any]) -> None:
+    """`bans show`: whether banned, then every ban on record and its evidence."""
+    history = shown["history"]
+    click.echo(f"{shown['ip']}: " + ("banned" if shown["banned"] else "not banned"))
+    if not history:
+        click.echo("no ban on record")
+    for n, ban in enumerate(history, 1):
+        end = (
+            f"ended {when(ban['ended_at'])}"
+            if ban["ended_at"] is not None
+            else f"until {when(ban['expires_at'])}"
+        )
+        click.echo(f"\n#{n} {when(ban['created_at'])}, {end} (offence {ban['offence']})")
+        click.echo(f"   {ban['reason']} [{ban['detector']}]")
+        for line in ban["evidence"]:
+            click.echo("   | " + line.replace("\n", "\n   | ").rstrip())
+
+
+def sync_outcomes(outcomes: list[Outcome]) -> None:
+    """`intel sync`: a line per feed, the failed ones on stderr."""
+    for outcome in outcomes:
+        click.echo(outcome.summary, err=not outcome.ok)
+
+
+def intel_lookup(answer: dict[str, Any]) -> None:
+    """`intel lookup`: the verdict, the country, the feeds, the ban, the exemption."""
+    verdict = answer["verdict"]
+    if verdict == "pass":
+        verdict = "passes on its source (its messages meet the rules)"
+    click.echo(f"{answer['ip']}: {verdict}")
+    country = answer["country"] or "unknown"
+    if answer["country_allowed"] is not None:
+        country += " (allowed)" if answer["country_allowed"] else " (refused by the country policy)"
+    click.echo(f"  country:  {country}")
+    if not answer["listed"]:
+        click.echo("  feeds:    not listed")
+    for item in answer["listed"]:
+        until = "" if item["expires_at"] is None else f", until {when(item['expires_at'])}"
+        click.echo(
+            f"  feeds:    {item['feed']} lists {item['target']} since"
+            f" {when(item['first_seen'])} (last {when(item['last_seen'])}{until})"
+        )
+    ban = answer["banned"]
+    click.echo(
+        "  banned:   "
+        + ("no" if ban is None else f"{ban['reason']} until {when(ban['expires_at'])}")
+    )
+    if answer["trusted"]:
+        click.echo("  trusted peer: feeds and countries never drop it (a listing is reported)")
+    elif answer["allow_listed"]:
+        click.echo("  allow-listed: feeds and countries never drop it (a listing is reported)")
+
+
+def status(shown: dict[str, Any], socket: Path) -> None:
+    """`status`: the daemon (else the ``socket`` it would answer on), the
+    bans, the feeds, the country policy, the kernel's feed sets."""
+    click.echo("daemon: " + ("running" if shown["running"] else f"not running ({socket})"))
+    click.echo(f"bans in force: {shown['bans_in_force']}")
+    feeds = shown["intel"].get("feeds", [])
+    if not feeds:
+        click.echo("feeds: none configured")
+    for feed in feeds:
+        line = (
+            f"feed {feed['feed']}: {feed['entries']:,} entries, last success"
+            f" {when(feed['last_success'])}"
+        )
+        if feed.get("bad_lines"):
+            line += f", {feed['bad_lines']} bad lines skipped"
+        if feed["last_error"]:
+            line += f"; last error {when(feed['last_error_at'])}: {feed['last_error']}"
+        click.echo(line)
+    countries = shown["intel"].get("countries")
+    if countries:
+        rule = (
+            f"only {', '.join(countries['allow'])}"
+            if countries["allow"] is not None
+            else f"all but {', '.join(countries['deny'])}"
+        )
+        click.echo(f"countries: {rule} (unknown: {countries['unknown']})")
+    kernel = shown["intel"].get("kernel")
+    if kernel:
+        click.echo(f"kernel feed sets: {kernel['elements']:,} elements")
+    exempt = shown["intel"].get("listed_but_exempt")
+    if exempt:
+        click.echo(f"listed but trusted or allow-listed (kept working): {', '.join(exempt)}")
+
+
+def firewall_overview(enforcer: str, seen: Overview, with_feeds: bool) -> None:
+    """`firewall show`: the counts, the feed sets' elements when asked, and
+    every banned target with its time left."""
+    click.echo(
+        f"enforcer {enforcer}: {len(seen.elements)} banned, {seen.dropped} packets dropped;"
+        f" feeds: {len(seen.feed_elements)} listed, {seen.feed_dropped} packets dropped"
+    )
+    if with_feeds:
+        for target, left in sorted(seen.feed_elements.items()):
+            click.echo(
+                f"  feed {target:<35} " + ("no end" if left is None else f"{left:.0f} s left")
+            )
+    for target, left in sorted(seen.elements.items()):
+        click.echo(f"  {target:<40} " + ("permanent" if left is None else f"{left:.0f} s left"))

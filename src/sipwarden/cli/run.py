@@ -1,0 +1,93 @@
+"""`sipwarden run`, `reload` and `status`: the daemon itself.
+
+``run`` runs the edge in the foreground (a service manager keeps it);
+``reload`` asks the running daemon to re-read its rules and trusted peers;
+``status`` asks it how it is, or reads the store when it is not running.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..daemon.control import ControlError, ask
+from ..enforce import EnforcerError
+from ..policy import RuleError
+from ..policy.load import PolicyError
+from . import render
+from .common import CONFIG_OPTION, ask_daemon, config_from
+
+
+@click.command()
+@CONFIG_OPTION
+def run(config_file: str | None) -> None:
+    """Run the edge until SIGTERM/SIGINT."""
+    from ..app import run as run_edge
+
+    config = config_from(config_file)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per feed request otherwise
+    try:
+        run_edge(config, Path(config_file) if config_file else None)
+    except (RuleError, PolicyError) as exc:
+        click.echo(f"sipwarden: bad policy: {exc}", err=True)
+        sys.exit(2)
+    except (OSError, EnforcerError) as exc:
+        click.echo(f"sipwarden: cannot start: {exc}", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@CONFIG_OPTION
+def reload(config_file: str | None) -> None:
+    """Make the running daemon re-read its rules and trusted peers.
+
+    A broken rule file is refused with the error, and the rules in force stay.
+    """
+    config = config_from(config_file)
+    try:
+        answer = ask(config.control.socket, {"cmd": "reload"})
+    except ControlError as exc:
+        click.echo(f"sipwarden: {exc}", err=True)
+        sys.exit(1)
+    if not answer.get("ok"):
+        click.echo(
+            f"sipwarden: reload refused, the old rules stay in force:\n{answer.get('error')}",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"reloaded: {answer.get('rules')} rules in force")
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(config_file: str | None, as_json: bool) -> None:
+    """Whether the daemon runs, the bans in force, the threat feeds (size,
+    last success, last error) and the country policy."""
+    config = config_from(config_file)
+    stats = ask_daemon(config, {"cmd": "stats"})
+    if stats is not None:
+        shown: dict[str, Any] = {
+            "running": True,
+            "bans_in_force": stats.get("bans-in-force", 0),
+            "intel": stats.get("intel", {}),
+            "verdicts": stats.get("verdicts", {}),
+        }
+    else:
+        from ..daemon.intel_commands import offline_status
+        from ..daemon.offline import bans_in_force
+
+        shown = {
+            "running": False,
+            "bans_in_force": len(bans_in_force(config)),
+            "intel": {"feeds": offline_status(config)},
+        }
+    if as_json:
+        render.print_json(shown)
+    else:
+        render.status(shown, config.control.socket)

@@ -1,0 +1,86 @@
+"""What `sipwarden bans ...` and `sipwarden status` do with no daemon to ask.
+
+``add_ban`` and ``remove_ban`` make one change with the keeper the daemon
+runs (the same allow list, lengths, store and kernel), then stop it: the
+ban is written and enforced, or lifted with its conntrack entries, before
+they return. Their answers are the daemon's (``add_request`` and
+``remove_request``), so the caller cannot tell who answered.
+``bans_in_force`` and ``ban_record`` read the store, which a running daemon
+keeps current too: they need no daemon either way.
+
+The caller builds the policy (``build_policy``) and reports its errors; a
+change here runs one event loop of its own, so it is called from plain
+(not async) code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..config import Config
+from ..policy import Policy
+from ..store.sqlite import BanStore
+from .bans import BanKeeper, add_request, remove_request
+
+
+def add_ban(config: Config, policy: Policy, request: dict[str, Any]) -> dict[str, Any]:
+    """A ``bans-add`` request (see ``add_request``), with no daemon."""
+    return _change(config, policy, add_request, request)
+
+
+def remove_ban(config: Config, policy: Policy, request: dict[str, Any]) -> dict[str, Any]:
+    """A ``bans-remove`` request (see ``remove_request``), with no daemon."""
+    return _change(config, policy, remove_request, request)
+
+
+Handler = Callable[[BanKeeper, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def _change(
+    config: Config, policy: Policy, handle: Handler, request: dict[str, Any]
+) -> dict[str, Any]:
+    from ..fetch.geoip import open_geo
+    from ..policy.load import arm
+    from .bans import enforcer_for
+
+    # the allow list and trusted peers the book protects; the country source
+    # too, as the daemon arms it (an unreadable one is the same error)
+    book = arm(policy, config, countries=open_geo(config.intel.geoip)).bans
+    assert book is not None
+
+    async def change() -> dict[str, Any]:
+        keeper = BanKeeper(book, config.storage.path, enforcer_for(config))
+        await keeper.start()
+        try:
+            return await handle(keeper, request)
+        finally:
+            await keeper.stop()  # written, enforced, conntrack cleaned up
+
+    return asyncio.run(change())
+
+
+def bans_in_force(config: Config, now: float | None = None) -> list[dict[str, Any]]:
+    """The bans in force at ``now`` (default: the clock), as `bans list
+    --json` prints them."""
+    store = BanStore(config.storage.path)
+    try:
+        return store.in_force(time.time() if now is None else now)
+    finally:
+        store.close()
+
+
+def ban_record(config: Config, target: str) -> dict[str, Any]:
+    """What `bans show` prints of ``target`` (canonical): whether a ban is
+    in force, and every ban on record with its evidence. Bans that ran out
+    while no daemon watched are closed first, as a running one would have."""
+    store = BanStore(config.storage.path)
+    try:
+        store.close_expired(time.time())
+        history = store.history(target)
+        in_force = [b for b in store.in_force(time.time()) if b["ip"] == target]
+    finally:
+        store.close()
+    return {"ip": target, "banned": bool(in_force), "history": history}
