@@ -23,4 +23,5 @@ bash scripts/setup.sh test
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
+.venv/bin/lint-imports  # the layers of docs/architecture.md ([tool.importlinter] in pyproject.toml)
 .venv/bin/python -m pytest -n auto "$@"

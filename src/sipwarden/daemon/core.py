@@ -105,8 +105,9 @@ class Daemon:
             await mode.start()
 
     async def stop(self) -> None:
-        if self._control is not None:
-            self._control.close()
+        if self._control is None:
+            return  # it never started: the socket (maybe another daemon's) is not ours
+        self._control.close()
         with contextlib.suppress(OSError):
             self.socket_path.unlink()
         for mode in reversed(self.modes):

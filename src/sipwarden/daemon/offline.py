@@ -43,12 +43,15 @@ def _change(
     config: Config, policy: Policy, handle: Handler, request: dict[str, Any]
 ) -> dict[str, Any]:
     from ..fetch.geoip import open_geo
-    from ..policy.load import arm
+    from ..policy.load import PolicyError, arm
     from .bans import enforcer_for
 
     # the allow list and trusted peers the book protects; the country source
     # too, as the daemon arms it (an unreadable one is the same error)
-    book = arm(policy, config, countries=open_geo(config.intel.geoip)).bans
+    try:
+        book = arm(policy, config, countries=open_geo(config.intel.geoip)).bans
+    except PolicyError as exc:  # the error names the key, as at the daemon's start
+        return {"ok": False, "error": str(exc)}
     assert book is not None
 
     async def change() -> dict[str, Any]:

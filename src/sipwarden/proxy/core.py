@@ -214,7 +214,7 @@ class StatelessProxy:
             if contact.uri is None:
                 return  # a wildcard: nothing to hide in a message that has one
             parts = name_addr_parts(value)
-            params = parts[6] if parts is not None else format_params(contact.params)
+            params = parts.header_params if parts is not None else format_params(contact.params)
             new = self.hidden_contact(flow, contact.uri.raw, params)
             if new is None:
                 return

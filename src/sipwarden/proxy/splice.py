@@ -26,7 +26,6 @@ from ..sip import Peek, SipError
 from ..sip.address import name_addr_parts
 from ..sip.fields import ViaParts, via_parts
 from ..sip.peek import (
-    _RURI,
     CALL_ID,
     CONTACT,
     CSEQ,
@@ -34,6 +33,7 @@ from ..sip.peek import (
     MAX_FORWARDS,
     RECORD_ROUTE,
     ROUTE,
+    RURI,
     SERVER,
     TO,
     USER_AGENT,
@@ -73,7 +73,7 @@ def client_request(
     if layout is None or method is None:
         return None
     line_end, repeated, via0, via1, mf0, mf1 = layout[:6]
-    values = view._values
+    values = view.raw_values
     if repeated & _MUST_NOT_REPEAT or values[ROUTE] is not None or via0 < 0 or mf0 < 0:
         return None
     if values[CALL_ID] is None or values[FROM] is None or values[TO] is None:
@@ -90,11 +90,11 @@ def client_request(
         return None
     via_text, parts = top
     via1 = via0 + len(via_text)  # (the line may go on with more Via values)
-    if parts[6] is not None:  # an existing received=: general path
+    if parts.received is not None:  # an existing received=: general path
         return None
     _, host, port, _, branch, rport, _ = parts
-    to_parts = view._addr_parts(TO)
-    if to_parts is None or view._addr_parts(FROM) is None:
+    to_parts = view.addr_parts(TO)
+    if to_parts is None or view.addr_parts(FROM) is None:
         return None
     try:
         if view.cseq_method != method:
@@ -105,16 +105,16 @@ def client_request(
     # addr-spec of the simple shape is fine as it is, anything else is parsed
     if SEAL_PARAM in (view.uri_text or ""):
         return None  # aimed at a Contact we hid: the general path restores it
-    ruri = view._addr_parts(_RURI)
-    if ruri is not None and ruri[6] == "" and ruri[7] == view.uri_text:
-        ruri_host = ruri[3].strip("[]").lower()
+    ruri = view.addr_parts(RURI)
+    if ruri is not None and ruri.header_params == "" and ruri.uri_text == view.uri_text:
+        ruri_host = ruri.host.strip("[]").lower()
     else:
         try:
             ruri_host = view.uri.host_bare or ""
         except SipError:
             return None
     domains = proxy.settings.domains
-    if domains and to_parts[8] is None and ruri_host not in domains:
+    if domains and to_parts.tag is None and ruri_host not in domains:
         return None  # the general path drops it, and counts why
 
     # where the answer goes (RFC 3261 §18.2.2, RFC 3581)
@@ -140,7 +140,7 @@ def client_request(
     lines = f"{proxy.via_prefix}{key};{TOKEN_PARAM}={token}{flag}\r\n"
     if method == "REGISTER":
         lines += proxy.path_line(token)
-    elif method in DIALOG_CREATING and to_parts[8] is None:
+    elif method in DIALOG_CREATING and to_parts.tag is None:
         inside = proxy.settings.internal[proxy.settings.backend.transport]
         entries = [inside] if inside == local else [inside, local]
         lines += "".join(f"Record-Route: {proxy._route_uri(e, token)}\r\n" for e in entries)
@@ -170,16 +170,16 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
         return None
     if repeated & ((1 << SERVER) | (1 << USER_AGENT)) or via0 < 0:
         return None
-    if view._values[RECORD_ROUTE] is not None:
+    if view.raw_values[RECORD_ROUTE] is not None:
         return None  # a route set to hide: the general path
-    line = view._values[VIA]
+    line = view.raw_values[VIA]
     top = _top_via(line)
-    if top is None or not (top[1][4] or "").startswith(BRANCH_PREFIX):
+    if top is None or not (top[1].branch or "").startswith(BRANCH_PREFIX):
         return None
     via_text, parts = top
     assert line is not None
     token = None
-    for name, value in simple_params(parts[3]):
+    for name, value in simple_params(parts.params):
         if name == TOKEN_PARAM:
             token = value
             break
@@ -191,7 +191,7 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
     # those are the phone's own bindings)
     contact_edit = None
     if ct0 >= 0:
-        contact = view._values[CONTACT]
+        contact = view.raw_values[CONTACT]
         assert contact is not None
         try:
             cseq = view.cseq
@@ -201,7 +201,7 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
             contact_parts = name_addr_parts(contact)
             if contact_parts is None or "," in contact:
                 return None
-            hidden = proxy.hidden_contact(flow, contact_parts[7], contact_parts[6])
+            hidden = proxy.hidden_contact(flow, contact_parts.uri_text, contact_parts.header_params)
             if hidden is None:
                 return None
             contact_edit = (ct0, ct1, hidden.encode("utf-8", "surrogateescape"))

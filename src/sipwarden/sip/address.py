@@ -68,8 +68,19 @@ _SIMPLE_ADDR_SPEC: Final = re.compile(
 )
 
 
-# (display, scheme, user, host, port, uri params, header params, uri text, tag)
-AddrParts = tuple[str | None, str, str | None, str, int | None, str, str, str, str | None]
+class AddrParts(NamedTuple):
+    """A simple-shaped name-addr or addr-spec in parts, as the C scanner and
+    its Python twin cut it (``tag`` as ``Address.tag`` gives it)."""
+
+    display: str | None
+    scheme: str
+    user: str | None
+    host: str
+    port: int | None
+    uri_params: str  # the URI's parameters' text
+    header_params: str  # the header's parameters' text, after '>'
+    uri_text: str
+    tag: str | None
 
 
 def name_addr_parts_py(text: str) -> AddrParts | None:
@@ -89,15 +100,19 @@ def name_addr_parts_py(text: str) -> AddrParts | None:
     if port_number is not None and port_number > 65535:
         return None
     tag = param(simple_params(hparams), "tag")
-    return (display, scheme, user, host, port_number, uparams, hparams, uri_raw, tag)
+    return AddrParts(display, scheme, user, host, port_number, uparams, hparams, uri_raw, tag)
 
 
-_name_addr_parts = SPEEDUPS.name_addr if SPEEDUPS is not None else name_addr_parts_py
+_c_name_addr = SPEEDUPS.name_addr if SPEEDUPS is not None else None
+_as_tuple_of = tuple.__new__  # a plain tuple from C, typed as its named tuple (no copy of fields)
 
 
 def name_addr_parts(text: str) -> AddrParts | None:
     """The parts of a simple-shaped address (C when built), or None."""
-    return _name_addr_parts(text)
+    if _c_name_addr is None:
+        return name_addr_parts_py(text)
+    parts = _c_name_addr(text)
+    return None if parts is None else _as_tuple_of(AddrParts, parts)
 
 
 def address_from_parts(parts: AddrParts, text: str) -> Address:
@@ -162,7 +177,7 @@ def parse_address(text: str, defects: list[str] | None = None) -> Address:
     Spaces just inside ``< >`` are tolerated and recorded in ``defects``.
     """
     text = text.strip()
-    parts = _name_addr_parts(text)
+    parts = name_addr_parts(text)
     if parts is not None:
         return address_from_parts(parts, text)
     return general_address(text, defects)

@@ -88,8 +88,17 @@ class Via(NamedTuple):
         return Via(self.transport, self.host, self.port, tuple(params), self.protocol, self.version)
 
 
-# (transport, host, port, params text, branch, rport, received)
-ViaParts = tuple[str, str, int | None, str, str | None, str | None, str | None]
+class ViaParts(NamedTuple):
+    """A simple-shaped Via value in parts, as the C scanner and its Python
+    twin cut it (branch, rport and received as the Via properties give them)."""
+
+    transport: str
+    host: str
+    port: int | None
+    params: str  # the parameters' text, from the first ';'
+    branch: str | None
+    rport: str | None
+    received: str | None
 
 
 def via_parts_py(text: str) -> ViaParts | None:
@@ -103,7 +112,7 @@ def via_parts_py(text: str) -> ViaParts | None:
     if port_number is not None and port_number > 65535:
         return None
     params = simple_params(params_text)
-    return (
+    return ViaParts(
         transport,
         host,
         port_number,
@@ -114,17 +123,21 @@ def via_parts_py(text: str) -> ViaParts | None:
     )
 
 
-_via_parts = SPEEDUPS.via if SPEEDUPS is not None else via_parts_py
+_c_via = SPEEDUPS.via if SPEEDUPS is not None else None
+_as_tuple_of = tuple.__new__  # a plain tuple from C, typed as its named tuple (no copy of fields)
 
 
 def via_parts(text: str) -> ViaParts | None:
     """The parts of a simple-shaped Via value (C when built), or None."""
-    return _via_parts(text)
+    if _c_via is None:
+        return via_parts_py(text)
+    parts = _c_via(text)
+    return None if parts is None else _as_tuple_of(ViaParts, parts)
 
 
 def parse_via(text: str, defects: list[str] | None = None) -> Via:
     text = text.strip()
-    parts = _via_parts(text)
+    parts = via_parts(text)
     if parts is not None:
         via = Via(parts[0], parts[1], parts[2], simple_params(parts[3]))
     else:

@@ -16,6 +16,7 @@ shapes without building the typed objects; the pipeline should prefer them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from . import errors as E
@@ -66,7 +67,7 @@ _KEYS: Final = (
 VIA, FROM, TO, CALL_ID, CSEQ, USER_AGENT, CONTACT, CONTENT_LENGTH, MAX_FORWARDS = range(9)
 AUTHORIZATION, PROXY_AUTHORIZATION, SERVER, EXPIRES, ROUTE, RECORD_ROUTE = range(9, 15)
 _IGNORED: Final = -1
-_RURI: Final = len(_KEYS)  # the parts cache's extra entry
+RURI: Final = len(_KEYS)  # the Request-URI's slot in addr_parts (the parts cache's extra entry)
 _UNSET: Final = object()
 
 # Name as written -> slot (or _IGNORED). Spellings not found here are lower-cased
@@ -134,6 +135,12 @@ class Peek:
         """The first value of the header in ``slot``, as the full parse has it."""
         return self._values[slot]
 
+    @property
+    def raw_values(self) -> Sequence[str | None]:
+        """``raw`` for every slot at once, indexed by slot (read-only): for
+        code that tests several headers per packet (the splice fast path)."""
+        return self._values
+
     def _first_value(self, slot: int) -> str | None:
         value = self._values[slot]
         if value is not None and "," in value and _KEYS[slot] in LIST_HEADERS:
@@ -164,9 +171,11 @@ class Peek:
         return self.data[self.body_at : self.body_end]
 
     # parts of simple shapes, for the scalar accessors ----------------------
-    def _addr_parts(self, slot: int) -> AddrParts | None:
+    def addr_parts(self, slot: int) -> AddrParts | None:
+        """The parts of the first value in ``slot`` (or the Request-URI,
+        ``RURI``) when it has the simple shape the C scanner reads, else None."""
         if self._parts[slot] is _UNSET:
-            value = self._first_value(slot) if slot != _RURI else self.uri_text
+            value = self._first_value(slot) if slot != RURI else self.uri_text
             self._parts[slot] = None if value is None else name_addr_parts(value)
         parts: AddrParts | None = self._parts[slot]
         return parts
@@ -181,7 +190,7 @@ class Peek:
     def _user(self, slot: int) -> str | None:
         parts = self._parts[slot]
         if parts is _UNSET:
-            parts = self._addr_parts(slot)
+            parts = self.addr_parts(slot)
         if parts is not None:
             user: str | None = parts[2]
             return user
@@ -191,7 +200,7 @@ class Peek:
     def _tag(self, slot: int) -> str | None:
         parts = self._parts[slot]
         if parts is _UNSET:
-            parts = self._addr_parts(slot)
+            parts = self.addr_parts(slot)
         if parts is not None:
             tag: str | None = parts[8]
             return tag
@@ -221,7 +230,7 @@ class Peek:
     def _ruri_part(self, index: int) -> str | int | None:
         """A part of the Request-URI, read as an addr-spec when it has that
         simple shape (user, host and port are the same either way)."""
-        parts = self._addr_parts(_RURI) if self.uri_text is not None else None
+        parts = self.addr_parts(RURI) if self.uri_text is not None else None
         # only a bare addr-spec with no parameters reads the same as a URI
         if parts is not None and parts[6] == "" and parts[7] == self.uri_text:
             return parts[index]
@@ -326,7 +335,7 @@ class Peek:
 
     def _address(self, slot: int) -> Address | None:
         if slot not in self._cache:
-            parts = self._addr_parts(slot)
+            parts = self.addr_parts(slot)
             if parts is not None:
                 value = self._first_value(slot)
                 assert value is not None
