@@ -1,3 +1,16 @@
-"""The running daemon: the keepers that carry the core's decisions out to
-the store and the kernel (bans, feeds), the control socket, and the table
-of named commands that the CLI, the control socket and REST all call."""
+"""The running daemon, between the modes and the faces.
+
+- ``core``: ``Daemon``, one worker's policy, keepers, modes and control
+  socket; reload, status, asking the other workers;
+- ``modes``: the ``Mode`` interface the edge (and next host mode, logwatch,
+  the fleet) implements;
+- ``commands``: the one table of named commands the control socket, the
+  CLI (through it) and REST all run;
+- ``bans``: the ban keeper (the ban book's I/O: store and kernel), the
+  kernel's reconciliation at start;
+- ``intel``: the feed keeper (loading, fetching, the kernel's feed sets,
+  the country database's reopening);
+- ``offline``, ``intel_commands``: what the CLI does when no daemon runs
+  (or, for ``intel sync``, beside it);
+- ``control``: the Unix socket itself; ``stats``: status and its sum.
+"""
