@@ -29,8 +29,8 @@ from sipwarden.values import Peer
 
 from ..conftest import need
 from ..edge.netns import Namespace, namespace
-from .mock_apiban import MockApiban
-from .test_apiban import run
+from ..intel.mock_apiban import MockApiban
+from ..intel.test_apiban import run
 
 KEY = "s3cr3t-k3y-0123456789"
 DAY = 86400.0
@@ -286,7 +286,7 @@ def test_lookup_says_who_lists_an_address_since_when(tmp_path: Path) -> None:
 
 
 def test_a_country_database_replaced_on_disk_is_reopened(tmp_path: Path) -> None:
-    from .geodata import write_mmdb
+    from ..intel.geodata import write_mmdb
 
     db = tmp_path / "sipwarden.db"
     mmdb = tmp_path / "countries.mmdb"
@@ -325,7 +325,7 @@ def test_a_country_database_replaced_on_disk_is_reopened(tmp_path: Path) -> None
 def test_a_restart_asks_a_list_feed_changed_since(tmp_path: Path) -> None:
     from aiohttp import web
 
-    from .test_feeds import serve
+    from ..intel.test_feeds import serve
 
     db = tmp_path / "sipwarden.db"
     asked: list[str | None] = []
