@@ -25,7 +25,7 @@ from rich.console import Console
 
 from sipwarden import replay as replay_module
 from sipwarden.config import PolicyConfig
-from sipwarden.policy.load import build_policy
+from sipwarden.policy import rules_policy
 from sipwarden.replay import ReplayError, replay
 from sipwarden.sip import SipError, StreamFramer
 from sipwarden.values import Peer
@@ -57,7 +57,7 @@ ACK_PSH = dpkt.tcp.TH_ACK | dpkt.tcp.TH_PUSH
 
 
 def new_policy():
-    return build_policy(PolicyConfig())
+    return rules_policy(PolicyConfig())
 
 
 class Recorder:

@@ -23,8 +23,7 @@ from .enforce import Enforcer, make_enforcer
 from .fetch.dns import resolve
 from .fetch.geoip import open_geo
 from .intel.geo import Countries
-from .policy import Policy, RuleError
-from .policy.load import PolicyError, arm, build_policy
+from .policy import Policy, PolicyError, RuleError, build_policy, rules_policy, with_state
 from .store.sqlite import BanStore
 
 if TYPE_CHECKING:
@@ -88,7 +87,7 @@ class Daemon:
 
         def build() -> tuple[Config, Policy, Countries | None]:
             config = load_config(self.config_path)
-            policy = build_policy(config.policy, previous=previous, resolve=resolve)
+            policy = rules_policy(config.policy, previous=previous, resolve=resolve)
             # a new country database is opened (and walked) here, not on the packets' thread
             countries = open_geo(config.intel.geoip) if config.intel.geoip != geo_before else None
             return config, policy, countries
@@ -108,7 +107,9 @@ class Daemon:
         # the bans, rates, failure counts and feed entries are handed over
         # here, on the packets' own thread
         policy.verdicts = self.edge.policy.verdicts
-        self.edge.policy = arm(policy, config, previous=self.edge.policy, countries=countries)
+        self.edge.policy = with_state(
+            policy, config, previous=self.edge.policy, countries=countries
+        )
         self.config = config
         self.intel.configure(config.intel)
         await self.intel.reopen_countries()  # the same file name, new content (geoipupdate)
@@ -411,9 +412,7 @@ def run(config: Config, config_path: Path | None = None) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     key = flow_key(config.edge.flow_key_file)  # before forking: one key for all
     # a broken rule or an unreadable country database stops startup here
-    policy = arm(
-        build_policy(config.policy, resolve=resolve), config, countries=open_geo(config.intel.geoip)
-    )
+    policy = build_policy(config, countries=open_geo(config.intel.geoip), resolve=resolve)
     asyncio.run(reconcile(config))  # before any worker bans: the store is the truth
     children: list[int] = []
     for worker in range(1, config.edge.workers):

@@ -17,8 +17,7 @@ from .daemon.control import ControlError, ask
 from .enforce import EnforcerError, NftablesEnforcer
 from .fetch.dns import resolve
 from .fetch.geoip import open_geo
-from .policy import Policy, RuleError
-from .policy.load import PolicyError, build_policy, describe_rule
+from .policy import Policy, PolicyError, RuleError, describe_rule, rules_policy
 from .sip import PING, SipError, StreamFramer, parse, parse_frame
 from .sip.describe import message_dict
 from .values import Peer
@@ -49,7 +48,7 @@ def _config(config_file: str | None) -> Config:
 
 def _policy(config: Config) -> Policy:
     try:
-        return build_policy(config.policy, resolve=resolve)
+        return rules_policy(config.policy, resolve=resolve)
     except (RuleError, PolicyError) as exc:
         click.echo(f"sipwarden: bad policy: {exc}", err=True)
         sys.exit(2)
@@ -482,9 +481,9 @@ def _offline(config: Config, request: dict[str, Any]) -> dict[str, Any]:
 
     from .app import enforcer_for
     from .daemon.bans import BanKeeper, add_request, remove_request
-    from .policy.load import arm
+    from .policy import with_state
 
-    book = arm(_policy(config), config, countries=open_geo(config.intel.geoip)).bans
+    book = with_state(_policy(config), config, countries=open_geo(config.intel.geoip)).bans
     assert book is not None
 
     async def change() -> dict[str, Any]:
