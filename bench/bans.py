@@ -21,7 +21,7 @@ flood.
    the rate sipp achieved from lo's packet counter in the namespace; the
    kernel's drops from the drop rules' counters over the measured period,
    and ``sipwarden firewall show --json`` over the whole flood.
-3. ``memory``: in-process, the armed default policy (``arm(build_policy())``)
+3. ``memory``: in-process, the armed default policy (``build_policy(config)``)
    fed 1,000,000 REGISTERs from distinct spoofed sources (100,000 a second
    of simulated time), each followed by the backend's 401 challenge through
    ``Policy.answer`` (no credentials: the failure tracker keeps the source's
@@ -71,7 +71,7 @@ from typing import Any
 
 from sipwarden.config import Config
 from sipwarden.daemon.control import ask
-from sipwarden.policy.load import arm, build_policy
+from sipwarden.policy import build_policy
 from sipwarden.sip import peek
 from sipwarden.sip.accel import SPEEDUPS
 from sipwarden.values import Peer
@@ -847,7 +847,7 @@ def deep_size(roots: list[object]) -> int:
 def memory_one(family: str, sources: int, trace: bool) -> dict[str, Any]:
     """One family's run (in its own process: see ``memory``)."""
     config = Config()
-    policy = arm(build_policy(config.policy), config)
+    policy = build_policy(config)
     assert policy.limiter is not None and policy.failures is not None
     rng = random.Random(5)
     now0 = time.time()
@@ -935,12 +935,15 @@ def ban_lookup() -> None:
     )
     print(f"   {'N':>7}{'banned() µs':>14}{'judge_bytes, clean REGISTER µs':>33}")
     config = Config()
+    # the same source again and again would be rate-banned: no limiter
+    unlimited = config.model_copy(
+        update={"limits": config.limits.model_copy(update={"enabled": False})}
+    )
     clean = Peer("udp", "192.0.2.10", 5060)
     for n in (0, 1, 10, 100, 1000, 10_000):
-        policy = arm(build_policy(config.policy), config)
+        policy = build_policy(unlimited)
         book = policy.bans
-        assert book is not None
-        policy.limiter = None  # the same source again and again would be rate-banned
+        assert book is not None and policy.limiter is None
         for i in range(n):
             book.decide(
                 f"2001:db8:{i >> 16:x}:{i & 0xFFFF:x}::/64",
@@ -959,7 +962,7 @@ def ban_lookup() -> None:
         judged = best(lambda: policy.judge_bytes(REG, clean, 5060, 1001.0))  # noqa: B023
         print(f"   {n:>7,}{lookup:>14.2f}{judged:>33.2f}", flush=True)
     # a banned source's message, in Python (enforcer "none"): peeked, then looked up
-    policy = arm(build_policy(config.policy), config)
+    policy = build_policy(config)
     assert policy.bans is not None
     policy.bans.decide(FLOOD_SOURCE, reason="bench", detector="operator", now=1000.0)
     flow = Peer("udp", FLOOD_SOURCE, 5070)

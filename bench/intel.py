@@ -51,7 +51,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sipwarden.intel.geo import Countries, CountryPolicy, CountryRanges, MaxMindCountries
+from sipwarden.fetch.geoip import MaxMindCountries
+from sipwarden.intel.geo import Countries, CountryPolicy, CountryRanges
 from sipwarden.intel.index import AddressIndex
 from sipwarden.intel.screen import IntelScreen
 from sipwarden.policy import Policy
@@ -307,11 +308,13 @@ def pipeline_rows(
     seen before; IPv6 column: a new source every packet)."""
     from messages import REGISTER  # bench/ is on sys.path when run as a script
     from sipwarden.config import PolicyConfig
-    from sipwarden.policy.load import build_policy
+    from sipwarden.policy import rules_policy
+    from sipwarden.policy.stages import IntelStage
 
-    off = build_policy(PolicyConfig())  # no ban book, no limiter: the pipeline's stages alone
-    on = build_policy(PolicyConfig())
-    on.intel = IntelScreen(index, countries=Countries(table), country_policy=policy)
+    off = rules_policy(PolicyConfig())  # no ban book, no limiter: the pipeline's stages alone
+    base = rules_policy(PolicyConfig())  # the same stages, with the intel stage before them
+    screen = IntelScreen(index, countries=Countries(table), country_policy=policy)
+    on = Policy(trusted=base.trusted, screens=[IntelStage(screen)], stages=base.stages)
     seen = [Peer("udp", unlisted[0], 5060)]
     new = [Peer("udp", h, 5060) for h in unlisted]
     bad = [Peer("udp", h, 5060) for h in listed]

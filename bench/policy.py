@@ -24,8 +24,7 @@ from pathlib import Path
 
 from messages import INVITE, OPTIONS, REGISTER  # bench/ is on sys.path when run as a script
 from sipwarden.config import PolicyConfig
-from sipwarden.policy import Policy
-from sipwarden.policy.load import build_policy
+from sipwarden.policy import Policy, rules_policy
 from sipwarden.sip import peek
 from sipwarden.sip.accel import SPEEDUPS
 from sipwarden.values import Peer
@@ -105,7 +104,7 @@ def main() -> None:
     )
     print(f"{'':18}" + "".join(f"{name:>15}" for name in messages))
     for label, config in configs.items():
-        policy = build_policy(config)
+        policy = rules_policy(config)
         row = [per_message(policy, data, args.seconds) for data in messages.values()]
         print(f"{label:18}" + "".join(f"{v:>15.2f}" for v in row), flush=True)
         if label == "pack + 100 rules":

@@ -28,8 +28,7 @@ from .daemon.modes import Mode
 from .edge import Edge, flow_key
 from .fetch.dns import resolve
 from .fetch.geoip import open_geo
-from .policy import Policy
-from .policy.load import arm, build_policy
+from .policy import Policy, build_policy
 
 if TYPE_CHECKING:
     from .api import ApiServer
@@ -142,9 +141,7 @@ def run(config: Config, config_path: Path | None = None) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     key = flow_key(config.edge.flow_key_file)  # before forking: one key for all
     # a broken rule or an unreadable country database stops startup here
-    policy = arm(
-        build_policy(config.policy, resolve=resolve), config, countries=open_geo(config.intel.geoip)
-    )
+    policy = build_policy(config, countries=open_geo(config.intel.geoip), resolve=resolve)
     asyncio.run(reconcile(config))  # before any worker bans: the store is the truth
     children: list[int] = []
     for worker in range(1, config.edge.workers):

@@ -22,7 +22,7 @@ from sipwarden.daemon.intel import IntelKeeper, feed_specs, sync_apiban
 from sipwarden.enforce import NftablesEnforcer
 from sipwarden.fetch.geoip import open_geo
 from sipwarden.intel.index import AddressIndex
-from sipwarden.policy.load import arm, build_policy
+from sipwarden.policy import build_policy
 from sipwarden.store.intel import IntelStore
 from sipwarden.store.lock import feed_lock
 from sipwarden.values import Peer
@@ -253,7 +253,7 @@ def test_lookup_says_who_lists_an_address_since_when(tmp_path: Path) -> None:
             "intel": {"feeds": [{"name": "local", "path": "x"}]},
         }
     )
-    policy = arm(build_policy(config.policy), config)
+    policy = build_policy(config)
     assert policy.intel is not None
 
     async def scenario() -> tuple[dict[str, Any], ...]:
@@ -294,7 +294,7 @@ def test_a_country_database_replaced_on_disk_is_reopened(tmp_path: Path) -> None
     config = config_from_dict(
         {"intel": {"geoip": {"database": str(mmdb), "allow_countries": ["XA"]}}}
     )
-    policy = arm(build_policy(config.policy), config, countries=open_geo(config.intel.geoip))
+    policy = build_policy(config, countries=open_geo(config.intel.geoip))
     screen = policy.intel
     assert screen is not None
     assert screen.check("192.0.2.5", 0.0) is None  # XA: allowed

@@ -20,7 +20,7 @@ import uvloop
 from sipwarden.config import config_from_dict
 from sipwarden.demo.registrar import Registrar, RegistrarServer
 from sipwarden.edge import Edge
-from sipwarden.policy.load import arm, build_policy
+from sipwarden.policy import build_policy, rules_policy
 from sipwarden.sip import answer_challenge, digest_authorization
 
 REALM = "pbx.test"
@@ -92,8 +92,8 @@ def running_edge(
                 **(armed or {}),
             }
         )
-        built = build_policy(cfg.policy)
-        edge = Edge(cfg.edge, b"k" * 32, policy=built if armed is None else arm(built, cfg))
+        built = rules_policy(cfg.policy) if armed is None else build_policy(cfg)
+        edge = Edge(cfg.edge, b"k" * 32, policy=built)
         await edge.start()
         state["running"] = Running(
             edge, registrar, port, loop, {ep.transport: ep.port for ep in reversed(edge.bound)}

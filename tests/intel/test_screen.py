@@ -16,7 +16,7 @@ from sipwarden.fetch.geoip import open_countries, open_geo
 from sipwarden.intel.geo import Countries, CountryPolicy, CountryRanges
 from sipwarden.intel.index import AddressIndex
 from sipwarden.intel.screen import IntelScreen, feed_reason
-from sipwarden.policy.load import arm, build_policy
+from sipwarden.policy import build_policy
 from sipwarden.values import Peer
 
 from ..policy.test_pipeline import request
@@ -169,7 +169,7 @@ def armed(mmdb: Path, **intel: object) -> object:
             "intel": intel,
         }
     )
-    return arm(build_policy(config.policy), config, countries=open_geo(config.intel.geoip))
+    return build_policy(config, countries=open_geo(config.intel.geoip))
 
 
 def test_pipeline_drops_before_parsing_and_trusted_win(mmdb: Path) -> None:
@@ -193,10 +193,10 @@ def test_pipeline_drops_before_parsing_and_trusted_win(mmdb: Path) -> None:
 
 def test_a_reload_keeps_the_feed_entries(mmdb: Path) -> None:
     config = config_from_dict({})
-    first = arm(build_policy(config.policy), config)
+    first = build_policy(config)
     assert first.intel is not None
     first.intel.index.add("voipbl", "203.0.113.0/24")
-    second = arm(build_policy(config.policy), config, previous=first)
+    second = build_policy(config, previous=first)
     assert second.intel is not None and second.intel.index is first.intel.index
     verdict, _ = second.judge_bytes(request(), Peer("udp", "203.0.113.1", 5062), 5060, NOW)
     assert verdict.reason == "intel.voipbl"
@@ -213,7 +213,7 @@ def test_explain_shows_the_rules_of_a_refused_source(mmdb: Path) -> None:
 
 
 def test_country_config_errors_name_the_key(tmp_path: Path) -> None:
-    from sipwarden.policy.load import PolicyError
+    from sipwarden.policy import PolicyError
 
     bad = tmp_path / "not.mmdb"
     bad.write_bytes(b"not a database")
@@ -221,4 +221,4 @@ def test_country_config_errors_name_the_key(tmp_path: Path) -> None:
         {"intel": {"geoip": {"database": str(bad), "allow_countries": ["XA"]}}}
     )
     with pytest.raises(PolicyError, match=r"intel\.geoip\.database"):
-        arm(build_policy(config.policy), config, countries=open_geo(config.intel.geoip))
+        build_policy(config, countries=open_geo(config.intel.geoip))

@@ -96,7 +96,9 @@ def test_the_check_finds_a_private_read(tmp_path: Path) -> None:
     """It can fail: a module of one package reading another's private names."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    (tmp_path / "a" / "m.py").write_text("_hidden = 1\nclass C:\n    def __init__(self):\n        self._slot = 0\n")
+    (tmp_path / "a" / "m.py").write_text(
+        "_hidden = 1\nclass C:\n    def __init__(self):\n        self._slot = 0\n"
+    )
     (tmp_path / "b" / "n.py").write_text(
         "from ..a.m import _hidden\nfrom ..a.m import C\nC()._slot\nC()._asdict\n"
     )

@@ -26,7 +26,7 @@ from rich.console import Console
 from sipwarden.config import PolicyConfig
 from sipwarden.offline import ReplayError, replay
 from sipwarden.packet import tcp as tcp_module
-from sipwarden.policy.load import build_policy
+from sipwarden.policy import rules_policy
 from sipwarden.sip import SipError, StreamFramer
 from sipwarden.values import Peer
 
@@ -57,7 +57,7 @@ ACK_PSH = dpkt.tcp.TH_ACK | dpkt.tcp.TH_PUSH
 
 
 def new_policy():
-    return build_policy(PolicyConfig())
+    return rules_policy(PolicyConfig())
 
 
 class Recorder:

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from sipwarden.config import PolicyConfig
-from sipwarden.policy import Context, RuleSet
-from sipwarden.policy.load import build_policy, pack_rules
+from sipwarden.policy import Context, RuleSet, pack_rules, rules_policy
 from sipwarden.sip import peek
 from sipwarden.values import Peer
 
@@ -40,7 +39,7 @@ def scanner_requests() -> list[Path]:
 
 
 def test_nmaps_non_sip_probes_and_empty_datagram_are_dropped_unparsed():
-    policy = build_policy(PolicyConfig())
+    policy = rules_policy(PolicyConfig())
     probes = sorted(CAPTURED.glob("nmap_*_nonsip_*")) + sorted(CAPTURED.glob("nmap_*_empty_*"))
     assert len(probes) >= 5
     for path in probes:
@@ -54,14 +53,14 @@ def test_nmaps_non_sip_probes_and_empty_datagram_are_dropped_unparsed():
 
 
 def test_sipps_default_scenarios_are_seen_by_the_monitor_rule_only():
-    policy = build_policy(PolicyConfig())
+    policy = rules_policy(PolicyConfig())
     sipp = sorted(CAPTURED.glob("sipp_*.sip"))
     assert len(sipp) >= 2
     for path in sipp:
         verdict, _ = policy.judge_bytes(path.read_bytes(), ATTACKER, 5060)
         assert verdict.passes, (path.name, verdict)
     assert policy.rules.monitored["scan.sipp-default"] == len(sipp)
-    enforced = build_policy(PolicyConfig(enforce=["scan.sipp-default"]))
+    enforced = rules_policy(PolicyConfig(enforce=["scan.sipp-default"]))
     for path in sipp:
         assert enforced.judge_bytes(path.read_bytes(), ATTACKER, 5060)[0].reason == (
             "scan.sipp-default"
@@ -85,7 +84,7 @@ def edit_body(data: bytes, old: bytes, new: bytes) -> bytes:
 
 @pytest.mark.parametrize("path", scanner_requests(), ids=lambda p: p.name)
 def test_every_scanner_message_is_dropped_by_the_pack(path):
-    policy = build_policy(PolicyConfig())
+    policy = rules_policy(PolicyConfig())
     verdict, view = policy.judge_bytes(path.read_bytes(), ATTACKER, 5060)
     assert view is not None
     assert verdict.kind == "drop", verdict
@@ -109,7 +108,7 @@ def test_fingerprints_catch_the_tools_without_their_user_agent(path):
 def test_real_phones_and_trunks_are_left_alone(path):
     data = path.read_bytes()
     assert pack().matching(Context(peek(data), ATTACKER, 5060)) == []
-    policy = build_policy(PolicyConfig(trusted_peers=["198.51.100.7"]))
+    policy = rules_policy(PolicyConfig(trusted_peers=["198.51.100.7"]))
     verdict, _ = policy.judge_bytes(data, TRUNK if b"OPTIONS" in data[:8] else ATTACKER, 5060)
     assert verdict.passes, verdict
 

@@ -12,9 +12,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sipwarden.config import PolicyConfig, config_from_dict, load_config
-from sipwarden.policy import Context, Policy, RuleError, RuleSet, compile_rules
-from sipwarden.policy.load import PolicyError, all_rules, build_policy, pack_rules
-from sipwarden.policy.pipeline import MONITOR_LOGGED
+from sipwarden.policy import (
+    Context,
+    Policy,
+    PolicyError,
+    RuleError,
+    RuleSet,
+    all_rules,
+    build_policy,
+    compile_rules,
+    pack_rules,
+    rules_policy,
+)
+from sipwarden.policy.stages import MONITOR_LOGGED
 from sipwarden.sip import SipError, peek
 from sipwarden.values import Peer
 
@@ -49,7 +59,7 @@ def request(
 
 
 def policy(**settings: object) -> Policy:
-    return build_policy(PolicyConfig.model_validate(settings))
+    return rules_policy(PolicyConfig.model_validate(settings))
 
 
 def verdict(p: Policy, data: bytes, source: Peer = PHONE) -> tuple[str, str]:
@@ -250,7 +260,7 @@ def test_a_broken_rule_file_names_the_file_the_rule_and_the_field(tmp_path):
 
 
 def test_trusted_host_names_are_resolved_at_load():
-    resolved = build_policy(
+    resolved = rules_policy(
         PolicyConfig(trusted_peers=["trunk.example.net", "10.0.0.0/8"]),
         resolve=lambda host: ["198.51.100.7", "2001:db8::7"],
     )
@@ -263,7 +273,7 @@ def test_trusted_host_names_are_resolved_at_load():
     with pytest.raises(
         PolicyError, match=r"trusted_peers\[0\]: cannot resolve 'trunk.example.net'"
     ):
-        build_policy(PolicyConfig(trusted_peers=["trunk.example.net"]), resolve=fail)
+        rules_policy(PolicyConfig(trusted_peers=["trunk.example.net"]), resolve=fail)
 
 
 def test_a_bad_trusted_peer_is_a_config_error():
@@ -276,9 +286,58 @@ def test_a_bad_trusted_peer_is_a_config_error():
 def test_a_rebuilt_policy_keeps_the_counts_of_the_rules_that_stay():
     old = policy()
     verdict(old, request(ua="sipsak"))
-    new = build_policy(PolicyConfig(), previous=old)
+    new = rules_policy(PolicyConfig(), previous=old)
     assert new.rules.hits["ua.sipsak"] == 1
     assert new.verdicts is old.verdicts and new.counters["drop:ua.sipsak"] == 1
+
+
+def test_the_builder_puts_the_stages_in_order():
+    """One place says which stages a policy has: each switch adds or drops
+    its stage, and the order is the module doc's."""
+    full = build_policy(config_from_dict({"policy": {"trusted_peers": ["198.51.100.7"]}}))
+    assert [s.name for s in full.screens] == ["bans", "intel"]
+    assert [s.name for s in full.stages] == ["sanity", "rules", "limits", "options"]
+    assert TRUNK.host in full.trusted and full.limiter is not None and full.intel is not None
+    bare = rules_policy(PolicyConfig(pack=False, sanity=False, options="forward"))
+    assert (bare.screens, bare.stages, bare.bans, bare.limiter, bare.intel) == (
+        (),
+        (),
+        None,
+        None,
+        None,
+    )
+    assert verdict(bare, request("OPTIONS", cseq_method="INVITE")) == ("forward", "")
+    unlimited = build_policy(config_from_dict({"limits": {"enabled": False}}))
+    assert [s.name for s in unlimited.stages] == ["sanity", "rules", "options"]
+
+
+def test_stages_ask_for_bans_and_only_the_ban_book_makes_them():
+    """A ``ban`` rule and a source over its rate limit both end in the book
+    (with their detector's id); an allow-listed source over its limit is
+    forwarded and never banned."""
+    config = config_from_dict(
+        {
+            "policy": {
+                "rules": [{"id": "ban-admin", "action": "ban", "match": {"from.user": "admin"}}]
+            },
+            "limits": {"methods": {"REGISTER": 3}},
+            "bans": {"allow": ["192.0.2.0/24"]},
+        }
+    )
+    p = build_policy(config)
+    assert p.bans is not None
+    v, _ = p.judge_bytes(request(user="admin"), PHONE, 5060, 1.0)
+    assert (v.kind, v.reason) == ("ban", "ban-admin")
+    assert p.bans.banned(PHONE.host, 1.0).detector == "ban-admin"
+    assert verdict(p, request(), PHONE) == ("drop", "banned")
+    flooder = Peer("udp", "203.0.113.77", 5060)
+    kinds = [p.judge_bytes(request(), flooder, 5060, 2.0)[0].kind for _ in range(5)]
+    assert kinds[-1] == "drop" and "ban" in kinds
+    assert p.bans.banned(flooder.host, 2.0).detector == "rate.register"
+    friend = Peer("udp", "192.0.2.20", 5060)
+    assert {p.judge_bytes(request(), friend, 5060, 3.0)[0].kind for _ in range(10)} == {"forward"}
+    assert p.bans.banned(friend.host, 3.0) is None
+    assert p.decisions == {"ban-admin": 1, "rate.register": 1}
 
 
 # ------------------------------------------------------------------- index

@@ -79,10 +79,10 @@ def test_an_invite_gets_the_invite_challenge_the_pbx_uses():
 @functools.cache
 def _armed():
     from sipwarden.config import Config
-    from sipwarden.policy.load import arm, build_policy
+    from sipwarden.policy import build_policy
 
     config = Config()
-    return arm(build_policy(config.policy), config)
+    return build_policy(config)
 
 
 @settings(max_examples=300, deadline=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sipwarden.sip import SipError, parse, peek
+from sipwarden.sip import PEEKED_HEADERS, SipError, parse, peek
 
 from ..conftest import SCANNERS, TORTURE
 
@@ -147,3 +147,30 @@ def test_peek_rejects_duplicate_content_length():
     with pytest.raises(SipError) as info:
         peek(data)
     assert info.value.reason == "duplicate-content-length"
+
+
+MANDATORY = ("via", "from", "to", "call-id", "cseq")
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_public_accessors_agree_with_parse(path):
+    """``missing_mandatory``, ``raw`` by ``PEEKED_HEADERS`` and ``message``
+    (what the policy reads) say what the full parse says."""
+    data = path.read_bytes()
+    parsed = outcome(lambda: parse(data))
+    if parsed[0] == "error":
+        return
+    msg = parsed[1]
+    view = peek(data)
+    assert view.missing_mandatory() == next((k for k in MANDATORY if k not in msg), None)
+    for slot, key in enumerate(PEEKED_HEADERS):
+        assert view.raw(slot) == msg.get(key), key
+    full = view.message()
+    assert full is view.message()  # parsed once, then kept
+    assert [(h.key, h.value) for h in full.headers] == [(h.key, h.value) for h in msg.headers]
+
+
+def test_missing_mandatory_names_the_first_missing():
+    data = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>\r\nl: 0\r\n\r\n"
+    assert peek(data).missing_mandatory() == "from"
+    assert PEEKED_HEADERS[:5] == MANDATORY

@@ -16,8 +16,7 @@ import click
 from ..config import Config, ConfigError, load_config
 from ..daemon.control import ControlError, ask
 from ..fetch.dns import resolve
-from ..policy import Policy, RuleError
-from ..policy.load import PolicyError, build_policy
+from ..policy import Policy, PolicyError, RuleError, rules_policy
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -38,7 +37,7 @@ def config_from(config_file: str | None) -> Config:
 
 def policy_from(config: Config) -> Policy:
     try:
-        return build_policy(config.policy, resolve=resolve)
+        return rules_policy(config.policy, resolve=resolve)
     except (RuleError, PolicyError) as exc:
         click.echo(f"sipwarden: bad policy: {exc}", err=True)
         sys.exit(2)

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from ..policy.load import PolicyError
+from ..policy import PolicyError
 from . import render
 from .common import CONFIG_OPTION, ask_daemon, config_from
 

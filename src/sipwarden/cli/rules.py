@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from ..policy.load import describe_rule
+from ..policy import describe_rule
 from ..sip import PING, SipError, StreamFramer
 from ..values import Peer
 from . import render

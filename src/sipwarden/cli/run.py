@@ -16,8 +16,7 @@ import click
 
 from ..daemon.control import ControlError, ask
 from ..enforce import EnforcerError
-from ..policy import RuleError
-from ..policy.load import PolicyError
+from ..policy import PolicyError, RuleError
 from . import render
 from .common import CONFIG_OPTION, ask_daemon, config_from
 

@@ -27,8 +27,7 @@ from ..config import Config, ConfigError, load_config
 from ..fetch.dns import resolve
 from ..fetch.geoip import open_geo
 from ..intel.geo import Countries
-from ..policy import Policy, RuleError
-from ..policy.load import PolicyError, arm, build_policy
+from ..policy import Policy, PolicyError, RuleError, rules_policy, with_state
 from .commands import run_command
 from .control import ask_async, serve_control, worker_path
 from .stats import add_intel, add_stats, worker_stats
@@ -133,7 +132,7 @@ class Daemon:
 
         def build() -> tuple[Config, Policy, Countries | None]:
             config = load_config(self.config_path)
-            policy = build_policy(config.policy, previous=previous, resolve=resolve)
+            policy = rules_policy(config.policy, previous=previous, resolve=resolve)
             # a new country database is opened (and walked) here, not on the packets' thread
             countries = open_geo(config.intel.geoip) if config.intel.geoip != geo_before else None
             return config, policy, countries
@@ -153,7 +152,7 @@ class Daemon:
         # the bans, rates, failure counts and feed entries are handed over
         # here, on the packets' own thread
         policy.verdicts = self.policy.verdicts
-        self.policy = arm(policy, config, previous=self.policy, countries=countries)
+        self.policy = with_state(policy, config, previous=self.policy, countries=countries)
         self.config = config
         self.intel.configure(config.intel)
         await self.intel.reopen_countries()  # the same file name, new content (geoipupdate)

@@ -57,7 +57,7 @@ from ..store.thread import StoreThread
 
 if TYPE_CHECKING:
     from ..intel.screen import IntelScreen
-    from ..policy.pipeline import Policy
+    from ..policy import Policy
 
 log = logging.getLogger("sipwarden.intel")
 
@@ -468,7 +468,7 @@ class IntelKeeper:
         """Open the country database again if its files changed on disk,
         and swap it into the intel stage; whether it did."""
         from ..fetch.geoip import open_geo
-        from ..policy.load import PolicyError
+        from ..policy import PolicyError
 
         geo = self.intel.geoip
         stamp = await asyncio.to_thread(_geo_files, self.intel)

@@ -164,12 +164,12 @@ def offline_lookup(config: Config, address: str) -> dict[str, Any]:
     from ..enforce import make_enforcer
     from ..fetch.dns import resolve
     from ..fetch.geoip import open_geo
-    from ..policy.load import arm, build_policy
+    from ..policy import build_policy
     from .bans import BanKeeper
 
     # one answer needs no preloaded table: the database is read as it is
     countries = open_geo(config.intel.geoip.model_copy(update={"preload": False}))
-    policy = arm(build_policy(config.policy, resolve=resolve), config, countries=countries)
+    policy = build_policy(config, countries=countries, resolve=resolve)
     book, screen = policy.bans, policy.intel
     assert book is not None and screen is not None
 

@@ -8,7 +8,7 @@ they return. Their answers are the daemon's (``add_request`` and
 ``bans_in_force`` and ``ban_record`` read the store, which a running daemon
 keeps current too: they need no daemon either way.
 
-The caller builds the policy (``build_policy``) and reports its errors; a
+The caller builds the policy (``rules_policy``) and reports its errors; a
 change here runs one event loop of its own, so it is called from plain
 (not async) code.
 """
@@ -43,13 +43,13 @@ def _change(
     config: Config, policy: Policy, handle: Handler, request: dict[str, Any]
 ) -> dict[str, Any]:
     from ..fetch.geoip import open_geo
-    from ..policy.load import PolicyError, arm
+    from ..policy import PolicyError, with_state
     from .bans import enforcer_for
 
     # the allow list and trusted peers the book protects; the country source
     # too, as the daemon arms it (an unreadable one is the same error)
     try:
-        book = arm(policy, config, countries=open_geo(config.intel.geoip)).bans
+        book = with_state(policy, config, countries=open_geo(config.intel.geoip)).bans
     except PolicyError as exc:  # the error names the key, as at the daemon's start
         return {"ok": False, "error": str(exc)}
     assert book is not None

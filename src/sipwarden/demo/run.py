@@ -82,7 +82,7 @@ async def _bans_stored(daemon: Daemon, hosts: set[str]) -> list[dict[str, Any]]:
 async def _run(hold: float, render: Renderer) -> dict[str, Any]:
     from ..app import serve
     from ..edge import flow_key
-    from ..policy.load import arm, build_policy
+    from ..policy import build_policy
 
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory(prefix="sipwarden-demo-") as tmp:
@@ -91,7 +91,7 @@ async def _run(hold: float, render: Renderer) -> dict[str, Any]:
         await pbx.start()
         try:
             config = demo_config(Path(tmp), pbx.port)
-            policy = arm(build_policy(config.policy), config, countries=None)
+            policy = build_policy(config, countries=None)
             stop = asyncio.Event()
             ready: asyncio.Future[tuple[Daemon, ApiServer | None]] = loop.create_future()
 

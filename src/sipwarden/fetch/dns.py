@@ -1,6 +1,6 @@
 """Host names to addresses, for ``policy.trusted_peers`` written as names.
 
-The policy takes a resolver (``policy.load.Resolver``) rather than calling
+The policy takes a resolver (``policy.Resolver``) rather than calling
 DNS itself: it is sans-I/O, and a name that takes seconds to resolve must be
 resolved where waiting is allowed (at start, and on the reload's thread).
 """

@@ -17,7 +17,7 @@ import maxminddb
 from ..config import GeoConfig
 from ..intel.feeds import parse_feed
 from ..intel.geo import CACHE, Countries, CountryRanges, iso_code
-from ..policy.load import PolicyError
+from ..policy import PolicyError
 
 
 class MaxMindCountries:

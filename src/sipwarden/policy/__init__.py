@@ -1,18 +1,48 @@
-"""Verdicts on inbound messages: the rule language, the built-in rule pack
-and the pipeline that puts them in order (see ``pipeline``). Rate limits and
-the ban book join the pipeline in issue 5."""
+"""Verdicts on inbound messages: the pipeline of small stages (``pipeline``
+runs them, ``stage`` is their interface, ``stages/`` one module each:
+trusted peers, the ban book and intel on the source; sanity, the rules,
+rate limits and OPTIONS on the message), the rule language and its built-in
+pack, the ban book, the failure tracker and uniform answers; ``build`` puts
+it all together from the config, in one place."""
 
 from __future__ import annotations
 
-from .pipeline import Policy, TrustedPeers
+from .build import (
+    PolicyError,
+    Resolver,
+    all_rules,
+    build_policy,
+    describe_rule,
+    operator_rules,
+    pack_rules,
+    rules_policy,
+    trusted_networks,
+    with_state,
+)
+from .pipeline import Policy
 from .rules import Context, Rule, RuleError, RuleSet, compile_rules
+from .stage import Banning, SourceStage, Stage
+from .stages import TrustedPeers
 
 __all__ = [
+    "Banning",
     "Context",
     "Policy",
+    "PolicyError",
+    "Resolver",
     "Rule",
     "RuleError",
     "RuleSet",
+    "SourceStage",
+    "Stage",
     "TrustedPeers",
+    "all_rules",
+    "build_policy",
     "compile_rules",
+    "describe_rule",
+    "operator_rules",
+    "pack_rules",
+    "rules_policy",
+    "trusted_networks",
+    "with_state",
 ]

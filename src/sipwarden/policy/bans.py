@@ -75,7 +75,7 @@ class BanBook:
 
     @property
     def allow_networks(self) -> list[Network]:
-        """The allow list in force (trusted peers included, see ``arm``)."""
+        """The allow list in force (trusted peers included, see ``build.with_state``)."""
         return list(self._allow)
 
     def allowed(self, target: str) -> bool:

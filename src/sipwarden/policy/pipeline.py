@@ -1,131 +1,153 @@
 """The policy pipeline: every inbound message gets one verdict, with its reason.
 
-Stages, in order (the first that decides wins):
+A ``Policy`` is an ordered list of small stages (``stage`` has their one
+interface, ``stages/`` one module each), asked in order; the first that
+decides wins:
 
 1. unparsable input: empty and tiny datagrams are scanner probes
    (``scan.empty-datagram``, ``scan.tiny-datagram``), CRLF keep-alives are
    ignored (``keepalive``), anything else is ``malformed.<reason>``;
-2. trusted peers (trunks, offices): ``allow`` (reason ``trusted-peer``) and
-   nothing below touches them (a feed listing one is reported);
-3. the ban book: a banned source is dropped (``banned``; with nftables its
-   packets rarely get this far);
-4. the intel stage: a source a threat feed lists (``intel.<feed>``) or from
-   a country the operator does not serve (``geo.<country>``,
-   ``geo.unknown``) is dropped, unless the ban book's allow list has it;
-5. sanity checks in the spirit of Kamailio's sanity module: mandatory
-   headers, CSeq method, Request-URI length and scheme (``sanity.*``);
-6. the rules: the operator's first, then the built-in pack, so an operator
-   can allow what the pack would drop (a rule whose action is ``ban`` asks
-   the ban book for one);
-7. the rate limiter: a source over its limit is banned (``rate.<limit>``);
-   an address on the ban book's allow list is never limited;
-8. OPTIONS from anyone but a trusted peer: dropped (``options.untrusted``);
-9. ``forward``.
+2. the source stages (``stages.screen``): trusted peers (``trusted-peer``,
+   allowed: nothing below touches them), the ban book (``banned``), threat
+   feeds and countries (``intel.<feed>``, ``geo.<country>``);
+3. the message stages: sanity (``sanity.*``), the rules (operator's, then
+   the pack: the rule id), the rate limiter (``rate.<limit>``), OPTIONS
+   from anyone but a trusted peer (``options.untrusted``);
+4. ``forward``.
 
-Stages 2 to 4 need only the source address, so ``judge_bytes`` runs them
+Which stages there are, and their settings, is the builder's business
+(``build``: from the config, in one place); this module only runs them.
+The source stages need only the address, so ``judge_bytes`` runs them
 before the message is even peeked at: a banned or listed source's flood
 costs a few dict probes per packet, not a parse.
 
-The backend's answers come back through ``answer``: the failure tracker
-reads them, and asks the ban book when a source has failed too often.
-Detectors only ask; the ban book decides, and only what it records is
-enforced. Each verdict is counted by kind and reason; the rules count their
-own hits. Everything here is sans-I/O (the clock is passed in): the edge,
-``explain`` and ``replay`` share it.
+Detectors only ask: a stage that wants a ban returns a ``Banning`` (its
+verdict with a ``Decision``), and ``_ban`` hands the decision to the ban
+book, which alone decides; only what it records is enforced. The backend's
+answers come back through ``answer``: the failure tracker reads them and
+asks the ban book the same way. Each verdict is counted by kind and reason;
+the rules count their own hits. Everything here is sans-I/O (the clock is
+passed in): the edge, ``explain`` and ``replay`` share it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from ..intel.screen import IntelScreen
 from ..sip import Peek, SipError, peek
-from ..sip.peek import CALL_ID, CSEQ, FROM, TO, VIA
 from ..values import FORWARD, Decision, Peer, Verdict
 from .bans import BanBook
 from .failures import FailureTracker
 from .limits import RateLimiter
-from .rules import Context, Rule, RuleSet
+from .rules import Context, RuleSet
+from .stage import Banning, SourceStage, Stage
+from .stages import (
+    TRUSTED,
+    IntelStage,
+    LimitStage,
+    OptionsFromTrusted,
+    RuleStage,
+    Sanity,
+    TrustedPeers,
+)
 from .uniform import UniformAnswers
-
-TRUSTED: Final = Verdict("allow", "trusted-peer")
-BANNED: Final = Verdict("drop", "banned")
-OPTIONS_UNTRUSTED: Final = Verdict("drop", "options.untrusted")
-EVIDENCE_CHARS: Final = 600  # of a message kept as a ban's evidence
 
 log = logging.getLogger("sipwarden.policy")
 
 TINY: Final = 32  # bytes: no SIP request is shorter; probes that short are scans
-MONITOR_LOGGED: Final = 10  # per monitor rule and reload, then only counted
-_MANDATORY: Final = ((VIA, "via"), (FROM, "from"), (TO, "to"), (CALL_ID, "call-id"), (CSEQ, "cseq"))
-_SCHEMES: Final = ("sip:", "sips:", "tel:", "SIP:", "SIPS:", "TEL:")  # the fast test
-_SCHEME_NAMES: Final = ("sip", "sips", "tel")  # any case
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class TrustedPeers:
-    """Addresses and networks that are never scanned, limited or banned.
-
-    Single addresses are a set lookup; networks are tested once per source
-    and the answer kept in a bounded cache (sources can be spoofed by the
-    million, so the cache is cleared when full rather than grown)."""
-
-    CACHE: Final = 65_536
-
-    def __init__(self, networks: Iterable[Network]) -> None:
-        self.networks = list(networks)
-        self._hosts = {str(net.network_address) for net in self.networks if net.num_addresses == 1}
-        self._ranges = [net for net in self.networks if net.num_addresses > 1]
-        self._cache: dict[str, bool] = {}
-
-    def __contains__(self, host: str) -> bool:
-        if host in self._hosts:
-            return True
-        if not self._ranges:
-            return False
-        known = self._cache.get(host)
-        if known is None:
-            try:
-                ip = ipaddress.ip_address(host)
-                known = any(ip in net for net in self._ranges)
-            except ValueError:
-                known = False
-            if len(self._cache) >= self.CACHE:
-                self._cache.clear()
-            self._cache[host] = known
-        return known
-
-
-@dataclass
 class Policy:
-    """One message in, one verdict out (see the module doc)."""
+    """One message in, one verdict out (see the module doc).
 
-    rules: RuleSet = field(default_factory=lambda: RuleSet([]))
-    trusted: TrustedPeers = field(default_factory=lambda: TrustedPeers([]))
-    sanity: bool = True
-    options_from_trusted_only: bool = True
-    max_uri_length: int = 1024
-    # the state that outlives a reload (handed from one Policy to the next):
-    # bans, request rates, failures
-    bans: BanBook | None = None
-    limiter: RateLimiter | None = None
-    failures: FailureTracker | None = None
-    uniform: UniformAnswers | None = None
-    intel: IntelScreen | None = None  # feeds and countries (its index outlives a reload)
-    # decisions refused (allow list, book full) and asked, by detector
-    decisions: Counter[str] = field(default_factory=Counter)
-    # every verdict given, counted by the Verdict itself (built once per rule
-    # or detector, so counting is one dict update); `counters` names them
-    verdicts: Counter[Verdict] = field(default_factory=Counter)
-    _monitor_logged: Counter[str] = field(default_factory=Counter)
+    ``trusted`` are asked first, then ``screens`` (the other source stages),
+    then, on the peeked message, ``stages``; the default is the stages a
+    policy without rules has (sanity, OPTIONS from trusted peers only).
+    ``bans`` is the ban book every ``Banning`` goes to; ``failures`` and
+    ``uniform`` read the backend's answers. The stage lists are fixed at
+    construction (a reload builds a new Policy); the counters are handed
+    from one Policy to the next."""
+
+    def __init__(
+        self,
+        *,
+        trusted: TrustedPeers | None = None,
+        screens: Sequence[SourceStage] = (),
+        stages: Sequence[Stage] | None = None,
+        bans: BanBook | None = None,
+        failures: FailureTracker | None = None,
+        uniform: UniformAnswers | None = None,
+        decisions: Counter[str] | None = None,
+        verdicts: Counter[Verdict] | None = None,
+    ) -> None:
+        self._trusted = trusted if trusted is not None else TrustedPeers([])
+        self._screens = tuple(screens)
+        self._stages = tuple(stages) if stages is not None else (Sanity(), OptionsFromTrusted())
+        self._bans = bans
+        self.failures = failures
+        self.uniform = uniform
+        # decisions refused (allow list, book full) and asked, by detector
+        self.decisions: Counter[str] = decisions if decisions is not None else Counter()
+        # every verdict given, counted by the Verdict itself (built once per rule
+        # or detector, so counting is one dict update); `counters` names them
+        self.verdicts: Counter[Verdict] = verdicts if verdicts is not None else Counter()
+        # what the hot path calls, looked up once: the trusted peers first
+        self._screen_calls: tuple[Callable[[str, float], Verdict | None], ...] = (
+            self._trusted.screen,
+            *(stage.screen for stage in self._screens),
+        )
+        self._decide_calls: tuple[
+            Callable[[Peek, Peer, int, float], Verdict | Banning | None], ...
+        ] = tuple(stage.decide for stage in self._stages)
+        # the parts others read (status, reload, explain), found once
+        rules = next((s.rules for s in self._stages if isinstance(s, RuleStage)), None)
+        self._rules = rules if rules is not None else RuleSet([])
+        self._limiter = next((s.limiter for s in self._stages if isinstance(s, LimitStage)), None)
+        self._intel = next((s.intel for s in self._screens if isinstance(s, IntelStage)), None)
+        self._note_trusted = None if self._intel is None else self._intel.note_trusted
+
+    # ------------------------------------------------------------- its parts
+
+    @property
+    def trusted(self) -> TrustedPeers:
+        """The trusted peers (the first source stage; the answer path asks them too)."""
+        return self._trusted
+
+    @property
+    def screens(self) -> tuple[SourceStage, ...]:
+        """The source stages after the trusted peers, in order."""
+        return self._screens
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The message stages, in order."""
+        return self._stages
+
+    @property
+    def bans(self) -> BanBook | None:
+        """The ban book (None: nothing is banned, nothing is dropped as banned)."""
+        return self._bans
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rules in force (an empty set when the policy has none)."""
+        return self._rules
+
+    @property
+    def limiter(self) -> RateLimiter | None:
+        """The rate limiter, when the policy limits."""
+        return self._limiter
+
+    @property
+    def intel(self) -> IntelScreen | None:
+        """The feeds and countries screen, when the policy has one."""
+        return self._intel
 
     @property
     def counters(self) -> Counter[str]:
@@ -135,8 +157,17 @@ class Policy:
             named[f"{verdict.kind}:{verdict.reason}"] += count
         return named
 
+    # ------------------------------------------------------------ judging
+
     def judge(self, view: Peek, source: Peer, local_port: int, now: float = 0.0) -> Verdict:
-        verdict = self._decide(view, source, local_port, now)
+        """Judge a message already peeked (``judge_bytes`` is the edge's way)."""
+        host = source.host
+        for screen in self._screen_calls:
+            verdict = screen(host, now)
+            if verdict is not None:
+                break
+        else:
+            verdict = self._decide(view, source, local_port, now)
         self.verdicts[verdict] += 1
         return verdict
 
@@ -148,39 +179,62 @@ class Policy:
         book or the intel stage refuses is dropped unpeeked (the view is
         None then, as for unparsable input)."""
         host = source.host
-        if host in self.trusted:
-            if self.intel is not None:
-                self.intel.note_trusted(host, now)
-        else:
-            refused = self._screen(host, now)
-            if refused is not None:
-                self.verdicts[refused] += 1
-                return refused, None
+        for screen in self._screen_calls:
+            verdict = screen(host, now)
+            if verdict is not None:
+                if verdict is TRUSTED:  # peeked all the same: it is forwarded
+                    note = self._note_trusted
+                    if note is not None:
+                        note(host, now)  # reported if a feed lists it
+                    break
+                self.verdicts[verdict] += 1
+                return verdict, None
         try:
             view = peek(data)
         except SipError as exc:
             return self.judge_unparsed(data, exc), None
-        verdict = self._decide(view, source, local_port, now, screened=True)
+        if verdict is None:
+            verdict = self._decide(view, source, local_port, now)
         self.verdicts[verdict] += 1
         return verdict, view
 
     def screen(self, host: str, now: float) -> Verdict | None:
         """What the source address alone decides: trusted, banned, listed
         by a feed or from a refused country; None when the message decides
-        (``intel lookup`` asks this)."""
-        if host in self.trusted:
-            return TRUSTED
-        return self._screen(host, now)
-
-    def _screen(self, host: str, now: float) -> Verdict | None:
-        """The stages that need only the source address (trusted peers excepted)."""
-        book = self.bans
-        if book is not None and book.banned(host, now) is not None:
-            return BANNED
-        intel = self.intel
-        if intel is not None and intel.active:
-            return intel.check(host, now)
+        (``intel lookup`` and the edge's TCP accept ask this: it is not a
+        packet, so a listed trusted peer is not reported)."""
+        for screen in self._screen_calls:
+            verdict = screen(host, now)
+            if verdict is not None:
+                return verdict
         return None
+
+    def _decide(self, view: Peek, source: Peer, local_port: int, now: float) -> Verdict:
+        """The message stages, in order: the first that decides wins."""
+        for decide in self._decide_calls:
+            verdict = decide(view, source, local_port, now)
+            if verdict is not None:
+                if isinstance(verdict, Banning):
+                    self._ban(verdict.decision, now)
+                    return verdict.verdict
+                return verdict
+        return FORWARD
+
+    def judge_unparsed(self, data: bytes, error: SipError) -> Verdict:
+        """The verdict on input that is not a SIP message (always a drop)."""
+        if not data:
+            reason = "scan.empty-datagram"
+        elif not data.strip(b"\r\n"):
+            reason = "keepalive"
+        elif len(data) < TINY:
+            reason = "scan.tiny-datagram"
+        else:
+            reason = f"malformed.{error.reason}"
+        verdict = Verdict("drop", reason)
+        self.verdicts[verdict] += 1
+        return verdict
+
+    # ------------------------------------------------------ the backend's answers
 
     def reads_answer(self, status: int) -> bool:
         """Whether ``answer`` wants the backend's answer with this status
@@ -199,7 +253,7 @@ class Policy:
         Proxy-Authorization. Feeds the failure tracker; returns the answer
         rewritten to be uniform (anti-enumeration), or None to relay it as is."""
         status = view.status
-        if status is None or client in self.trusted:
+        if status is None or client in self._trusted:
             return None
         uniform = self.uniform
         if uniform is not None:
@@ -216,9 +270,12 @@ class Policy:
                 self._ban(decision, now)
         return None if uniform is None else uniform.rewrite(data, view, credentials)
 
+    # ------------------------------------------------------------ the ban path
+
     def _ban(self, decision: Decision, now: float) -> bool:
-        """Ask the ban book; whether a ban was made."""
-        book = self.bans
+        """Ask the ban book (every detector's decision comes through here);
+        whether a ban was made."""
+        book = self._bans
         if book is None:
             return False
         ban = book.decide(
@@ -240,6 +297,8 @@ class Policy:
             )
         return ban is not None
 
+    # ------------------------------------------------------------ explaining
+
     def explain(self, data: bytes, source: Peer, local_port: int) -> dict[str, Any]:
         """What each stage says about one message (for ``sipwarden explain``):
         every rule that matches, in order and whatever its mode, and the
@@ -259,138 +318,12 @@ class Policy:
         return {
             "source": f"{source.transport}:{source.host}:{source.port}",
             "parsed": view is not None,
-            "trusted": source.host in self.trusted,
+            "trusted": source.host in self._trusted,
             "matching_rules": matching,
             "verdict": verdict.kind,
             "reason": verdict.reason,
             **({"code": verdict.code} if verdict.kind == "reject" else {}),
         }
-
-    def judge_unparsed(self, data: bytes, error: SipError) -> Verdict:
-        """The verdict on input that is not a SIP message (always a drop)."""
-        if not data:
-            reason = "scan.empty-datagram"
-        elif not data.strip(b"\r\n"):
-            reason = "keepalive"
-        elif len(data) < TINY:
-            reason = "scan.tiny-datagram"
-        else:
-            reason = f"malformed.{error.reason}"
-        verdict = Verdict("drop", reason)
-        self.verdicts[verdict] += 1
-        return verdict
-
-    def _decide(
-        self, view: Peek, source: Peer, local_port: int, now: float, screened: bool = False
-    ) -> Verdict:
-        host = source.host
-        if host in self.trusted:
-            return TRUSTED
-        if not screened:
-            refused = self._screen(host, now)
-            if refused is not None:
-                return refused
-        if self.sanity:
-            insane = self._insane(view)
-            if insane:
-                return Verdict("drop", insane)
-        if self.rules.rules:
-            rule = self.rules.evaluate(Context(view, source, local_port))
-            if rule is not None:
-                if rule.verdict.kind == "ban":
-                    self._ban(
-                        Decision(
-                            host,
-                            rule.id,
-                            rule.description or f"rule {rule.id}",
-                            rule.duration or "progressive",
-                            (_evidence(view, source),),
-                        ),
-                        now,
-                    )
-                return rule.verdict
-        method = view.method
-        if self.limiter is not None and method is not None:
-            limit = self.limiter.hit(host, method, now)
-            if limit is not None:
-                return self._over(limit.name, limit.count, view, source, now)
-        if self.options_from_trusted_only and method == "OPTIONS":
-            return OPTIONS_UNTRUSTED
-        return FORWARD
-
-    def _over(self, name: str, count: int, view: Peek, source: Peer, now: float) -> Verdict:
-        """A source over a rate limit: banned (its key: the address, or the
-        /24 or /64 it is counted in)."""
-        limiter = self.limiter
-        assert limiter is not None
-        key = limiter.key(source.host)
-        if self.bans is not None and self.bans.allowed(key):
-            limiter.forget(key)
-            return FORWARD  # the allow list: never limited, never banned
-        rate = limiter.rate(key, None if name == "requests" else name, now)
-        what = "requests" if name == "requests" else f"{name} requests"
-        detector = f"rate.{name.lower()}"
-        self._ban(
-            Decision(
-                key,
-                detector,
-                f"{rate:.0f} {what} in {limiter.window:g} s (limit {count})",
-                "progressive",
-                (_evidence(view, source),),
-            ),
-            now,
-        )
-        limiter.forget(key)
-        return Verdict("ban", detector)
-
-    def _insane(self, view: Peek) -> str:
-        values = view._values
-        if None in (values[VIA], values[FROM], values[TO], values[CALL_ID], values[CSEQ]):
-            for slot, name in _MANDATORY:
-                if values[slot] is None:
-                    return f"sanity.missing-{name}"
-        if view.method is None:
-            return ""
-        try:
-            cseq_method = view.cseq_method
-        except SipError:
-            return "sanity.bad-cseq"
-        if cseq_method != view.method:
-            return "sanity.cseq-method"
-        uri = view.uri_text or ""
-        if len(uri) > self.max_uri_length:
-            return "sanity.uri-too-long"
-        if not uri.startswith(_SCHEMES) and uri.partition(":")[0].lower() not in _SCHEME_NAMES:
-            return "sanity.uri-scheme"
-        return ""
-
-    def __post_init__(self) -> None:
-        self.rules.on_monitor = self._log_monitored
-
-    def _log_monitored(self, rule: Rule, ctx: Context) -> None:
-        """Monitor mode logs what a rule would have done, a few times per
-        rule (a flood must not become a log flood), then only counts."""
-        logged = self._monitor_logged[rule.id]
-        if logged >= MONITOR_LOGGED:
-            return
-        self._monitor_logged[rule.id] = logged + 1
-        view, source = ctx.view, ctx.source
-        log.info(
-            "monitor: rule %s would %s %s from %s:%d (Call-ID %s)%s",
-            rule.id,
-            rule.action,
-            view.method or view.status,
-            source.host,
-            source.port,
-            view.call_id,
-            "; further hits are only counted" if logged + 1 == MONITOR_LOGGED else "",
-        )
-
-
-def _evidence(view: Peek, source: Peer) -> str:
-    """A message, as a ban keeps it: where from, and its head."""
-    text = view.data[:EVIDENCE_CHARS].decode("utf-8", "replace")
-    return f"from {source.transport}:{source.host}:{source.port}\n{text}"
 
 
 def _when(epoch: float) -> str:

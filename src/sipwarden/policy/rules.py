@@ -43,9 +43,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple
 
-from ..sip import Peek, SipError
-from ..sip.names import header_key
-from ..sip.peek import _KEYS as PEEKED  # headers the hot-path view indexes
+from ..sip import PEEKED_HEADERS, Peek, SipError, header_key
 from ..values import Peer, Verdict
 
 ACTIONS: Final = ("forward", "drop", "reject", "ban", "deceive", "allow")
@@ -198,27 +196,17 @@ def field_getter(name: str) -> Getter | None:
     if head in ("header", "headers") and part:
         key = header_key(part)
         if head == "header":
-            if key in PEEKED:  # the hot-path view has it: no parse
-                slot = PEEKED.index(key)
+            if key in PEEKED_HEADERS:  # the hot-path view has it: no parse
+                slot = PEEKED_HEADERS.index(key)
                 return lambda ctx: ctx.view.raw(slot)
-            return _safe(lambda ctx: _message(ctx.view).get(key))
+            return _safe(lambda ctx: ctx.view.message().get(key))
         return _safe(lambda ctx: _all_values(ctx.view, key))
     return None
 
 
 def _all_values(view: Peek, key: str) -> list[str] | None:
-    values = _message(view).get_all(key)
+    values = view.message().get_all(key)  # the full parse, kept on the view
     return values or None
-
-
-def _message(view: Peek) -> Any:
-    """The full parse, for headers the hot-path view does not index (cached on the view)."""
-    from ..sip import parse
-
-    msg = view._cache.get("message")
-    if msg is None:
-        msg = view._cache["message"] = parse(view.data)
-    return msg
 
 
 # ------------------------------------------------------------- operators

@@ -20,10 +20,11 @@ from .fields import Auth, CSeq, Via, parse_auth, parse_cseq, parse_via
 from .framing import PING, StreamFramer, parse_frame
 from .message import Header, Message, parse
 from .names import canonical_name, header_key
-from .peek import Peek, peek
+from .peek import PEEKED_HEADERS, Peek, peek
 from .uri import URI, parse_uri
 
 __all__ = [
+    "PEEKED_HEADERS",
     "PING",
     "URI",
     "Address",

@@ -12,6 +12,10 @@ Cost model: one pass over the header bytes (in C when ``_speedups`` is
 built), then nothing until a field is read. The scalar accessors
 (``from_user``, ``from_tag``, ``via_branch``...) read the parts of simple
 shapes without building the typed objects; the pipeline should prefer them.
+Other packages read the view only through its public face: the accessors,
+``raw(slot)`` for the headers in ``PEEKED_HEADERS``, ``missing_mandatory()``
+and ``message()`` (the full parse, made once when a rule needs a header the
+view does not index).
 """
 
 from __future__ import annotations
@@ -36,10 +40,12 @@ from .fields import (
 )
 from .message import (
     CRLF,
+    Message,
     _key_of,
     _parse_start_line,
     body_bounds,
     frame_datagram,
+    parse,
     parse_request_uri,
     split_headers,
 )
@@ -66,6 +72,12 @@ _KEYS: Final = (
 )
 VIA, FROM, TO, CALL_ID, CSEQ, USER_AGENT, CONTACT, CONTENT_LENGTH, MAX_FORWARDS = range(9)
 AUTHORIZATION, PROXY_AUTHORIZATION, SERVER, EXPIRES, ROUTE, RECORD_ROUTE = range(9, 15)
+# The headers the view indexes, by key, in slot order: ``Peek.raw(slot)``
+# reads the one at ``PEEKED_HEADERS.index(key)`` without a parse; any other
+# header needs ``Peek.message()``.
+PEEKED_HEADERS: Final = _KEYS
+# Every request and response carries these (RFC 3261 §8.1.1, §20)
+_MANDATORY: Final = (VIA, FROM, TO, CALL_ID, CSEQ)
 _IGNORED: Final = -1
 RURI: Final = len(_KEYS)  # the Request-URI's slot in addr_parts (the parts cache's extra entry)
 _UNSET: Final = object()
@@ -140,6 +152,33 @@ class Peek:
         """``raw`` for every slot at once, indexed by slot (read-only): for
         code that tests several headers per packet (the splice fast path)."""
         return self._values
+
+    def missing_mandatory(self) -> str | None:
+        """The first of Via, From, To, Call-ID and CSeq the message lacks,
+        by its key (``"via"``, ``"call-id"``...), or None when it has them
+        all. The sanity stage asks it of every message: five tests in line
+        (a third of the time of building a tuple to test)."""
+        values = self._values
+        if (
+            values[VIA] is None
+            or values[FROM] is None
+            or values[TO] is None
+            or values[CALL_ID] is None
+            or values[CSEQ] is None
+        ):
+            for slot in _MANDATORY:
+                if values[slot] is None:
+                    return _KEYS[slot]
+        return None
+
+    def message(self) -> Message:
+        """The full parse of the same bytes, made on the first call and kept
+        (for what the view does not index: another header, every value of
+        one). Raises SipError where ``parse`` does."""
+        msg = self._cache.get("message")
+        if msg is None:
+            msg = self._cache["message"] = parse(self.data)
+        return msg  # type: ignore[return-value]
 
     def _first_value(self, slot: int) -> str | None:
         value = self._values[slot]

@@ -1,9 +1,23 @@
-"""Build a Policy from the ``[policy]`` config: the pack, the operator's rule
-files and inline rules, the per-id switches, and the trusted peers (host
-names resolved here, at load and on reload).
+"""Build the Policy from the config, in one place: which stages it has, in
+which order, with which settings, and the state they keep.
 
-Everything that can be wrong is found here, before a reload swaps anything:
-a broken file, an unknown id, a host name that does not resolve.
+Two halves, because a reload needs them apart:
+
+- ``rules_policy(config.policy)``: the rules (the pack, the operator's rule
+  files and inline rules, the per-id switches) and the trusted peers (host
+  names resolved by the caller's ``resolve``). Everything that can be wrong
+  is found here, before a reload swaps anything: a broken file, an unknown
+  id, a host name that does not resolve; and it may take seconds (DNS), so
+  a reload runs it off the packets' thread. On its own it is the policy of
+  ``rules list``, ``explain`` and a replay: no ban book, no limiter;
+- ``with_state(policy, config)``: the same stages with the state that
+  outlives a reload: the ban book, the rate limiter, the failure tracker,
+  uniform answers and the intel screen, new or handed over from the
+  previous policy (every ban, rate, failure count and feed entry stays).
+  It is quick and pure, and must run on the thread that judges packets.
+
+``build_policy(config)`` does both: the daemon's policy at startup, and any
+one-shot command's. ``_assemble`` is where the stage order lives.
 """
 
 from __future__ import annotations
@@ -12,6 +26,7 @@ import dataclasses
 import glob
 import ipaddress
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from importlib.resources import files
 from pathlib import Path
@@ -20,11 +35,22 @@ from typing import TYPE_CHECKING, Any
 from ..intel.geo import Countries, CountryPolicy
 from ..intel.index import AddressIndex
 from ..intel.screen import IntelScreen
+from ..values import Network, Verdict
 from .bans import BanBook
 from .failures import FailureTracker
 from .limits import RateLimiter
-from .pipeline import Network, Policy, TrustedPeers
+from .pipeline import Policy
 from .rules import Rule, RuleError, RuleSet, compile_rules
+from .stage import SourceStage, Stage
+from .stages import (
+    BannedSources,
+    IntelStage,
+    LimitStage,
+    OptionsFromTrusted,
+    RuleStage,
+    Sanity,
+    TrustedPeers,
+)
 from .uniform import UniformAnswers
 
 if TYPE_CHECKING:  # the models only: importing pydantic pulls in socket (email.utils)
@@ -135,22 +161,18 @@ def all_rules(config: PolicyConfig) -> list[Rule]:
     return _switched(rules, config)
 
 
-def build_policy(
+def rules_policy(
     config: PolicyConfig,
     *,
     previous: Policy | None = None,
     resolve: Resolver | None = None,
 ) -> Policy:
-    """A ready Policy; with ``previous``, its counters carry over (a reload
-    keeps the history of the rules that stay)."""
+    """The policy of the rules alone (see the module doc); with
+    ``previous``, its counters carry over (a reload keeps the history of the
+    rules that stay)."""
     ruleset = RuleSet(all_rules(config))
-    policy = Policy(
-        rules=ruleset,
-        trusted=TrustedPeers(trusted_networks(config.trusted_peers, resolve)),
-        sanity=config.sanity,
-        options_from_trusted_only=config.options == "drop",
-        max_uri_length=config.max_uri_length,
-    )
+    trusted = TrustedPeers(trusted_networks(config.trusted_peers, resolve))
+    policy = _assemble(config, trusted, ruleset)
     if previous is not None:
         policy.verdicts = previous.verdicts
         _carry(previous.rules.hits, ruleset.hits)
@@ -158,18 +180,20 @@ def build_policy(
     return policy
 
 
-def arm(
+def with_state(
     policy: Policy,
     config: Config,
-    previous: Policy | None = None,
     *,
+    previous: Policy | None = None,
     countries: Countries | None = None,
 ) -> Policy:
-    """Give ``policy`` its detectors, ban book and intel stage per
-    ``config``: new ones, or ``previous``'s with the new settings (a reload
-    keeps every ban, rate, failure count and feed entry). ``countries``: the
-    country source ``[intel.geoip]`` names, opened by the caller off this
-    thread (``fetch.geoip.open_geo``); None keeps ``previous``'s. Call it on the
+    """``policy`` (from ``rules_policy(config.policy)``: its rules, trusted
+    peers and counters) with the ban book, limiter, failure tracker, uniform
+    answers and intel screen ``config`` asks for: new ones, or
+    ``previous``'s with the new settings (a reload keeps every ban, rate,
+    failure count and feed entry). ``countries``: the country source
+    ``[intel.geoip]`` names, opened by the caller off this thread
+    (``fetch.geoip.open_geo``); None keeps ``previous``'s. Call it on the
     thread that judges packets: the state it hands over is live."""
     old = previous
     allow = [ipaddress.ip_network(a, strict=False) for a in config.bans.allow]
@@ -193,7 +217,6 @@ def arm(
             config.bans.max_bans,
         )
         book.set_lists(allow, deny)
-    policy.bans = book
 
     lim = config.limits
     settings: dict[str, Any] = {
@@ -204,18 +227,18 @@ def arm(
         "prefix_v6": lim.prefix_v6,
         "max_sources": lim.max_sources,
     }
+    limiter: RateLimiter | None
     if not lim.enabled:
-        policy.limiter = None
+        limiter = None
     elif old is not None and old.limiter is not None:
-        policy.limiter = old.limiter.reconfigured(**settings)
+        limiter = old.limiter.reconfigured(**settings)
     else:
-        policy.limiter = RateLimiter(**settings)
+        limiter = RateLimiter(**settings)
 
     fail = config.failures
-    if not fail.enabled:
-        policy.failures = None
-        policy.uniform = None
-    else:
+    tracker: FailureTracker | None = None
+    uniform: UniformAnswers | None = None
+    if fail.enabled:
         tracker = old.failures if old is not None else None
         if tracker is None:
             tracker = FailureTracker()
@@ -230,11 +253,8 @@ def arm(
             "max_sources",
         ):
             setattr(tracker, name, getattr(fail, name))
-        policy.failures = tracker
         if fail.uniform_answers:
-            policy.uniform = (old.uniform if old is not None else None) or UniformAnswers()
-        else:
-            policy.uniform = None
+            uniform = (old.uniform if old is not None else None) or UniformAnswers()
     old_intel = old.intel if old is not None else None
     geo = config.intel.geoip
     country_policy = None
@@ -250,15 +270,85 @@ def arm(
             raise PolicyError(
                 "intel.geoip: the country source was not opened (fetch.geoip.open_geo)"
             )
-    policy.intel = IntelScreen(
+    intel = IntelScreen(
         old_intel.index if old_intel is not None else AddressIndex(),
         countries=countries,
         country_policy=country_policy,
         exempt=book.allowed,
     )
-    if old is not None:
-        policy.decisions = old.decisions
-    return policy
+    return _assemble(
+        config.policy,
+        policy.trusted,
+        policy.rules,
+        bans=book,
+        limiter=limiter,
+        failures=tracker,
+        uniform=uniform,
+        intel=intel,
+        verdicts=policy.verdicts,
+        decisions=old.decisions if old is not None else None,
+    )
+
+
+def build_policy(
+    config: Config,
+    *,
+    previous: Policy | None = None,
+    countries: Countries | None = None,
+    resolve: Resolver | None = None,
+) -> Policy:
+    """The whole policy ``config`` asks for: ``rules_policy`` then
+    ``with_state`` (see the module doc), handing ``previous``'s counters and
+    state over. Raises RuleError or PolicyError naming the key or file."""
+    rules = rules_policy(config.policy, previous=previous, resolve=resolve)
+    return with_state(rules, config, previous=previous, countries=countries)
+
+
+def _assemble(
+    config: PolicyConfig,
+    trusted: TrustedPeers,
+    rules: RuleSet,
+    *,
+    bans: BanBook | None = None,
+    limiter: RateLimiter | None = None,
+    failures: FailureTracker | None = None,
+    uniform: UniformAnswers | None = None,
+    intel: IntelScreen | None = None,
+    verdicts: Counter[Verdict] | None = None,
+    decisions: Counter[str] | None = None,
+) -> Policy:
+    """The stages in their order (the one place that says it; the pipeline's
+    module doc tells why): on the source, the trusted peers (always first),
+    the ban book, intel; on the message, sanity, the rules, the limiter,
+    OPTIONS. A stage with nothing to do is left out, not asked."""
+    screens: list[SourceStage] = []
+    if bans is not None:
+        screens.append(BannedSources(bans))
+    if intel is not None:
+        screens.append(IntelStage(intel))
+    stages: list[Stage] = []
+    if config.sanity:
+        stages.append(Sanity(config.max_uri_length))
+    if rules.rules:
+        stages.append(RuleStage(rules))
+    if limiter is not None:
+        stages.append(LimitStage(limiter, bans.allowed if bans is not None else _nobody))
+    if config.options == "drop":
+        stages.append(OptionsFromTrusted())
+    return Policy(
+        trusted=trusted,
+        screens=screens,
+        stages=stages,
+        bans=bans,
+        failures=failures,
+        uniform=uniform,
+        verdicts=verdicts,
+        decisions=decisions,
+    )
+
+
+def _nobody(key: str) -> bool:
+    return False  # no ban book: no allow list
 
 
 def _carry(old: Mapping[str, int], new: dict[str, int]) -> None:
