@@ -2,7 +2,9 @@
 ``screen`` (trusted peers, the ban book, intel: the source alone), then on
 the peeked message ``sanity``, ``rules``, ``limits`` and ``options``. Each
 module's doc says what its stage decides and with which reasons; ``stage``
-has their interface and ``build`` puts them in order from the config.
+has their interface and ``build`` puts them in order from the config. A new
+behaviour (deception is the next) is one more module here and one more line
+in ``build._assemble``.
 """
 
 from __future__ import annotations
