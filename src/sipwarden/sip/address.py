@@ -9,6 +9,7 @@ on the URI. An addr-spec may not contain ``,``, ``?`` or ``;`` of its own.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from .accel import SPEEDUPS
@@ -83,7 +84,12 @@ class AddrParts(NamedTuple):
     tag: str | None
 
 
-def name_addr_parts_py(text: str) -> AddrParts | None:
+# AddrParts' fields as a plain tuple: what the C scanner returns, and what
+# sip's own hot path keeps (typing each as a named tuple is a copy)
+AddrTuple = tuple[str | None, str, str | None, str, int | None, str, str, str, str | None]
+
+
+def name_addr_parts_py(text: str) -> AddrTuple | None:
     """The parts of a simple-shaped address, or None (pure-Python twin of
     ``_speedups.name_addr``). ``tag`` is as ``Address.tag`` gives it."""
     m = _SIMPLE_NAME_ADDR.fullmatch(text)
@@ -100,22 +106,23 @@ def name_addr_parts_py(text: str) -> AddrParts | None:
     if port_number is not None and port_number > 65535:
         return None
     tag = param(simple_params(hparams), "tag")
-    return AddrParts(display, scheme, user, host, port_number, uparams, hparams, uri_raw, tag)
+    return (display, scheme, user, host, port_number, uparams, hparams, uri_raw, tag)
 
 
-_c_name_addr = SPEEDUPS.name_addr if SPEEDUPS is not None else None
-_as_tuple_of = tuple.__new__  # a plain tuple from C, typed as its named tuple (no copy of fields)
+# sip's own fast path (peek) calls the scanner directly, for plain tuples
+_addr_tuple: Callable[[str], AddrTuple | None] = (
+    SPEEDUPS.name_addr if SPEEDUPS is not None else name_addr_parts_py
+)
+_as_tuple_of = tuple.__new__  # the scanner's tuple as its named tuple
 
 
 def name_addr_parts(text: str) -> AddrParts | None:
     """The parts of a simple-shaped address (C when built), or None."""
-    if _c_name_addr is None:
-        return name_addr_parts_py(text)
-    parts = _c_name_addr(text)
+    parts = _addr_tuple(text)
     return None if parts is None else _as_tuple_of(AddrParts, parts)
 
 
-def address_from_parts(parts: AddrParts, text: str) -> Address:
+def address_from_parts(parts: AddrTuple, text: str) -> Address:
     display, scheme, user, host, port, uparams, hparams, uri_raw, _ = parts
     uri = URI(scheme, user, None, host, port, simple_params(uparams), (), None, uri_raw)
     return Address(uri, display, simple_params(hparams), text)
@@ -177,7 +184,7 @@ def parse_address(text: str, defects: list[str] | None = None) -> Address:
     Spaces just inside ``< >`` are tolerated and recorded in ``defects``.
     """
     text = text.strip()
-    parts = name_addr_parts(text)
+    parts = _addr_tuple(text)
     if parts is not None:
         return address_from_parts(parts, text)
     return general_address(text, defects)

@@ -7,6 +7,7 @@ immutable value or raises SipError with the header's reason.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from .accel import SPEEDUPS
@@ -101,7 +102,12 @@ class ViaParts(NamedTuple):
     received: str | None
 
 
-def via_parts_py(text: str) -> ViaParts | None:
+# ViaParts' fields as a plain tuple: what the C scanner returns, and what
+# sip's own hot path keeps (typing each as a named tuple is a copy)
+ViaTuple = tuple[str, str, int | None, str, str | None, str | None, str | None]
+
+
+def via_parts_py(text: str) -> ViaTuple | None:
     """The parts of a simple-shaped Via value, or None (pure-Python twin of
     ``_speedups.via``); branch, rport and received as the Via properties give them."""
     m = _SIMPLE_VIA_RE.fullmatch(text)
@@ -112,7 +118,7 @@ def via_parts_py(text: str) -> ViaParts | None:
     if port_number is not None and port_number > 65535:
         return None
     params = simple_params(params_text)
-    return ViaParts(
+    return (
         transport,
         host,
         port_number,
@@ -123,21 +129,22 @@ def via_parts_py(text: str) -> ViaParts | None:
     )
 
 
-_c_via = SPEEDUPS.via if SPEEDUPS is not None else None
-_as_tuple_of = tuple.__new__  # a plain tuple from C, typed as its named tuple (no copy of fields)
+# sip's own fast path (peek) calls the scanner directly, for plain tuples
+_via_tuple: Callable[[str], ViaTuple | None] = (
+    SPEEDUPS.via if SPEEDUPS is not None else via_parts_py
+)
+_as_tuple_of = tuple.__new__  # the scanner's tuple as its named tuple
 
 
 def via_parts(text: str) -> ViaParts | None:
     """The parts of a simple-shaped Via value (C when built), or None."""
-    if _c_via is None:
-        return via_parts_py(text)
-    parts = _c_via(text)
+    parts = _via_tuple(text)
     return None if parts is None else _as_tuple_of(ViaParts, parts)
 
 
 def parse_via(text: str, defects: list[str] | None = None) -> Via:
     text = text.strip()
-    parts = via_parts(text)
+    parts = _via_tuple(text)
     if parts is not None:
         via = Via(parts[0], parts[1], parts[2], simple_params(parts[3]))
     else:

@@ -25,18 +25,25 @@ from typing import Any, Final
 
 from . import errors as E
 from .accel import SPEEDUPS
-from .address import Address, AddrParts, address_from_parts, name_addr_parts, parse_address
+from .address import (
+    Address,
+    AddrParts,
+    AddrTuple,
+    _addr_tuple,
+    address_from_parts,
+    parse_address,
+)
 from .errors import SipError
 from .fields import (
     Auth,
     CSeq,
     Via,
-    ViaParts,
+    ViaTuple,
+    _via_tuple,
     parse_auth,
     parse_cseq,
     parse_delta,
     parse_via,
-    via_parts,
 )
 from .message import (
     CRLF,
@@ -80,6 +87,7 @@ PEEKED_HEADERS: Final = _KEYS
 _MANDATORY: Final = (VIA, FROM, TO, CALL_ID, CSEQ)
 _IGNORED: Final = -1
 RURI: Final = len(_KEYS)  # the Request-URI's slot in addr_parts (the parts cache's extra entry)
+_as_tuple_of = tuple.__new__  # a plain tuple as its named tuple
 _UNSET: Final = object()
 
 # Name as written -> slot (or _IGNORED). Spellings not found here are lower-cased
@@ -213,23 +221,27 @@ class Peek:
     def addr_parts(self, slot: int) -> AddrParts | None:
         """The parts of the first value in ``slot`` (or the Request-URI,
         ``RURI``) when it has the simple shape the C scanner reads, else None."""
+        parts = self._addr_parts(slot)
+        return None if parts is None else _as_tuple_of(AddrParts, parts)
+
+    def _addr_parts(self, slot: int) -> AddrTuple | None:
         if self._parts[slot] is _UNSET:
             value = self._first_value(slot) if slot != RURI else self.uri_text
-            self._parts[slot] = None if value is None else name_addr_parts(value)
-        parts: AddrParts | None = self._parts[slot]
+            self._parts[slot] = None if value is None else _addr_tuple(value)
+        parts: AddrTuple | None = self._parts[slot]
         return parts
 
-    def _via_parts(self) -> ViaParts | None:
+    def _via_parts(self) -> ViaTuple | None:
         if self._parts[VIA] is _UNSET:
             value = self._first_value(VIA)
-            self._parts[VIA] = None if value is None else via_parts(value)
-        parts: ViaParts | None = self._parts[VIA]
+            self._parts[VIA] = None if value is None else _via_tuple(value)
+        parts: ViaTuple | None = self._parts[VIA]
         return parts
 
     def _user(self, slot: int) -> str | None:
         parts = self._parts[slot]
         if parts is _UNSET:
-            parts = self.addr_parts(slot)
+            parts = self._addr_parts(slot)
         if parts is not None:
             user: str | None = parts[2]
             return user
@@ -239,7 +251,7 @@ class Peek:
     def _tag(self, slot: int) -> str | None:
         parts = self._parts[slot]
         if parts is _UNSET:
-            parts = self.addr_parts(slot)
+            parts = self._addr_parts(slot)
         if parts is not None:
             tag: str | None = parts[8]
             return tag
@@ -269,7 +281,7 @@ class Peek:
     def _ruri_part(self, index: int) -> str | int | None:
         """A part of the Request-URI, read as an addr-spec when it has that
         simple shape (user, host and port are the same either way)."""
-        parts = self.addr_parts(RURI) if self.uri_text is not None else None
+        parts = self._addr_parts(RURI) if self.uri_text is not None else None
         # only a bare addr-spec with no parameters reads the same as a URI
         if parts is not None and parts[6] == "" and parts[7] == self.uri_text:
             return parts[index]
@@ -374,7 +386,7 @@ class Peek:
 
     def _address(self, slot: int) -> Address | None:
         if slot not in self._cache:
-            parts = self.addr_parts(slot)
+            parts = self._addr_parts(slot)
             if parts is not None:
                 value = self._first_value(slot)
                 assert value is not None
