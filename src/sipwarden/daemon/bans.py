@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -220,7 +221,12 @@ async def add_request(keeper: BanKeeper, request: dict[str, Any]) -> dict[str, A
     target = str(request.get("target", ""))
     duration = request.get("duration", "progressive")
     if duration is not None and duration != "progressive":
-        if isinstance(duration, bool) or not isinstance(duration, int | float) or duration <= 0:
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, int | float)
+            or not math.isfinite(duration)  # JSON's NaN and Infinity would date a ban NaN
+            or duration <= 0
+        ):
             return {"ok": False, "error": "duration: seconds (more than 0), or null for permanent"}
         duration = float(duration)
     try:
