@@ -351,21 +351,40 @@ class Message:
             _ = self.uri
             if "max-forwards" not in counts:
                 self.defects.append(E.D_NO_MAX_FORWARDS)
-        self._read_views(skip, "via", "from", "to")
+        if skip:
+            return self._validate_views(skip)
+        _ = self.vias
+        from_, _ = self.from_, self.to
+        assert from_ is not None
+        if self.is_request and from_.tag is None:
+            self.defects.append(E.D_NO_FROM_TAG)
+        _ = self.contacts, self.routes, self.record_routes, self.paths
+        cseq = self.cseq
+        assert cseq is not None
+        if self.method is not None and cseq.method != self.method:
+            raise SipError(E.CSEQ_METHOD_MISMATCH, f"CSeq method {cseq.method} in a {self.method}")
+        _ = self.max_forwards, self.expires, self.authorization, self.proxy_authorization
+        return self
+
+    def _validate_views(self, skip: Collection[str]) -> Message:
+        """``validate``'s typed views in its order, but those in ``skip`` (the
+        rare path: ``sipwarden parse`` showing a message anyway)."""
+        for key in ("via", "from", "to"):
+            if key not in skip:
+                TYPED_VIEWS[key](self)
         from_ = self.from_ if "from" not in skip else None
         if self.is_request and from_ is not None and from_.tag is None:
             self.defects.append(E.D_NO_FROM_TAG)
-        self._read_views(skip, "contact", "route", "record-route", "path", "cseq")
+        for key in ("contact", "route", "record-route", "path", "cseq"):
+            if key not in skip:
+                TYPED_VIEWS[key](self)
         cseq = self.cseq if "cseq" not in skip else None
         if cseq is not None and self.method is not None and cseq.method != self.method:
             raise SipError(E.CSEQ_METHOD_MISMATCH, f"CSeq method {cseq.method} in a {self.method}")
-        self._read_views(skip, "max-forwards", "expires", "authorization", "proxy-authorization")
-        return self
-
-    def _read_views(self, skip: Collection[str], *keys: str) -> None:
-        for key in keys:
+        for key in ("max-forwards", "expires", "authorization", "proxy-authorization"):
             if key not in skip:
                 TYPED_VIEWS[key](self)
+        return self
 
     # ------------------------------------------------------------------- edits
 
