@@ -204,3 +204,26 @@ def test_nftables_without_the_right_to_use_it_is_a_clear_error(tmp_path: Path):
         done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+def test_a_ban_added_offline_with_an_unreadable_country_database_is_a_clear_error(
+    tmp_path: Path,
+):
+    """With no daemon, `bans add` arms the policy as the daemon would; a broken
+    [intel.geoip] database is the daemon's one-line error naming the key, and
+    nothing is stored."""
+    bad = tmp_path / "not.mmdb"
+    bad.write_bytes(b"not a database")
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f'[storage]\npath = "{tmp_path / "bans.db"}"\n'
+        f'[control]\nsocket = "{tmp_path / "none.sock"}"\n'
+        f'[api]\nlisten = ""\n'
+        f'[intel.geoip]\ndatabase = "{bad}"\nallow_countries = ["XA"]\n'
+    )
+    added = cli("bans", "add", "192.0.2.7", "-c", str(config))
+    assert added.returncode == 1, added.stderr
+    assert "Traceback" not in added.stderr
+    assert "intel.geoip.database" in added.stderr and len(added.stderr.splitlines()) == 1
+    listed = cli("bans", "list", "--json", "-c", str(config))
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
