@@ -81,7 +81,7 @@ def test_bans_survive_a_restart_and_the_cli_and_api_agree(tmp_path: Path):
             assert "banned" in shown.stdout and "401 to REGISTER for 100" in shown.stdout
 
             # operators: the CLI through the daemon, and the API
-            added = cli("bans", "add", "192.0.2.0/24", "--for", "1h", "-c", config)
+            added = cli("bans", "add", "203.0.113.0/24", "--for", "1h", "-c", config)
             assert added.returncode == 0, added.stderr
             made = httpx.post(
                 f"{api}/api/v1/bans",
@@ -91,9 +91,9 @@ def test_bans_survive_a_restart_and_the_cli_and_api_agree(tmp_path: Path):
             assert made.json()["expires_at"] is None
             refused = httpx.post(f"{api}/api/v1/bans", json={"ip": "not-an-address"})
             assert refused.status_code == 400 and "not an IP" in refused.json()["error"]
-            assert httpx.get(f"{api}/api/v1/bans/192.0.2.0/24").json()["banned"] is True
+            assert httpx.get(f"{api}/api/v1/bans/203.0.113.0/24").json()["banned"] is True
             before = json.loads(cli("bans", "list", "--json", "-c", config).stdout)
-            assert {b["ip"] for b in before} == {"127.0.0.2", "192.0.2.0/24", "198.51.100.9"}
+            assert {b["ip"] for b in before} == {"127.0.0.2", "203.0.113.0/24", "198.51.100.9"}
         finally:
             stop(proc)
 
@@ -109,7 +109,7 @@ def test_bans_survive_a_restart_and_the_cli_and_api_agree(tmp_path: Path):
             assert lifted.status_code == 200, lifted.text
             assert answered(attacker, port, cseq=61)
             assert httpx.delete(f"{api}/api/v1/bans/127.0.0.2").status_code == 404
-            removed = cli("bans", "remove", "192.0.2.0/24", "-c", config)
+            removed = cli("bans", "remove", "203.0.113.0/24", "-c", config)
             assert removed.returncode == 0, removed.stderr
             left = json.loads(cli("bans", "list", "--json", "-c", config).stdout)
             assert [b["ip"] for b in left] == ["198.51.100.9"]
@@ -156,13 +156,13 @@ def test_bans_added_with_no_daemon_are_enforced_when_it_starts(tmp_path: Path):
         assert "until never" in added.stdout
         bad = cli("bans", "add", "300.1.2.3", "-c", str(config))
         assert bad.returncode == 2 and "not an IP address or a CIDR" in bad.stderr
-        for target in ("192.0.2.0/24", "192.0.2.9"):  # added, then lifted, offline
+        for target in ("203.0.113.0/24", "203.0.113.9"):  # added, then lifted, offline
             assert cli("bans", "add", target, "--for", "1h", "-c", str(config)).returncode == 0
-        assert cli("bans", "remove", "192.0.2.0/24", "-c", str(config)).returncode == 0
-        gone = cli("bans", "remove", "192.0.2.0/24", "-c", str(config))
-        assert gone.returncode == 1 and "192.0.2.0/24 is not banned" in gone.stderr
+        assert cli("bans", "remove", "203.0.113.0/24", "-c", str(config)).returncode == 0
+        gone = cli("bans", "remove", "203.0.113.0/24", "-c", str(config))
+        assert gone.returncode == 1 and "203.0.113.0/24 is not banned" in gone.stderr
         listed = json.loads(cli("bans", "list", "--json", "-c", str(config)).stdout)
-        assert {b["ip"] for b in listed} == {"127.0.0.7", "192.0.2.9"}
+        assert {b["ip"] for b in listed} == {"127.0.0.7", "203.0.113.9"}
         proc, _line = start_edge_process(tmp_path, port, backend)
         phone = UdpPhone("127.0.0.7")
         try:

@@ -26,15 +26,15 @@ def test_bans_export_reads_the_store_with_no_daemon(tmp_path: Path):
     )
     c = str(config)
     for args in (
-        ("192.0.2.0/24", "--for", "1h"),
-        ("192.0.2.7", "--permanent"),  # inside the /24
+        ("203.0.113.0/24", "--for", "1h"),
+        ("203.0.113.7", "--permanent"),  # inside the /24
         ("2001:db8::1", "--for", "2h"),
     ):
         added = cli("bans", "add", *args, "-c", c)
         assert added.returncode == 0, added.stderr
     listed = cli("bans", "list", "--json", "-c", c)
     ips = {b["ip"] for b in json.loads(listed.stdout)}
-    assert ips == {"192.0.2.0/24", "192.0.2.7", "2001:db8::1"}
+    assert ips == {"203.0.113.0/24", "203.0.113.7", "2001:db8::1"}
 
     text = cli("bans", "export", "-c", c)
     assert text.returncode == 0, text.stderr
@@ -49,8 +49,10 @@ def test_bans_export_reads_the_store_with_no_daemon(tmp_path: Path):
     written = cli("bans", "export", *nft, "-o", str(out), "-c", c)
     assert written.returncode == 0 and written.stdout == "", written.stderr
     script = out.read_text()
-    assert re.search(r"add element inet edge sip4 \{ 192\.0\.2\.0/24 timeout 3[56]\d\ds \}", script)
-    assert "192.0.2.7" not in script  # inside the /24: nft would refuse the overlap
+    assert re.search(
+        r"add element inet edge sip4 \{ 203\.0\.113\.0/24 timeout 3[56]\d\ds \}", script
+    )
+    assert "203.0.113.7" not in script  # inside the /24: nft would refuse the overlap
     assert re.search(r"add element inet edge sip6 \{ 2001:db8::1 timeout 7[12]\d\ds \}", script)
     umask = os.umask(0)
     os.umask(umask)
@@ -81,8 +83,8 @@ def test_the_api_exports_the_bans_in_three_formats(tmp_path: Path):
         api = api_url(line)
         client = httpx.Client(base_url=api, headers={"Authorization": "Bearer s3cret"})
         for ban in (
-            {"ip": "192.0.2.0/24", "for": "1h"},
-            {"ip": "192.0.2.7", "permanent": True},
+            {"ip": "203.0.113.0/24", "for": "1h"},
+            {"ip": "203.0.113.7", "permanent": True},
             {"ip": "198.51.100.9", "permanent": True},
             {"ip": "2001:db8::/32", "for": "2h"},
         ):
@@ -105,9 +107,9 @@ def test_the_api_exports_the_bans_in_three_formats(tmp_path: Path):
         assert "add table inet sipwarden_feed\n" in nft.text
         v4 = re.search(r"add element inet sipwarden_feed sipwarden_bans4 \{ (.*) \}", nft.text)
         assert v4 is not None
-        elements = sorted(v4.group(1).split(", "))  # 192.0.2.7 is inside the /24: left out
-        assert len(elements) == 2 and elements[1] == "198.51.100.9"
-        assert re.fullmatch(r"192\.0\.2\.0/24 timeout 3[56]\d\ds", elements[0])
+        elements = sorted(v4.group(1).split(", "))  # 203.0.113.7 is inside the /24: left out
+        assert len(elements) == 2 and elements[0] == "198.51.100.9"
+        assert re.fullmatch(r"203\.0\.113\.0/24 timeout 3[56]\d\ds", elements[1])
         assert re.search(r"sipwarden_bans6 \{ 2001:db8::/32 timeout 7[12]\d\ds \}", nft.text)
 
         named = client.get("/api/v1/export/bans.nft", params={"table": "edge", "set": "sip"})

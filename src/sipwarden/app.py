@@ -60,7 +60,7 @@ async def serve(
 
     def never_dropped() -> list[object]:  # the policy in force: a reload may change them
         book = daemon.policy.bans if daemon is not None else policy.bans
-        return list(book.allow_networks) if book is not None else []
+        return [*book.allow_networks, *book.protected_networks] if book is not None else []
 
     intel = IntelKeeper(
         config.intel,
@@ -70,6 +70,7 @@ async def serve(
         enforcer=keeper.enforcer,
         exclude=never_dropped,
         screen=lambda: daemon.policy.intel if daemon is not None else policy.intel,
+        widest=(config.bans.widest_v4, config.bans.widest_v6),
     )
     daemon = Daemon(
         config, config_path, policy, modes, keeper, intel, worker=worker, children=children

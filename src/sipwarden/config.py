@@ -8,6 +8,7 @@ udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (IPv6 as [::1])``.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -22,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from .values import MAX_DURATION
 
 Transport = Literal["udp", "tcp", "tls"]
 TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp", "tls")
@@ -249,8 +252,13 @@ def parse_duration(value: Any, *, permanent: bool = False) -> float | None:
     else:
         also = ' or "permanent"' if permanent else ""
         raise ValueError(f"{value!r} is not a duration: use {_DURATION_USAGE}{also}")
+    if not math.isfinite(seconds):  # JSON's NaN and Infinity, TOML's nan and inf
+        raise ValueError(f"{value!r} is not a duration: use {_DURATION_USAGE}")
     if seconds <= 0:
         raise ValueError(f"{value!r}: a duration must be more than zero")
+    if seconds > MAX_DURATION:
+        also = ' (or "permanent")' if permanent else ""
+        raise ValueError(f"{value!r}: a duration must be at most 10 years{also}")
     return seconds
 
 
@@ -278,6 +286,10 @@ class BansConfig(_Section):
     allow: list[str] = Field(default_factory=list)  # never banned (trusted peers are added)
     deny: list[str] = Field(default_factory=list)  # always dropped
     max_bans: int = Field(default=1_000_000, ge=1)
+    # the widest network any ban or feed entry may cover (a /0 would cut off
+    # everything): a shorter prefix is refused, however the ban is asked for
+    widest_v4: int = Field(default=8, ge=1, le=32)
+    widest_v6: int = Field(default=32, ge=1, le=128)
 
     _allow = field_validator("allow")(classmethod(lambda cls, v: _networks(v)))
     _deny = field_validator("deny")(classmethod(lambda cls, v: _networks(v)))

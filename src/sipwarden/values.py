@@ -88,11 +88,30 @@ class Decision(NamedTuple):
 # -------------------------------------------------------------------- bans
 
 
+# the longest a ban (or any configured duration) may last: ten years; more is
+# a typo or a hostile request (JSON's 1e308), and "permanent" says it plainly
+MAX_DURATION: Final = 10 * 365 * 86400.0
+
+
 def canonical(target: str) -> str:
     """``192.0.2.7``, ``192.0.2.0/24``, ``2001:db8::/32``: one spelling per
-    target (a /32 or /128 is written as the address). Raises ValueError."""
-    net = ipaddress.ip_network(target.strip(), strict=False)
+    target (a /32 or /128 is written as the address; an IPv4-mapped IPv6
+    address or network, ``::ffff:192.0.2.7``, as its IPv4 form, the address
+    the kernel and the edge see). Raises ValueError, for a scoped IPv6
+    address (``fe80::1%eth0``) too: nft cannot hold one, and a ban is on an
+    address, not on a link."""
+    text = target.strip()
+    if "%" in text:
+        raise ValueError(f"{text!r} is a scoped IPv6 address: ban the address without %zone")
+    net = ipaddress.ip_network(text, strict=False)
+    if net.version == 6 and net.prefixlen >= 96 and net.subnet_of(_MAPPED):
+        mapped = net.network_address.ipv4_mapped
+        assert mapped is not None
+        net = ipaddress.ip_network(f"{mapped}/{net.prefixlen - 96}")
     return str(net.network_address) if net.num_addresses == 1 else str(net)
+
+
+_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 @dataclass(frozen=True)

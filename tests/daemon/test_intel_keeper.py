@@ -98,6 +98,32 @@ def test_the_index_follows_the_store(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_feed_entry_wider_than_a_ban_may_be_is_left_out(tmp_path: Path) -> None:
+    """A feed listing 0.0.0.0/0 (a broken or hostile list) must not drop the
+    world, in the edge nor in the kernel: the same cap as for bans."""
+    db = tmp_path / "sipwarden.db"
+    now = time.time()
+    store = IntelStore(db)
+    store.replace("blocklist", ["0.0.0.0/0", "::/0", "10.0.0.0/7", "192.0.2.0/24"], now, {})
+    config = intel(feeds=[{"name": "blocklist", "path": "x.txt"}])
+
+    async def scenario() -> None:
+        index = AddressIndex()
+        keeper = IntelKeeper(config, db, index, widest=(8, 32))
+        await keeper.start()
+        try:
+            assert index.lookup("192.0.2.9", now) is not None
+            assert index.lookup("198.51.100.1", now) is None
+            assert index.lookup("2001:db8::1", now) is None
+            assert keeper.loaded() == {"blocklist": 1}
+            assert keeper.counters["too-wide:blocklist"] == 3
+        finally:
+            await keeper.stop()
+
+    run(scenario())
+    store.close()
+
+
 def test_apiban_entries_fall_out_after_their_life(tmp_path: Path) -> None:
     db = tmp_path / "sipwarden.db"
     clock = [1_800_000_000.0]

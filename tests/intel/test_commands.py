@@ -141,7 +141,10 @@ def test_one_sipwarden_reads_anothers_bans_as_a_feed(tmp_path: Path) -> None:
     try:
         api = api_url(line)
         a = httpx.Client(base_url=api, headers={"Authorization": "Bearer t0k"})
-        for ban in ({"ip": "192.0.2.0/28", "for": "1h"}, {"ip": "2001:db8::66", "permanent": True}):
+        for ban in (
+            {"ip": "203.0.113.0/28", "for": "1h"},
+            {"ip": "2001:db8::66", "permanent": True},
+        ):
             assert a.post("/api/v1/bans", json=ban).status_code == 201
         feed = (
             f'[[intel.feeds]]\nname = "edge-a"\nurl = "{api}/api/v1/export/bans.txt"\n'
@@ -161,9 +164,9 @@ def test_one_sipwarden_reads_anothers_bans_as_a_feed(tmp_path: Path) -> None:
         (shown,) = feeds()
         assert shown["in_force"] == 2 and shown["last_error"] is None, shown
         assert "t0k" not in json.dumps(b.get("/api/v1/status").json())
-        looked = b.get("/api/v1/intel/lookup/192.0.2.9").json()
+        looked = b.get("/api/v1/intel/lookup/203.0.113.9").json()
         assert looked["verdict"] == "drop (intel.edge-a)"
-        assert looked["listed"][0]["target"] == "192.0.2.0/28"
+        assert looked["listed"][0]["target"] == "203.0.113.0/28"
         assert b.get("/api/v1/intel/lookup/nope").status_code == 400
         # a ban lifted on A leaves B's list at its next refresh
         assert a.delete("/api/v1/bans/2001:db8::66").status_code == 200

@@ -2,19 +2,24 @@
 
 With the daemon running, ``add`` and ``remove`` go through it (enforced at
 once, in every worker and the kernel); without it, ``daemon.offline`` makes
-the change with the daemon's own keeper. ``list``, ``show`` and ``export``
-read the store, which the daemon keeps current: they need no daemon.
+the change with the daemon's own keeper. ``list`` and ``export`` ask the
+daemon (it knows the bans the store has not taken yet) and read the store
+when none runs; ``show`` reads the store.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import render
 from .common import CONFIG_OPTION, ask_daemon, config_from, policy_from
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 @click.group()
@@ -32,19 +37,37 @@ def _bad_target(target: str) -> str:
 
     try:
         return canonical(target)
-    except ValueError:
-        raise click.BadParameter(f"{target!r} is not an IP address or a CIDR") from None
+    except ValueError as exc:
+        scoped = "%" in target  # say why that one cannot be
+        raise click.BadParameter(
+            str(exc) if scoped else f"{target!r} is not an IP address or a CIDR"
+        ) from None
+
+
+def _in_force(config: Config, now: float | None = None) -> list[dict[str, Any]]:
+    """The bans in force: the running daemon's answer (it knows the bans the
+    store has not taken yet), else the store's."""
+    from ..daemon.offline import bans_in_force
+    from ..store import StoreError
+
+    answer = ask_daemon(config, {"cmd": "bans-list"})
+    if answer is not None and answer.get("ok"):
+        rows: list[dict[str, Any]] = answer["bans"]
+        return rows
+    try:
+        return bans_in_force(config, now)
+    except StoreError as exc:
+        click.echo(f"sipwarden: {exc}", err=True)
+        sys.exit(1)
 
 
 @bans.command("list")
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def bans_list(config_file: str | None, as_json: bool) -> None:
-    """The bans in force (read from the store; the daemon need not run)."""
-    from ..daemon.offline import bans_in_force
-
+    """The bans in force (the daemon's, or the store's when it is not running)."""
     config = config_from(config_file)
-    rows = bans_in_force(config)
+    rows = _in_force(config)
     if as_json:
         render.print_json(rows)
     else:
@@ -163,11 +186,10 @@ def bans_export(
     set_prefix: str | None,
     output: Path | None,
 ) -> None:
-    """The bans in force as a feed for other edges and firewalls (read from
-    the store; the daemon need not run)."""
+    """The bans in force as a feed for other edges and firewalls (the
+    daemon's, or the store's when it is not running)."""
     import time
 
-    from ..daemon.offline import bans_in_force
     from ..enforce.export import DEFAULT_SET, DEFAULT_TABLE, export
     from .files import replace_file
 
@@ -175,7 +197,7 @@ def bans_export(
         raise click.UsageError("--table and --set are for --format nft")
     config = config_from(config_file)
     now = time.time()
-    rows = bans_in_force(config, now)
+    rows = _in_force(config, now)
     text = export(
         fmt, rows, now, table=table or DEFAULT_TABLE, set_prefix=set_prefix or DEFAULT_SET
     )

@@ -153,6 +153,12 @@ def status(shown: dict[str, Any], socket: Path) -> None:
     bans, the feeds, the country policy, the kernel's feed sets."""
     click.echo("daemon: " + ("running" if shown["running"] else f"not running ({socket})"))
     click.echo(f"bans in force: {shown['bans_in_force']}")
+    store = shown.get("store") or {}
+    if store.get("error") or store.get("unwritten"):
+        click.echo(
+            f"store: {store.get('unwritten', 0)} ban changes not written yet (held, tried again"
+            f" every second; in force all the same): {store.get('error')}"
+        )
     feeds = shown["intel"].get("feeds", [])
     if not feeds:
         click.echo("feeds: none configured")

@@ -17,6 +17,7 @@ import click
 from ..daemon.control import ControlError, ask
 from ..enforce import EnforcerError
 from ..policy import PolicyError, RuleError
+from ..store import StoreError
 from . import render
 from .common import CONFIG_OPTION, ask_daemon, config_from
 
@@ -35,7 +36,7 @@ def run(config_file: str | None) -> None:
     except (RuleError, PolicyError) as exc:
         click.echo(f"sipwarden: bad policy: {exc}", err=True)
         sys.exit(2)
-    except (OSError, EnforcerError) as exc:
+    except (OSError, EnforcerError, StoreError) as exc:
         click.echo(f"sipwarden: cannot start: {exc}", err=True)
         sys.exit(1)
 
@@ -74,6 +75,10 @@ def status(config_file: str | None, as_json: bool) -> None:
         shown: dict[str, Any] = {
             "running": True,
             "bans_in_force": stats.get("bans-in-force", 0),
+            "store": {
+                "unwritten": stats.get("bans", {}).get("store-unwritten", 0),
+                "error": stats.get("store-error"),
+            },
             "intel": stats.get("intel", {}),
             "verdicts": stats.get("verdicts", {}),
         }

@@ -54,8 +54,16 @@ async def bans_remove(daemon: Daemon, request: Request) -> Answer:
 
 
 async def bans_list(daemon: Daemon, request: Request) -> Answer:
-    """The bans in force, and the time they were read at."""
-    return {"ok": True, "bans": await daemon.keeper.list(), "now": daemon.keeper.clock()}
+    """The bans in force, and the time they were read at: the store's and
+    every worker's (a ban a worker made while the store failed is in force
+    before it is written); this worker's alone if ``local``."""
+    bans = {row["ip"]: row for row in await daemon.keeper.list()}
+    if not request.get("local"):
+        for answer in await daemon.ask_others({**request, "local": True}):
+            for row in answer.get("bans") or ():
+                bans.setdefault(row["ip"], row)
+    listed = sorted(bans.values(), key=lambda row: (row["created_at"], row["ip"]))
+    return {"ok": True, "bans": listed, "now": daemon.keeper.clock()}
 
 
 async def bans_show(daemon: Daemon, request: Request) -> Answer:

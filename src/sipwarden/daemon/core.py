@@ -30,6 +30,7 @@ from ..intel.geo import Countries
 from ..policy import Policy, PolicyError, RuleError, rules_policy, with_state
 from .commands import run_command
 from .control import ask_async, serve_control, worker_path
+from .protect import protected_networks
 from .stats import add_intel, add_stats, worker_stats
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class Daemon:
         here, before it touches the store or the ports), then bans and feed
         entries in force, then the modes: no packet is judged without them."""
         self._control = await serve_control(self.socket_path, lambda r: run_command(self, r))
+        # this machine and its PBX are never banned (the book refuses them)
+        self.keeper.book.protect(await asyncio.to_thread(protected_networks, self.config))
         await self.keeper.start()
         await self.intel.start()
         for mode in self.modes:

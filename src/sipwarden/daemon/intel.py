@@ -245,7 +245,9 @@ class IntelKeeper:
 
     ``exclude()`` gives the networks the kernel must never drop (the ban
     book's allow list, trusted peers included); ``enforcer`` is the ban
-    keeper's, shared (its lock orders their nft calls)."""
+    keeper's, shared (its lock orders their nft calls). ``widest``: the
+    shortest prefixes (IPv4, IPv6) a feed entry may have, as for a ban
+    (``[bans] widest_v4/v6``); a wider entry is left out and counted."""
 
     def __init__(
         self,
@@ -258,8 +260,10 @@ class IntelKeeper:
         exclude: Callable[[], Iterable[object]] = tuple,
         screen: Callable[[], IntelScreen | None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        widest: tuple[int, int] = (0, 0),
     ) -> None:
         self.intel = intel
+        self.widest = widest
         self.screen = screen  # the intel stage in force (a reload makes a new one)
         self.specs = feed_specs(intel)
         self.store_path = Path(store_path)
@@ -374,6 +378,9 @@ class IntelKeeper:
         store = self.store
         clock = self.clock
 
+        widest = {4: self.widest[0], 6: self.widest[1]}
+        too_wide: list[str] = []
+
         def read() -> tuple[dict[str, float | None], list[tuple[Key, float | None]], list[Key]]:
             now = clock()
             wanted: dict[str, float | None] = {}
@@ -382,6 +389,12 @@ class IntelKeeper:
                     expires = None if life is None else seen + life
                     if expires is None or expires > now:
                         wanted[address] = expires
+            for address in wanted:  # a feed must not drop the world either
+                prefix = address.partition("/")[2]
+                if prefix and int(prefix) < widest[6 if ":" in address else 4]:
+                    too_wide.append(address)
+            for address in too_wide:
+                del wanted[address]
             new = [t for t, e in wanted.items() if t not in old or old[t] != e]
             gone = [t for t in old if t not in wanted]
             keys = AddressIndex.prepare(new + gone)
@@ -390,6 +403,18 @@ class IntelKeeper:
             return wanted, listed, unlisted
 
         wanted, listed, unlisted = await self._store_thread.run(read)
+        if too_wide and self.counters[f"too-wide:{name}"] != len(too_wide):
+            log.warning(
+                "intel: %s lists %d networks wider than [bans] widest_v4/widest_v6 allows"
+                " (%s): left out",
+                name,
+                len(too_wide),
+                ", ".join(too_wide[:5]),
+            )
+        if too_wide:
+            self.counters[f"too-wide:{name}"] = len(too_wide)
+        else:
+            self.counters.pop(f"too-wide:{name}", None)
         for i in range(0, max(len(listed), len(unlisted)), APPLY_SLICE):
             self.index.apply(name, listed[i : i + APPLY_SLICE], unlisted[i : i + APPLY_SLICE])
             await asyncio.sleep(0)  # let packets through between slices

@@ -24,6 +24,7 @@ from ..config import Config
 from ..policy import Policy
 from ..store.sqlite import BanStore
 from .bans import BanKeeper, add_request, remove_request
+from .protect import protected_networks
 
 
 def add_ban(config: Config, policy: Policy, request: dict[str, Any]) -> dict[str, Any]:
@@ -53,6 +54,7 @@ def _change(
     except PolicyError as exc:  # the error names the key, as at the daemon's start
         return {"ok": False, "error": str(exc)}
     assert book is not None
+    book.protect(protected_networks(config))
 
     async def change() -> dict[str, Any]:
         keeper = BanKeeper(book, config.storage.path, enforcer_for(config))

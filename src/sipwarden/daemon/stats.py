@@ -41,6 +41,9 @@ def worker_stats(
             **{f"{keeper.enforcer.name}:{k}": v for k, v in keeper.enforcer.counters.items()},
         },
         "enforcement": keeper.latency(),
+        # why the store takes no writes, while it does not (the changes held
+        # are "store-unwritten" under "bans"); a string: worker 0's is shown
+        "store-error": keeper.store_error,
         "tracked": {
             "rate-sources": len(policy.limiter) if policy.limiter is not None else 0,
             "failure-sources": len(policy.failures) if policy.failures is not None else 0,

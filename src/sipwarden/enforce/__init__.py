@@ -52,6 +52,12 @@ class Enforcer(Protocol):
         """The bans: target -> seconds left (None: permanent), read from the kernel."""
         ...
 
+    async def bans(self, now: float) -> list[Ban]:
+        """The bans the kernel holds, each rebuilt from its element's record
+        (detector, reason, when, offence; ``nftables.comment``) with the
+        time it has left: what the store lacks is merged from here at start."""
+        ...
+
     async def feed_elements(self) -> dict[str, float | None]:
         """The feed sets' content, as ``elements`` gives the bans."""
         ...
@@ -90,6 +96,9 @@ class NullEnforcer:
 
     async def elements(self) -> dict[str, float | None]:
         return {}
+
+    async def bans(self, now: float) -> list[Ban]:
+        return []
 
     async def feed_elements(self) -> dict[str, float | None]:
         return {}

@@ -26,6 +26,13 @@ whatever the kernel kept (bans lifted while the daemon was down, a reboot,
 an operator's edits). The kernel timeouts are a safety net for when the
 daemon is not running; normally the ban book removes expired bans itself.
 
+Each ban element carries a comment (``sw1 <detector> <created_at> <offence>
+<reason>``, at most 128 characters, nft's limit): what the store needs to
+rebuild the ban. The kernel holds the bans even when the store could not
+take them (a full disk, a store deleted or corrupted): ``bans`` reads them
+back, and the daemon merges those the store lacks at its next start instead
+of flushing them.
+
 The feed sets: the intel side hands ``load_feeds`` the whole list it wants
 (disjoint, see ``intel/kernel.py``) whenever it changes. The enforcer
 remembers what it loaded (target -> expiry) and sends only the difference,
@@ -93,6 +100,11 @@ ELEMENTS_PER_STATEMENT: Final = 500  # start(), feeds: one `add element` carries
 _TABLE_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}\Z")
 _DELETED: Final = re.compile(r"(\d+) flow entries have been deleted")
 _FEED_ELEMENT: Final = re.compile(r"[0-9A-Fa-f.:/]+\Z")  # nothing nft could read as syntax
+COMMENT_MAX: Final = 128  # characters nft keeps in an element's comment
+COMMENT_TAG: Final = "sw1"  # the comment's format, so a later one can be told apart
+_UNSAFE: Final = re.compile(
+    r"[^\x20-\x7e]|[\"\\]"
+)  # nft's quoted string: printable ASCII, no " or \
 
 
 class EnforcerError(RuntimeError):
@@ -126,6 +138,45 @@ class _Op:
     op: Literal["add", "remove"]
     target: _Target
     timeout: int | None  # seconds; None: permanent (or a removal)
+    comment: str = ""  # an add's record of the ban (``comment``)
+
+
+def comment(ban: Ban) -> str:
+    """What an element carries of ``ban``, in nft's quoted-string alphabet."""
+    detector = _UNSAFE.sub("?", ban.detector).replace(" ", "_") or "?"
+    text = f"{COMMENT_TAG} {detector} {ban.created_at:.3f} {ban.offence} {ban.reason}"
+    return _UNSAFE.sub("?", text)[:COMMENT_MAX]
+
+
+def from_comment(target: str, text: str | None, left: float | None, now: float) -> Ban:
+    """The ban an element records (``comment``), ending ``left`` seconds
+    after ``now``; an element without sipwarden's comment (an older release
+    wrote none, or an operator added it) is a ban by "kernel" made now."""
+    expires = None if left is None else now + left
+    fields = (text or "").split(" ", 4)
+    if len(fields) >= 4 and fields[0] == COMMENT_TAG:
+        with contextlib.suppress(ValueError):
+            created, offence = float(fields[2]), int(fields[3])
+            if math.isfinite(created) and offence >= 1:
+                reason = fields[4] if len(fields) == 5 else ""
+                return Ban(
+                    target,
+                    reason or "(no reason recorded)",
+                    fields[1],
+                    created,
+                    expires,
+                    offence,
+                    ("restored from the kernel's ban set",),
+                )
+    return Ban(
+        target,
+        "found in the kernel's ban set with no record",
+        "kernel",
+        now,
+        expires,
+        1,
+        ("restored from the kernel's ban set",),
+    )
 
 
 @dataclass(frozen=True)
@@ -140,15 +191,19 @@ class _Result:
 
 
 def _timeout(expires_at: float | None, now: float) -> int | None:
-    """Seconds left, rounded up; None: permanent; 0: already over."""
+    """Seconds left, rounded up; None: permanent; 0: already over (or not
+    a time at all: a NaN must not spoil the batch it is in)."""
     if expires_at is None:
         return None
     left = expires_at - now
+    if not math.isfinite(left):
+        return 0
     return 0 if left <= 0 else min(math.ceil(left), MAX_TIMEOUT)
 
 
-def _element(target: _Target, timeout: int | None = None) -> str:
-    return target.key if timeout is None else f"{target.key} timeout {timeout}s"
+def _element(target: _Target, timeout: int | None = None, note: str = "") -> str:
+    text = target.key if timeout is None else f"{target.key} timeout {timeout}s"
+    return f'{text} comment "{note}"' if note else text
 
 
 def element_statements(verb: str, table: str, by_set: Mapping[str, Sequence[str]]) -> list[str]:
@@ -175,7 +230,14 @@ class Overview:
 
 def _elements(listing: Iterable[dict[str, Any]], names: Sequence[str]) -> dict[str, float | None]:
     """The elements of the sets ``names`` in ``nft -j``'s listing."""
-    found: dict[str, float | None] = {}
+    return {key: left for key, (left, _) in _noted_elements(listing, names).items()}
+
+
+def _noted_elements(
+    listing: Iterable[dict[str, Any]], names: Sequence[str]
+) -> dict[str, tuple[float | None, str | None]]:
+    """The elements of the sets ``names``: target -> (seconds left, comment)."""
+    found: dict[str, tuple[float | None, str | None]] = {}
     for obj in listing:
         s = obj.get("set")
         if not s or s.get("name") not in names:
@@ -186,8 +248,9 @@ def _elements(listing: Iterable[dict[str, Any]], names: Sequence[str]) -> dict[s
             left: float | None = None
             if inner is not None and "timeout" in inner:
                 left = float(inner.get("expires", 0))
+            note = inner.get("comment") if inner is not None else None
             for key in _keys(value):
-                found[key] = left
+                found[key] = (left, note if isinstance(note, str) else None)
     return found
 
 
@@ -296,7 +359,7 @@ class NftablesEnforcer:
                     f"(`sipwarden firewall flush` removes a stale table)"
                 )
             self.counters["batches"] += 1
-            await self._apply_ops([_Op("add", t, timeout) for t, timeout in wanted])
+            await self._apply_ops([_Op("add", t, timeout, note) for t, timeout, note in wanted])
 
     async def apply(self, changes: Sequence[Change], now: float) -> None:
         ops = self._ops(changes, now)
@@ -355,6 +418,15 @@ class NftablesEnforcer:
     async def elements(self) -> dict[str, float | None]:
         return _elements(await self._listing(), SETS)
 
+    async def bans(self, now: float) -> list[Ban]:
+        listing: list[dict[str, Any]] = []
+        for name in SETS:  # the ban sets alone: listing big feed sets takes seconds
+            listing += await self._listing(("set", "inet", self.table, name))
+        return [
+            from_comment(target, note, left, now)
+            for target, (left, note) in _noted_elements(listing, SETS).items()
+        ]
+
     async def feed_elements(self) -> dict[str, float | None]:
         return _elements(await self._listing(), FEED_SETS)
 
@@ -406,11 +478,11 @@ class NftablesEnforcer:
             lines.append(f"add rule {t} {CHAIN} {family} saddr @{name}{match} counter drop")
         return lines
 
-    def _in_force(self, bans: Iterable[Ban], now: float) -> list[tuple[_Target, int | None]]:
+    def _in_force(self, bans: Iterable[Ban], now: float) -> list[tuple[_Target, int | None, str]]:
         """The bans to load: active, one per target (the longest), and no
         network inside another (nft refuses overlapping intervals: the outer
         one is kept; the edge still enforces the inner one once it ends)."""
-        best: dict[str, tuple[_Target, int | None]] = {}
+        best: dict[str, tuple[_Target, int | None, str]] = {}
         for ban in bans:
             timeout = _timeout(ban.expires_at, now)
             if timeout == 0:
@@ -423,10 +495,10 @@ class NftablesEnforcer:
                 continue
             old = best.get(target.key)
             if old is None or (old[1] is not None and (timeout is None or timeout > old[1])):
-                best[target.key] = (target, timeout)
-        kept: list[tuple[_Target, int | None]] = []
+                best[target.key] = (target, timeout, comment(ban))
+        kept: list[tuple[_Target, int | None, str]] = []
         networks: set[Network] = set()
-        for target, timeout in sorted(best.values(), key=lambda e: e[0].net.prefixlen):
+        for target, timeout, note in sorted(best.values(), key=lambda e: e[0].net.prefixlen):
             if not target.single:
                 net = target.net
                 if any(net.supernet(new_prefix=p) in networks for p in range(net.prefixlen)):
@@ -434,13 +506,13 @@ class NftablesEnforcer:
                     self.counters["elements-skipped"] += 1
                     continue
                 networks.add(net)
-            kept.append((target, timeout))
+            kept.append((target, timeout, note))
         return kept
 
-    def _bulk_adds(self, wanted: Sequence[tuple[_Target, int | None]]) -> list[str]:
+    def _bulk_adds(self, wanted: Sequence[tuple[_Target, int | None, str]]) -> list[str]:
         by_set: dict[str, list[str]] = collections.defaultdict(list)
-        for target, timeout in wanted:
-            by_set[target.set].append(_element(target, timeout))
+        for target, timeout, note in wanted:
+            by_set[target.set].append(_element(target, timeout, note))
         return element_statements("add", self.table, by_set)
 
     def _ops(self, changes: Sequence[Change], now: float) -> list[_Op]:
@@ -461,7 +533,7 @@ class NftablesEnforcer:
                 if timeout == 0:
                     self.counters["elements-skipped"] += 1
                     continue
-                latest[target.key] = _Op("add", target, timeout)
+                latest[target.key] = _Op("add", target, timeout, comment(change.ban))
             else:
                 latest[target.key] = _Op("remove", target, None)
         return list(latest.values())
@@ -476,7 +548,7 @@ class NftablesEnforcer:
             lines.append(f"add {where} {{ {element} }}")
             lines.append(f"delete {where} {{ {element} }}")
             if op.op == "add":
-                lines.append(f"add {where} {{ {_element(op.target, op.timeout)} }}")
+                lines.append(f"add {where} {{ {_element(op.target, op.timeout, op.comment)} }}")
         return lines
 
     async def _apply_ops(self, ops: Sequence[_Op]) -> list[_Op]:
@@ -672,14 +744,15 @@ class NftablesEnforcer:
                         sources.add(ipaddress.ip_address(rest.split(" ", 1)[0]))
         return sources
 
-    async def _listing(self) -> list[dict[str, Any]]:
+    async def _listing(self, what: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """``nft -j list`` of ``what`` (default: the whole table)."""
         result = await self._run(
-            [self.nft, "-j", "list", "table", "inet", self.table],
+            [self.nft, "-j", "list", *(what or ("table", "inet", self.table))],
             timeout=max(self.timeout, LISTING_TIMEOUT),
         )
         if not result.ok:
             if "No such file or directory" in result.stderr:
-                return []  # no table: nothing banned, nothing dropped
+                return []  # no table (or set): nothing banned, nothing dropped
             self._raise_if_unusable(result, "read the table")
             raise EnforcerError(f"nft could not list table inet {self.table}: {_refused(result)}")
         data = json.loads(result.stdout)

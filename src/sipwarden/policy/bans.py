@@ -11,6 +11,12 @@ passed in, persistence is the store's job (it replays ``changes``).
   (a rule's ``duration``, an operator's ``bans add --for``) uses that instead.
 - The allow list always wins: an allowed address is never banned. The deny
   list is static: those targets are banned for good without being recorded.
+- No ban of the world: a ban wider than ``widest_v4``/``widest_v6``, or one
+  touching a protected network (loopback, the unspecified address, and what
+  the daemon adds: this machine's own addresses, the PBX), is refused
+  however it was asked for (detector, rule, operator, API); ``refusal``
+  says why, so the operator's surfaces can answer with the reason. A ban
+  length must be more than 0 and at most ``MAX_DURATION`` (ValueError).
 - Targets are addresses or networks (CIDRs), IPv4 and IPv6. ``banned(host)``
   is the hot-path lookup: one dict probe, then the (few) network bans.
 - Bounded: at most ``max_bans`` active bans and ``max_history`` targets
@@ -26,11 +32,29 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from ..values import AF_INET, AF_INET6, Ban, Change, Network, canonical, inet_pton
+from ..values import (
+    AF_INET,
+    AF_INET6,
+    MAX_DURATION,
+    Ban,
+    Change,
+    Network,
+    canonical,
+    inet_pton,
+)
 
 DEFAULT_STEPS: Final[tuple[float | None, ...]] = (600.0, 3600.0, 86400.0, None)
 EVIDENCE_KEPT: Final = 5  # sample lines per ban
 MAX_EVIDENCE_CHARS: Final = 2000  # per sample
+# never banned, whatever asks: a ban on them cuts the machine off from itself
+# (the loopback address local programs use; the rest of 127.0.0.0/8 is free,
+# which is how the demo and the tests give each simulated attacker its own)
+ALWAYS_PROTECTED: Final[tuple[tuple[Network, str], ...]] = (
+    (ipaddress.ip_network("127.0.0.1/32"), "loopback"),
+    (ipaddress.ip_network("::1/128"), "loopback"),
+    (ipaddress.ip_network("0.0.0.0/32"), "the unspecified address"),
+    (ipaddress.ip_network("::/128"), "the unspecified address"),
+)
 
 
 @dataclass
@@ -41,6 +65,11 @@ class BanBook:
     deny: Sequence[Network] = ()
     max_bans: int = 1_000_000
     max_history: int = 100_000
+    widest_v4: int = 8  # the shortest prefix a ban may have
+    widest_v6: int = 32
+    # (network, why): never banned (this machine's addresses, the PBX); the
+    # daemon sets them (``protect``), ALWAYS_PROTECTED come on top
+    protected: Sequence[tuple[Network, str]] = ()
     changes: list[Change] = field(default_factory=list)  # drained by the store and enforcer
     # called when ``changes`` goes from empty to not (the daemon schedules a
     # flush: a ban reaches the kernel in milliseconds, not at the next tick)
@@ -62,6 +91,7 @@ class BanBook:
         self._history: OrderedDict[str, list[float]] = OrderedDict()
         self._allow = list(self.allow)
         self.set_lists(self.allow, self.deny)
+        self.protect(self.protected)
 
     def set_lists(self, allow: Sequence[Network], deny: Sequence[Network]) -> None:
         """New allow and deny lists (a reload); bans in force stay."""
@@ -71,7 +101,32 @@ class BanBook:
             ban = Ban(canonical(str(net)), "deny list", "deny-list", 0.0, None)
             _index(self._deny, net, ban)
 
+    def protect(self, protected: Iterable[tuple[Network, str]]) -> None:
+        """Networks never banned, with why (see ``ALWAYS_PROTECTED``)."""
+        self._protected = [*ALWAYS_PROTECTED, *protected]
+
     # ------------------------------------------------------------ questions
+
+    @property
+    def protected_networks(self) -> list[Network]:
+        """What no ban may touch (the feeds' kernel sets leave it out too)."""
+        return [net for net, _ in self._protected]
+
+    def refusal(self, target: str) -> str | None:
+        """Why ``target`` (canonical) may not be banned, or None if it may."""
+        net = ipaddress.ip_network(target, strict=False)
+        widest = self.widest_v4 if net.version == 4 else self.widest_v6
+        if net.prefixlen < widest:
+            return (
+                f"it is wider than /{widest} (bans.widest_v{net.version}): it would cut off"
+                f" {net.num_addresses:,} addresses"
+            )
+        for protected, why in self._protected:
+            if _overlaps(net, protected) and _within(net, protected):
+                return f"it covers {protected} ({why})"
+        if self.allowed(target):
+            return "it is on the allow list (or a trusted peer)"
+        return None
 
     @property
     def allow_networks(self) -> list[Network]:
@@ -123,9 +178,13 @@ class BanBook:
         evidence: Iterable[str] = (),
     ) -> Ban | None:
         """Ban ``target`` (an address or CIDR). Returns the ban, or None when
-        the allow list protects it or a longer ban is already in force."""
+        it may not be banned (``refusal``) or a longer ban is already in
+        force. ValueError for a target that is not an address or CIDR, or a
+        length that is not more than 0 and at most ``MAX_DURATION``."""
         key = canonical(target)
-        if self.allowed(key):
+        if duration != "progressive" and duration is not None and not 0 < duration <= MAX_DURATION:
+            raise ValueError(f"a ban lasts more than 0 and at most {MAX_DURATION:.0f} s")
+        if self.refusal(key) is not None:
             return None
         current = self.get(key)
         offence = self.offences(key, now) + 1
@@ -184,14 +243,25 @@ class BanBook:
             self._changed(Change("remove", ban))
         return ended
 
-    def restore(self, bans: Iterable[Ban], now: float) -> None:
+    def restore(self, bans: Iterable[Ban], now: float) -> list[tuple[Ban, str]]:
         """Load bans from the store at start: all of them count as history,
-        the ones still in force are enforced again (as "add" changes)."""
+        the ones still in force are enforced again (as "add" changes).
+        Returns those in force that may no longer be banned (an older
+        release let them in, or the allow list grew), with why: they are
+        lifted (as "remove" changes after the adds)."""
+        refused: list[tuple[Ban, str]] = []
         for ban in sorted(bans, key=lambda b: b.created_at):
             self._remember(ban.target, ban.created_at)
             if ban.active(now):
                 self._store(ban)
                 self.changes.append(Change("add", ban))
+                why = self.refusal(ban.target)
+                if why is not None:
+                    refused.append((ban, why))
+        for ban, _ in refused:
+            if self.get(ban.target) is ban:
+                self.lift(ban.target)
+        return refused
 
     def adopt(self, ban: Ban, now: float) -> None:
         """A ban another worker made (it is in the store and the kernel

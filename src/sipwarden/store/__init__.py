@@ -1,7 +1,10 @@
 """Persistence: SQLite by default (``store/sqlite.py``). Written in batches,
-off the hot path; the store is the truth that the kernel sets are
-reconciled with at start."""
+off the hot path. The store keeps every ban's record; the kernel holds what
+is in force and, while the store cannot be written, is the record (the
+daemon merges what the store lacks back at start). ``StoreError`` is one
+line naming the file and what to do."""
 
+from .db import StoreError
 from .sqlite import BanStore
 
-__all__ = ["BanStore"]
+__all__ = ["BanStore", "StoreError"]

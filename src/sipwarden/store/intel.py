@@ -35,29 +35,6 @@ from .db import Transaction, connect
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS intel_feeds (
-    feed            TEXT PRIMARY KEY,
-    last_id         TEXT NOT NULL,
-    last_success    REAL,
-    last_error      TEXT,
-    last_error_at   REAL,
-    last_full       REAL,               -- when the last full re-pull started
-    sent            TEXT NOT NULL,      -- JSON array: recent request times
-    info            TEXT,               -- JSON object: a list feed's source, size, bad lines
-    changed_at      REAL,               -- when the entries last changed
-    updated_at      REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS intel_entries (
-    feed        TEXT NOT NULL,
-    address     TEXT NOT NULL,
-    first_seen  REAL NOT NULL,
-    last_seen   REAL NOT NULL,
-    PRIMARY KEY (feed, address)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS intel_entries_seen ON intel_entries (feed, last_seen);
-"""
-
 
 @dataclass(frozen=True)
 class FeedRow:
@@ -102,7 +79,7 @@ def _locked(method: _F) -> _F:
 class IntelStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._db = connect(self.path, SCHEMA)
+        self._db = connect(self.path)
         # one connection, used from worker threads: one call at a time
         self._lock = threading.RLock()
 

@@ -4,44 +4,61 @@ progressive lengths count), with when and how it ended.
 One row per ban. ``apply`` writes a batch of ban-book changes in one
 transaction (WAL mode, so readers such as ``sipwarden bans list`` never wait
 on the daemon); ``load`` gives every ban back for ``BanBook.restore``.
+Writing is idempotent: a ban already on record (its target and creation
+time) is not written twice, so a batch retried after a failure, or the bans
+in force written again into a store rebuilt while running, leave one row.
+``missing`` says which of the kernel's bans the store has no record of.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ..values import Ban, Change
-from .db import Transaction, connect
+from .db import StoreError, Transaction, connect, explain
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS bans (
-    id          INTEGER PRIMARY KEY,
-    target      TEXT NOT NULL,
-    reason      TEXT NOT NULL,
-    detector    TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    expires_at  REAL,               -- NULL: permanent
-    offence     INTEGER NOT NULL,
-    evidence    TEXT NOT NULL,      -- JSON array of strings
-    ended_at    REAL                -- lifted or expired; NULL while in force
-);
-CREATE INDEX IF NOT EXISTS bans_target ON bans (target, created_at);
-CREATE INDEX IF NOT EXISTS bans_open ON bans (ended_at) WHERE ended_at IS NULL;
-"""
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _explained(method: _F) -> _F:
+    """SQLite's errors (a full disk, a file gone bad) as one ``StoreError``
+    line naming the file: the keeper holds the changes and says so."""
+
+    @functools.wraps(method)
+    def call(self: BanStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(explain(self.path, exc)) from exc
+
+    return cast(_F, call)
 
 
 class BanStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         # explicit transactions; several workers and the CLI share the file
-        self._db = connect(self.path, SCHEMA)
+        self._db = connect(self.path)
+        self._inode = os.stat(self.path).st_ino
+
+    def vanished(self) -> bool:
+        """Whether the file was deleted or replaced since it was opened (the
+        connection would go on writing to a file no one can open again)."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except OSError:
+            return True
 
     def close(self) -> None:
         self._db.close()
 
+    @_explained
     def apply(self, changes: Iterable[Change], now: float) -> int:
         """Write a batch of changes in one transaction; returns how many."""
         count = 0
@@ -49,6 +66,9 @@ class BanStore:
             for change in changes:
                 ban = change.ban
                 if change.op == "add":
+                    if self._recorded(ban):
+                        count += 1
+                        continue
                     # a new ban on a target replaces the one in force
                     self._db.execute(
                         "UPDATE bans SET ended_at = ? WHERE target = ? AND ended_at IS NULL",
@@ -77,6 +97,7 @@ class BanStore:
                 count += 1
         return count
 
+    @_explained
     def load(self) -> list[Ban]:
         """Every ban, oldest first; those that ended are history (their end
         is their expiry for ``BanBook.restore``)."""
@@ -95,6 +116,7 @@ class BanStore:
             )
         return bans
 
+    @_explained
     def close_expired(self, now: float) -> int:
         """Mark the bans that ran out while no daemon watched (it was down)
         as ended at their expiry, as a running one would have; returns how many."""
@@ -106,10 +128,36 @@ class BanStore:
             )
         return cursor.rowcount
 
+    @_explained
+    def missing(self, bans: Iterable[Ban], now: float) -> list[Ban]:
+        """Those of ``bans`` (the kernel's, ``Enforcer.bans``) the store
+        knows nothing of: no ban in force on the target, and no record of
+        this very ban (one that was lifted is not brought back)."""
+        lacking = []
+        for ban in bans:
+            in_force = self._db.execute(
+                "SELECT 1 FROM bans WHERE target = ? AND ended_at IS NULL"
+                " AND (expires_at IS NULL OR expires_at > ?) LIMIT 1",
+                (ban.target, now),
+            ).fetchone()
+            if in_force is None and not self._recorded(ban):
+                lacking.append(ban)
+        return lacking
+
+    def _recorded(self, ban: Ban) -> bool:
+        """Whether this ban (target, creation time to the millisecond) is on record."""
+        row = self._db.execute(
+            "SELECT 1 FROM bans WHERE target = ? AND created_at BETWEEN ? AND ? LIMIT 1",
+            (ban.target, ban.created_at - 0.001, ban.created_at + 0.001),
+        ).fetchone()
+        return row is not None
+
+    @_explained
     def last_id(self) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM bans").fetchone()
         return int(row[0])
 
+    @_explained
     def newer(self, after: int, now: float) -> tuple[int, list[Ban]]:
         """The bans in force written after row ``after`` (by another worker,
         or by `bans add` with no daemon running), and the last row id."""
@@ -121,6 +169,7 @@ class BanStore:
         last = max([after, self.last_id()])
         return last, [_ban(row[1:]) for row in rows]
 
+    @_explained
     def open_ban(self, target: str) -> Ban | None:
         """The ban on ``target`` the store holds as not ended, if any."""
         row = self._db.execute(
@@ -130,6 +179,7 @@ class BanStore:
         ).fetchone()
         return None if row is None else _ban(row)
 
+    @_explained
     def in_force(self, now: float) -> list[dict[str, Any]]:
         """The bans in force, as `bans list --json` prints them."""
         rows = self._db.execute(
@@ -150,6 +200,7 @@ class BanStore:
             for target, reason, detector, created, expires, offence in rows
         ]
 
+    @_explained
     def history(self, target: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT reason, detector, created_at, expires_at, offence, evidence, ended_at"

@@ -1,0 +1,61 @@
+"""The store file's tables, and how a file written by an older release is
+brought up to date.
+
+One SQLite file holds every table (bans, feeds, and those later releases
+add), so one number says what a file holds: SQLite's ``user_version``.
+``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``; ``migrate``
+runs those a file lacks, each in its own transaction with its version bump,
+so a crash leaves a file at a version it fully has. Rules for whoever adds a
+table or a column: append a migration, never edit one that shipped (a file
+in the field ran it as it was); each must be safe on a file from before
+versions existed (version 0: the tables of December 2026, so ``IF NOT
+EXISTS``).
+
+A file from a newer release (a version above ``len(MIGRATIONS)``) is refused
+rather than written: this release would not know what it breaks.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# version 0 -> 1: the tables of the December 2026 release, which had no version
+_V1: Final = """
+CREATE TABLE IF NOT EXISTS bans (
+    id          INTEGER PRIMARY KEY,
+    target      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    detector    TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    expires_at  REAL,               -- NULL: permanent
+    offence     INTEGER NOT NULL,
+    evidence    TEXT NOT NULL,      -- JSON array of strings
+    ended_at    REAL                -- lifted or expired; NULL while in force
+);
+CREATE INDEX IF NOT EXISTS bans_target ON bans (target, created_at);
+CREATE INDEX IF NOT EXISTS bans_open ON bans (ended_at) WHERE ended_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS intel_feeds (
+    feed            TEXT PRIMARY KEY,
+    last_id         TEXT NOT NULL,
+    last_success    REAL,
+    last_error      TEXT,
+    last_error_at   REAL,
+    last_full       REAL,               -- when the last full re-pull started
+    sent            TEXT NOT NULL,      -- JSON array: recent request times
+    info            TEXT,               -- JSON object: a list feed's source, size, bad lines
+    changed_at      REAL,               -- when the entries last changed
+    updated_at      REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS intel_entries (
+    feed        TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    first_seen  REAL NOT NULL,
+    last_seen   REAL NOT NULL,
+    PRIMARY KEY (feed, address)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS intel_entries_seen ON intel_entries (feed, last_seen);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+VERSION: Final = len(MIGRATIONS)  # what this release writes
