@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from sipwarden.api import ApiToken, Guard
-from sipwarden.config import ApiConfig
+from sipwarden.api import ApiToken, Guard, token_file
+from sipwarden.config import ApiConfig, ConfigError, config_from_dict, load_config
 
 from .conftest import free_udp_port, need, start_edge_process
 from .test_bans_daemon import api_url
@@ -293,3 +293,18 @@ def test_what_needs_the_token():
     for headers in ({}, {"Host": ""}):
         refused = on_loopback.refusal("GET", headers, LOCAL)
         assert refused is not None and refused.status == 400
+
+
+def test_the_keys_of_the_token_and_the_hosts(tmp_path: Path):
+    config = tmp_path / "edge.toml"
+    config.write_text('[storage]\npath = "state/bans.db"\n[api]\ntoken_file = ""\n')
+    assert token_file(load_config(config)) == tmp_path / "state" / "bans.token"
+    config.write_text('[api]\ntoken_file = "api.token"\n')
+    assert token_file(load_config(config)) == tmp_path / "api.token"
+    for bad in ("http://sipwarden.test", "sipwarden.test:8080", "[::1]", "a b"):
+        with pytest.raises(ConfigError) as refused:
+            config_from_dict({"api": {"hosts": ["localhost", bad]}})
+        assert str(refused.value) == (
+            f"api.hosts: entry [1], {bad!r}, is not a host name or an IP address"
+            f" (no port, scheme or path: e.g. sipwarden.example.com) (got ['localhost', {bad!r}])"
+        )

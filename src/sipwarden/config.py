@@ -356,6 +356,11 @@ class ApiConfig(_Section):
             api_address(value)
         return value
 
+    @field_validator("token_file", mode="before")
+    @classmethod
+    def _token_file(cls, value: Any) -> Any:
+        return None if value == "" else value  # "": unset, as for token
+
     @field_validator("hosts")
     @classmethod
     def _hosts(cls, value: list[str]) -> list[str]:
