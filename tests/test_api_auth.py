@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from sipwarden.api import ApiToken, Guard, token_file
+from sipwarden.api import ApiToken, Guard, TokenError, api_token, token_file
 from sipwarden.config import ApiConfig, ConfigError, config_from_dict, load_config
 
 from .conftest import free_udp_port, need, start_edge_process
@@ -308,3 +308,54 @@ def test_the_keys_of_the_token_and_the_hosts(tmp_path: Path):
             f"api.hosts: entry [1], {bad!r}, is not a host name or an IP address"
             f" (no port, scheme or path: e.g. sipwarden.example.com) (got ['localhost', {bad!r}])"
         )
+
+
+def test_the_token_is_made_once_and_a_bad_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("SIPWARDEN_API_TOKEN", raising=False)
+    path = tmp_path / "api.token"
+    config = config_from_dict({"api": {"token_file": str(path)}})
+    made = api_token(config)
+    assert made.file == path and api_token(config) == made
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["api.token"]
+    monkeypatch.setenv("SIPWARDEN_API_TOKEN", "from-the-environment")
+    assert api_token(config) == ApiToken("from-the-environment", None)
+    set_here = config_from_dict({"api": {"token": "from-the-config", "token_file": str(path)}})
+    assert api_token(set_here) == ApiToken("from-the-config", None)
+    monkeypatch.delenv("SIPWARDEN_API_TOKEN")
+
+    def refused(where: Path) -> str:
+        with pytest.raises(TokenError) as error:
+            api_token(config_from_dict({"api": {"token_file": str(where)}}))
+        assert str(error.value).startswith(f"api.token_file = '{where}': ")
+        return str(error.value)
+
+    assert "not a regular file" in refused(tmp_path)
+    assert "cannot create it: No such file or directory" in refused(tmp_path / "no" / "t")
+    link = tmp_path / "link.token"
+    link.symlink_to(path)
+    assert "cannot read it" in refused(link)
+    os.mkfifo(tmp_path / "fifo.token", 0o600)
+    assert "not a regular file" in refused(tmp_path / "fifo.token")
+    path.chmod(0o640)
+    assert "(mode 0640): run chmod 600 on it" in refused(path)
+    for content in ("short\n", "x" * 20 + " y" * 10, "é" * 20):
+        path.write_text(content)
+        path.chmod(0o600)
+        assert "it holds no token" in refused(path)
+
+
+def test_a_token_file_of_another_user_is_refused(tmp_path: Path):
+    need(os.geteuid() == 0, "giving a file to another user needs root")
+    import pwd
+
+    path = tmp_path / "api.token"
+    path.write_text("x" * 43 + "\n")
+    path.chmod(0o600)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    os.chown(path, nobody, -1)
+    with pytest.raises(TokenError) as refused:
+        api_token(config_from_dict({"api": {"token_file": str(path)}}))
+    assert f"it belongs to uid {nobody}, not to the daemon's user or root" in str(refused.value)

@@ -69,31 +69,40 @@ def api_token(config: Config) -> ApiToken:
 
 def _read(path: Path) -> str:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # no symbolic link followed; a FIFO planted there must not block the start
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise _error(path, f"cannot read it: {exc.strerror}", "a file of its own") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if info.st_mode & 0o077:
-            mode = stat.S_IMODE(info.st_mode)
-            raise TokenError(
-                f"api.token_file = '{path}': other users may read or write it"
-                f" (mode {mode:04o}): run chmod 600 on it, or delete it to make a new one"
-            )
-        if info.st_uid not in (os.geteuid(), 0):
-            raise TokenError(
-                f"api.token_file = '{path}': it belongs to uid {info.st_uid}, not to"
-                " the daemon's user or root: delete it to make a new one"
-            )
-        value = f.read(4096).decode("ascii", "replace").strip()
-    if len(value) < 16 or not value.isprintable() or " " in value:
+    try:
+        _check(path, os.fstat(fd))
+        value = os.read(fd, 4096).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
+    if len(value) < 16 or not (value.isascii() and value.isprintable()) or " " in value:
         raise TokenError(
-            f"api.token_file = '{path}': it holds no token (16 to 4096 printable"
+            f"api.token_file = '{path}': it holds no token (16 to 4096 printable ASCII"
             " characters without spaces): delete it to make a new one"
         )
     return value
+
+
+def _check(path: Path, info: os.stat_result) -> None:
+    """A regular file that only the daemon's user (or root) may read or write."""
+    if not stat.S_ISREG(info.st_mode):
+        raise _error(path, "it is not a regular file", "a file of its own")
+    if info.st_mode & 0o077:
+        raise TokenError(
+            f"api.token_file = '{path}': other users may read or write it"
+            f" (mode {stat.S_IMODE(info.st_mode):04o}): run chmod 600 on it,"
+            " or delete it to make a new one"
+        )
+    if info.st_uid not in (os.geteuid(), 0):
+        raise TokenError(
+            f"api.token_file = '{path}': it belongs to uid {info.st_uid}, not to"
+            " the daemon's user or root: delete it to make a new one"
+        )
 
 
 def _create(path: Path) -> None:
