@@ -359,3 +359,51 @@ def test_a_token_file_of_another_user_is_refused(tmp_path: Path):
     with pytest.raises(TokenError) as refused:
         api_token(config_from_dict({"api": {"token_file": str(path)}}))
     assert f"it belongs to uid {nobody}, not to the daemon's user or root" in str(refused.value)
+
+
+def test_a_user_the_control_socket_refuses_is_told_so_and_nothing_is_done_behind_it():
+    """As ``nobody``, `bans add` with the daemon running: the control
+    socket refuses it, and the CLI says so (it used to take the refusal for
+    "no daemon", write the store itself and fail with a traceback)."""
+    need(os.geteuid() == 0, "acting as another user needs root")
+    import pwd
+
+    from click.testing import CliRunner
+
+    from sipwarden.cli import main
+
+    where = Path(tempfile.mkdtemp(prefix="sipwarden-auth-"))
+    try:
+        where.chmod(0o755)
+        proc, line = start_edge_process(where, free_udp_port(), free_udp_port())
+        try:
+            config = where / "edge.toml"
+            config.chmod(0o644)
+            nobody = pwd.getpwnam("nobody")
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: nobody, running the CLI in this interpreter
+                code = 99
+                try:
+                    os.setgroups([])
+                    os.setgid(nobody.pw_gid)
+                    os.setuid(nobody.pw_uid)
+                    done = CliRunner().invoke(main, ["bans", "add", "192.0.2.9", "-c", str(config)])
+                    os.write(write, json.dumps([done.exit_code, done.output]).encode())
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(write)
+            with os.fdopen(read) as answer:
+                exit_code, output = json.loads(answer.read() or "[null, null]")
+            assert os.waitpid(pid, 0)[1] == 0
+            assert exit_code == 1, output
+            assert output.strip() == (
+                f"sipwarden: {where / 'sipwarden.sock'}: permission denied: the daemon's"
+                " control socket is for its own user (run this as that user, or as root)"
+            )
+            assert bans(api_url(line)) == []
+        finally:
+            stop(proc)
+    finally:
+        shutil.rmtree(where)
