@@ -3,7 +3,9 @@ daemon on loopback: a state-changing request needs the token even there
 (the token is made at first start, kept 0600 and across restarts); the
 Host header must name the API (DNS rebinding) and a foreign Origin may
 change nothing (a cross-site form post); a local user reads neither the
-token nor the control socket. And the Host rule itself, over plain values."""
+token nor the control socket, and the CLI tells it so. And, in-process, the
+Host rule and what needs the token over plain values, and the token file's
+checks."""
 
 from __future__ import annotations
 
