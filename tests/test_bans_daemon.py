@@ -34,6 +34,12 @@ def api_url(line: bytes) -> str:
     return found.group(1).decode()
 
 
+def bearer(tmp_path: Path) -> dict[str, str]:
+    """The header a state-changing request needs: the token the daemon made
+    beside its store (``sipwarden.db``, as start_edge_process configures it)."""
+    return {"Authorization": f"Bearer {(tmp_path / 'sipwarden.token').read_text().strip()}"}
+
+
 def answered(phone: UdpPhone, port: int, user: str = "100", cseq: int = 1) -> bool:
     phone.send(register_request(user, port=phone.port, cseq=cseq), port)
     return phone.recv(0.5) is not None
@@ -86,10 +92,13 @@ def test_bans_survive_a_restart_and_the_cli_and_api_agree(tmp_path: Path):
             made = httpx.post(
                 f"{api}/api/v1/bans",
                 json={"ip": "198.51.100.9", "permanent": True, "reason": "known fraudster"},
+                headers=bearer(tmp_path),
             )
             assert made.status_code == 201, made.text
             assert made.json()["expires_at"] is None
-            refused = httpx.post(f"{api}/api/v1/bans", json={"ip": "not-an-address"})
+            refused = httpx.post(
+                f"{api}/api/v1/bans", json={"ip": "not-an-address"}, headers=bearer(tmp_path)
+            )
             assert refused.status_code == 400 and "not an IP" in refused.json()["error"]
             assert httpx.get(f"{api}/api/v1/bans/203.0.113.0/24").json()["banned"] is True
             before = json.loads(cli("bans", "list", "--json", "-c", config).stdout)
@@ -105,10 +114,11 @@ def test_bans_survive_a_restart_and_the_cli_and_api_agree(tmp_path: Path):
             assert not answered(attacker, port, cseq=60)
             assert answered(phone, port, cseq=2)
             api = api_url(line)
-            lifted = httpx.delete(f"{api}/api/v1/bans/127.0.0.2")
+            lifted = httpx.delete(f"{api}/api/v1/bans/127.0.0.2", headers=bearer(tmp_path))
             assert lifted.status_code == 200, lifted.text
             assert answered(attacker, port, cseq=61)
-            assert httpx.delete(f"{api}/api/v1/bans/127.0.0.2").status_code == 404
+            again = httpx.delete(f"{api}/api/v1/bans/127.0.0.2", headers=bearer(tmp_path))
+            assert again.status_code == 404
             removed = cli("bans", "remove", "203.0.113.0/24", "-c", config)
             assert removed.returncode == 0, removed.stderr
             left = json.loads(cli("bans", "list", "--json", "-c", config).stdout)

@@ -93,7 +93,8 @@ async def serve(
                 + "; ".join(mode.describe() for mode in modes)
                 + f"; {len(policy.rules.rules)} rules"
                 + (f"; {workers} workers" if workers > 1 else "")
-                + (f"; API {api.url}/api/v1" if api is not None else ""),
+                + (f"; API {api.url}/api/v1" if api is not None else "")
+                + (f" (token in {api.token_file})" if api and api.token_file else ""),
                 flush=True,
             )
         await stop.wait()
@@ -106,19 +107,22 @@ async def serve(
 
 
 async def start_api(config: Config, daemon: Daemon) -> ApiServer | None:
-    """The REST API on ``[api] listen``; a port another program holds is
-    a warning, not a reason to leave the PBX unprotected."""
+    """The REST API on ``[api] listen``; a port another program holds, or
+    a token file that cannot be used, is an error in the log, not a reason
+    to leave the PBX unprotected."""
     if not config.api.listen:
         return None
-    from .api import serve_api
+    from .api import TokenError, serve_api
 
     try:
-        return await serve_api(config.api, daemon)
+        return await serve_api(config, daemon)
     except OSError as exc:
         log.error(
             "the API is not running: %s:%s (set [api] listen)", config.api.listen, exc.strerror
         )
-        return None
+    except TokenError as exc:
+        log.error("the API is not running: %s", exc)
+    return None
 
 
 def _die_with_parent() -> None:

@@ -354,12 +354,34 @@ class ApiConfig(_Section):
 
     listen: str = "127.0.0.1:8080"  # "" turns it off; port 0 picks one
     token: str | None = None  # or SIPWARDEN_API_TOKEN; required off loopback
+    # neither set: a token made at first start, kept here (0600); default:
+    # beside the store (sipwarden.db -> sipwarden.token). See api/token.py.
+    token_file: Path | None = None
+    # names (or addresses) clients may reach the API by besides its own
+    # address and localhost (a reverse proxy's name): the Host check
+    hosts: list[str] = []
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         if value:
             api_address(value)
+        return value
+
+    @field_validator("token_file", mode="before")
+    @classmethod
+    def _token_file(cls, value: Any) -> Any:
+        return None if value == "" else value  # "": unset, as for token
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for i, host in enumerate(value):
+            if not _is_host(host) or host.startswith("["):
+                raise ValueError(
+                    f"entry [{i}], {host!r}, is not a host name or an IP address"
+                    " (no port, scheme or path: e.g. sipwarden.example.com)"
+                )
         return value
 
     @model_validator(mode="after")
@@ -563,6 +585,9 @@ def load_config(path: str | Path | None) -> Config:
             ),
             "control": config.control.model_copy(update={"socket": here / config.control.socket}),
             "storage": config.storage.model_copy(update={"path": here / config.storage.path}),
+            "api": config.api.model_copy(
+                update={"token_file": config.api.token_file and here / config.api.token_file}
+            ),
             "intel": _intel_paths(config.intel, here),
         }
     )

@@ -8,11 +8,26 @@ Bans: ``GET /api/v1/bans`` (the array `sipwarden bans list --json` prints),
 (each feed's size, last success and last error; the country policy) and
 ``GET /api/v1/intel/lookup/{ip}`` (country, the feeds that list it since
 when, ban, and what its next packet meets). Sharing: ``GET
-/api/v1/export/bans.{txt,json,nft}``. With a token configured
-(``[api] token`` or SIPWARDEN_API_TOKEN) every request needs
-``Authorization: Bearer <token>``.
+/api/v1/export/bans.{txt,json,nft}``.
+
+Every request that changes state needs ``Authorization: Bearer <token>``
+(on loopback too), and every request must name this API in its Host
+header (``guard``); the token is configured or made at first start and
+kept in a 0600 file (``token``).
 """
 
+from .guard import Guard, Refusal, guard_middleware
 from .server import ApiServer, serve_api
+from .token import ApiToken, TokenError, api_token, token_file
 
-__all__ = ["ApiServer", "serve_api"]
+__all__ = [
+    "ApiServer",
+    "ApiToken",
+    "Guard",
+    "Refusal",
+    "TokenError",
+    "api_token",
+    "guard_middleware",
+    "serve_api",
+    "token_file",
+]

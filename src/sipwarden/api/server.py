@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import hmac
 import json
-import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..config import ApiConfig, api_address, parse_duration
+from ..config import Config, api_address, parse_duration
 from ..daemon.commands import run_command
+from .guard import Guard, guard_middleware
+from .token import api_token
 
 if TYPE_CHECKING:
     from ..daemon.core import Daemon
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
-TOKEN: web.AppKey[str | None] = web.AppKey("token")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -26,17 +26,6 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
-
-
-@web.middleware
-async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
-    token = request.app[TOKEN]
-    if token:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return _error(401, "missing or wrong token (Authorization: Bearer <token>)")
-    response: web.StreamResponse = await handler(request)
-    return response
 
 
 async def _run(request: web.Request, command: str, **args: Any) -> dict[str, Any]:
@@ -136,10 +125,9 @@ async def export_nft(request: web.Request) -> web.Response:
     return web.Response(text=script, content_type="text/plain")
 
 
-def make_app(daemon: Daemon, token: str | None) -> web.Application:
-    app = web.Application(middlewares=[_auth])
+def make_app(daemon: Daemon, guard: Guard) -> web.Application:
+    app = web.Application(middlewares=[guard_middleware(guard)])
     app[DAEMON] = daemon
-    app[TOKEN] = token
     app.router.add_get("/api/v1/bans", list_bans)
     app.router.add_post("/api/v1/bans", add_ban)
     app.router.add_get("/api/v1/bans/{ip:.+}", show_ban)
@@ -157,15 +145,19 @@ def make_app(daemon: Daemon, token: str | None) -> web.Application:
 class ApiServer:
     runner: web.AppRunner
     url: str  # http://127.0.0.1:8080
+    token_file: Path | None  # where the made token is; None when configured
 
     async def cleanup(self) -> None:
         await self.runner.cleanup()
 
 
-async def serve_api(config: ApiConfig, daemon: Daemon) -> ApiServer:
-    host, port = api_address(config.listen)
-    token = config.token or os.environ.get("SIPWARDEN_API_TOKEN") or None
-    runner = web.AppRunner(make_app(daemon, token), access_log=None, handle_signals=False)
+async def serve_api(config: Config, daemon: Daemon) -> ApiServer:
+    """Listen on ``[api] listen``; a token file that cannot be made or used
+    is a ``TokenError``, a port that cannot be bound an ``OSError``."""
+    host, port = api_address(config.api.listen)
+    token = api_token(config)
+    guard = Guard.for_api(config.api, token)
+    runner = web.AppRunner(make_app(daemon, guard), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     try:
@@ -175,4 +167,4 @@ async def serve_api(config: ApiConfig, daemon: Daemon) -> ApiServer:
         raise
     bound = runner.addresses[0][1]  # (host, port[, ...]) of the one site: the port as bound
     shown = f"[{host}]" if ":" in host else host
-    return ApiServer(runner, f"http://{shown}:{bound}")
+    return ApiServer(runner, f"http://{shown}:{bound}", token.file)

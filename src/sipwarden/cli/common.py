@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ..config import Config, ConfigError, load_config
-from ..daemon.control import ControlError, ask
+from ..daemon.control import ControlDenied, ControlError, ask
 from ..fetch.dns import resolve
 from ..policy import Policy, PolicyError, RuleError, rules_policy
 
@@ -46,8 +46,13 @@ def policy_from(config: Config) -> Policy:
 def ask_daemon(
     config: Config, request: dict[str, Any], timeout: float = 10
 ) -> dict[str, Any] | None:
-    """The daemon's answer, or None when no daemon is running."""
+    """The daemon's answer, or None when no daemon is running. A daemon
+    this user may not ask stops the command: doing the work without it
+    would go behind its back (and into files that are not this user's)."""
     try:
         return ask(config.control.socket, request, timeout=timeout)
+    except ControlDenied as exc:
+        click.echo(f"sipwarden: {exc}", err=True)
+        sys.exit(1)
     except ControlError:
         return None

@@ -31,6 +31,10 @@ class ControlError(OSError):
     """The daemon cannot be reached, or did not answer."""
 
 
+class ControlDenied(ControlError):
+    """A daemon listens, but this user may not use its socket (mode 0600)."""
+
+
 def worker_path(path: Path, worker: int) -> Path:
     return path if worker == 0 else path.with_name(f"{path.name}.{worker}")
 
@@ -95,6 +99,11 @@ def ask(path: Path, request: dict[str, Any], timeout: float = TIMEOUT) -> dict[s
                 data += chunk
     except (FileNotFoundError, ConnectionRefusedError):
         raise ControlError(f"no sipwarden daemon is listening on {path}") from None
+    except PermissionError:
+        raise ControlDenied(
+            f"{path}: permission denied: the daemon's control socket is for its own user"
+            " (run this as that user, or as root)"
+        ) from None
     except OSError as exc:
         raise ControlError(f"{path}: {exc}") from None
     try:
