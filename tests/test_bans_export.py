@@ -77,11 +77,13 @@ def test_the_api_exports_the_bans_in_three_formats(tmp_path: Path):
         tmp_path,
         free_udp_port(),
         free_udp_port(),
-        extra='[api]\nlisten = "127.0.0.1:0"\ntoken = "s3cret"\n',
+        extra='[api]\nlisten = "127.0.0.1:0"\ntoken = "s3cret-0123456789abcdef"\n',
     )
     try:
         api = api_url(line)
-        client = httpx.Client(base_url=api, headers={"Authorization": "Bearer s3cret"})
+        client = httpx.Client(
+            base_url=api, headers={"Authorization": "Bearer s3cret-0123456789abcdef"}
+        )
         for ban in (
             {"ip": "203.0.113.0/24", "for": "1h"},
             {"ip": "203.0.113.7", "permanent": True},

@@ -157,3 +157,91 @@ def test_feed_names_are_unique() -> None:
     assert "intel.feeds: entry [1]: a second feed named 'voipbl'" in error(
         {"intel": {"feeds": [feed, {**feed, "path": "b.txt"}]}}
     )
+
+
+@pytest.mark.parametrize(
+    "data,words",
+    [
+        (
+            {"policy": {"trusted_peers": ["198.51.100.7", "0.0.0.0/0"]}},
+            ["policy.trusted_peers", "entry [1], '0.0.0.0/0', is too wide to be trusted", "/8"],
+        ),
+        (
+            {"policy": {"trusted_peers": ["::/0"]}},
+            ["policy.trusted_peers", "'::/0', is too wide", "a /32 of IPv6"],
+        ),
+        (
+            {"policy": {"trusted_peers": ["64.0.0.0/2"]}},
+            ["policy.trusted_peers", "'64.0.0.0/2', is too wide"],
+        ),
+        (
+            {"bans": {"deny": ["0.0.0.0/0"]}},
+            ["bans.deny", "'0.0.0.0/0', is too wide to be always dropped", "10.0.0.0/8"],
+        ),
+        ({"bans": {"deny": ["2000::/3"]}}, ["bans.deny", "'2000::/3', is too wide"]),
+        ({"bans": {"allow": ["0.0.0.0/1"]}}, ["bans.allow", "too wide to be never banned"]),
+    ],
+)
+def test_ranges_that_trust_or_drop_much_of_the_internet_are_refused(data, words):
+    text = error(data)
+    for word in words:
+        assert word in text, (word, text)
+
+
+def test_the_widest_ranges_allowed_are_a_slash_8_and_a_slash_32():
+    cfg = config_from_dict(
+        {
+            "policy": {"trusted_peers": ["10.0.0.0/8", "2001:db8::/32", "pbx.example.com"]},
+            "bans": {"deny": ["203.0.113.0/24", "2001:db8:bad::/48"], "allow": ["10.0.0.0/8"]},
+        }
+    )
+    assert cfg.policy.trusted_peers[0] == "10.0.0.0/8" and cfg.bans.deny[1] == "2001:db8:bad::/48"
+
+
+@pytest.mark.parametrize(
+    "token,words",
+    [
+        (" ", ["api.token", "a blank token is no secret", "at least 16", "(got ' ')"]),
+        ("\t\n", ["api.token", "blank"]),
+        ("s3cret", ["api.token", "6 characters is guessable", "at least 16"]),
+        ("correct horse battery staple", ["api.token", "one word, without spaces"]),
+        ("a" * 20 + "\x00", ["api.token", "control characters"]),
+    ],
+)
+def test_an_api_token_must_be_a_secret(token, words):
+    text = error({"api": {"token": token}})
+    for word in words:
+        assert word in text, (word, text)
+    if token.strip():
+        assert token not in text  # a secret the operator may use elsewhere is not echoed
+
+
+def test_a_good_api_token_and_no_token_are_accepted():
+    token = "0123456789abcdef0123"
+    assert config_from_dict({"api": {"token": token}}).api.token == token
+    assert config_from_dict({"api": {"token": ""}}).api.token == ""  # README: no token
+    assert config_from_dict({}).api.token is None
+
+
+def test_a_config_file_that_is_not_utf8(tmp_path):
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'[edge]\nserver_header = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(info.value) == (
+        f"{bad}: not UTF-8 text (byte 0xe9 at offset 27): save the file as UTF-8"
+    )
+
+
+def test_tls_files_are_found_next_to_the_config(tmp_path):
+    """As README says of every path (the TLS files were read from the
+    working directory, so a relative one failed under systemd)."""
+    path = tmp_path / "edge.toml"
+    path.write_text(
+        '[edge]\nlisten = ["tls:127.0.0.1:5061"]\ntls_certificate = "tls/cert.pem"\n'
+        'tls_key = "tls/key.pem"\nbackend_ca_file = "/etc/ssl/pbx.pem"\n'
+    )
+    edge = load_config(path).edge
+    assert edge.tls_certificate == tmp_path / "tls/cert.pem"
+    assert edge.tls_key == tmp_path / "tls/key.pem"
+    assert edge.backend_ca_file == Path("/etc/ssl/pbx.pem")

@@ -1,9 +1,10 @@
 """Wiring: build the running parts from the config, and run them.
 
-``run`` checks what can stop startup (a broken rule, an unreadable country
-database), makes the kernel match the store, forks the workers and runs
-``serve`` in each; ``serve`` builds one worker (the policy's keepers, the
-modes, the daemon, worker 0's API) and runs it until SIGTERM or SIGINT.
+``run`` checks what can stop startup (files and addresses the config names:
+``daemon.preflight``; a broken rule, an unreadable country database), makes
+the kernel match the store, forks the workers and runs ``serve`` in each;
+``serve`` builds one worker (the policy's keepers, the modes, the daemon,
+worker 0's API) and runs it until SIGTERM or SIGINT.
 Nothing here judges a packet or keeps state: that is the core's and the
 daemon's.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config
+from .daemon import preflight
 from .daemon.bans import BanKeeper, enforcer_for, reconcile
 from .daemon.core import Daemon
 from .daemon.intel import IntelKeeper
@@ -117,9 +119,8 @@ async def start_api(config: Config, daemon: Daemon) -> ApiServer | None:
     try:
         return await serve_api(config, daemon)
     except OSError as exc:
-        log.error(
-            "the API is not running: %s:%s (set [api] listen)", config.api.listen, exc.strerror
-        )
+        problem = preflight.bind_problem("api.listen", config.api.listen, exc)
+        log.error("%s; the edge runs without the API", problem)
     except TokenError as exc:
         log.error("the API is not running: %s", exc)
     return None
@@ -144,6 +145,7 @@ def run(config: Config, config_path: Path | None = None) -> None:
     # a SIGHUP before the loop handles it (logrotate during startup) must
     # not kill the daemon; the workers inherit this until their loop starts
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    preflight.check(config)  # before the store, the kernel or a port is touched
     key = flow_key(config.edge.flow_key_file)  # before forking: one key for all
     # a broken rule or an unreadable country database stops startup here
     policy = build_policy(config, countries=open_geo(config.intel.geoip), resolve=resolve)

@@ -213,12 +213,14 @@ class PolicyConfig(_Section):
     def _peers(cls, value: list[str]) -> list[str]:
         for i, peer in enumerate(value):
             try:
-                ipaddress.ip_network(peer, strict=False)
+                network = ipaddress.ip_network(peer, strict=False)
             except ValueError:
                 if not isinstance(peer, str) or not _HOSTNAME.fullmatch(peer):
                     raise ValueError(
                         f"entry [{i}], {peer!r}, is not an IP address, a CIDR or a host name"
                     ) from None
+            else:
+                _not_too_wide(i, peer, network, "trusted (never scanned, limited or banned)")
         return value
 
     @model_validator(mode="after")
@@ -266,12 +268,31 @@ Duration = Annotated[float, BeforeValidator(lambda v: parse_duration(v))]
 BanLength = Annotated[float | None, BeforeValidator(lambda v: parse_duration(v, permanent=True))]
 
 
-def _networks(value: list[str]) -> list[str]:
+# The widest range policy.trusted_peers, bans.allow and bans.deny take: a
+# /8 of IPv4 (as 10.0.0.0/8, the widest private range) or a /32 of IPv6
+# (an ISP's whole allocation). A wider one is a slip that trusts, or
+# drops, a good part of the Internet (0.0.0.0/0: all of it).
+WIDEST_PREFIX = {4: 8, 6: 32}
+
+
+def _not_too_wide(
+    i: int, entry: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network, what: str
+) -> None:
+    widest = WIDEST_PREFIX[network.version]
+    if network.prefixlen < widest:
+        raise ValueError(
+            f"entry [{i}], {entry!r}, is too wide to be {what}: a range may be at most"
+            f" a /{WIDEST_PREFIX[4]} of IPv4 (as 10.0.0.0/8) or a /{WIDEST_PREFIX[6]} of IPv6"
+        )
+
+
+def _networks(value: list[str], what: str) -> list[str]:
     for i, entry in enumerate(value):
         try:
-            ipaddress.ip_network(entry, strict=False)
+            network = ipaddress.ip_network(entry, strict=False)
         except (ValueError, TypeError):
             raise ValueError(f"entry [{i}], {entry!r}, is not an IP address or a CIDR") from None
+        _not_too_wide(i, entry, network, what)
     return value
 
 
@@ -291,8 +312,8 @@ class BansConfig(_Section):
     widest_v4: int = Field(default=8, ge=1, le=32)
     widest_v6: int = Field(default=32, ge=1, le=128)
 
-    _allow = field_validator("allow")(classmethod(lambda cls, v: _networks(v)))
-    _deny = field_validator("deny")(classmethod(lambda cls, v: _networks(v)))
+    _allow = field_validator("allow")(classmethod(lambda cls, v: _networks(v, "never banned")))
+    _deny = field_validator("deny")(classmethod(lambda cls, v: _networks(v, "always dropped")))
 
 
 class FailuresConfig(_Section):
@@ -349,6 +370,12 @@ class FirewallConfig(_Section):
     scope: Literal["sip", "all"] = "sip"
 
 
+MIN_TOKEN = 16  # characters: an API token shorter than this can be guessed
+_TOKEN_USAGE = (
+    f"use at least {MIN_TOKEN} printable characters, e.g. the output of `openssl rand -hex 16`"
+)
+
+
 class ApiConfig(_Section):
     """``[api]``: REST under /api/v1 (later the dashboard and /metrics)."""
 
@@ -360,6 +387,22 @@ class ApiConfig(_Section):
     # names (or addresses) clients may reach the API by besides its own
     # address and localhost (a reverse proxy's name): the Host check
     hosts: list[str] = []
+
+    @field_validator("token")
+    @classmethod
+    def _a_secret(cls, value: str | None) -> str | None:
+        if not value:  # None or "": no token (as the README's example writes it)
+            return value
+        if not value.strip():
+            raise ValueError(f"a blank token is no secret: {_TOKEN_USAGE}")
+        if any(ch.isspace() or not ch.isprintable() for ch in value):
+            raise ValueError(
+                f"a token is one word, without spaces or control characters (it is sent as"
+                f" 'Authorization: Bearer <token>'): {_TOKEN_USAGE}"
+            )
+        if len(value) < MIN_TOKEN:
+            raise ValueError(f"a token of {len(value)} characters is guessable: {_TOKEN_USAGE}")
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -532,6 +575,10 @@ class Config(_Section):
     intel: IntelConfig = Field(default_factory=IntelConfig)
 
 
+# keys whose values an error names by their length, not their text
+SECRET_KEYS = frozenset({"api.token", "intel.apiban.key"})
+
+
 def _format(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -547,6 +594,8 @@ def _format(error: ValidationError) -> str:
             if item["type"] in ("missing", "extra_forbidden") or isinstance(value, dict)
             else f" (got {value!r})"
         )
+        if key in SECRET_KEYS and isinstance(value, str) and value.strip():
+            shown = f" (got {len(value)} characters, not shown)"  # a secret, maybe reused
         lines.append(f"{key or 'config'}: {msg}{shown}")
     return "\n".join(lines)
 
@@ -567,6 +616,11 @@ def load_config(path: str | Path | None) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset"
+            f" {exc.start}): save the file as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
@@ -580,15 +634,27 @@ def load_config(path: str | Path | None) -> Config:
     return config.model_copy(
         update={
             "policy": config.policy.model_copy(update={"rule_files": files}),
-            "edge": config.edge.model_copy(
-                update={"flow_key_file": here / config.edge.flow_key_file}
-            ),
+            "edge": _edge_paths(config.edge, here),
             "control": config.control.model_copy(update={"socket": here / config.control.socket}),
             "storage": config.storage.model_copy(update={"path": here / config.storage.path}),
             "api": config.api.model_copy(
                 update={"token_file": config.api.token_file and here / config.api.token_file}
             ),
             "intel": _intel_paths(config.intel, here),
+        }
+    )
+
+
+def _edge_paths(edge: EdgeConfig, here: Path) -> EdgeConfig:
+    def near(path: Path | None) -> Path | None:
+        return None if path is None else here / path
+
+    return edge.model_copy(
+        update={
+            "flow_key_file": here / edge.flow_key_file,
+            "tls_certificate": near(edge.tls_certificate),
+            "tls_key": near(edge.tls_key),
+            "backend_ca_file": near(edge.backend_ca_file),
         }
     )
 

@@ -333,3 +333,24 @@ def test_keepalive_pings_get_pongs_only_on_a_vouched_connection(tmp_path):
             assert parse(reply).status == 401
             phone.sendall(b"\r\n\r\n")
             assert phone.recv(10) == b"\r\n"
+
+
+def test_a_backend_down_is_said_once_naming_edge_backend_then_counted(tmp_path, caplog):
+    """A TCP PBX that refuses connections: the edge serves on, and says so in
+    one warning naming the key and the address, not one per message (the
+    log is no place for a flood's every packet); every failure is counted."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with running_edge(tmp_path, backend_port=port, backend_transport="tcp") as run:
+        phone = UdpPhone()
+        for n in range(5):
+            phone.send(register_request("100", port=phone.port, cseq=n + 1), run.ports["udp"])
+            assert wait_for(lambda n=n: run.edge.counters["backend-connect-failed"] >= n + 2)
+        phone.close()
+    said = [r.getMessage() for r in caplog.records if "edge.backend" in r.getMessage()]
+    assert said == [
+        f"edge.backend = 'tcp:127.0.0.1:{port}': cannot connect (Connection refused):"
+        " check that the PBX is up and listens there; the edge serves meanwhile and tries"
+        " again with the next message"
+    ]

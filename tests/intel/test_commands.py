@@ -135,12 +135,12 @@ def test_one_sipwarden_reads_anothers_bans_as_a_feed(tmp_path: Path) -> None:
         first,
         free_udp_port(),
         free_udp_port(),
-        extra='[api]\nlisten = "127.0.0.1:0"\ntoken = "t0k"\n',
+        extra='[api]\nlisten = "127.0.0.1:0"\ntoken = "t0k-0123456789abcdef"\n',
     )
     other = None
     try:
         api = api_url(line)
-        a = httpx.Client(base_url=api, headers={"Authorization": "Bearer t0k"})
+        a = httpx.Client(base_url=api, headers={"Authorization": "Bearer t0k-0123456789abcdef"})
         for ban in (
             {"ip": "203.0.113.0/28", "for": "1h"},
             {"ip": "2001:db8::66", "permanent": True},
@@ -148,7 +148,7 @@ def test_one_sipwarden_reads_anothers_bans_as_a_feed(tmp_path: Path) -> None:
             assert a.post("/api/v1/bans", json=ban).status_code == 201
         feed = (
             f'[[intel.feeds]]\nname = "edge-a"\nurl = "{api}/api/v1/export/bans.txt"\n'
-            'refresh = "1s"\nheaders = { Authorization = "Bearer t0k" }\n'
+            'refresh = "1s"\nheaders = { Authorization = "Bearer t0k-0123456789abcdef" }\n'
             '[api]\nlisten = "127.0.0.1:0"\n'
         )
         other, other_line = start_edge_process(second, free_udp_port(), free_udp_port(), extra=feed)
@@ -163,7 +163,7 @@ def test_one_sipwarden_reads_anothers_bans_as_a_feed(tmp_path: Path) -> None:
             time.sleep(0.1)
         (shown,) = feeds()
         assert shown["in_force"] == 2 and shown["last_error"] is None, shown
-        assert "t0k" not in json.dumps(b.get("/api/v1/status").json())
+        assert "t0k-0123456789abcdef" not in json.dumps(b.get("/api/v1/status").json())
         looked = b.get("/api/v1/intel/lookup/203.0.113.9").json()
         assert looked["verdict"] == "drop (intel.edge-a)"
         assert looked["listed"][0]["target"] == "203.0.113.0/28"

@@ -259,6 +259,19 @@ def test_a_broken_rule_file_names_the_file_the_rule_and_the_field(tmp_path):
         policy(rule_files=[str(tmp_path / "missing.toml")])
 
 
+def test_a_rule_file_that_is_not_utf8_is_a_rule_error_naming_the_key(tmp_path):
+    """A RuleError: start-up stops with one line, a reload is refused and the
+    rules in force stay (a UnicodeDecodeError escaped both)."""
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'[[rule]]\nid = "caf\xe9"\n')
+    with pytest.raises(RuleError) as info:
+        policy(rule_files=[str(latin1)])
+    assert str(info.value) == (
+        f"policy.rule_files: {latin1}: not UTF-8 text (byte 0xe9 at offset 18):"
+        " save the file as UTF-8"
+    )
+
+
 def test_trusted_host_names_are_resolved_at_load():
     resolved = rules_policy(
         PolicyConfig(trusted_peers=["trunk.example.net", "10.0.0.0/8"]),

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from ..config import ConfigError
 from ..daemon.control import ControlError, ask
 from ..enforce import EnforcerError
 from ..policy import PolicyError, RuleError
@@ -36,6 +37,10 @@ def run(config_file: str | None) -> None:
     except (RuleError, PolicyError) as exc:
         click.echo(f"sipwarden: bad policy: {exc}", err=True)
         sys.exit(2)
+    except ConfigError as exc:  # a file or an address the config names: one line each
+        for line in str(exc).splitlines():
+            click.echo(f"sipwarden: cannot start: {line}", err=True)
+        sys.exit(1)
     except (OSError, EnforcerError, StoreError) as exc:
         click.echo(f"sipwarden: cannot start: {exc}", err=True)
         sys.exit(1)

@@ -12,5 +12,7 @@
   the country database's reopening);
 - ``offline``, ``intel_commands``: what the CLI does when no daemon runs
   (or, for ``intel sync``, beside it);
-- ``control``: the Unix socket itself; ``stats``: status and its sum.
+- ``control``: the Unix socket itself; ``stats``: status and its sum;
+- ``preflight``: the start-up checks of the files and addresses the config
+  names (one line each, naming the key).
 """

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import socket
 import ssl
 import time
@@ -424,6 +425,29 @@ def _udp_socket(host: str, port: int, *, shared: bool = False) -> socket.socket:
     return sock
 
 
+def _unreachable(backend: Endpoint, exc: BaseException, timeout: float) -> str:
+    """One line for a TCP or TLS backend that cannot be reached: the edge
+    still starts and serves (a PBX that starts after it stays hidden), and
+    tries again with the next message; the counter backend-connect-failed
+    counts every failure."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = (
+            f"its TLS certificate is not trusted ({exc.verify_message}): set"
+            " edge.backend_ca_file to the CA that signed it"
+        )
+    elif isinstance(exc, ssl.SSLError):  # its errno is OpenSSL's, not the system's
+        why = f"the TLS handshake failed ({exc.reason or exc}): check the PBX's TLS settings"
+    elif isinstance(exc, TimeoutError):
+        why = f"no answer within edge.tls_handshake_timeout ({timeout:g} s): check the PBX"
+    else:
+        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+        why = f"cannot connect ({reason}): check that the PBX is up and listens there"
+    return (
+        f"edge.backend = {str(backend)!r}: {why}; the edge serves meanwhile"
+        " and tries again with the next message"
+    )
+
+
 def _sendto(sock: socket.socket, data: bytes, flow: Peer) -> bool:
     """Send one datagram; False when the kernel refuses it (full queue, no route)."""
     try:
@@ -566,6 +590,7 @@ class _BackendLink:
         self.waiting: list[bytes] = []
         self.connecting: asyncio.Task[None] | None = None
         self.closed = False
+        self.failing = False  # the last attempt failed (and said so)
 
     async def connect(self) -> None:
         edge, backend = self.edge, self.edge.config.backend
@@ -583,9 +608,14 @@ class _BackendLink:
             )
         except (OSError, TimeoutError) as exc:
             edge.counters["backend-connect-failed"] += 1
-            log.warning("cannot connect to the backend %s: %s", backend, exc)
+            if not self.failing:  # once until it connects again, not once a message
+                log.warning("%s", _unreachable(backend, exc, edge.config.tls_handshake_timeout))
+            self.failing = True
             self.waiting.clear()
             return
+        if self.failing:
+            log.info("edge.backend = %r: connected", str(backend))
+        self.failing = False
         self.conn = conn
         for data in self.waiting:
             conn.write(data)

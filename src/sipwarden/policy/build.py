@@ -96,6 +96,11 @@ def operator_rules(config: PolicyConfig) -> list[Rule]:
                 text = Path(path).read_text(encoding="utf-8")
             except OSError as exc:
                 raise RuleError(f"{path}: cannot read: {exc.strerror}") from None
+            except UnicodeDecodeError as exc:
+                raise RuleError(
+                    f"policy.rule_files: {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x}"
+                    f" at offset {exc.start}): save the file as UTF-8"
+                ) from None
             rules += _rules_from_text(text, path)
     if config.rules:
         rules += compile_rules(config.rules, "config [[policy.rules]]")

@@ -1,0 +1,229 @@
+"""Start-up checks: what would stop `sipwarden run`, said before it starts.
+
+``run`` calls ``check`` first, before it reads the flow key, opens the
+store, touches the kernel or forks a worker. Each problem is one line that
+names the config key, its value and what to do (the house rule for config
+errors); ``check`` raises a ``ConfigError`` holding one line per problem,
+so an operator fixes them all in one go, never reads a traceback.
+
+What it checks, for the files and addresses the config names:
+
+- ``storage.path``: a file (not a directory) in a directory that exists;
+- ``control.socket``: in a directory that exists, not a directory or a
+  plain file, short enough for a Unix socket (every worker's), and no
+  other sipwarden answering on it;
+- the edge's TLS files (``edge.tls_certificate``, ``edge.tls_key``,
+  ``edge.backend_ca_file``): they exist and load;
+- ``edge.listen``: each address can be bound (on this machine, the port
+  free), by binding it as the edge will and letting it go at once;
+- ``edge.backend``: this machine has a route to it.
+
+Bounds: a handful of system calls, no packet sent. A TCP or TLS backend
+that refuses connections is not a reason to stay down (the PBX may start
+after the edge, and meanwhile the edge still hides it): the edge says so
+in its log, naming ``edge.backend`` (``edge/server.py``). The checks are a
+snapshot: another program may take a port between the check and the bind
+(then the bind's own error stops start-up).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import ssl
+from pathlib import Path
+
+from ..config import Config, ConfigError, EdgeConfig, Endpoint
+from ..edge import local_address_towards
+from .control import worker_path
+
+# what each TLS file of the edge must be
+TLS_FILES = {
+    "edge.tls_certificate": "give the PEM certificate (chain) the edge presents over TLS",
+    "edge.tls_key": "give the PEM private key of edge.tls_certificate",
+}
+# sun_path holds 108 bytes, the last a NUL (unix(7))
+UNIX_PATH_MAX = 107
+
+
+def check(config: Config) -> None:
+    """Raise a ``ConfigError`` (one line per problem) if start-up would fail."""
+    found = problems(config)
+    if found:
+        raise ConfigError("\n".join(found))
+
+
+def problems(config: Config) -> list[str]:
+    """Every problem found, one line each (empty: nothing stops start-up)."""
+    edge = config.edge
+    found = [
+        *_storage(config.storage.path),
+        *_control(config.control.socket, edge.workers),
+        *_tls(edge),
+    ]
+    for i, ep in enumerate(edge.listen):
+        try:
+            _bind_once(ep)
+        except OSError as exc:
+            found.append(bind_problem(f"edge.listen[{i}]", ep, exc))
+    try:
+        local_address_towards(edge.backend.host, edge.backend.port)
+    except OSError as exc:
+        found.append(
+            f"{_named('edge.backend', edge.backend)}: this machine has no route to it"
+            f" ({os.strerror(exc.errno or 0)}): check the address, and the routes"
+            f" (`ip route get {edge.backend.host}`)"
+        )
+    return found
+
+
+def bind_problem(key: str, address: object, exc: OSError) -> str:
+    """One line for an address the kernel would not let us listen on."""
+    fix = {
+        errno.EADDRINUSE: "another program listens on this port (`ss -lnptu` shows which):"
+        " stop it or choose another port",
+        errno.EADDRNOTAVAIL: "the address is not one of this machine's (`ip addr` lists them):"
+        " use one of them, or 0.0.0.0 or [::] for all",
+        errno.EACCES: "not permitted: a port below 1024 needs root or CAP_NET_BIND_SERVICE",
+        errno.EAFNOSUPPORT: "IPv6 is off on this machine: use an IPv4 address",
+    }.get(exc.errno or 0, "use an address and port this machine can listen on")
+    # asyncio words its errors "error while attempting to bind on address ...";
+    # the errno's own text is the short, plain one
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"{_named(key, address)}: cannot listen ({reason}): {fix}"
+
+
+def _named(key: str, value: object) -> str:
+    return f"{key} = {str(value)!r}"
+
+
+def _storage(path: Path) -> list[str]:
+    if path.is_dir():
+        return [
+            f"{_named('storage.path', path)}: is a directory: name the database file,"
+            f" e.g. {str(path / 'sipwarden.db')!r}"
+        ]
+    if not path.parent.is_dir():
+        return [
+            f"{_named('storage.path', path)}: the directory {str(path.parent)!r} does not"
+            " exist: create it (writable by sipwarden's user) or choose a file in one that does"
+        ]
+    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        return [
+            f"{_named('storage.path', path)}: sipwarden's user cannot create files in"
+            f" {str(path.parent)!r}: give it write access there or choose another directory"
+        ]
+    return []
+
+
+def _control(path: Path, workers: int) -> list[str]:
+    key = _named("control.socket", path)
+    if path.is_dir():
+        return [
+            f"{key}: is a directory: name the socket file, e.g. {str(path / 'sipwarden.sock')!r}"
+        ]
+    if not path.parent.is_dir():
+        return [
+            f"{key}: the directory {str(path.parent)!r} does not exist: create it"
+            " (writable by sipwarden's user) or choose a path in one that does"
+        ]
+    if path.exists() and not path.is_socket():
+        return [
+            f"{key}: a file that is not a socket is in the way: remove it or choose another path"
+        ]
+    if path.is_socket() and _answers(path):
+        # said here, or the ports it holds would be the only complaint
+        return [
+            f"{key}: another sipwarden is running with this control socket: stop it, or give"
+            " this one a control socket (and ports) of its own"
+        ]
+    longest = worker_path(path, workers - 1)
+    if len(os.fsencode(longest)) > UNIX_PATH_MAX:
+        return [
+            f"{key}: {str(longest)!r} is {len(os.fsencode(longest))} bytes long, and a Unix"
+            f" socket's path can be at most {UNIX_PATH_MAX}: choose a shorter path"
+        ]
+    return []
+
+
+def _answers(path: Path) -> bool:
+    """Whether a process listens on the Unix socket ``path`` (a crash
+    leaves a socket nobody listens on; the daemon replaces it)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+def _tls(edge: EdgeConfig) -> list[str]:
+    found: list[str] = []
+    serves_tls = any(ep.transport == "tls" for ep in edge.listen) or edge.backend.transport == "tls"
+    files = {"edge.tls_certificate": edge.tls_certificate, "edge.tls_key": edge.tls_key}
+    for key, path in files.items():
+        if serves_tls and path is not None and (problem := _readable(path)):
+            found.append(f"{_named(key, path)}: {problem}: {TLS_FILES[key]}")
+    # the model makes a TLS listener or backend name both files
+    if serves_tls and not found and edge.tls_certificate and edge.tls_key:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                edge.tls_certificate, edge.tls_key
+            )
+        except (ssl.SSLError, OSError) as exc:
+            found.append(
+                f"{_named('edge.tls_certificate', edge.tls_certificate)},"
+                f" {_named('edge.tls_key', edge.tls_key)}: not a PEM certificate (chain) and"
+                f" its private key ({_ssl_reason(exc)}): check both files"
+            )
+    ca = edge.backend_ca_file
+    if edge.backend.transport == "tls" and ca is not None:
+        if problem := _readable(ca):
+            found.append(
+                f"{_named('edge.backend_ca_file', ca)}: {problem}: give the CA certificates (PEM)"
+                " that signed the PBX's, or remove the key to use the system's CAs"
+            )
+        else:
+            try:
+                ssl.create_default_context(cafile=ca)
+            except (ssl.SSLError, OSError) as exc:
+                found.append(
+                    f"{_named('edge.backend_ca_file', ca)}: not PEM CA certificates"
+                    f" ({_ssl_reason(exc)}): give the CA that signed the PBX's"
+                )
+    return found
+
+
+def _ssl_reason(exc: OSError) -> str:
+    """OpenSSL's short reason (KEY_VALUES_MISMATCH), else a plain one."""
+    if isinstance(exc, ssl.SSLError):  # its errno is OpenSSL's, not the system's
+        return exc.reason or "OpenSSL cannot read it as PEM"
+    return os.strerror(exc.errno or 0)
+
+
+def _readable(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file, or None."""
+    try:
+        with path.open("rb"):
+            return None
+    except FileNotFoundError:
+        return "no such file"
+    except IsADirectoryError:
+        return "is a directory"
+    except OSError as exc:
+        return f"cannot read it ({os.strerror(exc.errno or 0)})"
+
+
+def _bind_once(ep: Endpoint) -> None:
+    """Bind ``ep`` as the edge will (IPv6 only on IPv6; TCP with
+    SO_REUSEADDR, as asyncio's servers), and let it go at once."""
+    family = socket.AF_INET6 if ep.family_v6 else socket.AF_INET
+    kind = socket.SOCK_DGRAM if ep.transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(family, kind) as sock:
+        if ep.family_v6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((ep.host, ep.port))
