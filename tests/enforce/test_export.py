@@ -23,6 +23,7 @@ from sipwarden.intel.index import parse_target
 from ..conftest import need
 from ..edge.netns import Namespace, namespace
 
+NAN = float("nan")
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
 
@@ -149,6 +150,14 @@ def test_nft_caps_timeouts_and_keeps_a_targets_longest_ban():
         "192.0.2.3",
     ]
     assert parse_feed(as_text(bans, NOW)).entries == ("192.0.2.1", "192.0.2.2", "192.0.2.3")
+
+
+def test_a_store_row_an_older_release_let_in_is_left_out_not_a_crash():
+    """Scoped IPv6 targets and NaN expiries are refused at entry now; a store
+    from before still holds them, and one must not break every export."""
+    bans = [row("192.0.2.1", 60), row("fe80::1%eth0", 60), {**row("192.0.2.9"), "expires_at": NAN}]
+    assert parse_feed(as_text(bans, NOW)).entries == ("192.0.2.1",)
+    assert nft_elements(as_nft(bans, NOW))["sipwarden_bans4"] == ["192.0.2.1 timeout 60s"]
 
 
 def test_nft_leaves_out_what_a_banned_network_covers():

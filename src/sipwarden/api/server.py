@@ -45,7 +45,10 @@ async def add_ban(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or not isinstance(body.get("ip"), str):
         return _error(400, "ip: an IP address or a CIDR is required")
     duration: Any = "progressive"
-    if body.get("permanent"):
+    permanent = body.get("permanent", False)
+    if not isinstance(permanent, bool):
+        return _error(400, "permanent: true or false")
+    if permanent:
         duration = None
     elif body.get("for") is not None:
         try:
@@ -55,8 +58,8 @@ async def add_ban(request: web.Request) -> web.Response:
     answer = await _run(
         request, "bans-add", target=body["ip"], duration=duration, reason=body.get("reason")
     )
-    if not answer["ok"]:
-        return _error(400 if "not an IP" in answer["error"] else 409, answer["error"])
+    if not answer["ok"]:  # refused by the ban book (409), or a bad request (400)
+        return _error(409 if answer.get("refused") else 400, answer["error"])
     return _json(answer["ban"], 201)
 
 

@@ -334,7 +334,8 @@ class BanKeeper:
 async def add_request(keeper: BanKeeper, request: dict[str, Any]) -> dict[str, Any]:
     """``bans-add`` (control socket, API, offline CLI): target, duration
     (seconds; null: permanent; absent: the progressive length), reason.
-    Anything else is refused with the reason, nothing changed."""
+    Anything else is an error saying what is wrong, and nothing changes; a
+    well-formed ban the book may not make is ``refused`` too (REST: 409)."""
     target = request.get("target")
     duration = request.get("duration", "progressive")
     if duration is not None and duration != "progressive":
@@ -361,10 +362,14 @@ async def add_request(keeper: BanKeeper, request: dict[str, Any]) -> dict[str, A
         return {"ok": False, "error": _not_a_target(target)}
     why = keeper.book.refusal(key)
     if why is not None:
-        return {"ok": False, "error": f"{key} not banned: {why}"}
+        return {"ok": False, "refused": True, "error": f"{key} not banned: {why}"}
     ban = await keeper.add(key, duration=duration, reason=reason[:MAX_REASON])
     if ban is None:
-        return {"ok": False, "error": f"{key} not banned: a ban that lasts longer is in force"}
+        return {
+            "ok": False,
+            "refused": True,
+            "error": f"{key} not banned: a ban that lasts longer is in force",
+        }
     return {"ok": True, "ban": describe(ban)}
 
 

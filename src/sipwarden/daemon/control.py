@@ -60,12 +60,12 @@ async def serve_control(path: Path, handler: Handler) -> asyncio.AbstractServer:
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), TIMEOUT)
             try:
+                line = await asyncio.wait_for(reader.readline(), TIMEOUT)
                 request = json.loads(line)
                 if not isinstance(request, dict):
                     raise ValueError("not an object")
-            except ValueError as exc:
+            except ValueError as exc:  # not JSON, not an object, or a line over 64 kB
                 answer: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}"}
             else:
                 answer = await handler(request)

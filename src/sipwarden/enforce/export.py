@@ -150,9 +150,12 @@ def _in_force(bans: Sequence[Row], now: float) -> dict[str, float | None]:
     found: dict[str, float | None] = {}
     for ban in bans:
         expires_at = ban["expires_at"]
-        if expires_at is not None and expires_at <= now:
+        if expires_at is not None and not (math.isfinite(expires_at) and expires_at > now):
+            continue  # over (or a NaN an older release let in)
+        try:
+            target = parse_target(ban["ip"]).spelling
+        except ValueError:  # a scoped address an older release let in: no feed can hold it
             continue
-        target = parse_target(ban["ip"]).spelling
         if target in found:
             old = found[target]
             if old is None or (expires_at is not None and expires_at <= old):
