@@ -324,8 +324,8 @@ def test_the_token_is_made_once_and_a_bad_file_is_refused(
     assert [p.name for p in tmp_path.iterdir()] == ["api.token"]
     monkeypatch.setenv("SIPWARDEN_API_TOKEN", "from-the-environment")
     assert api_token(config) == ApiToken("from-the-environment", None)
-    set_here = config_from_dict({"api": {"token": "from-the-config", "token_file": str(path)}})
-    assert api_token(set_here) == ApiToken("from-the-config", None)
+    set_here = config_from_dict({"api": {"token": "from-the-config-file", "token_file": str(path)}})
+    assert api_token(set_here) == ApiToken("from-the-config-file", None)
     monkeypatch.delenv("SIPWARDEN_API_TOKEN")
 
     def refused(where: Path) -> str:
