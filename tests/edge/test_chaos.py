@@ -26,11 +26,17 @@ from sipwarden.daemon.control import ask
 
 from ..disk import fill, small_disk
 from .netns import in_namespace
-from .test_bruteforce import TABLE, Daemon, Phone, Site, eventually, site  # noqa: F401
+from .test_bruteforce import TABLE, Phone, Site, eventually, site  # noqa: F401
+from .test_bruteforce import Daemon as BruteForceDaemon
 
 TOKEN = "chaos-test-token-0123456789abcdef"
 API = "127.0.0.1:8080"
 ATTACKERS = [f"10.251.0.{n}" for n in range(10, 30)]
+
+
+class Daemon(BruteForceDaemon):
+    def kernel(self) -> set[str]:
+        return set(self.firewall()["elements"])
 
 
 class ChaosDaemon(Daemon):
@@ -44,9 +50,6 @@ class ChaosDaemon(Daemon):
         text = text.replace('path = "bans.db"', f'path = "{disk / "bans.db"}"')
         text = text.replace('listen = "127.0.0.1:0"', f'listen = "{API}"\ntoken = "{TOKEN}"')
         self.config.write_text(text)
-
-    def kernel(self) -> set[str]:
-        return set(self.firewall()["elements"])
 
 
 @contextlib.contextmanager
@@ -195,4 +198,40 @@ def test_no_ban_is_lost_to_a_full_disk_bad_requests_and_a_crash(
         for start, end in ((t0, t1), (t1, t2), (t3, t4), (t4, time.time())):
             assert 200 in loop.between(start, end), (start, end, loop.results)
         failures = [s for _, s in loop.results if s != 200]
+        print(f"phone: {len(loop.results) - len(failures)} of {len(loop.results)} logins succeeded")
         assert len(failures) <= 4, loop.results
+
+
+def test_a_store_deleted_before_a_start_does_not_empty_the_kernel(
+    site: Site,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Before, a start with no store made the kernel match the empty store:
+    every ban was flushed. Now the kernel's bans are kept and the new store
+    is rebuilt from them, detector and reason included."""
+    with attackers(site) as ips:
+        daemon = Daemon(site, tmp_path)
+        try:
+            daemon.start()
+            guess(site, ips[:3])
+            before = eventually(lambda: len(b := daemon.bans()) == 3 and b, 10)
+            assert before, daemon.log()
+            assert daemon.stop() == 0
+            for name in ("bans.db", "bans.db-wal", "bans.db-shm"):
+                (tmp_path / name).unlink(missing_ok=True)
+            daemon.start()
+            assert daemon.kernel() == set(ips[:3])
+            after = eventually(lambda: len(b := daemon.bans()) == 3 and b, 10)
+            assert after, daemon.log()
+            assert daemon.stop() == 0
+        finally:
+            if daemon.proc is not None:
+                daemon.stop()
+            print(daemon.log())
+            subprocess.run(site.pair.in_edge("nft", "delete", "table", "inet", TABLE), check=False)
+        stored = json.loads(daemon.cli("bans", "list", "--json").stdout)  # the store alone
+        assert {b["ip"] for b in stored} == set(ips[:3])
+        assert {b["detector"] for b in stored} == {"auth.brute-force"}
+        assert [b["reason"] for b in stored] == [b["reason"] for b in before]
+        for old, new in zip(before, stored, strict=True):
+            assert abs(old["expires_at"] - new["expires_at"]) < 2

@@ -16,6 +16,8 @@ from sipwarden.store import BanStore, StoreError
 from sipwarden.store.intel import IntelStore
 from sipwarden.store.schema import VERSION
 
+from ..disk import fill, small_disk
+
 DATA = Path(__file__).parent.parent / "data" / "store"
 RELEASE_2026_12 = DATA / "release-2026-12.db"  # written by the release before schema versions
 
@@ -93,3 +95,10 @@ def test_the_store_is_private_to_its_owner(tmp_path: Path) -> None:
     old.chmod(0o644)
     BanStore(old).close()
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
+
+
+def test_a_full_disk_at_start_is_one_line(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        fill(disk)
+        message = refusal(disk / "sipwarden.db")
+    assert "the disk is full" in message and "free some space" in message
