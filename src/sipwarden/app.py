@@ -1,7 +1,8 @@
 """Wiring: build the running parts from the config, and run them.
 
 ``run`` checks what can stop startup (a broken rule, an unreadable country
-database), makes the kernel match the store, forks the workers and runs
+database), makes the kernel match the store, builds the kernel's lane,
+forks the workers and runs
 ``serve`` in each; ``serve`` builds one worker (the policy's keepers, the
 modes, the daemon, worker 0's API) and runs it until SIGTERM or SIGINT.
 Nothing here judges a packet or keeps state: that is the core's and the
@@ -24,11 +25,13 @@ from .config import Config
 from .daemon.bans import BanKeeper, enforcer_for, reconcile
 from .daemon.core import Daemon
 from .daemon.intel import IntelKeeper
+from .daemon.lane import LaneKeeper, start_lane
 from .daemon.modes import Mode
 from .edge import Edge, flow_key
 from .fetch.dns import resolve
 from .fetch.geoip import open_geo
 from .policy import Policy, build_policy
+from .values import Network
 
 if TYPE_CHECKING:
     from .api import ApiServer
@@ -58,9 +61,19 @@ async def serve(
     modes: list[Mode] = [Edge(config.edge, key, policy=policy)]
     daemon: Daemon | None = None
 
-    def never_dropped() -> list[object]:  # the policy in force: a reload may change them
+    def never_dropped() -> list[Network]:  # the policy in force: a reload may change them
         book = daemon.policy.bans if daemon is not None else policy.bans
         return list(book.allow_networks) if book is not None else []
+
+    # the kernel lane's known-good sources, pushed by every worker; worker 0
+    # keeps its trusted sets in step with the policy's and reads its counters
+    lane = (
+        None
+        if policy.known_good is None
+        else LaneKeeper(
+            policy.known_good, keeper.enforcer, trusted=never_dropped if worker == 0 else None
+        )
+    )
 
     intel = IntelKeeper(
         config.intel,
@@ -72,7 +85,15 @@ async def serve(
         screen=lambda: daemon.policy.intel if daemon is not None else policy.intel,
     )
     daemon = Daemon(
-        config, config_path, policy, modes, keeper, intel, worker=worker, children=children
+        config,
+        config_path,
+        policy,
+        modes,
+        keeper,
+        intel,
+        lane=lane,
+        worker=worker,
+        children=children,
     )
     api = None
     try:
@@ -143,6 +164,8 @@ def run(config: Config, config_path: Path | None = None) -> None:
     # a broken rule or an unreadable country database stops startup here
     policy = build_policy(config, countries=open_geo(config.intel.geoip), resolve=resolve)
     asyncio.run(reconcile(config))  # before any worker bans: the store is the truth
+    assert policy.bans is not None
+    asyncio.run(start_lane(config, policy.bans.allow_networks))  # before any packet is read
     children: list[int] = []
     for worker in range(1, config.edge.workers):
         pid = os.fork()

@@ -76,6 +76,7 @@ def status(config_file: str | None, as_json: bool) -> None:
             "bans_in_force": stats.get("bans-in-force", 0),
             "intel": stats.get("intel", {}),
             "verdicts": stats.get("verdicts", {}),
+            "lane": stats.get("lane"),  # None: no kernel lane
         }
     else:
         from ..daemon.intel_commands import offline_status
