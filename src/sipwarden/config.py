@@ -337,8 +337,9 @@ class LaneConfig(_Section):
 
     enabled: bool = True
     # packets a second from unknown sources, per prefix and all together; the
-    # total, absent: 2,000 per edge worker (one worker relayed 4,500-5,000
-    # REGISTERs a second with Kamailio behind it: bench/flood.py)
+    # total, absent: 1,000 per edge worker, a quarter of what one worker
+    # relayed with Kamailio behind it (4,500-5,000 REGISTERs a second on an
+    # idle machine, 2,700 on a busy one: bench/flood.py)
     prefix_rate: int = Field(default=200, ge=1, le=10_000_000)
     total_rate: int | None = Field(default=None, ge=1, le=100_000_000)
     prefix_v4: int = Field(default=24, ge=8, le=32)

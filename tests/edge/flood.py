@@ -295,6 +295,16 @@ class Registering:
         return [a for a in self.attempts if start <= a.at <= end]
 
 
+def socket_drops(site: FloodSite) -> int:
+    """Datagrams the edge namespace's UDP sockets had no room for (the
+    kernel's RcvbufErrors): what a full queue cost, whoever sent it."""
+    snmp = subprocess.run(
+        site.pair.in_edge("cat", "/proc/net/snmp"), capture_output=True, text=True, timeout=10
+    ).stdout
+    names, values = [line.split()[1:] for line in snmp.splitlines() if line.startswith("Udp:")]
+    return int(dict(zip(names, values, strict=True))["RcvbufErrors"])
+
+
 def success(attempts: list[Attempt]) -> float:
     """The share of attempts that ended in 200."""
     return sum(a.status == 200 for a in attempts) / len(attempts) if attempts else 0.0
@@ -310,5 +320,6 @@ __all__ = [
     "flood",
     "flood_result",
     "flood_site",
+    "socket_drops",
     "success",
 ]

@@ -98,11 +98,13 @@ class LaneKeeper:
         *,
         trusted: Callable[[], list[Network]] | None = None,
         clock: Callable[[], float] = time.time,
+        read_every: float = READ_EVERY,
     ) -> None:
         self.known_good = known_good
         self.enforcer = enforcer
         self.trusted = trusted
         self.clock = clock
+        self.read_every = read_every
         # "pushed" (sources sent to the kernel), "batches", "refused" (the kernel did not take them)
         self.counters: Counter[str] = Counter()
         self.kernel: dict[str, int] = {}  # the kernel's counters at the last reading (worker 0)
@@ -163,7 +165,7 @@ class LaneKeeper:
             except (EnforcerError, OSError, ValueError) as exc:
                 self.counters["errors"] += 1
                 log.warning("reading the kernel lane failed: %s", exc)
-            await asyncio.sleep(READ_EVERY)
+            await asyncio.sleep(self.read_every)
 
     def status(self) -> dict[str, Any]:
         """For ``status``: this worker's known-good record and pushes, and

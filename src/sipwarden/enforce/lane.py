@@ -72,7 +72,7 @@ COUNTERS: Final = {  # what `status` and `firewall lane` call them -> the nft co
 BUCKETS: Final = 65_536  # prefixes tracked per family at once
 BUCKET_IDLE: Final = 60  # seconds a prefix's bucket outlives its last packet
 TOTAL_BURST: Final = 0.2  # seconds of total_rate let through at once
-DEFAULT_TOTAL_PER_WORKER: Final = 2000  # packets/s: see config.LaneConfig
+DEFAULT_TOTAL_PER_WORKER: Final = 1000  # packets/s: see config.LaneConfig
 
 
 @dataclass(frozen=True)
