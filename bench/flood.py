@@ -9,16 +9,19 @@ source sends the same request a few times a second or less, so no
 per-source limit trips).
 
 1. capacity: with no lane, a flood well above what the edge can take; the
-   edge's capacity is the answers it relayed from Kamailio per second;
+   edge's capacity is the answers it relayed from Kamailio per second
+   (over 5 s, after 3 s of the flood);
 2. the flood at ``--times`` (10) that capacity, ``--seconds`` long, while
    a phone that registered before it logs in every second (REGISTER, 401,
    REGISTER with credentials, 200; no retransmissions, 1 s per answer: a
-   lost request is a failed login) and a newcomer (a phone that never
-   logged in) tries the same: first with ``enforcer = "none"`` (no lane),
-   then with the lane's defaults and each ``--totals`` rate.
+   lost request is a failed login) and, from 2 s into the flood, a
+   newcomer (a phone that never logged in) tries the same: first with
+   ``enforcer = "none"`` (no lane), then with the lane's defaults and
+   each ``--totals`` rate.
 
 Printed per run: the phone's and the newcomer's logins that succeeded, the
-datagrams the edge received per second, the datagrams the edge's socket
+datagrams the edge read and the answers it relayed per second (over the
+flood's length, the backlog read after it included), the datagrams its socket
 had no room for (RcvbufErrors), and the lane's kernel counters.
 
 Run (root; kamailio, nft, ip): .venv/bin/python bench/flood.py [--times 10]
@@ -53,17 +56,21 @@ from tests.edge.flood import (
 NO_LANE = '[firewall]\nenforcer = "none"'
 LANE = '[firewall]\nenforcer = "nftables"'
 PROBE_RATE = 20_000  # packets a second for the capacity: several times what the edge takes
+NEWCOMER_AFTER = 2.0  # seconds into the flood the newcomer starts trying
 MAX_RATE = 120_000  # what the flooder sends on this machine at most (it needs a core)
 
 
-def capacity(site: FloodSite, seconds: float) -> dict[str, float]:
-    """Answers relayed (Kamailio's 401s to the flood) and datagrams read,
-    per second, with the edge's socket never empty."""
+def capacity(site: FloodSite, seconds: float, warm: float = 3.0) -> dict[str, float]:
+    """Answers relayed (Kamailio's 401s to the flood) and datagrams read per
+    second, with the edge's socket never empty: over ``seconds`` of a
+    flood, after ``warm`` seconds of it."""
     with EdgeDaemon(site, "capacity", NO_LANE) as edge:
-        before = edge.stats()["edge"]
-        sent = flood_result(flood(site, PROBE_RATE, seconds), seconds + 30)
-        after = edge.stats()["edge"]
-    took = sent["seconds"]
+        flooder = flood(site, PROBE_RATE, warm + seconds + 1)
+        time.sleep(warm)
+        before, began = edge.stats()["edge"], time.monotonic()
+        time.sleep(seconds)
+        after, took = edge.stats()["edge"], time.monotonic() - began
+        sent = flood_result(flooder, seconds + 30)
     return {
         "relayed": (after.get("to-client", 0) - before.get("to-client", 0)) / took,
         "received": (after.get("received", 0) - before.get("received", 0)) / took,
@@ -77,18 +84,23 @@ def run(site: FloodSite, name: str, firewall: str, rate: int, seconds: float) ->
         newcomer = Phone(site, site.newcomer_ip, "200")
         assert phone.login() == 200, edge.log()
         time.sleep(1.0)  # the lane keeper's batch (a fraction of a second)
-        before, drops = edge.stats()["edge"]["received"], socket_drops(site)
+        before, drops = edge.stats()["edge"], socket_drops(site)
         flooder = flood(site, rate, seconds)
         start = time.monotonic()
-        with Registering(phone) as registered, Registering(newcomer) as unknown:
-            sent = flood_result(flooder, seconds + 30)
+        with Registering(phone) as registered:
+            time.sleep(NEWCOMER_AFTER)  # the limit's first burst is spent: the flood is steady
+            with Registering(newcomer) as unknown:
+                sent = flood_result(flooder, seconds + 30)
         end = time.monotonic()
-        received = edge.stats()["edge"]["received"] - before
+        after = edge.stats()["edge"]
+        received = after.get("received", 0) - before.get("received", 0)
+        relayed = after.get("to-client", 0) - before.get("to-client", 0)
         drops = socket_drops(site) - drops
         lane = edge.cli("firewall", "lane") if "nftables" in firewall else None
         phone.close()
         newcomer.close()
-    firsts = [a.at - start for a in unknown.within(start, end) if a.status == 200]
+    tries = unknown.within(start, end)
+    firsts = [a.at - tries[0].at for a in tries if a.status == 200]
     return {
         "name": name,
         "sent": sent,
@@ -96,6 +108,7 @@ def run(site: FloodSite, name: str, firewall: str, rate: int, seconds: float) ->
         "newcomer": unknown.within(start, end),
         "newcomer_first": firsts[0] if firsts else None,
         "received": received / sent["seconds"],
+        "relayed": relayed / sent["seconds"],
         "socket_drops": drops,
         "lane": lane,
     }
@@ -108,8 +121,9 @@ def show(result: dict[str, Any]) -> None:
     print(
         f"| {result['name']} | {result['sent']['rate']:,} | {ok}/{len(phone)}"
         f" ({success(phone):.0%}) | {sum(a.status == 200 for a in newcomer)}/{len(newcomer)}"
-        f" ({'never' if first is None else f'first after {first:.0f} s'})"
-        f" | {result['received']:,.0f} | {result['socket_drops']:,} | "
+        f" ({'never' if first is None else f'in after {first:.0f} s'})"
+        f" | {result['received']:,.0f} / {result['relayed']:,.0f}"
+        f" | {result['socket_drops']:,} | "
         + (
             "no lane"
             if result["lane"] is None
@@ -144,7 +158,7 @@ def main() -> int:
             f"flood: {rate:,} REGISTERs/s ({rate / cap['relayed']:.1f}x), {args.seconds:g} s each"
         )
         print(
-            "\n| run | flood /s | registered phone | newcomer | edge received /s"
+            "\n| run | flood /s | registered phone | newcomer | edge read / relayed, per s"
             " | socket overflows | kernel lane (packets) |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |"
         )
         runs = [("no lane", NO_LANE), ("lane, defaults", LANE)] + [

@@ -54,6 +54,13 @@ def test_a_registered_phone_keeps_registering_through_a_spoofed_flood(tmp_path: 
         during = registering.within(start, end)
         lane = edge.cli("firewall", "lane")
         stats = edge.stats()
+        # a restart keeps the lane's known-good sources, with their time left
+        edge.stop()
+        edge.start()
+        kept = edge.cli("firewall", "lane")
+        assert abs(kept["known_good"][site.phone_ip] - lane["known_good"][site.phone_ip]) < 10
+        assert set(kept["counters"].values()) == {0}  # the counts start again
+        assert phone.login() == 200
         phone.close()
 
     c = lane["counters"]
