@@ -2,11 +2,10 @@
 
 ``run`` checks what can stop startup (a broken rule, an unreadable country
 database), makes the kernel match the store, builds the kernel's lane,
-forks the workers and runs
-``serve`` in each; ``serve`` builds one worker (the policy's keepers, the
-modes, the daemon, worker 0's API) and runs it until SIGTERM or SIGINT.
-Nothing here judges a packet or keeps state: that is the core's and the
-daemon's.
+forks the workers and runs ``serve`` in each; ``serve`` builds one worker
+(the policy's keepers, the modes, the daemon, worker 0's API) and runs it
+until SIGTERM or SIGINT. Nothing here judges a packet or keeps state: that
+is the core's and the daemon's.
 """
 
 from __future__ import annotations

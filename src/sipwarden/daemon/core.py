@@ -3,8 +3,8 @@
 What it owns, and why here: the policy in force (every mode judges with it;
 a reload builds a new one off the packets' thread and swaps it into every
 mode between two packets), the ban keeper, the feed keeper and the lane
-keeper (the policy's I/O), and the control socket through which the CLI, the other workers and
-REST reach the commands (``commands.COMMANDS``). What it does not own: how
+keeper (the policy's I/O), and the control socket through which the CLI,
+the other workers and REST reach the commands (``commands.COMMANDS``). What it does not own: how
 traffic arrives (the modes), what the API serves (``api/``, above it), how
 the workers are forked (``app``).
 

@@ -62,7 +62,7 @@ async def start_lane(config: Config, trusted: Sequence[Network]) -> None:
     one line."""
     settings = lane_settings(config)
     if config.firewall.enforcer != "nftables":
-        log.warning(
+        log.info(
             'no kernel lane: [firewall] enforcer = "none", so under a flood the edge\'s'
             ' socket decides who is served (enforcer = "nftables" keeps phones a lane)'
         )
@@ -71,7 +71,7 @@ async def start_lane(config: Config, trusted: Sequence[Network]) -> None:
     await enforcer.start_lane(settings, trusted)
     await enforcer.stop()
     if settings is None:
-        log.warning("no kernel lane: [firewall.lane] enabled = false")
+        log.info("no kernel lane: [firewall.lane] enabled = false")
         return
     log.info(
         "kernel lane on %s: sources that logged in (for %s s) and %d trusted networks first;"

@@ -397,6 +397,7 @@ class NftablesEnforcer:
             self._raise_if_unusable(result, "set up the lane")
             raise EnforcerError(
                 f"nft refused the lane in table inet {self.table}: {_refused(result)}"
+                " (set [firewall.lane] enabled = false to run without it)"
             )
 
     async def load_trusted(self, trusted: Sequence[Network]) -> None:

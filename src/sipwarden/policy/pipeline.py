@@ -26,8 +26,8 @@ verdict with a ``Decision``), and ``_ban`` hands the decision to the ban
 book, which alone decides; only what it records is enforced. The backend's
 answers come back through ``answer``: the failure tracker reads them and
 asks the ban book the same way, and a login that succeeded is reported to
-the known-good record (``known_good``: the kernel's lane learns from it). Each verdict is counted by kind and reason;
-the rules count their own hits. Everything here is sans-I/O (the clock is
+the known-good record (``known_good``: the kernel's lane learns from it).
+Each verdict is counted by kind and reason; the rules count their own hits. Everything here is sans-I/O (the clock is
 passed in): the edge, ``explain`` and ``replay`` share it.
 """
 
@@ -73,9 +73,9 @@ class Policy:
     policy without rules has (sanity, OPTIONS from trusted peers only).
     ``bans`` is the ban book every ``Banning`` goes to; ``failures`` and
     ``uniform`` read the backend's answers, ``known_good`` hears of the
-    logins that succeeded. The stage lists are fixed at
-    construction (a reload builds a new Policy); the counters are handed
-    from one Policy to the next."""
+    logins that succeeded. The stage lists are fixed at construction (a
+    reload builds a new Policy); the counters are handed from one Policy to
+    the next."""
 
     def __init__(
         self,
