@@ -36,9 +36,11 @@ Why the known-good sets are never emptied here: they outlive the daemon
 (a restart, an upgrade, a crash keep them, with their timeouts), so the
 phones keep their lane while sipwarden is down and after it starts
 again; the daemon does not need to know them (it reports each source
-again at its next login, which renews its timeout). A reboot or
-``firewall flush`` loses them: each phone is back at its next login; until
-then it shares the unknown sources' rate. ``start`` rebuilds everything
+again at its next login, which renews its timeout). A reboot loses them:
+each phone is back at its next login, and until then shares the unknown
+sources' rate (``firewall flush`` removes the whole lane, until the daemon
+starts again). Not written to the store: a write per login would buy
+only the minutes after a reboot. ``start`` rebuilds everything
 else (chains, trusted sets, buckets, counters: the counts start at zero,
 as the bans' do) in one transaction; a lane switched off is removed.
 
@@ -99,7 +101,7 @@ class LaneSettings:
 class LaneView:
     """The lane as the kernel holds it."""
 
-    present: bool  # the chain is there
+    present: bool  # its counters are there: it was built
     counters: dict[str, int]  # COUNTERS' keys -> packets
     known_good: dict[str, float | None]  # address -> seconds left
     trusted: list[str]  # networks

@@ -13,8 +13,8 @@ Two halves, because a reload needs them apart:
 - ``with_state(policy, config)``: the same stages with the state that
   outlives a reload: the ban book, the rate limiter, the failure tracker,
   uniform answers, the known-good record (the kernel lane's) and the intel
-  screen, new or handed over from the
-  previous policy (every ban, rate, failure count and feed entry stays).
+  screen, new or handed over from the previous policy (every ban, rate,
+  failure count, known-good source and feed entry stays).
   It is quick and pure, and must run on the thread that judges packets.
 
 ``build_policy(config)`` does both: the daemon's policy at startup, and any
@@ -191,11 +191,12 @@ def with_state(
 ) -> Policy:
     """``policy`` (from ``rules_policy(config.policy)``: its rules, trusted
     peers and counters) with the ban book, limiter, failure tracker, uniform
-    answers, known-good record and intel screen ``config`` asks for: new ones, or
-    ``previous``'s with the new settings (a reload keeps every ban, rate,
-    failure count and feed entry). ``countries``: the country source
-    ``[intel.geoip]`` names, opened by the caller off this thread
-    (``fetch.geoip.open_geo``); None keeps ``previous``'s. Call it on the
+    answers, known-good record and intel screen ``config`` asks for: new
+    ones, or ``previous``'s with the new settings (a reload keeps every
+    ban, rate, failure count, known-good source and feed entry).
+    ``countries``: the country source ``[intel.geoip]`` names, opened by
+    the caller off this thread (``fetch.geoip.open_geo``); None keeps
+    ``previous``'s. Call it on the
     thread that judges packets: the state it hands over is live."""
     old = previous
     allow = [ipaddress.ip_network(a, strict=False) for a in config.bans.allow]

@@ -12,8 +12,9 @@ learning: the kernel has them from the config.
 Operations: ``logged_in(host, now)`` from ``Policy.answer``; ``drain()``
 for the daemon's lane keeper, which pushes the batch to the kernel (one
 nft call for all that logged in meanwhile, never one per packet);
-``restore`` from what the kernel still holds after a restart. Sans-I/O;
-the clock is passed in.
+``unreported`` for what the kernel did not take. Sans-I/O; the clock is
+passed in. Nothing is restored after a restart: the kernel kept its
+entries, and each source is reported again (renewed) at its next login.
 
 What is reported: a source the first time it logs in, and again once its
 last report is older than half of ``timeout`` (the kernel's entry is then
@@ -25,14 +26,16 @@ Bounded: ``max_sources`` sources remembered (the least recently logged in
 forgotten first: reported again at its next login) and ``max_pending``
 reports waiting for the keeper (beyond that a report is dropped and
 counted; that source is reported at its next login). Only real logins
-make entries, and a login needs a round trip, so spoofed sources make
-none.
+make entries, and a login needs a round trip (the PBX's nonce), so spoofed
+sources make none, with one exception: a PBX that answers 2xx to an
+INVITE whatever its credentials (anonymous calls to an IVR) makes the
+source of any INVITE that carries an Authorization known-good.
 """
 
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -95,14 +98,3 @@ class KnownGood:
         """The kernel did not take these: report them again at their next login."""
         for host in hosts:
             self._reported.pop(host, None)
-
-    def restore(self, left: Mapping[str, float], now: float) -> None:
-        """What the kernel still holds (host -> seconds left, after a
-        restart): taken as reported when it would have been, so they are
-        renewed on schedule, not all at once at the next login."""
-        for host, seconds in sorted(left.items(), key=lambda item: item[1]):
-            if 0 < seconds <= self.timeout:
-                self._reported[host] = now - (self.timeout - seconds)
-                self._reported.move_to_end(host)
-        while len(self._reported) > self.max_sources:
-            self._reported.popitem(last=False)
