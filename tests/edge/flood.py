@@ -34,7 +34,7 @@ from typing import Any
 from sipwarden.daemon.control import ask
 from sipwarden.sip import Message, parse
 
-from .harness import REALM, USERS, authorization
+from .harness import REALM, authorization
 from .kamailio import kamailio
 from .netns import Pair, in_namespace, namespace_pair
 
@@ -311,7 +311,6 @@ def success(attempts: list[Attempt]) -> float:
 
 
 __all__ = [
-    "USERS",
     "Attempt",
     "EdgeDaemon",
     "FloodSite",
