@@ -59,6 +59,12 @@ def test_ipv6_and_tls_endpoints(tmp_path):
             ["edge.domains", "[1]", "not a host name"],
         ),
         ({"edge": {"server_header": "x\r\nX-Injected: 1"}}, ["edge.server_header", "one line"]),
+        (
+            {"firewall": {"lane": {"known_good_timeout": "10s"}}},
+            ["firewall.lane.known_good_timeout", "greater than or equal to 60", "got 10"],
+        ),
+        ({"firewall": {"lane": {"prefix_v4": 33}}}, ["firewall.lane.prefix_v4", "32", "got 33"]),
+        ({"firewall": {"lane": {"total_rate": 0}}}, ["firewall.lane.total_rate", "1", "got 0"]),
     ],
 )
 def test_errors_name_the_key_and_what_is_valid(data, words):

@@ -2,9 +2,9 @@
 
 ``run`` checks what can stop startup (files and addresses the config names:
 ``daemon.preflight``; a broken rule, an unreadable country database), makes
-the kernel match the store, forks the workers and runs ``serve`` in each;
-``serve`` builds one worker (the policy's keepers, the modes, the daemon,
-worker 0's API) and runs it until SIGTERM or SIGINT.
+the kernel match the store, builds the kernel's lane, forks the workers and
+runs ``serve`` in each; ``serve`` builds one worker (the policy's keepers,
+the modes, the daemon, worker 0's API) and runs it until SIGTERM or SIGINT.
 Nothing here judges a packet or keeps state: that is the core's and the
 daemon's.
 """
@@ -26,11 +26,13 @@ from .daemon import preflight
 from .daemon.bans import BanKeeper, enforcer_for, reconcile
 from .daemon.core import Daemon
 from .daemon.intel import IntelKeeper
+from .daemon.lane import LaneKeeper, start_lane
 from .daemon.modes import Mode
 from .edge import Edge, flow_key
 from .fetch.dns import resolve
 from .fetch.geoip import open_geo
 from .policy import Policy, build_policy
+from .values import Network
 
 if TYPE_CHECKING:
     from .api import ApiServer
@@ -60,9 +62,19 @@ async def serve(
     modes: list[Mode] = [Edge(config.edge, key, policy=policy)]
     daemon: Daemon | None = None
 
-    def never_dropped() -> list[object]:  # the policy in force: a reload may change them
+    def never_dropped() -> list[Network]:  # the policy in force: a reload may change them
         book = daemon.policy.bans if daemon is not None else policy.bans
         return [*book.allow_networks, *book.protected_networks] if book is not None else []
+
+    # the kernel lane's known-good sources, pushed by every worker; worker 0
+    # keeps its trusted sets in step with the policy's and reads its counters
+    lane = (
+        None
+        if policy.known_good is None
+        else LaneKeeper(
+            policy.known_good, keeper.enforcer, trusted=never_dropped if worker == 0 else None
+        )
+    )
 
     intel = IntelKeeper(
         config.intel,
@@ -75,7 +87,15 @@ async def serve(
         widest=(config.bans.widest_v4, config.bans.widest_v6),
     )
     daemon = Daemon(
-        config, config_path, policy, modes, keeper, intel, worker=worker, children=children
+        config,
+        config_path,
+        policy,
+        modes,
+        keeper,
+        intel,
+        lane=lane,
+        worker=worker,
+        children=children,
     )
     api = None
     try:
@@ -150,6 +170,8 @@ def run(config: Config, config_path: Path | None = None) -> None:
     # a broken rule or an unreadable country database stops startup here
     policy = build_policy(config, countries=open_geo(config.intel.geoip), resolve=resolve)
     asyncio.run(reconcile(config))  # before any worker bans: the store is the truth
+    assert policy.bans is not None
+    asyncio.run(start_lane(config, policy.bans.allow_networks))  # before any packet is read
     children: list[int] = []
     for worker in range(1, config.edge.workers):
         pid = os.fork()

@@ -361,6 +361,26 @@ class StorageConfig(_Section):
     path: Path = Path("sipwarden.db")
 
 
+class LaneConfig(_Section):
+    """``[firewall.lane]``: the kernel's pre-filter on the edge's SIP ports
+    (``enforce/lane.py``; needs enforcer = "nftables"): sources that logged
+    in, trusted peers and the allow list pass first; unknown sources are held
+    to a rate per prefix and in total, so a spoofed flood never fills the
+    edge's socket and starves the phones."""
+
+    enabled: bool = True
+    # packets a second from unknown sources, per prefix and all together; the
+    # total, absent: 1,000 per edge worker, a quarter of what one worker
+    # relayed with Kamailio behind it (4,500-5,000 REGISTERs a second on an
+    # idle machine, 2,700 on a busy one: bench/flood.py)
+    prefix_rate: int = Field(default=200, ge=1, le=10_000_000)
+    total_rate: int | None = Field(default=None, ge=1, le=100_000_000)
+    prefix_v4: int = Field(default=24, ge=8, le=32)
+    prefix_v6: int = Field(default=48, ge=16, le=128)
+    # a source that logged in stays known-good this long after its last login
+    known_good_timeout: Duration = Field(default=7200.0, ge=60, le=99_999_999)
+
+
 class FirewallConfig(_Section):
     """``[firewall]``: how bans reach the kernel."""
 
@@ -368,6 +388,7 @@ class FirewallConfig(_Section):
     table: str = Field(default="sipwarden", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
     # "sip": drop a banned source's traffic to the edge's ports; "all": all of it
     scope: Literal["sip", "all"] = "sip"
+    lane: LaneConfig = Field(default_factory=LaneConfig)
 
 
 MIN_TOKEN = 16  # characters: an API token shorter than this can be guessed

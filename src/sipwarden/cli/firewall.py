@@ -1,12 +1,15 @@
-"""`sipwarden firewall show|flush`: the kernel's side of the bans.
+"""`sipwarden firewall show|lane|flush`: the kernel's side of the bans.
 
-Both talk to nftables directly (the daemon need not run): ``show`` lists
-what the kernel drops now in one listing, ``flush`` removes sipwarden's
-table; the bans stay in the store for the daemon to put back.
+All talk to nftables directly (the daemon need not run): ``show`` lists
+what the kernel drops now in one listing, ``lane`` the pre-filter that
+keeps phones served under a flood (its counters, the sources that logged
+in, the trusted networks), ``flush`` removes sipwarden's table; the bans
+stay in the store for the daemon to put back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -54,6 +57,40 @@ def firewall_show(config_file: str | None, as_json: bool, with_feeds: bool) -> N
         render.print_json(shown)
     else:
         render.firewall_overview(enforcer.name, seen, with_feeds)
+
+
+@firewall.command("lane")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--list", "listed", is_flag=True, help="List the known-good sources too.")
+def firewall_lane(config_file: str | None, as_json: bool, listed: bool) -> None:
+    """The kernel lane: packets of known-good and trusted sources let
+    through, unknown ones passed and dropped (per prefix, in total), and
+    the sources that logged in, with their time left."""
+    import asyncio
+
+    from ..daemon.bans import enforcer_for
+    from ..daemon.lane import lane_settings
+
+    config = config_from(config_file)
+    try:
+        seen = asyncio.run(enforcer_for(config, "nftables").lane_view())
+    except (OSError, EnforcerError) as exc:
+        click.echo(f"sipwarden: {exc}", err=True)
+        sys.exit(1)
+    settings = lane_settings(config)
+    if as_json:
+        render.print_json(
+            {
+                "present": seen.present,
+                "settings": None if settings is None else dataclasses.asdict(settings),
+                "counters": seen.counters,
+                "known_good": seen.known_good,
+                "trusted": seen.trusted,
+            }
+        )
+    else:
+        render.firewall_lane(seen, settings, listed)
 
 
 @firewall.command("flush")

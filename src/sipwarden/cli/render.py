@@ -19,6 +19,7 @@ import click
 
 if TYPE_CHECKING:
     from ..daemon.intel_commands import Outcome
+    from ..enforce.lane import LaneSettings, LaneView
     from ..enforce.nftables import Overview
     from ..offline.report import ReplayReport
 
@@ -159,6 +160,15 @@ def status(shown: dict[str, Any], socket: Path) -> None:
             f"store: {store.get('unwritten', 0)} ban changes not written yet (held, tried again"
             f" every second; in force all the same): {store.get('error')}"
         )
+    lane = shown.get("lane")
+    if lane is not None:
+        click.echo(
+            f"kernel lane: {lane.get('known-good', 0):,} sources known-good; unknown sources"
+            f" dropped {lane.get('kernel-prefix-dropped', 0):,} per prefix,"
+            f" {lane.get('kernel-total-dropped', 0):,} over the total"
+        )
+    elif shown["running"]:
+        click.echo("kernel lane: none")
     feeds = shown["intel"].get("feeds", [])
     if not feeds:
         click.echo("feeds: none configured")
@@ -186,6 +196,32 @@ def status(shown: dict[str, Any], socket: Path) -> None:
     exempt = shown["intel"].get("listed_but_exempt")
     if exempt:
         click.echo(f"listed but trusted or allow-listed (kept working): {', '.join(exempt)}")
+
+
+def firewall_lane(seen: LaneView, settings: LaneSettings | None, listed: bool) -> None:
+    """`firewall lane`: what the kernel lane let through and dropped, and
+    (``listed``) the sources that logged in."""
+    if not seen.present:
+        click.echo("no kernel lane" + ("" if settings is None else " (the daemon builds it)"))
+        return
+    if settings is not None:
+        click.echo(
+            f"lane on {', '.join(f'{p}/{n}' for p, n in settings.ports)}: unknown sources"
+            f" {settings.prefix_rate}/s per /{settings.prefix_v4} (IPv6 /{settings.prefix_v6}),"
+            f" {settings.total_rate}/s in all"
+        )
+    c = seen.counters
+    click.echo(
+        f"packets: known-good {c['good']:,}, trusted {c['trusted']:,}, unknown passed"
+        f" {c['unknown-passed']:,}; dropped per prefix {c['prefix-dropped']:,},"
+        f" over the total {c['total-dropped']:,}"
+    )
+    click.echo(
+        f"known-good sources: {len(seen.known_good):,}; trusted networks: {len(seen.trusted)}"
+    )
+    if listed:
+        for target, left in sorted(seen.known_good.items()):
+            click.echo(f"  {target:<40} " + ("no end" if left is None else f"{left:.0f} s left"))
 
 
 def firewall_overview(enforcer: str, seen: Overview, with_feeds: bool) -> None:

@@ -86,6 +86,7 @@ def status(config_file: str | None, as_json: bool) -> None:
             },
             "intel": stats.get("intel", {}),
             "verdicts": stats.get("verdicts", {}),
+            "lane": stats.get("lane"),  # None: no kernel lane
         }
     else:
         from ..daemon.intel_commands import offline_status

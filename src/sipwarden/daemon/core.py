@@ -2,9 +2,9 @@
 
 What it owns, and why here: the policy in force (every mode judges with it;
 a reload builds a new one off the packets' thread and swaps it into every
-mode between two packets), the ban keeper and the feed keeper (the policy's
-I/O), and the control socket through which the CLI, the other workers and
-REST reach the commands (``commands.COMMANDS``). What it does not own: how
+mode between two packets), the ban keeper, the feed keeper and the lane
+keeper (the policy's I/O), and the control socket through which the CLI,
+the other workers and REST reach the commands (``commands.COMMANDS``). What it does not own: how
 traffic arrives (the modes), what the API serves (``api/``, above it), how
 the workers are forked (``app``).
 
@@ -36,6 +36,7 @@ from .stats import add_intel, add_stats, worker_stats
 if TYPE_CHECKING:
     from .bans import BanKeeper
     from .intel import IntelKeeper
+    from .lane import LaneKeeper
     from .modes import Mode
 
 log = logging.getLogger("sipwarden")
@@ -57,6 +58,7 @@ class Daemon:
         keeper: BanKeeper,
         intel: IntelKeeper,
         *,
+        lane: LaneKeeper | None = None,
         worker: int = 0,
         children: list[int] | None = None,
     ) -> None:
@@ -65,6 +67,7 @@ class Daemon:
         self.modes = list(modes)
         self.keeper = keeper
         self.intel = intel
+        self.lane = lane  # None: no kernel lane
         self.worker = worker
         self.children = children or []
         self.socket_path = worker_path(config.control.socket, worker)
@@ -103,6 +106,8 @@ class Daemon:
         self.keeper.book.protect(await asyncio.to_thread(protected_networks, self.config))
         await self.keeper.start()
         await self.intel.start()
+        if self.lane is not None:
+            await self.lane.start()
         for mode in self.modes:
             await mode.start()
 
@@ -114,6 +119,8 @@ class Daemon:
             self.socket_path.unlink()
         for mode in reversed(self.modes):
             await mode.stop()
+        if self.lane is not None:
+            await self.lane.stop()
         await self.intel.stop()
         await self.keeper.stop()
         log.info(
@@ -180,7 +187,13 @@ class Daemon:
 
     def stats(self) -> dict[str, Any]:
         """This worker's counters (``stats`` sums them over the workers)."""
-        return worker_stats(self.policy, self.modes, self.keeper, self.intel_status())
+        return worker_stats(
+            self.policy,
+            self.modes,
+            self.keeper,
+            self.intel_status(),
+            self.lane.status() if self.lane is not None else None,
+        )
 
     def intel_status(self) -> dict[str, Any]:
         """Feeds, country policy and the listed sources that pass anyway

@@ -23,9 +23,14 @@ NOT_SUMMED: Final = frozenset({"enforcement", "intel"})
 
 
 def worker_stats(
-    policy: Policy, modes: Iterable[Mode], keeper: BanKeeper, intel: dict[str, Any]
+    policy: Policy,
+    modes: Iterable[Mode],
+    keeper: BanKeeper,
+    intel: dict[str, Any],
+    lane: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """This worker's counters, by section."""
+    """This worker's counters, by section (``lane``: the kernel lane's, if
+    there is one; its ``kernel-*`` counters come from worker 0 alone)."""
     now = time.time()
     stats: dict[str, Any] = {
         "ok": True,
@@ -50,6 +55,8 @@ def worker_stats(
         },
         "intel": intel,
     }
+    if lane is not None:
+        stats["lane"] = lane
     return stats
 
 

@@ -5,7 +5,11 @@ The daemon drives an ``Enforcer``: ``start`` reconciles the kernel with the
 store (the truth) once, ``apply`` applies each drained batch of changes;
 ``stop`` leaves the kernel state in place so bans survive restarts and
 crashes; ``flush`` is ``sipwarden firewall flush``. ``load_feeds`` keeps the
-threat feeds' entries in sets of their own (``start`` empties them)."""
+threat feeds' entries in sets of their own (``start`` empties them). The
+lane (``lane.py``: known-good sources first, unknown ones rate-limited per
+prefix and in total) has its own methods: ``start_lane``, ``load_trusted``,
+``add_known_good``, ``lane_counters``, ``lane_view``; with ``none`` there is
+no lane."""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ import collections
 from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
 
-from ..values import Ban, Change
+from ..values import Ban, Change, Network
+from .lane import LaneSettings, LaneView
 from .nftables import EnforcerError, NftablesEnforcer
 
 KINDS: Final = ("none", "nftables")
@@ -70,6 +75,26 @@ class Enforcer(Protocol):
         """Packets the feed sets' drop rules have counted since the last start."""
         ...
 
+    async def start_lane(self, settings: LaneSettings | None, trusted: Sequence[Network]) -> None:
+        """Build the lane with ``trusted`` (peers, allow list), keeping the
+        known-good sources; None removes it. Raises EnforcerError if refused."""
+
+    async def load_trusted(self, trusted: Sequence[Network]) -> None:
+        """The lane's trusted networks are now ``trusted`` (never raises)."""
+
+    async def add_known_good(self, entries: Mapping[str, float], now: float) -> list[str]:
+        """Add or renew known-good sources (address -> expires_at) in one
+        batch; the addresses not taken (never raises)."""
+        ...
+
+    async def lane_counters(self) -> dict[str, int]:
+        """The lane's packet counters (``lane.COUNTERS``' keys); {} without a lane."""
+        ...
+
+    async def lane_view(self) -> LaneView:
+        """The lane in the kernel: counters, known-good sources, trusted networks."""
+        ...
+
 
 class NullEnforcer:
     """``enforcer = "none"``: everything stays in the edge."""
@@ -109,6 +134,21 @@ class NullEnforcer:
     async def feed_dropped(self) -> int:
         return 0
 
+    async def start_lane(self, settings: LaneSettings | None, trusted: Sequence[Network]) -> None:
+        return None
+
+    async def load_trusted(self, trusted: Sequence[Network]) -> None:
+        return None
+
+    async def add_known_good(self, entries: Mapping[str, float], now: float) -> list[str]:
+        return []
+
+    async def lane_counters(self) -> dict[str, int]:
+        return {}
+
+    async def lane_view(self) -> LaneView:
+        return LaneView(present=False, counters={}, known_good={}, trusted=[])
+
 
 def make_enforcer(
     kind: str,
@@ -136,6 +176,8 @@ __all__ = [
     "KINDS",
     "Enforcer",
     "EnforcerError",
+    "LaneSettings",
+    "LaneView",
     "NftablesEnforcer",
     "NullEnforcer",
     "make_enforcer",

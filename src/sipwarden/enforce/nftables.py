@@ -59,6 +59,10 @@ above 99,999,999 s are "value too large". Deleting from an interval set
 costs time in proportion to the set's size, per deleted element (0.7 µs an
 element here: 2,000 deletions from 13,000 intervals took 19 s, loading all
 13,000 anew 0.1 s), hence the budget above; adding is cheap.
+
+The same table carries the lane, the pre-filter that keeps phones served
+under a flood: its sets, chains and counters are ``lane.py``'s, and the
+``*_lane``/``*known_good``/``*trusted`` methods below are its only door.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from ..values import Ban, Change
+from . import lane
+from .lane import LaneSettings, LaneView
 
 log = logging.getLogger("sipwarden.enforce")
 
@@ -444,6 +450,111 @@ class NftablesEnforcer:
             _dropped(listing, SETS),
             _elements(listing, FEED_SETS),
             _dropped(listing, FEED_SETS),
+        )
+
+    # ------------------------------------------------------------ the lane
+
+    async def start_lane(self, settings: LaneSettings | None, trusted: Sequence[Network]) -> None:
+        """Build the lane (``lane.py``) with ``trusted`` (trusted peers and
+        the allow list) in one transaction, keeping the known-good sets'
+        elements; None removes it. Raises EnforcerError if nft refuses."""
+        lines = (
+            lane.removal(self.table)
+            if settings is None
+            else lane.layout(self.table, settings, trusted)
+        )
+        async with self._lock:
+            result = await self._nft(lines)
+        if not result.ok:
+            self._raise_if_unusable(result, "set up the lane")
+            raise EnforcerError(
+                f"nft refused the lane in table inet {self.table}: {_refused(result)}"
+                " (set [firewall.lane] enabled = false to run without it)"
+            )
+
+    async def load_trusted(self, trusted: Sequence[Network]) -> None:
+        """Make the lane's trusted sets hold ``trusted`` (a reload changed
+        them); never raises for a kernel error (logged and counted)."""
+        async with self._lock:
+            result = await self._nft(lane.reload_trusted(self.table, trusted))
+        if not result.ok:
+            self.counters["lane-errors"] += 1
+            log.warning("nftables refused the lane's trusted sources: %s", _refused(result))
+
+    async def add_known_good(self, entries: Mapping[str, float], now: float) -> list[str]:
+        """Put ``entries`` (address -> when its entry should end) in the
+        known-good sets, or renew them, in one transaction; returns the
+        addresses not taken (every one if nft refused the batch). Never
+        raises for a kernel error (logged and counted)."""
+        items: dict[str, int] = {}
+        refused = []
+        for host, expires_at in entries.items():
+            timeout = _timeout(expires_at, now)
+            if timeout and lane.is_address(host):  # nothing but addresses reaches nft
+                items[host] = timeout
+            else:
+                refused.append(host)
+        if refused:
+            self.counters["lane-errors"] += len(refused)
+        if not items:
+            return refused
+        bare, timed = lane.known_good_elements(items)
+        lines = (
+            element_statements("add", self.table, bare)
+            + element_statements("delete", self.table, bare)
+            + element_statements("add", self.table, timed)
+        )
+        async with self._lock:
+            try:
+                result = await self._nft(lines)
+            except EnforcerError as e:
+                result = _Result(1, "", str(e))
+        if not result.ok:
+            self.counters["lane-errors"] += len(items)
+            log.warning(
+                "nftables: %d known-good sources not added: %s", len(items), _refused(result)
+            )
+            return refused + list(items)
+        self.counters["lane-batches"] += 1
+        self.counters["lane-known-good-added"] += len(items)
+        return refused
+
+    async def lane_counters(self) -> dict[str, int]:
+        """The lane's counters (``lane.COUNTERS``' keys -> packets) since it
+        was last started; empty when there is no lane."""
+        result = await self._run([self.nft, "-j", "list", "counters", "table", "inet", self.table])
+        if not result.ok:
+            if "No such file or directory" in result.stderr:
+                return {}
+            self._raise_if_unusable(result, "read the lane's counters")
+            raise EnforcerError(f"nft could not list the lane's counters: {_refused(result)}")
+        listing = json.loads(result.stdout).get("nftables", [])
+        names = {obj["counter"]["name"] for obj in listing if "counter" in obj}
+        if not names & set(lane.COUNTERS.values()):
+            return {}
+        return lane.counters(listing)
+
+    async def lane_view(self) -> LaneView:
+        """The lane as the kernel holds it: counters, known-good sources
+        (with their time left), trusted networks."""
+        found: dict[str, dict[str, float | None]] = {}
+        for name in lane.GOOD_SETS + lane.TRUSTED_SETS:
+            result = await self._run(
+                [self.nft, "-j", "list", "set", "inet", self.table, name],
+                timeout=max(self.timeout, LISTING_TIMEOUT),
+            )
+            if not result.ok:
+                if "No such file or directory" in result.stderr:
+                    continue
+                self._raise_if_unusable(result, "read the lane")
+                raise EnforcerError(f"nft could not list set {name}: {_refused(result)}")
+            found[name] = lane.set_elements(json.loads(result.stdout).get("nftables", []))
+        counts = await self.lane_counters()
+        return LaneView(
+            present=bool(counts),
+            counters=counts,
+            known_good={k: v for name in lane.GOOD_SETS for k, v in found.get(name, {}).items()},
+            trusted=[k for name in lane.TRUSTED_SETS for k in found.get(name, {})],
         )
 
     # --------------------------------------------------------------- inside

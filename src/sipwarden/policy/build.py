@@ -12,8 +12,9 @@ Two halves, because a reload needs them apart:
   ``rules list``, ``explain`` and a replay: no ban book, no limiter;
 - ``with_state(policy, config)``: the same stages with the state that
   outlives a reload: the ban book, the rate limiter, the failure tracker,
-  uniform answers and the intel screen, new or handed over from the
-  previous policy (every ban, rate, failure count and feed entry stays).
+  uniform answers, the known-good record (the kernel lane's) and the intel
+  screen, new or handed over from the previous policy (every ban, rate,
+  failure count, known-good source and feed entry stays).
   It is quick and pure, and must run on the thread that judges packets.
 
 ``build_policy(config)`` does both: the daemon's policy at startup, and any
@@ -38,6 +39,7 @@ from ..intel.screen import IntelScreen
 from ..values import Network, Verdict
 from .bans import BanBook
 from .failures import FailureTracker
+from .known_good import KnownGood
 from .limits import RateLimiter
 from .pipeline import Policy
 from .rules import Rule, RuleError, RuleSet, compile_rules
@@ -194,11 +196,12 @@ def with_state(
 ) -> Policy:
     """``policy`` (from ``rules_policy(config.policy)``: its rules, trusted
     peers and counters) with the ban book, limiter, failure tracker, uniform
-    answers and intel screen ``config`` asks for: new ones, or
-    ``previous``'s with the new settings (a reload keeps every ban, rate,
-    failure count and feed entry). ``countries``: the country source
-    ``[intel.geoip]`` names, opened by the caller off this thread
-    (``fetch.geoip.open_geo``); None keeps ``previous``'s. Call it on the
+    answers, known-good record and intel screen ``config`` asks for: new
+    ones, or ``previous``'s with the new settings (a reload keeps every
+    ban, rate, failure count, known-good source and feed entry).
+    ``countries``: the country source ``[intel.geoip]`` names, opened by
+    the caller off this thread (``fetch.geoip.open_geo``); None keeps
+    ``previous``'s. Call it on the
     thread that judges packets: the state it hands over is live."""
     old = previous
     allow = [ipaddress.ip_network(a, strict=False) for a in config.bans.allow]
@@ -260,6 +263,13 @@ def with_state(
             setattr(tracker, name, getattr(fail, name))
         if fail.uniform_answers:
             uniform = (old.uniform if old is not None else None) or UniformAnswers()
+    # the sources that logged in, for the kernel's lane (nftables only: no lane without it)
+    lane = config.firewall.lane
+    known_good = old.known_good if old is not None else None
+    if config.firewall.enforcer != "nftables" or not lane.enabled:
+        known_good = None
+    elif known_good is None:
+        known_good = KnownGood(timeout=lane.known_good_timeout)
     old_intel = old.intel if old is not None else None
     geo = config.intel.geoip
     country_policy = None
@@ -289,6 +299,7 @@ def with_state(
         limiter=limiter,
         failures=tracker,
         uniform=uniform,
+        known_good=known_good,
         intel=intel,
         verdicts=policy.verdicts,
         decisions=old.decisions if old is not None else None,
@@ -318,6 +329,7 @@ def _assemble(
     limiter: RateLimiter | None = None,
     failures: FailureTracker | None = None,
     uniform: UniformAnswers | None = None,
+    known_good: KnownGood | None = None,
     intel: IntelScreen | None = None,
     verdicts: Counter[Verdict] | None = None,
     decisions: Counter[str] | None = None,
@@ -347,6 +359,7 @@ def _assemble(
         bans=bans,
         failures=failures,
         uniform=uniform,
+        known_good=known_good,
         verdicts=verdicts,
         decisions=decisions,
     )

@@ -25,8 +25,9 @@ Detectors only ask: a stage that wants a ban returns a ``Banning`` (its
 verdict with a ``Decision``), and ``_ban`` hands the decision to the ban
 book, which alone decides; only what it records is enforced. The backend's
 answers come back through ``answer``: the failure tracker reads them and
-asks the ban book the same way. Each verdict is counted by kind and reason;
-the rules count their own hits. Everything here is sans-I/O (the clock is
+asks the ban book the same way, and a login that succeeded is reported to
+the known-good record (``known_good``: the kernel's lane learns from it).
+Each verdict is counted by kind and reason; the rules count their own hits. Everything here is sans-I/O (the clock is
 passed in): the edge, ``explain`` and ``replay`` share it.
 """
 
@@ -44,6 +45,7 @@ from ..sip import Peek, SipError, peek
 from ..values import FORWARD, Decision, Peer, Verdict
 from .bans import BanBook
 from .failures import FailureTracker
+from .known_good import LOGINS, KnownGood
 from .limits import RateLimiter
 from .rules import Context, RuleSet
 from .stage import Banning, SourceStage, Stage
@@ -70,9 +72,10 @@ class Policy:
     then, on the peeked message, ``stages``; the default is the stages a
     policy without rules has (sanity, OPTIONS from trusted peers only).
     ``bans`` is the ban book every ``Banning`` goes to; ``failures`` and
-    ``uniform`` read the backend's answers. The stage lists are fixed at
-    construction (a reload builds a new Policy); the counters are handed
-    from one Policy to the next."""
+    ``uniform`` read the backend's answers, ``known_good`` hears of the
+    logins that succeeded. The stage lists are fixed at construction (a
+    reload builds a new Policy); the counters are handed from one Policy to
+    the next."""
 
     def __init__(
         self,
@@ -83,6 +86,7 @@ class Policy:
         bans: BanBook | None = None,
         failures: FailureTracker | None = None,
         uniform: UniformAnswers | None = None,
+        known_good: KnownGood | None = None,
         decisions: Counter[str] | None = None,
         verdicts: Counter[Verdict] | None = None,
     ) -> None:
@@ -92,6 +96,7 @@ class Policy:
         self._bans = bans
         self.failures = failures
         self.uniform = uniform
+        self.known_good = known_good
         # decisions refused (allow list, book full) and asked, by detector
         self.decisions: Counter[str] = decisions if decisions is not None else Counter()
         # every verdict given, counted by the Verdict itself (built once per rule
@@ -241,8 +246,8 @@ class Policy:
         (the edge then finds its client; most 2xx are waved through)."""
         if status < 200 or 300 <= status < 400:
             return False  # provisional, redirect: say nothing about the source
-        if status < 300:
-            return bool(self.failures)  # a success only clears what is tracked
+        if status < 300:  # a success clears what is tracked, and makes a source known-good
+            return bool(self.failures) or self.known_good is not None
         return self.failures is not None or self.uniform is not None
 
     def answer(
@@ -250,11 +255,17 @@ class Policy:
     ) -> bytes | None:
         """The backend's final answer to a request from ``client`` (its
         address); ``credentials``: the request carried Authorization or
-        Proxy-Authorization. Feeds the failure tracker; returns the answer
-        rewritten to be uniform (anti-enumeration), or None to relay it as is."""
+        Proxy-Authorization. Feeds the failure tracker and the known-good
+        record; returns the answer rewritten to be uniform (anti-enumeration),
+        or None to relay it as is."""
         status = view.status
         if status is None or client in self._trusted:
             return None
+        good = self.known_good
+        if good is not None and credentials and 200 <= status < 300:
+            with contextlib.suppress(SipError):
+                if view.cseq_method in LOGINS:
+                    good.logged_in(client, now)
         uniform = self.uniform
         if uniform is not None:
             uniform.learn(data, view, now)

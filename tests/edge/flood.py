@@ -1,0 +1,324 @@
+"""The flood site: a phone, a spoofed REGISTER flood and `sipwarden run` in
+front of a real Kamailio, in two network namespaces of the test's own.
+Shared by the kernel lane's acceptance test (``test_flood.py``) and
+``bench/flood.py``.
+
+    clients namespace                        edge namespace
+    .2 the gateway of the spoofed range      .1:5060 `sipwarden run` (udp)
+    .3 a phone (registers every second)      127.0.0.1 Kamailio (digest auth)
+    .4 a newcomer phone (never logged in)    nftables table inet sipwarden
+    flooder.py: 198.18.0.0/16, raw IPv4      route 198.18.0.0/15 via .2
+
+The answers the edge sends to spoofed sources go back to the clients'
+namespace and die there (it does not forward). Everything is bounded: the
+flood by its count and duration, the phone by its number of attempts, every
+wait by a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sipwarden.daemon.control import ask
+from sipwarden.sip import Message, parse
+
+from .harness import REALM, authorization
+from .kamailio import kamailio
+from .netns import Pair, in_namespace, namespace_pair
+
+FLOODER = Path(__file__).with_name("flooder.py")
+SPOOFED = "198.18.0.0/16"  # the flood's sources (RFC 2544), routed via the clients' end
+PORT = 5060
+
+
+@dataclass
+class FloodSite:
+    pair: Pair
+    backend_port: int  # Kamailio, on the edge namespace's loopback
+    tmp: Path
+
+    @property
+    def phone_ip(self) -> str:
+        return self.pair.client_ips[1]
+
+    @property
+    def newcomer_ip(self) -> str:
+        return self.pair.client_ips[2]
+
+
+@contextlib.contextmanager
+def flood_site(tmp: Path) -> Iterator[FloodSite]:
+    """The namespaces, Kamailio in the edge's, and the route back to the
+    spoofed range (without it the edge could not even answer them)."""
+    pbx = tmp / "pbx"
+    pbx.mkdir()
+    with namespace_pair() as pair, kamailio(pbx, netns=pair.edge) as backend_port:
+        subprocess.run(
+            pair.in_edge("ip", "route", "add", "198.18.0.0/15", "via", pair.client_ips[0]),
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+        yield FloodSite(pair, backend_port, tmp)
+
+
+def edge_config(site: FloodSite, *, firewall: str) -> str:
+    """The daemon's config: the defaults, but for the addresses and
+    ``firewall`` (the TOML of ``[firewall]`` and its subtables)."""
+    return f"""
+[edge]
+listen = ["udp:{site.pair.edge_ip}:{PORT}"]
+backend = "udp:127.0.0.1:{site.backend_port}"
+flow_key_file = "flow.key"
+
+{firewall}
+
+[storage]
+path = "bans.db"
+
+[control]
+socket = "sipwarden.sock"
+
+[api]
+listen = ""
+"""
+
+
+class EdgeDaemon:
+    """`sipwarden run` in the edge namespace."""
+
+    def __init__(self, site: FloodSite, name: str, firewall: str) -> None:
+        self.site = site
+        self.dir = site.tmp / name
+        self.dir.mkdir()
+        self.config = self.dir / "edge.toml"
+        self.config.write_text(edge_config(site, firewall=firewall))
+        self.socket = self.dir / "sipwarden.sock"
+        self.log_path = self.dir / "edge.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.site.pair.in_edge(
+                    sys.executable, "-m", "sipwarden.cli", "run", "-c", str(self.config)
+                ),
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
+        line = self.proc.stdout.readline() if ready else b""
+        if b"listening on" not in line:
+            self.stop()
+            raise RuntimeError(f"sipwarden run did not start: {line!r}\n{self.log()}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stats(self) -> dict[str, Any]:
+        return ask(self.socket, {"cmd": "stats"})
+
+    def cli(self, *args: str) -> Any:
+        """`sipwarden ARGS -c edge.toml --json` in the edge namespace, parsed."""
+        argv = [sys.executable, "-m", "sipwarden.cli", *args, "-c", str(self.config), "--json"]
+        done = subprocess.run(
+            self.site.pair.in_edge(*argv), capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, f"{args}: {done.stderr}"
+        return json.loads(done.stdout)
+
+    def __enter__(self) -> EdgeDaemon:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def flood(site: FloodSite, rate: int, seconds: float) -> subprocess.Popen[str]:
+    """The flooder in the clients' namespace, started once it has built its
+    packets (so the flood begins when this returns); its last line is JSON."""
+    proc = subprocess.Popen(
+        site.pair.in_clients(
+            sys.executable,
+            str(FLOODER),
+            "--target",
+            site.pair.edge_ip,
+            "--port",
+            str(PORT),
+            "--sources",
+            SPOOFED,
+            "--rate",
+            str(rate),
+            "--seconds",
+            str(seconds),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline() if ready else ""
+    if '"ready"' not in line:
+        proc.kill()
+        raise RuntimeError(f"the flooder did not start: {line!r} {proc.communicate()[1]}")
+    return proc
+
+
+def flood_result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+class Phone:
+    """A phone on ``ip`` of the clients' namespace: REGISTER with digest
+    auth through the edge to Kamailio, as a phone does it but without
+    retransmissions (a lost request is a failed attempt: the strict count)."""
+
+    def __init__(self, site: FloodSite, ip: str, user: str = "100") -> None:
+        def make() -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((ip, 0))
+            sock.connect((site.pair.edge_ip, PORT))
+            return sock
+
+        self.sock = in_namespace(site.pair.clients, make)
+        self.ip, self.user = ip, user
+        self.port = self.sock.getsockname()[1]
+        self.call_id = f"{secrets.token_hex(8)}@{ip}"
+        self.cseq = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def register(self, auth: str = "", timeout: float = 1.0) -> Message | None:
+        """One REGISTER and its final answer; None if none came in time."""
+        self.cseq += 1
+        lines = [
+            f"REGISTER sip:{REALM} SIP/2.0",
+            f"Via: SIP/2.0/UDP {self.ip}:{self.port};branch=z9hG4bK{secrets.token_hex(8)};rport",
+            "Max-Forwards: 70",
+            f"From: <sip:{self.user}@{REALM}>;tag={self.port}",
+            f"To: <sip:{self.user}@{REALM}>",
+            f"Call-ID: {self.call_id}",
+            f"CSeq: {self.cseq} REGISTER",
+            f"Contact: <sip:{self.user}@{self.ip}:{self.port}>",
+            "Expires: 600",
+            "User-Agent: Yealink SIP-T46S 66.86.0.15",
+            *([f"Authorization: {auth}"] if auth else []),
+            "Content-Length: 0",
+        ]
+        self.sock.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                answer = parse(self.sock.recv(65535))
+            except (TimeoutError, ConnectionRefusedError):
+                return None
+            if answer.cseq.number == self.cseq and (answer.status or 0) >= 200:
+                return answer
+        return None
+
+    def login(self, timeout: float = 1.0) -> int:
+        """REGISTER, the challenge, the credentials: the final status, 0 for silence."""
+        challenge = self.register(timeout=timeout)
+        if challenge is None or challenge.status != 401:
+            return 0 if challenge is None else challenge.status or 0
+        final = self.register(authorization(self.user, challenge.www_authenticate[0]), timeout)
+        return 0 if final is None else final.status or 0
+
+
+@dataclass
+class Attempt:
+    at: float  # when it began (time.monotonic)
+    status: int  # the final status, 0 when nothing came back
+    took: float  # seconds
+
+
+class Registering:
+    """A phone logging in every ``interval`` seconds on a thread, until
+    stopped or ``limit`` attempts (a bound whatever happens)."""
+
+    def __init__(self, phone: Phone, interval: float = 1.0, limit: int = 200) -> None:
+        self.phone = phone
+        self.interval = interval
+        self.limit = limit
+        self.attempts: list[Attempt] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set() and len(self.attempts) < self.limit:
+            began = time.monotonic()
+            status = self.phone.login()
+            self.attempts.append(Attempt(began, status, time.monotonic() - began))
+            next_at += self.interval
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def __enter__(self) -> Registering:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def within(self, start: float, end: float) -> list[Attempt]:
+        return [a for a in self.attempts if start <= a.at <= end]
+
+
+def socket_drops(site: FloodSite) -> int:
+    """Datagrams the edge namespace's UDP sockets had no room for (the
+    kernel's RcvbufErrors): what a full queue cost, whoever sent it."""
+    snmp = subprocess.run(
+        site.pair.in_edge("cat", "/proc/net/snmp"), capture_output=True, text=True, timeout=10
+    ).stdout
+    names, values = [line.split()[1:] for line in snmp.splitlines() if line.startswith("Udp:")]
+    return int(dict(zip(names, values, strict=True))["RcvbufErrors"])
+
+
+def success(attempts: list[Attempt]) -> float:
+    """The share of attempts that ended in 200."""
+    return sum(a.status == 200 for a in attempts) / len(attempts) if attempts else 0.0
+
+
+__all__ = [
+    "Attempt",
+    "EdgeDaemon",
+    "FloodSite",
+    "Phone",
+    "Registering",
+    "flood",
+    "flood_result",
+    "flood_site",
+    "socket_drops",
+    "success",
+]
