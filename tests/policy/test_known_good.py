@@ -95,7 +95,9 @@ def test_a_2xx_to_a_login_with_credentials_makes_a_source_known_good():
     assert policy.reads_answer(200)  # even with no failure tracked
     cases = [
         (200, "REGISTER", True, "192.0.2.1"),  # a phone registered
-        (200, "INVITE", True, "192.0.2.2"),  # a call with credentials answered
+        (200, "REGISTER", True, "192.0.2.2"),
+        # a call answered: an IVR may answer any credentials, a spoofed source's too
+        (200, "INVITE", True, "192.0.2.9"),
         (202, "REGISTER", True, "192.0.2.3"),  # any 2xx
         (200, "REGISTER", False, "192.0.2.4"),  # no credentials: proves nothing
         (200, "OPTIONS", True, "192.0.2.5"),  # not a login

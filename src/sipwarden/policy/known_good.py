@@ -1,9 +1,12 @@
 """Known-good sources: the addresses that logged in, for the kernel's lane.
 
-A source is known-good once the backend has said 2xx to a REGISTER or an
-INVITE of its that carried credentials (Authorization or
-Proxy-Authorization): it proved it receives at its address (it answered
-the PBX's nonce) and holds an account's password. The kernel lets such
+A source is known-good once the backend has said 2xx to a REGISTER of its
+that carried credentials (Authorization or Proxy-Authorization): it proved
+it receives at its address (it answered the PBX's nonce) and holds an
+account's password. Not an INVITE: a PBX that answers 2xx to an INVITE
+whatever its credentials (anonymous calls to an IVR) would make the source
+of any INVITE carrying an Authorization known-good, spoofed or not; phones
+register, so they are learnt all the same. The kernel lets such
 sources through before any limit while unknown ones are held to a rate
 (``enforce/lane.py``), so a flood from spoofed sources never starves a
 phone that has registered. Trusted peers and the allow list need no
@@ -27,9 +30,7 @@ forgotten first: reported again at its next login) and ``max_pending``
 reports waiting for the keeper (beyond that a report is dropped and
 counted; that source is reported at its next login). Only real logins
 make entries, and a login needs a round trip (the PBX's nonce), so spoofed
-sources make none, with one exception: a PBX that answers 2xx to an
-INVITE whatever its credentials (anonymous calls to an IVR) makes the
-source of any INVITE that carries an Authorization known-good.
+sources make none.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-LOGINS: Final = frozenset(("REGISTER", "INVITE"))  # a 2xx to these with credentials
+LOGINS: Final = frozenset(("REGISTER",))  # a 2xx to these with credentials (see above)
 
 
 @dataclass
