@@ -7,7 +7,7 @@ made before the socket, in nftables, in sipwarden's table (``inet
 <table>``, beside the bans' sets and chain of ``nftables.py``):
 
 - ``good4``/``good6`` (``flags timeout``): the sources that logged in (a
-  2xx to a REGISTER or INVITE that carried credentials, learned by
+  2xx to a REGISTER that carried credentials, learned by
   ``policy/known_good.py`` and pushed in batches by the daemon's lane
   keeper), each timing out ``known_good_timeout`` after its last report;
 - ``trusted4``/``trusted6`` (intervals): trusted peers and the allow list;
