@@ -2,7 +2,7 @@
 
 The lane (``enforce/lane.py``) lets sources that logged in through before
 any limit. The policy learns them (``policy/known_good.py``: a 2xx to a
-REGISTER or INVITE that carried credentials) and reports each one once in
+REGISTER that carried credentials) and reports each one once in
 a while; this keeper carries the reports to the kernel in batches: the
 first report wakes it, it waits ``BATCH_DELAY`` for others to join, and
 sends them all in one nft transaction (a phone is in the lane a fraction
