@@ -9,6 +9,7 @@ Kamailio are on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import socket
@@ -18,6 +19,7 @@ import sys
 import pytest
 
 from sipwarden.sip import parse
+from sipwarden.values import Peer
 
 from ..conftest import free_udp_port, need, start_edge_process
 from .harness import USERS, UdpPhone, authorization, register_request, running_edge, wait_for
@@ -208,3 +210,20 @@ def test_budget_off_and_withheld_answers_in_status(tmp_path):
         else:
             assert got.firsts() == ["SIP/2.0 403 Forbidden"] and shown is None
             assert "reflection budget: off" in text, text
+
+
+def test_an_answer_can_ask_for_a_stricter_ratio(tmp_path):
+    """Deception's way (DESIGN: never more bytes than the source sent):
+    ``Edge.send(flow, answer, ratio=1.0)``."""
+    with running_edge(tmp_path) as run, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as victim:
+        victim.bind(("127.0.0.8", 0))
+        victim.settimeout(0.5)
+        flow = Peer("udp", "127.0.0.8", victim.getsockname()[1])
+        budget = run.edge.reflection
+        run.call(budget.received, flow.host, 100, None, run.edge.clock())
+        answer = b"SIP/2.0 200 OK\r\n" + b"x" * 104  # 120 bytes: within 1.5x, not 1.0x
+        run.call(functools.partial(run.edge.send, flow, answer, ratio=1.0))
+        with pytest.raises(TimeoutError):
+            victim.recv(65535)
+        run.call(run.edge.send, flow, answer)
+        assert victim.recv(65535) == answer

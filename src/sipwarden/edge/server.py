@@ -316,7 +316,8 @@ class Edge:
         if status is not None and self.policy.reads_answer(status):
             data, view = self._read_answer(data, view)
         assert self.proxy is not None
-        self._execute(self.proxy.from_backend(data, source, view))
+        # (the answer's view goes along: the reflection budget reads its To tag)
+        self._execute(self.proxy.from_backend(data, source, view), view)
 
     def _read_answer(self, data: bytes, view: Peek) -> tuple[bytes, Peek]:
         """Let the policy read a final answer (failed logins, enumeration):
@@ -343,14 +344,22 @@ class Edge:
 
     # ------------------------------------------------------------- outbound
 
-    def _execute(self, actions: list[Send | Drop]) -> None:
+    def _execute(self, actions: list[Send | Drop], answered: Peek | None = None) -> None:
+        """Carry out the proxy's actions; ``answered``: the backend's answer
+        they relay, as peeked."""
         for action in actions:
             if isinstance(action, Drop):
                 self.counters[f"drop:{action.reason}"] += 1
                 continue
-            self.send(action.flow, action.data)
+            self.send(action.flow, action.data, view=answered)
 
-    def send(self, flow: Peer, data: bytes) -> None:
+    def send(
+        self, flow: Peer, data: bytes, *, ratio: float | None = None, view: Peek | None = None
+    ) -> None:
+        """Send ``data`` to ``flow``; an answer to a UDP client only if the
+        reflection budget permits (``ratio``: a stricter multiple for this
+        one, as deception's answers need; ``view``: the answer as peeked,
+        if the caller has it)."""
         if flow == self._backend:
             if self._link is not None:
                 if self._link.send(data):
@@ -371,7 +380,13 @@ class Edge:
                 # an answer ("SIP/2.0 ..."); the PBX's own requests go to the
                 # bindings and dialogs its users made, and pass
                 and data[:4].upper() == b"SIP/"
-                and not reflection.permit(flow.host, data, self.clock())
+                and not reflection.permit(
+                    flow.host,
+                    data,
+                    self.clock(),
+                    ratio,
+                    view if view is not None and view.status is not None else None,
+                )
             ):
                 return  # withheld (the budget counts it)
             sock = self._udp.get(":" in flow.host)

@@ -64,11 +64,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from ..sip import Peek, SipError, parse_auth, peek
+from ..sip import PEEKED_HEADERS, Peek, SipError, parse_auth, peek
 
 NONCES: Final = 4  # challenges remembered per source (a phone retries a few)
 TAGS: Final = 4  # To tags remembered per source
 Proof = Literal["tcp", "nonce", "tag"]
+TO: Final = PEEKED_HEADERS.index("to")
 
 # a challenge header's value, folded lines included
 _CHALLENGE = re.compile(
@@ -168,10 +169,20 @@ class ReflectionBudget:
 
     # ----------------------------------------------------------------- outbound
 
-    def permit(self, host: str, answer: bytes, now: float, ratio: float | None = None) -> bool:
+    def permit(
+        self,
+        host: str,
+        answer: bytes,
+        now: float,
+        ratio: float | None = None,
+        view: Peek | None = None,
+    ) -> bool:
         """Whether ``answer`` may go to ``host`` now; if so it is charged to
         the source and the total, and its nonce and To tag remembered.
-        ``ratio``: a stricter multiple for this answer (never a looser one)."""
+        ``ratio``: a stricter multiple for this answer (never a looser one);
+        ``view``: a peek of the answer (or of the message it was made from,
+        with the same status and To), when the caller has one: it spares a
+        second."""
         if self.is_verified(host, now) or self.exempt(host):
             return True
         source = self._sources.get(host)
@@ -180,21 +191,21 @@ class ReflectionBudget:
         size = len(answer)
         limit = self.ratio if ratio is None else min(ratio, self.ratio)
         if source.sent + size > source.received * limit:
-            return self._withhold("ratio", size)
+            return self._withhold("reflection-withheld:ratio", size)
         if self.total and not self._take(size, now):
-            return self._withhold("total", size)
+            return self._withhold("reflection-withheld:total", size)
         source.sent += size
         counters = self.counters
         counters["reflection-sent"] += 1
         counters["reflection-sent-bytes"] += size
-        _remember(source, answer)
+        _remember(source, answer, view)
         return True
 
     def _withhold(self, cause: str, size: int) -> bool:
         counters = self.counters
         counters["reflection-withheld"] += 1
         counters["reflection-withheld-bytes"] += size
-        counters[f"reflection-withheld:{cause}"] += 1
+        counters[cause] += 1
         return False
 
     def _take(self, size: int, now: float) -> bool:
@@ -221,7 +232,8 @@ class ReflectionBudget:
 def _proof(source: _Source, request: Peek) -> Proof | None:
     """What in ``request`` proves its source got one of our answers."""
     try:
-        if source.tags and request.to_tag in source.tags:
+        to = request.raw(TO)
+        if source.tags and to is not None and "tag" in to.lower() and request.to_tag in source.tags:
             return "tag"
         if source.nonces and request.has_credentials:
             for credentials in (request.authorization, request.proxy_authorization):
@@ -232,10 +244,13 @@ def _proof(source: _Source, request: Peek) -> Proof | None:
     return None
 
 
-def _remember(source: _Source, answer: bytes) -> None:
+def _remember(source: _Source, answer: bytes, view: Peek | None) -> None:
     """Keep the To tag and any challenge nonce of an answer let through."""
+    if answer[8:12] == b"100 ":
+        return  # 100 Trying: hop by hop, no tag to keep
     try:
-        view = peek(answer)
+        if view is None:
+            view = peek(answer)
         tag = view.to_tag
     except SipError:
         return
@@ -243,7 +258,7 @@ def _remember(source: _Source, answer: bytes) -> None:
         source.tags = (tag, *source.tags[: TAGS - 1])
     if view.status not in (401, 407):
         return
-    head = answer[: view.body_at]
+    head = answer[: answer.find(b"\r\n\r\n")]
     for found in _CHALLENGE.finditer(head):
         value = re.sub(rb"\r\n[ \t]+", b" ", found.group(1)).decode("utf-8", "surrogateescape")
         try:
