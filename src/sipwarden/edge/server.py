@@ -6,8 +6,9 @@ peeked, judged by the policy pipeline and, if it passes, handed to the
 StatelessProxy, whose actions are carried out here. A dropped message gets
 no answer at all; every answer to a UDP client passes the reflection budget
 (``policy.reflection``: a source not yet verified gets back at most a small
-multiple of what it sent). Nothing a peer sends can raise out of these callbacks:
-malformed input is counted and dropped, a misbehaving connection is closed.
+multiple of what it sent). Nothing a peer sends can raise out of these
+callbacks: malformed input is counted and dropped, a misbehaving connection
+is closed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ log = logging.getLogger("sipwarden.edge")
 UDP_BUFFER = 4 * 1024 * 1024  # deep socket queues: loss starts late under bursts
 SWEEP_INTERVAL = 1.0
 EXEMPT_CACHE = 65_536  # sources whose exemption from the reflection budget is remembered
+ANSWERED = frozenset({"reject", "deceive"})  # verdicts (besides passing) that may get an answer
 
 
 def _ip(addr: Any) -> str:
@@ -279,7 +281,7 @@ class Edge:
         if (
             reflection is not None
             and source.transport == "udp"
-            and (verdict.passes or verdict.kind == "reject")
+            and (verdict.passes or verdict.kind in ANSWERED)
         ):
             # what it sent earns answers; what it sends may prove it receives
             reflection.received(source.host, len(data), view, self.clock())
