@@ -23,8 +23,11 @@ Run: .venv/bin/python bench/reflection.py   (needs kamailio on PATH)
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 import timeit
 from pathlib import Path
 
@@ -35,7 +38,8 @@ from tests.edge.kamailio import available, kamailio
 from tests.edge.reflection import ATTACKS, INVITE_REGISTERED, Reflected, reflect
 
 from sipwarden.policy import ReflectionBudget
-from sipwarden.sip import parse, peek
+from sipwarden.sip import make_response, parse, peek
+from sipwarden.values import Peer
 
 LISTEN = 3.0
 LISTEN_408 = 12.0
@@ -134,11 +138,95 @@ def show_cost() -> None:
         print(f"  {name:34}{micros:6.2f}")
 
 
+EDGE_CASES = {
+    "off": {"enabled": False},  # no budget
+    "unverified": {"total": 0},  # bench/proxy.py's sipp: one busy source, never verified
+    "verified": {"total": 0},  # a phone that logged in
+}
+
+
+def edge_loop(case: str, rounds: int = 5, number: int = 20_000) -> float:
+    """In this process, one edge: a client's OPTIONS judged and proxied
+    (``from_client``) and the backend's 200 relayed back (``from_backend``),
+    ``number`` times a round; the best round's CPU µs per pair."""
+    options = (
+        "OPTIONS sip:pbx@127.0.0.1 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.9:{port};branch=z9hG4bK-b1;rport\r\nMax-Forwards: 70\r\n"
+        "To: <sip:pbx@127.0.0.1>\r\nFrom: <sip:bench@127.0.0.9>;tag=b1\r\nCall-ID: b1\r\n"
+        "CSeq: 1 OPTIONS\r\nUser-Agent: Yealink SIP-T46S 66.86.0.15\r\nContent-Length: 0\r\n\r\n"
+    )
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as pbx,
+    ):
+        phone.bind(("127.0.0.9", 0))
+        pbx.bind(("127.0.0.1", 0))  # the backend: it answers only when the bench says so
+        pbx.settimeout(5)
+        for sock in (phone, pbx):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # (drops the rest)
+        client = Peer("udp", "127.0.0.9", phone.getsockname()[1])
+        backend = Peer("udp", "127.0.0.1", pbx.getsockname()[1])
+        data = options.format(port=client.port).encode()
+        with running_edge(
+            Path(tmp),
+            policy={"options": "forward"},
+            backend_port=backend.port,
+            reflection=EDGE_CASES[case],
+        ) as run:
+            edge, listener = run.edge, run.edge.config.listen[0]
+            run.call(edge.from_client, data, client, listener)
+            # the backend's 200 to the proxied OPTIONS, as it would send it
+            answer = make_response(parse(pbx.recv(65535)), 200, to_tag="2SIPpTag01").to_bytes()
+            if case == "verified":
+                assert edge.reflection is not None
+                run.call(edge.reflection.verify, client.host, edge.clock(), "tcp")
+
+            def loop() -> float:
+                start = time.thread_time()
+                for _ in range(number):
+                    edge.from_client(data, client, listener)
+                    edge.from_backend(answer, backend)
+                return time.thread_time() - start
+
+            best = min(run.call(loop) for _ in range(rounds)) / number * 1e6
+            assert edge.counters["reflection-withheld"] == 0  # (every answer went out)
+            assert edge.counters["to-client"] == rounds * number
+    return best
+
+
+def show_edge_cost(repeats: int = 5) -> None:
+    """``edge_loop`` for each case, each in a process of its own (so that
+    no two edges share a warmed-up interpreter), taking turns."""
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for case in EDGE_CASES:
+            out = subprocess.run(
+                [sys.executable, __file__, "--edge-loop", case],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=True,
+            ).stdout
+            best[case] = min(best.get(case, float("inf")), float(out.split()[-1]))
+    print(
+        "\nthe edge's path: OPTIONS in, the backend's 200 out (from_client + from_backend),"
+        f" CPU µs per pair, best of {repeats} processes x 5 x 20,000, taking turns"
+    )
+    for case, micros in best.items():
+        extra = "" if case == "off" else f"   (+{micros - best['off']:.2f})"
+        print(f"  budget {case:12}{micros:7.2f}{extra}")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--edge-loop"]:
+        print(f"{edge_loop(sys.argv[2]):.3f}")
+        return
     if not available():
         sys.exit("kamailio is not installed")
     show_ratios()
     show_cost()
+    show_edge_cost()
 
 
 if __name__ == "__main__":

@@ -15,14 +15,16 @@ from sipwarden.sip import peek
 SOURCE, OTHER = "198.51.100.7", "203.0.113.9"
 
 
-def answer(status: str = "100 Trying", *, tag: str | None = None, extra: str = "") -> bytes:
+def answer(
+    status: str = "100 Trying", *, tag: str | None = None, extra: str = "", method="REGISTER"
+) -> bytes:
     """One of the PBX's answers (its size is what the budget charges)."""
     to = "<sip:100@pbx.test>" + (f";tag={tag}" if tag else "")
     return (
         f"SIP/2.0 {status}\r\n"
         "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776;rport=5060\r\n"
         f"From: <sip:100@pbx.test>;tag=a\r\nTo: {to}\r\n"
-        f"Call-ID: c1\r\nCSeq: 1 REGISTER\r\n{extra}Content-Length: 0\r\n\r\n"
+        f"Call-ID: c1\r\nCSeq: 1 {method}\r\n{extra}Content-Length: 0\r\n\r\n"
     ).encode()
 
 
@@ -230,7 +232,7 @@ def test_nonces_that_prove_nothing():
 def test_our_to_tag_in_its_next_request_verifies_it():
     budget = ReflectionBudget(total=0)
     sent_to(budget, SOURCE, request("INVITE"))
-    assert budget.permit(SOURCE, answer("404 Not Found", tag="pbx-tag-1"), 0.0)
+    assert budget.permit(SOURCE, answer("404 Not Found", tag="pbx-tag-1", method="INVITE"), 0.0)
     sent_to(budget, SOURCE, request("ACK", to_tag="other-tag"), 1.0)
     assert not budget.is_verified(SOURCE, 1.0)
     sent_to(budget, SOURCE, request("ACK", to_tag="pbx-tag-1"), 1.0)
@@ -238,12 +240,26 @@ def test_our_to_tag_in_its_next_request_verifies_it():
     assert budget.counters["reflection-verified:tag"] == 1
 
 
+def test_only_answers_that_make_dialogs_or_challenge_leave_a_tag():
+    """No request comes back with the tag of an answer to OPTIONS or
+    REGISTER: those are not kept (nor read: it spares the work)."""
+    budget = ReflectionBudget(ratio=10.0, total=0)
+    budget.received(SOURCE, 10_000, None, 0.0)
+    for method in ("OPTIONS", "REGISTER"):
+        assert budget.permit(SOURCE, answer("200 OK", tag=f"{method}-tag", method=method), 0.0)
+        sent_to(budget, SOURCE, request("ACK", to_tag=f"{method}-tag"), 1.0)
+    assert not budget.is_verified(SOURCE, 1.0)
+    assert budget.permit(SOURCE, challenge("n", tag="challenged"), 0.0)  # a 401 to REGISTER
+    sent_to(budget, SOURCE, request("ACK", to_tag="challenged"), 1.0)
+    assert budget.is_verified(SOURCE, 1.0)
+
+
 def test_an_answer_from_the_source_proves_nothing():
     """Only requests prove: a response carrying our tag is the source
     echoing a request the PBX sent it, not an answer to ours."""
     budget = ReflectionBudget(total=0)
     sent_to(budget, SOURCE, request("INVITE"))
-    assert budget.permit(SOURCE, answer("404 Not Found", tag="t9"), 0.0)
+    assert budget.permit(SOURCE, answer("404 Not Found", tag="t9", method="INVITE"), 0.0)
     sent_to(budget, SOURCE, answer("200 OK", tag="t9"), 1.0)
     assert not budget.is_verified(SOURCE, 1.0)
 

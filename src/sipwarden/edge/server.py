@@ -277,15 +277,15 @@ class Edge:
         verdict, view = self.policy.judge_bytes(data, source, local.port, self.now())
         if view is None:
             return False
-        reflection = self.reflection
+        passes, reflection = verdict.passes, self.reflection
         if (
             reflection is not None
             and source.transport == "udp"
-            and (verdict.passes or verdict.kind in ANSWERED)
+            and (passes or verdict.kind in ANSWERED)
         ):
             # what it sent earns answers; what it sends may prove it receives
             reflection.received(source.host, len(data), view, self.clock())
-        if verdict.passes:
+        if passes:
             assert self.proxy is not None
             self._execute(self.proxy.from_client(data, source, local, view))
             return True

@@ -28,7 +28,8 @@ once it has shown it receives at its address:
   whose nonce is one the budget let through to that source in a challenge
   (401/407, the PBX's or the uniform one; the last ``NONCES`` are kept);
 - our To tag in its next request: the tag of an answer let through to that
-  source (an ACK, an in-dialog request; the last ``TAGS`` are kept). This
+  source (its ACK, or a request in the dialog; the last ``TAGS`` are kept,
+  from answers to the requests that make dialogs and from challenges). This
   rule is as strong as the PBX's tags are unguessable: Kamailio derives
   its stateless tags from fixed text and a CRC of the request, which an
   attacker who got one answer can compute; the nonce and TCP rules carry
@@ -69,7 +70,10 @@ from ..sip import PEEKED_HEADERS, Peek, SipError, parse_auth, peek
 NONCES: Final = 4  # challenges remembered per source (a phone retries a few)
 TAGS: Final = 4  # To tags remembered per source
 Proof = Literal["tcp", "nonce", "tag"]
-TO: Final = PEEKED_HEADERS.index("to")
+TO, CSEQ = PEEKED_HEADERS.index("to"), PEEKED_HEADERS.index("cseq")
+# the requests whose answers' To tags come back (in the ACK, in the dialog),
+# as their CSeq value ends: a cheap filter (an odd CSeq loses only this proof)
+_DIALOGS: Final = (" INVITE", " SUBSCRIBE", " REFER", " NOTIFY")
 
 # a challenge header's value, folded lines included
 _CHALLENGE = re.compile(
@@ -251,12 +255,15 @@ def _remember(source: _Source, answer: bytes, view: Peek | None) -> None:
     try:
         if view is None:
             view = peek(answer)
+        challenge = view.status in (401, 407)
+        if not challenge and not (view.raw(CSEQ) or "").endswith(_DIALOGS):
+            return  # (an answer to OPTIONS or REGISTER: no request comes back with its tag)
         tag = view.to_tag
     except SipError:
         return
     if tag and tag not in source.tags:
         source.tags = (tag, *source.tags[: TAGS - 1])
-    if view.status not in (401, 407):
+    if not challenge:
         return
     head = answer[: answer.find(b"\r\n\r\n")]
     for found in _CHALLENGE.finditer(head):
