@@ -42,9 +42,9 @@ only; the caller keeps it cheap).
 Operations (sans-I/O; the clock is passed in):
   ``received(host, size, view, now)`` for each message a client sent over
   UDP that the edge forwarded or answered (it earns credit, and may prove);
-  ``permit(host, answer, now, ratio=None)`` before each answer to a UDP
-  client: True to send it (it is then charged, and its nonce and To tag
-  remembered), False to withhold it. Anything that answers a client goes
+  ``permit(host, answer, now, ratio=None, view=None)`` before each answer
+  to a UDP client: True to send it (it is then charged, and its nonce and
+  To tag remembered), False to withhold it. Anything that answers a client goes
   through ``permit``: the edge's relayed answers, its rejects, the uniform
   challenge and, later, deception (which passes ``ratio=1.0``: DESIGN's
   rule that deception never sends an unverified source more than it sent);
