@@ -33,9 +33,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test suite's helpers
 
-from tests.edge.harness import UdpPhone, authorization, register_request, running_edge
+from tests.edge.harness import running_edge
 from tests.edge.kamailio import available, kamailio
-from tests.edge.reflection import ATTACKS, INVITE_REGISTERED, Reflected, reflect
+from tests.edge.reflection import (
+    ATTACKS,
+    INVITE_REGISTERED,
+    Reflected,
+    reflect,
+    register_silent_phone,
+)
 
 from sipwarden.policy import ReflectionBudget
 from sipwarden.sip import make_response, parse, peek
@@ -43,20 +49,6 @@ from sipwarden.values import Peer
 
 LISTEN = 3.0
 LISTEN_408 = 12.0
-
-
-def register_silent_phone(edge_port: int) -> UdpPhone:
-    phone = UdpPhone()
-    phone.send(register_request("100", port=phone.port, contact_host="127.0.0.1"), edge_port)
-    challenge = parse(phone.recv())
-    auth = authorization("100", challenge.www_authenticate[0])
-    phone.send(
-        register_request("100", port=phone.port, contact_host="127.0.0.1", cseq=2, auth=auth),
-        edge_port,
-    )
-    answer = phone.recv()
-    assert answer is not None and parse(answer).status == 200, answer
-    return phone
 
 
 def attacks(enabled: bool, first_host: int) -> tuple[dict[str, Reflected], dict[str, int]]:

@@ -13,7 +13,9 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from .harness import REALM
+from sipwarden.sip import parse
+
+from .harness import REALM, UdpPhone, authorization, register_request
 
 # the issue's case, to an extension that does not exist: compact headers, no
 # Max-Forwards (111 bytes there, about 150 here); the PBX's 404 becomes the
@@ -84,3 +86,20 @@ def reflect(template: str, edge_port: int, host: str, seconds: float, *, n: str 
             except TimeoutError:
                 break
     return got
+
+
+def register_silent_phone(edge_port: int, user: str = "100") -> UdpPhone:
+    """A phone that registers ``user`` through the edge (digest auth, from
+    127.0.0.1), then never answers: the callee of ``INVITE_REGISTERED``."""
+    phone = UdpPhone()
+    phone.send(register_request(user, port=phone.port, contact_host="127.0.0.1"), edge_port)
+    challenge = parse(phone.recv() or b"")
+    auth = authorization(user, challenge.www_authenticate[0])
+    phone.send(
+        register_request(user, port=phone.port, contact_host="127.0.0.1", cseq=2, auth=auth),
+        edge_port,
+    )
+    answer = phone.recv()
+    if answer is None or parse(answer).status != 200:
+        raise AssertionError(f"the phone did not register: {answer!r}")
+    return phone

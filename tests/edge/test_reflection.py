@@ -22,10 +22,17 @@ from sipwarden.sip import parse
 from sipwarden.values import Peer
 
 from ..conftest import free_udp_port, need, start_edge_process
-from .harness import USERS, UdpPhone, authorization, register_request, running_edge, wait_for
+from .harness import USERS, running_edge, wait_for
 from .kamailio import available as kamailio_available
 from .kamailio import kamailio
-from .reflection import COMPACT_INVITE, INVITE_REGISTERED, OPTIONS, REGISTER, reflect
+from .reflection import (
+    COMPACT_INVITE,
+    INVITE_REGISTERED,
+    OPTIONS,
+    REGISTER,
+    reflect,
+    register_silent_phone,
+)
 from .test_real_peers import explain, free_port, place_call, sipp
 
 RATIO = 1.5  # the default
@@ -61,15 +68,7 @@ def test_a_spoofed_invite_to_a_registered_user_gets_no_retransmissions_past_it(t
         running_edge(tmp_path, backend_port=pbx, armed={}) as run,
     ):
         edge = run.ports["udp"]
-        phone = UdpPhone()  # registers, then never answers its calls
-        phone.send(register_request("100", port=phone.port, contact_host="127.0.0.1"), edge)
-        challenge = parse(phone.recv())
-        auth = authorization("100", challenge.www_authenticate[0])
-        phone.send(
-            register_request("100", port=phone.port, contact_host="127.0.0.1", cseq=2, auth=auth),
-            edge,
-        )
-        assert parse(phone.recv()).status == 200
+        phone = register_silent_phone(edge)
         got = reflect(INVITE_REGISTERED, edge, "127.0.0.3", seconds=12.0)
         phone.close()
         assert got.received <= RATIO * got.sent, (got.sent, got.firsts())
