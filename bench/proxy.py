@@ -136,6 +136,9 @@ def start_edge(
             # the load generator is one source at thousands a second: the rate
             # limiter counts every message (its cost is measured) but never trips
             "[limits]\nrequests = 1000000000\n"
+            # ...and never verified: the reflection budget weighs every answer
+            # (its cost is measured) but its total (1 MiB/s) is lifted
+            "[edge.reflection]\ntotal = 0\n"
             '[api]\nlisten = ""\n'
         )
         cmd = [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)]

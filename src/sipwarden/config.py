@@ -106,6 +106,23 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ReflectionConfig(_Section):
+    """``[edge.reflection]``: the reflection budget. To a source that has not
+    shown it receives at its address (a TCP handshake, our nonce in its
+    digest answer, our To tag in its next request), answers over UDP add up
+    to at most ``ratio`` times the bytes it sent, so that the edge never
+    amplifies a spoofed request; what it holds back is counted
+    (``status``: edge ``reflection-withheld``)."""
+
+    enabled: bool = True
+    ratio: float = Field(default=1.5, ge=0.5, le=10.0)  # answer bytes per byte received
+    # bytes a second to all unverified sources together, per worker; 0: no total
+    total: int = Field(default=1_048_576, ge=0)
+    verified_for: Duration = 3600.0  # how long a proof holds
+    max_sources: int = Field(default=65_536, ge=1)  # unverified sources tracked
+    max_verified: int = Field(default=65_536, ge=1)  # verified sources remembered
+
+
 class EdgeConfig(_Section):
     """``[edge]``: where sipwarden listens and the PBX it protects."""
 
@@ -140,6 +157,7 @@ class EdgeConfig(_Section):
     # The key that signs flow tokens in Path/Record-Route: kept across restarts
     # so registered phones stay reachable. Created (mode 0600) if missing.
     flow_key_file: Path = Path("sipwarden.key")
+    reflection: ReflectionConfig = Field(default_factory=ReflectionConfig)
 
     @field_validator("domains")
     @classmethod

@@ -57,6 +57,7 @@ modparam("auth_db", "db_url", "text://{db}")
 modparam("auth_db", "calculate_ha1", yes)
 modparam("auth_db", "password_column", "password")
 modparam("auth_db", "load_credentials", "")
+{tm_params}
 
 request_route {{
     if (!mf_process_maxfwd_header("10")) {{
@@ -127,11 +128,17 @@ require_certificate = no
 
 @contextmanager
 def kamailio(
-    tmp_path: Path, tls: tuple[Path, Path] | None = None, *, netns: str | None = None
+    tmp_path: Path,
+    tls: tuple[Path, Path] | None = None,
+    *,
+    netns: str | None = None,
+    fr_timer: int | None = None,
 ) -> Iterator[int]:
     """Start Kamailio on a free loopback port (UDP and TCP; with ``tls`` =
     (certificate, key), TLS on the port above it); yield the port. With
-    ``netns``, inside that network namespace, on its own loopback."""
+    ``netns``, inside that network namespace, on its own loopback. With
+    ``fr_timer`` (ms), a relayed request no one answers gets its 408 that
+    soon (Kamailio's default: 30 s)."""
     db = tmp_path / "kamdb"
     db.mkdir()
     (db / "version").write_text(
@@ -161,6 +168,7 @@ def kamailio(
             db=db,
             tls_listen=tls_listen,
             tls_module=tls_module,
+            tm_params="" if fr_timer is None else f'modparam("tm", "fr_timer", {fr_timer})',
         )
     )
     log = (tmp_path / "kamailio.log").open("w")

@@ -151,7 +151,8 @@ def intel_lookup(answer: dict[str, Any]) -> None:
 
 def status(shown: dict[str, Any], socket: Path) -> None:
     """`status`: the daemon (else the ``socket`` it would answer on), the
-    bans, the feeds, the country policy, the kernel's feed sets."""
+    bans, the feeds, the country policy, the kernel's feed sets, the
+    reflection budget."""
     click.echo("daemon: " + ("running" if shown["running"] else f"not running ({socket})"))
     click.echo(f"bans in force: {shown['bans_in_force']}")
     store = shown.get("store") or {}
@@ -196,6 +197,22 @@ def status(shown: dict[str, Any], socket: Path) -> None:
     exempt = shown["intel"].get("listed_but_exempt")
     if exempt:
         click.echo(f"listed but trusted or allow-listed (kept working): {', '.join(exempt)}")
+    if "reflection" in shown:  # (the daemon runs)
+        click.echo(reflection_line(shown["reflection"]))
+
+
+def reflection_line(reflection: dict[str, int] | None) -> str:
+    """`status`'s line on the reflection budget (None: it is off)."""
+    if reflection is None:
+        return "reflection budget: off (edge.reflection.enabled = false)"
+    verified = ", ".join(
+        f"{reflection.get(f'verified:{proof}', 0)} by {proof}" for proof in ("tcp", "nonce", "tag")
+    )
+    return (
+        f"reflection budget: {reflection.get('withheld', 0):,} answers"
+        f" ({reflection.get('withheld-bytes', 0):,} bytes) withheld from unverified sources"
+        f" ({reflection.get('withheld:total', 0):,} by the total); sources verified: {verified}"
+    )
 
 
 def firewall_lane(seen: LaneView, settings: LaneSettings | None, listed: bool) -> None:

@@ -73,7 +73,8 @@ def reload(config_file: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(config_file: str | None, as_json: bool) -> None:
     """Whether the daemon runs, the bans in force, the threat feeds (size,
-    last success, last error) and the country policy."""
+    last success, last error), the country policy and what the reflection
+    budget held back."""
     config = config_from(config_file)
     stats = ask_daemon(config, {"cmd": "stats"})
     if stats is not None:
@@ -87,6 +88,14 @@ def status(config_file: str | None, as_json: bool) -> None:
             "intel": stats.get("intel", {}),
             "verdicts": stats.get("verdicts", {}),
             "lane": stats.get("lane"),  # None: no kernel lane
+            # the reflection budget: what it held back from unverified sources
+            "reflection": {
+                k.removeprefix("reflection-"): v
+                for k, v in stats.get("edge", {}).items()
+                if k.startswith("reflection-")
+            }
+            if config.edge.reflection.enabled
+            else None,
         }
     else:
         from ..daemon.intel_commands import offline_status

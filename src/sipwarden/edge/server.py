@@ -4,8 +4,11 @@ Public listeners (UDP, TCP, TLS; IPv4 and IPv6) take client traffic; one
 internal UDP socket talks to the backend. Every inbound message is framed,
 peeked, judged by the policy pipeline and, if it passes, handed to the
 StatelessProxy, whose actions are carried out here. A dropped message gets
-no answer at all. Nothing a peer sends can raise out of these callbacks:
-malformed input is counted and dropped, a misbehaving connection is closed.
+no answer at all; every answer to a UDP client passes the reflection budget
+(``policy.reflection``: a source not yet verified gets back at most a small
+multiple of what it sent). Nothing a peer sends can raise out of these
+callbacks: malformed input is counted and dropped, a misbehaving connection
+is closed.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from ..config import EdgeConfig, Endpoint
-from ..policy import Policy
+from ..policy import Policy, ReflectionBudget
 from ..proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
 from ..proxy.base import AUTH_FLAG, BRANCH_PREFIX, TOKEN_PARAM
 from ..sip import PING, Peek, SipError, StreamFramer, make_response, parse, peek
@@ -33,6 +36,8 @@ log = logging.getLogger("sipwarden.edge")
 
 UDP_BUFFER = 4 * 1024 * 1024  # deep socket queues: loss starts late under bursts
 SWEEP_INTERVAL = 1.0
+EXEMPT_CACHE = 65_536  # sources whose exemption from the reflection budget is remembered
+ANSWERED = frozenset({"reject", "deceive"})  # verdicts (besides passing) that may get an answer
 
 
 def _ip(addr: Any) -> str:
@@ -101,6 +106,20 @@ class Edge:
         self._sweeper: asyncio.Task[None] | None = None
         self._link: _BackendLink | None = None  # the connection to a TCP/TLS backend
         self._backend = Peer(config.backend.transport, config.backend.host, config.backend.port)
+        budget = config.reflection
+        self.reflection: ReflectionBudget | None = None
+        if budget.enabled:
+            self.reflection = ReflectionBudget(
+                ratio=budget.ratio,
+                total=budget.total,
+                verified_for=budget.verified_for,
+                max_sources=budget.max_sources,
+                max_verified=budget.max_verified,
+                exempt=self._exempt,
+                counters=self.counters,
+            )
+        self._exempt_cache: dict[str, bool] = {}
+        self._exempt_policy: Policy | None = None  # the policy the cache was filled from
 
     # ----------------------------------------------------------------- life
 
@@ -259,7 +278,15 @@ class Edge:
         verdict, view = self.policy.judge_bytes(data, source, local.port, self.now())
         if view is None:
             return False
-        if verdict.passes:
+        passes, reflection = verdict.passes, self.reflection
+        if (
+            reflection is not None
+            and source.transport == "udp"
+            and (passes or verdict.kind in ANSWERED)
+        ):
+            # what it sent earns answers; what it sends may prove it receives
+            reflection.received(source.host, len(data), view, self.clock())
+        if passes:
             assert self.proxy is not None
             self._execute(self.proxy.from_client(data, source, local, view))
             return True
@@ -292,7 +319,8 @@ class Edge:
         if status is not None and self.policy.reads_answer(status):
             data, view = self._read_answer(data, view)
         assert self.proxy is not None
-        self._execute(self.proxy.from_backend(data, source, view))
+        # (the answer's view goes along: the reflection budget reads its To tag)
+        self._execute(self.proxy.from_backend(data, source, view), view)
 
     def _read_answer(self, data: bytes, view: Peek) -> tuple[bytes, Peek]:
         """Let the policy read a final answer (failed logins, enumeration):
@@ -319,14 +347,22 @@ class Edge:
 
     # ------------------------------------------------------------- outbound
 
-    def _execute(self, actions: list[Send | Drop]) -> None:
+    def _execute(self, actions: list[Send | Drop], answered: Peek | None = None) -> None:
+        """Carry out the proxy's actions; ``answered``: the backend's answer
+        they relay, as peeked."""
         for action in actions:
             if isinstance(action, Drop):
                 self.counters[f"drop:{action.reason}"] += 1
                 continue
-            self.send(action.flow, action.data)
+            self.send(action.flow, action.data, view=answered)
 
-    def send(self, flow: Peer, data: bytes) -> None:
+    def send(
+        self, flow: Peer, data: bytes, *, ratio: float | None = None, view: Peek | None = None
+    ) -> None:
+        """Send ``data`` to ``flow``; an answer to a UDP client only if the
+        reflection budget permits (``ratio``: a stricter multiple for this
+        one, as deception's answers need; ``view``: the answer as peeked,
+        if the caller has it)."""
         if flow == self._backend:
             if self._link is not None:
                 if self._link.send(data):
@@ -341,6 +377,21 @@ class Edge:
                 self.counters["drop:backend-send-failed"] += 1
             return
         if flow.transport == "udp":
+            reflection = self.reflection
+            if (
+                reflection is not None
+                # an answer ("SIP/2.0 ..."); the PBX's own requests go to the
+                # bindings and dialogs its users made, and pass
+                and data[:4].upper() == b"SIP/"
+                and not reflection.permit(
+                    flow.host,
+                    data,
+                    self.clock(),
+                    ratio,
+                    view if view is not None and view.status is not None else None,
+                )
+            ):
+                return  # withheld (the budget counts it)
             sock = self._udp.get(":" in flow.host)
             if sock is None:
                 self.counters["drop:no-udp-listener"] += 1
@@ -378,7 +429,25 @@ class Edge:
         conn.conn_id = self._next_conn
         self._conns[conn.conn_id] = conn
         self._per_source[host] += 1
+        if self.reflection is not None:  # a completed handshake: it receives at its address
+            self.reflection.verify(host, self.clock(), "tcp")
         return True
+
+    def _exempt(self, host: str) -> bool:
+        """Trusted peers and the allow list: never limited by the reflection
+        budget. Remembered per source until the policy is swapped (a reload
+        may change both lists) or the cache fills."""
+        policy, cache = self.policy, self._exempt_cache
+        if policy is not self._exempt_policy or len(cache) >= EXEMPT_CACHE:
+            cache.clear()
+            self._exempt_policy = policy
+        exempt = cache.get(host)
+        if exempt is None:
+            bans = policy.bans
+            exempt = cache[host] = host in policy.trusted or (
+                bans is not None and bans.allowed(host)
+            )
+        return exempt
 
     def forget(self, conn: _StreamConnection) -> None:
         if self._conns.pop(conn.conn_id, None) is not None:

@@ -3,7 +3,8 @@ runs them, ``stage`` is their interface, ``stages/`` one module each:
 trusted peers, the ban book and intel on the source; sanity, the rules,
 rate limits and OPTIONS on the message), the rule language and its built-in
 pack, the ban book, the failure tracker and uniform answers; ``build`` puts
-it all together from the config, in one place."""
+it all together from the config, in one place. The reflection budget
+(``reflection``) limits what goes back to sources not yet verified."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .build import (
     with_state,
 )
 from .pipeline import Policy
+from .reflection import ReflectionBudget
 from .rules import Context, Rule, RuleError, RuleSet, compile_rules
 from .stage import Banning, SourceStage, Stage
 from .stages import TrustedPeers
@@ -29,6 +31,7 @@ __all__ = [
     "Context",
     "Policy",
     "PolicyError",
+    "ReflectionBudget",
     "Resolver",
     "Rule",
     "RuleError",

@@ -1,0 +1,276 @@
+"""The reflection budget: no source that has not shown it receives at its
+address gets more back than a small multiple of what it sent.
+
+Why: a UDP source address is whatever the sender writes. A request sent in
+a victim's name earns the victim every answer: the edge's own (a reject,
+the uniform challenge) and the PBX's relayed ones (a 100 Trying, a 401, a
+final answer retransmitted until an ACK that never comes). Measured before
+this budget: a 111-byte compact INVITE got a 305-byte challenge (2.75x),
+and a spoofed INVITE to a registered user got 100 Trying and four 408s
+(6.4x over 34 s). An answer larger than its request makes the edge an
+amplifier for reflection attacks.
+
+The rule, per unverified source: the answers let through to it add up to at
+most ``ratio`` times the bytes it sent (messages the edge forwarded or
+answered: a dropped message earns no answer, so no credit). An answer that
+does not fit is withheld whole, retransmissions included; and over all
+unverified sources together at most ``total`` bytes a second go out (a
+token bucket, one second deep), so that a flood from many spoofed
+addresses, each within its ratio, reflects a bounded amount. What is
+withheld is counted: messages and bytes, by cause.
+
+A source is verified, and no longer limited for ``verified_for`` seconds,
+once it has shown it receives at its address:
+
+- a completed TCP handshake (TCP or TLS; the edge calls ``verify`` when it
+  accepts a connection): a spoofer never sees the SYN-ACK;
+- our nonce in its digest answer: an Authorization or Proxy-Authorization
+  whose nonce is one the budget let through to that source in a challenge
+  (401/407, the PBX's or the uniform one; the last ``NONCES`` are kept);
+- our To tag in its next request: the tag of an answer let through to that
+  source (its ACK, or a request in the dialog; the last ``TAGS`` are kept,
+  from answers to the requests that make dialogs and from challenges). This
+  rule is as strong as the PBX's tags are unguessable: Kamailio derives
+  its stateless tags from fixed text and a CRC of the request, which an
+  attacker who got one answer can compute; the nonce and TCP rules carry
+  no such caveat.
+
+Trusted peers and the allow list are never limited: ``exempt(host)``,
+given by the caller, says so (it is asked on answers to unverified sources
+only; the caller keeps it cheap).
+
+Operations (sans-I/O; the clock is passed in):
+  ``received(host, size, view, now)`` for each message a client sent over
+  UDP that the edge forwarded or answered (it earns credit, and may prove);
+  ``permit(host, answer, now, ratio=None, view=None)`` before each answer
+  to a UDP client: True to send it (it is then charged, and its nonce and
+  To tag remembered), False to withhold it. Anything that answers a client goes
+  through ``permit``: the edge's relayed answers, its rejects, the uniform
+  challenge and, later, deception (which passes ``ratio=1.0``: DESIGN's
+  rule that deception never sends an unverified source more than it sent);
+  ``verify(host, now, proof)`` for a proof seen elsewhere (a TCP accept).
+
+Bounds: at most ``max_sources`` unverified sources (the oldest forgotten
+first: forgetting one forgets its credit, it never grants any), at most
+``max_verified`` verified ones (the oldest proof forgotten first: that
+source is limited again until it proves again), ``NONCES`` and ``TAGS`` per
+source. Per message on the path of a verified source: one dict probe.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from ..sip import PEEKED_HEADERS, Peek, SipError, parse_auth, peek
+
+NONCES: Final = 4  # challenges remembered per source (a phone retries a few)
+TAGS: Final = 4  # To tags remembered per source
+Proof = Literal["tcp", "nonce", "tag"]
+TO, CSEQ = PEEKED_HEADERS.index("to"), PEEKED_HEADERS.index("cseq")
+# the requests whose answers' To tags come back (in the ACK, in the dialog),
+# as their CSeq value ends: a cheap filter (an odd CSeq loses only this proof)
+_DIALOGS: Final = (" INVITE", " SUBSCRIBE", " REFER", " NOTIFY")
+
+# a challenge header's value, folded lines included
+_CHALLENGE = re.compile(
+    rb"^(?:www|proxy)-authenticate[ \t]*:((?:[^\r\n]|\r\n[ \t])*)", re.IGNORECASE | re.MULTILINE
+)
+
+
+@dataclass(slots=True)
+class _Source:
+    received: int = 0  # bytes it sent that the edge forwarded or answered
+    sent: int = 0  # bytes of answers let through to it
+    # tuples of strings: the garbage collector stops tracking them
+    nonces: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+def _never(host: str) -> bool:
+    return False
+
+
+class ReflectionBudget:
+    """See the module doc. ``counters`` (the edge passes its own, so that
+    they show in ``status``) gets ``reflection-*`` keys."""
+
+    def __init__(
+        self,
+        *,
+        ratio: float = 1.5,
+        total: int = 1_048_576,
+        verified_for: float = 3600.0,
+        max_sources: int = 65_536,
+        max_verified: int = 65_536,
+        exempt: Callable[[str], bool] = _never,
+        counters: Counter[str] | None = None,
+    ) -> None:
+        if ratio <= 0 or total < 0 or verified_for <= 0 or max_sources < 1 or max_verified < 1:
+            raise ValueError("ratio and verified_for must be > 0, total >= 0, maxima >= 1")
+        self.ratio = ratio
+        self.total = total  # bytes a second to all unverified sources; 0: no total
+        self.verified_for = verified_for
+        self.max_sources = max_sources
+        self.max_verified = max_verified
+        self.exempt = exempt
+        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self._sources: OrderedDict[str, _Source] = OrderedDict()
+        self._verified: OrderedDict[str, float] = OrderedDict()  # host -> verified until
+        self._tokens = float(total)  # the total's bucket
+        self._filled_at: float | None = None
+
+    def __len__(self) -> int:
+        """Unverified sources tracked."""
+        return len(self._sources)
+
+    @property
+    def verified_count(self) -> int:
+        """Verified sources remembered (expired ones until they are looked at)."""
+        return len(self._verified)
+
+    # ------------------------------------------------------------ verification
+
+    def is_verified(self, host: str, now: float) -> bool:
+        until = self._verified.get(host)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self._verified[host]
+        return False
+
+    def verify(self, host: str, now: float, proof: Proof) -> None:
+        """``host`` has shown it receives at its address: not limited for
+        ``verified_for`` seconds from now."""
+        verified = self._verified
+        if verified.pop(host, None) is None:
+            self.counters[f"reflection-verified:{proof}"] += 1
+            if len(verified) >= self.max_verified:
+                verified.popitem(last=False)
+                self.counters["reflection-verified-forgotten"] += 1
+        verified[host] = now + self.verified_for
+        self._sources.pop(host, None)  # its credit and proofs are of no more use
+
+    # ------------------------------------------------------------------ inbound
+
+    def received(self, host: str, size: int, view: Peek | None, now: float) -> None:
+        """A message of ``size`` bytes from ``host`` that the edge forwards
+        or answers (``view``, its peek, may carry a proof)."""
+        if self.is_verified(host, now):
+            return
+        source = self._sources.get(host)
+        if source is None:
+            source = self._track(host)
+        source.received += size
+        if view is not None and (source.nonces or source.tags) and view.method is not None:
+            proof = _proof(source, view)
+            if proof is not None:
+                self.verify(host, now, proof)
+
+    # ----------------------------------------------------------------- outbound
+
+    def permit(
+        self,
+        host: str,
+        answer: bytes,
+        now: float,
+        ratio: float | None = None,
+        view: Peek | None = None,
+    ) -> bool:
+        """Whether ``answer`` may go to ``host`` now; if so it is charged to
+        the source and the total, and its nonce and To tag remembered.
+        ``ratio``: a stricter multiple for this answer (never a looser one);
+        ``view``: a peek of the answer (or of the message it was made from,
+        with the same status and To), when the caller has one: it spares a
+        second."""
+        if self.is_verified(host, now) or self.exempt(host):
+            return True
+        source = self._sources.get(host)
+        if source is None:
+            source = self._track(host)
+        size = len(answer)
+        limit = self.ratio if ratio is None else min(ratio, self.ratio)
+        if source.sent + size > source.received * limit:
+            return self._withhold("reflection-withheld:ratio", size)
+        if self.total and not self._take(size, now):
+            return self._withhold("reflection-withheld:total", size)
+        source.sent += size
+        counters = self.counters
+        counters["reflection-sent"] += 1
+        counters["reflection-sent-bytes"] += size
+        _remember(source, answer, view)
+        return True
+
+    def _withhold(self, cause: str, size: int) -> bool:
+        counters = self.counters
+        counters["reflection-withheld"] += 1
+        counters["reflection-withheld-bytes"] += size
+        counters[cause] += 1
+        return False
+
+    def _take(self, size: int, now: float) -> bool:
+        """Take ``size`` bytes from the total's bucket, if it holds them."""
+        if self._filled_at is not None:
+            self._tokens = min(
+                float(self.total), self._tokens + (now - self._filled_at) * self.total
+            )
+        self._filled_at = now
+        if size > self._tokens:
+            return False
+        self._tokens -= size
+        return True
+
+    def _track(self, host: str) -> _Source:
+        sources = self._sources
+        if len(sources) >= self.max_sources:
+            sources.popitem(last=False)
+            self.counters["reflection-forgotten"] += 1
+        source = sources[host] = _Source()
+        return source
+
+
+def _proof(source: _Source, request: Peek) -> Proof | None:
+    """What in ``request`` proves its source got one of our answers."""
+    try:
+        to = request.raw(TO)
+        if source.tags and to is not None and "tag" in to.lower() and request.to_tag in source.tags:
+            return "tag"
+        if source.nonces and request.has_credentials:
+            for credentials in (request.authorization, request.proxy_authorization):
+                if credentials is not None and credentials.nonce in source.nonces:
+                    return "nonce"
+    except SipError:  # a broken header proves nothing
+        pass
+    return None
+
+
+def _remember(source: _Source, answer: bytes, view: Peek | None) -> None:
+    """Keep the To tag and any challenge nonce of an answer let through."""
+    if answer[8:12] == b"100 ":
+        return  # 100 Trying: hop by hop, no tag to keep
+    try:
+        if view is None:
+            view = peek(answer)
+        challenge = view.status in (401, 407)
+        if not challenge and not (view.raw(CSEQ) or "").endswith(_DIALOGS):
+            return  # (an answer to OPTIONS or REGISTER: no request comes back with its tag)
+        tag = view.to_tag
+    except SipError:
+        return
+    if tag and tag not in source.tags:
+        source.tags = (tag, *source.tags[: TAGS - 1])
+    if not challenge:
+        return
+    head = answer[: answer.find(b"\r\n\r\n")]
+    for found in _CHALLENGE.finditer(head):
+        value = re.sub(rb"\r\n[ \t]+", b" ", found.group(1)).decode("utf-8", "surrogateescape")
+        try:
+            nonce = parse_auth(value.strip()).nonce
+        except SipError:
+            continue
+        if nonce and nonce not in source.nonces:
+            source.nonces = (nonce, *source.nonces[: NONCES - 1])
