@@ -52,7 +52,7 @@ def config(base: str = "http://127.0.0.1:9/api/", **kw: Any) -> ApibanSettings:
         "base": base,
         "rate_requests": 11,
         "rate_window": WINDOW,
-        "rate_slack": 0.1,
+        "rate_slack": 0.3,  # transit on a loaded machine (2 xdist workers): 0.1 s was too little
         "error_backoff": 0.05,
         "timeout": 5.0,
     }
