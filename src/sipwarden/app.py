@@ -169,7 +169,7 @@ def run(config: Config, config_path: Path | None = None) -> None:
     key = flow_key(config.edge.flow_key_file)  # before forking: one key for all
     # a broken rule or an unreadable country database stops startup here
     policy = build_policy(config, countries=open_geo(config.intel.geoip), resolve=resolve)
-    asyncio.run(reconcile(config))  # before any worker bans: the store is the truth
+    asyncio.run(reconcile(config))  # before any worker bans: the kernel holds what is in force
     assert policy.bans is not None
     asyncio.run(start_lane(config, policy.bans.allow_networks))  # before any packet is read
     children: list[int] = []
