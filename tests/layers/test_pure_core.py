@@ -1,6 +1,6 @@
 """The pure core imports no I/O library (issue 13; ``docs/architecture.md``).
 
-Every module of ``sip``, ``proxy``, ``policy``, ``intel`` and the ``values``
+Every module of ``sip``, ``proxy``, ``policy``, ``intel``, ``observe`` and the ``values``
 leaf is imported in a fresh interpreter in which importing an I/O library
 fails, so an import anywhere in the chain (ours or a dependency's) breaks
 this test. import-linter checks the same statically (``.importlinter``);
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sipwarden
 
-PURE = ("sip", "proxy", "policy", "intel")
+PURE = ("sip", "proxy", "policy", "intel", "observe")
 BLOCKED = (
     "asyncio",
     "socket",

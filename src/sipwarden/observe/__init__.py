@@ -1,0 +1,22 @@
+"""Observation, the pure part: what happened (``events``) and the traffic
+(``flows``), bounded and sans-I/O; the daemon writes them, the API and the
+CLI read them. Later: the periodic analysis, schedules (quiet hours) and
+the metrics model (issue 15)."""
+
+from .events import BAN, FEED, FINDING, LOGIN_FAILED, UNBAN, VERDICT, Event, EventQueue
+from .flows import OVERFLOW, FlowKey, FlowTable, aggregate
+
+__all__ = [
+    "BAN",
+    "FEED",
+    "FINDING",
+    "LOGIN_FAILED",
+    "OVERFLOW",
+    "UNBAN",
+    "VERDICT",
+    "Event",
+    "EventQueue",
+    "FlowKey",
+    "FlowTable",
+    "aggregate",
+]

@@ -1,0 +1,99 @@
+"""Traffic flows in one-minute buckets: exact counts, the peak second,
+bounded for spoofed sources, merged over a window."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sipwarden.observe.flows import OVERFLOW, FlowKey, FlowTable, aggregate
+
+T0 = 1_800_000_000.0 - 1_800_000_000.0 % 60  # the start of a minute
+SCANNER = FlowKey("192.0.2.7", 5070, "198.51.100.1", 5060, "udp")
+PHONE = FlowKey("203.0.113.5", 40000, "198.51.100.1", 5060, "udp")
+
+
+def test_a_flow_counts_packets_bytes_methods_answers_verdicts_and_its_peak() -> None:
+    table = FlowTable()
+    for i in range(10):  # 10 OPTIONS in the same second, dropped by the pack
+        table.record(SCANNER, T0 + 1 + i / 100, 400, method="OPTIONS", verdict="scanner.sipvicious")
+    for i in range(3):  # then one a second
+        table.record(SCANNER, T0 + 5 + i, 500, method="REGISTER")
+    table.record(PHONE, T0 + 2, 600, method="REGISTER")
+    table.record(PHONE, T0 + 2.5, 400, status=401)
+    assert table.drain(T0 + 59) == []  # the minute is not over
+    (scanner, phone) = table.drain(T0 + 60)
+    assert scanner == {
+        "minute": T0,
+        "source": "192.0.2.7",
+        "source_port": 5070,
+        "destination": "198.51.100.1",
+        "destination_port": 5060,
+        "transport": "udp",
+        "first_seen": T0 + 1,
+        "last_seen": T0 + 7,
+        "packets": 13,
+        "bytes": 5500,
+        "peak_pps": 10,
+        "methods": {"OPTIONS": 10, "REGISTER": 3},
+        "answers": {},
+        "verdicts": {"scanner.sipvicious": 10},
+    }
+    assert phone["answers"] == {"401": 1} and phone["packets"] == 2
+    assert table.drain(T0 + 120) == []
+
+
+def test_the_minutes_of_a_window_merge_into_one_record_per_flow() -> None:
+    table = FlowTable()
+    for minute in range(3):
+        for i in range(minute + 1):
+            table.record(SCANNER, T0 + 60 * minute + i * 0.1, 100, verdict="drop")
+    records = table.drain(T0 + 180)
+    assert [r["minute"] for r in records] == [T0, T0 + 60, T0 + 120]
+    (merged,) = aggregate(records)
+    assert merged["packets"] == 6 and merged["bytes"] == 600 and merged["peak_pps"] == 3
+    assert merged["first_seen"] == T0 and merged["last_seen"] == T0 + 120.2
+    assert merged["verdicts"] == {"drop": 6} and "minute" not in merged
+
+
+def test_spoofed_sources_past_the_bound_add_up_in_one_overflow_flow() -> None:
+    table = FlowTable(max_flows=100)
+    for n in range(10_000):
+        key = FlowKey(f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}", 5060, "198.51.100.1", 5060, "udp")
+        table.record(key, T0 + 1, 200, method="REGISTER")
+    assert len(table) == 101  # 100 flows and the overflow
+    records = table.drain(T0 + 60)
+    assert sum(r["packets"] for r in records) == 10_000  # exact totals
+    (overflow,) = [r for r in records if r["source"] == OVERFLOW]
+    assert overflow["packets"] == 9_900 and overflow["source_port"] is None
+    assert table.counters["untracked"] == 9_900
+
+
+def test_a_slow_writer_loses_the_oldest_minutes_counted() -> None:
+    table = FlowTable(max_pending=2)
+    for minute in range(5):
+        table.record(SCANNER, T0 + 60 * minute, 100)
+    records = table.drain(T0 + 300)
+    assert [r["minute"] for r in records] == [T0 + 180, T0 + 240]
+    assert table.counters["minutes-lost"] == 3
+
+
+def test_bad_bounds_are_refused() -> None:
+    with pytest.raises(ValueError):
+        FlowTable(max_flows=0)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.floats(0, 299), st.integers(0, 1500)), max_size=200)
+)
+def test_aggregating_the_minutes_keeps_every_packet_and_byte(
+    packets: list[tuple[int, float, int]],
+) -> None:
+    table = FlowTable(max_flows=3)
+    for source, offset, size in sorted(packets, key=lambda p: p[1]):
+        key = FlowKey(f"192.0.2.{source}", 5060, "198.51.100.1", 5060, "udp")
+        table.record(key, T0 + offset, size)
+    merged = aggregate(table.drain(T0 + 600))
+    assert sum(r["packets"] for r in merged) == len(packets)
+    assert sum(r["bytes"] for r in merged) == sum(size for _, _, size in packets)
