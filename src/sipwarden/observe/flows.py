@@ -49,9 +49,10 @@ class _Flow:
     second: int = -1  # the whole second being counted
     in_second: int = 0
     peak: int = 0  # packets in the busiest second
-    methods: dict[str, int] = field(default_factory=dict)
-    answers: dict[str, int] = field(default_factory=dict)  # status code (a string: JSON keys)
-    verdicts: dict[str, int] = field(default_factory=dict)
+    # made on first use: a spoofed source's flow often needs one or none
+    methods: dict[str, int] | None = None
+    answers: dict[str, int] | None = None  # status code (a string: JSON keys)
+    verdicts: dict[str, int] | None = None
 
 
 @dataclass
@@ -105,12 +106,24 @@ class FlowTable:
         if flow.in_second > flow.peak:
             flow.peak = flow.in_second
         if method is not None:
-            flow.methods[method] = flow.methods.get(method, 0) + 1
+            counts = flow.methods
+            if counts is None:
+                flow.methods = {method: 1}
+            else:
+                counts[method] = counts.get(method, 0) + 1
         if status is not None:
             code = str(status)
-            flow.answers[code] = flow.answers.get(code, 0) + 1
+            counts = flow.answers
+            if counts is None:
+                flow.answers = {code: 1}
+            else:
+                counts[code] = counts.get(code, 0) + 1
         if verdict is not None:
-            flow.verdicts[verdict] = flow.verdicts.get(verdict, 0) + 1
+            counts = flow.verdicts
+            if counts is None:
+                flow.verdicts = {verdict: 1}
+            else:
+                counts[verdict] = counts.get(verdict, 0) + 1
 
     def drain(self, now: float) -> list[dict[str, Any]]:
         """The records of every minute that ended before ``now``, oldest first."""
@@ -147,9 +160,9 @@ def _record(key: FlowKey, flow: _Flow, minute: float) -> dict[str, Any]:
         "packets": flow.packets,
         "bytes": flow.bytes,
         "peak_pps": flow.peak,
-        "methods": dict(flow.methods),
-        "answers": dict(flow.answers),
-        "verdicts": dict(flow.verdicts),
+        "methods": dict(flow.methods or {}),
+        "answers": dict(flow.answers or {}),
+        "verdicts": dict(flow.verdicts or {}),
     }
 
 
