@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import select
-import socket
 import subprocess
 import sys
 import threading
@@ -32,15 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from sipwarden.daemon.control import ask
-from sipwarden.sip import Message, parse
 
-from .harness import REALM, authorization
 from .kamailio import kamailio
-from .netns import Pair, in_namespace, namespace_pair
+from .netns import Pair, namespace_pair
+from .phone import PORT, Phone
 
 FLOODER = Path(__file__).with_name("flooder.py")
 SPOOFED = "198.18.0.0/16"  # the flood's sources (RFC 2544), routed via the clients' end
-PORT = 5060
 
 
 @dataclass
@@ -194,65 +190,6 @@ def flood_result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-class Phone:
-    """A phone on ``ip`` of the clients' namespace: REGISTER with digest
-    auth through the edge to Kamailio, as a phone does it but without
-    retransmissions (a lost request is a failed attempt: the strict count)."""
-
-    def __init__(self, site: FloodSite, ip: str, user: str = "100") -> None:
-        def make() -> socket.socket:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind((ip, 0))
-            sock.connect((site.pair.edge_ip, PORT))
-            return sock
-
-        self.sock = in_namespace(site.pair.clients, make)
-        self.ip, self.user = ip, user
-        self.port = self.sock.getsockname()[1]
-        self.call_id = f"{secrets.token_hex(8)}@{ip}"
-        self.cseq = 0
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def register(self, auth: str = "", timeout: float = 1.0) -> Message | None:
-        """One REGISTER and its final answer; None if none came in time."""
-        self.cseq += 1
-        lines = [
-            f"REGISTER sip:{REALM} SIP/2.0",
-            f"Via: SIP/2.0/UDP {self.ip}:{self.port};branch=z9hG4bK{secrets.token_hex(8)};rport",
-            "Max-Forwards: 70",
-            f"From: <sip:{self.user}@{REALM}>;tag={self.port}",
-            f"To: <sip:{self.user}@{REALM}>",
-            f"Call-ID: {self.call_id}",
-            f"CSeq: {self.cseq} REGISTER",
-            f"Contact: <sip:{self.user}@{self.ip}:{self.port}>",
-            "Expires: 600",
-            "User-Agent: Yealink SIP-T46S 66.86.0.15",
-            *([f"Authorization: {auth}"] if auth else []),
-            "Content-Length: 0",
-        ]
-        self.sock.send(("\r\n".join(lines) + "\r\n\r\n").encode())
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                answer = parse(self.sock.recv(65535))
-            except (TimeoutError, ConnectionRefusedError):
-                return None
-            if answer.cseq.number == self.cseq and (answer.status or 0) >= 200:
-                return answer
-        return None
-
-    def login(self, timeout: float = 1.0) -> int:
-        """REGISTER, the challenge, the credentials: the final status, 0 for silence."""
-        challenge = self.register(timeout=timeout)
-        if challenge is None or challenge.status != 401:
-            return 0 if challenge is None else challenge.status or 0
-        final = self.register(authorization(self.user, challenge.www_authenticate[0]), timeout)
-        return 0 if final is None else final.status or 0
 
 
 @dataclass
