@@ -25,6 +25,13 @@ from ..conftest import free_udp_port, start_edge_process
 
 TOKEN = "fuzz-token-0123456789abcdef"
 EXAMPLES = 150  # per test: bounded, a few seconds each
+# one daemon for the module: the fixture is shared on purpose, and a real
+# daemon answers in milliseconds, not microseconds
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 json_value = st.recursive(
     st.none()
@@ -87,11 +94,7 @@ def post(api: str, body: bytes) -> httpx.Response:
     return httpx.post(f"{api}/api/v1/bans", content=body, headers=headers, timeout=10)
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@FUZZ
 @given(
     body=st.one_of(
         st.fixed_dictionaries(
@@ -120,7 +123,7 @@ def test_any_json_posted_as_a_ban_is_refused_clearly_or_a_valid_ban(
         assert isinstance(shown["error"], str) and shown["error"]
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@FUZZ
 @given(path=st.text(min_size=1, max_size=40).filter(lambda t: "/" not in t and t not in ".."))
 def test_any_target_in_a_path_is_refused_clearly(daemon: tuple[str, Path, Path], path: str) -> None:
     api, _, _ = daemon
@@ -152,11 +155,7 @@ def ask_raw(sock_path: Path, data: bytes) -> dict[str, Any]:
 COMMANDS = ["bans-add", "bans-remove", "bans-show", "bans-list", "intel-lookup", "stats"]
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@FUZZ
 @given(
     request=st.one_of(
         st.fixed_dictionaries(

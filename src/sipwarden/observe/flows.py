@@ -106,24 +106,11 @@ class FlowTable:
         if flow.in_second > flow.peak:
             flow.peak = flow.in_second
         if method is not None:
-            counts = flow.methods
-            if counts is None:
-                flow.methods = {method: 1}
-            else:
-                counts[method] = counts.get(method, 0) + 1
+            flow.methods = _counted(flow.methods, method)
         if status is not None:
-            code = str(status)
-            counts = flow.answers
-            if counts is None:
-                flow.answers = {code: 1}
-            else:
-                counts[code] = counts.get(code, 0) + 1
+            flow.answers = _counted(flow.answers, str(status))
         if verdict is not None:
-            counts = flow.verdicts
-            if counts is None:
-                flow.verdicts = {verdict: 1}
-            else:
-                counts[verdict] = counts.get(verdict, 0) + 1
+            flow.verdicts = _counted(flow.verdicts, verdict)
 
     def drain(self, now: float) -> list[dict[str, Any]]:
         """The records of every minute that ended before ``now``, oldest first."""
@@ -149,6 +136,14 @@ class FlowTable:
                 self.counters["minutes-lost"] += 1
             self._ended.append((self._minute, self._flows))
         self._minute, self._flows = minute, {}
+
+
+def _counted(counts: dict[str, int] | None, item: str) -> dict[str, int]:
+    """``counts`` with one more ``item`` (made on first use)."""
+    if counts is None:
+        return {item: 1}
+    counts[item] = counts.get(item, 0) + 1
+    return counts
 
 
 def _record(key: FlowKey, flow: _Flow, minute: float) -> dict[str, Any]:
