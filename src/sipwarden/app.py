@@ -28,6 +28,7 @@ from .daemon.core import Daemon
 from .daemon.intel import IntelKeeper
 from .daemon.lane import LaneKeeper, start_lane
 from .daemon.modes import Mode
+from .daemon.observe import ObserveKeeper
 from .edge import Edge, flow_key
 from .fetch.dns import resolve
 from .fetch.geoip import open_geo
@@ -58,8 +59,18 @@ async def serve(
     the "listening on" line operators and tests wait for (the demo says it
     its own way)."""
     assert policy.bans is not None and policy.intel is not None
-    keeper = BanKeeper(policy.bans, config.storage.path, enforcer_for(config))
-    modes: list[Mode] = [Edge(config.edge, key, policy=policy)]
+    # events and flows: every worker counts its own and writes them; worker 0
+    # tells of the bans (it adopts every worker's) and follows the table
+    observe = ObserveKeeper(config.observe, config.storage.path, worker=worker)
+    keeper = BanKeeper(
+        policy.bans,
+        config.storage.path,
+        enforcer_for(config),
+        on_event=observe.events.push if worker == 0 else None,
+    )
+    modes: list[Mode] = [
+        Edge(config.edge, key, policy=policy, events=observe.events, flows=observe.flows)
+    ]
     daemon: Daemon | None = None
 
     def never_dropped() -> list[Network]:  # the policy in force: a reload may change them
@@ -94,6 +105,7 @@ async def serve(
         keeper,
         intel,
         lane=lane,
+        observe=observe,
         worker=worker,
         children=children,
     )

@@ -11,6 +11,7 @@ import ipaddress
 import math
 import re
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -280,6 +281,28 @@ def parse_duration(value: Any, *, permanent: bool = False) -> float | None:
         also = ' (or "permanent")' if permanent else ""
         raise ValueError(f"{value!r}: a duration must be at most 10 years{also}")
     return seconds
+
+
+def parse_since(text: str, now: float) -> float:
+    """The start of a window, as ``--since`` and ``?since=`` take it: a
+    duration back from ``now`` (``90``, ``30m``, ``1h``, ``7d``) or an ISO
+    8601 time (``2026-12-06T10:00:00Z``; without a zone, UTC). Raises
+    ValueError saying what is valid."""
+    text = text.strip()
+    try:
+        return now - float(parse_duration(text) or 0.0)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration (30m, 1h, 7d) nor an ISO 8601 time"
+            " (2026-12-06T10:00:00Z)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 Duration = Annotated[float, BeforeValidator(lambda v: parse_duration(v))]
@@ -601,6 +624,23 @@ class ControlConfig(_Section):
     socket: Path = Path("sipwarden.sock")
 
 
+class ObserveConfig(_Section):
+    """``[observe]``: events and traffic flows, kept in the store."""
+
+    events_retention: Duration = 30 * 86400.0  # events older than this are deleted
+    events_max_rows: int = Field(default=2_000_000, ge=1000)  # the oldest go first past this
+    flows_retention: Duration = 7 * 86400.0
+    flows_max_rows: int = Field(default=5_000_000, ge=1000)
+    # per (kind, source, reason), between two writes: this many events kept
+    # whole, the rest counted in one summary (a flood is a few rows and a count)
+    event_sample: int = Field(default=5, ge=1, le=1000)
+    max_events: int = Field(default=50_000, ge=100)  # queued between two writes; more are dropped
+    max_flows: int = Field(default=100_000, ge=100)  # flows in one minute; more go to one overflow
+    write_interval: Duration = Field(default=1.0, le=60)  # events are written this often
+    # the ended minutes' flows appended here as IPFIX-like JSON lines (None: not exported)
+    flows_export: Path | None = None
+
+
 class Config(_Section):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
@@ -612,6 +652,7 @@ class Config(_Section):
     firewall: FirewallConfig = Field(default_factory=FirewallConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     intel: IntelConfig = Field(default_factory=IntelConfig)
+    observe: ObserveConfig = Field(default_factory=ObserveConfig)
 
 
 # keys whose values an error names by their length, not their text

@@ -69,11 +69,13 @@ def namespace() -> Iterator[Namespace]:
 
 
 @contextmanager
-def capture(link: str, path: Path, bpf: str) -> Iterator[None]:
-    """tcpdump on ``link`` into ``path`` while the block runs."""
+def capture(link: str, path: Path, bpf: str, netns: str | None = None) -> Iterator[None]:
+    """tcpdump on ``link`` (in namespace ``netns``, if given) into ``path``
+    while the block runs."""
     need(shutil.which("tcpdump") is not None, "tcpdump is not installed (apt-get install tcpdump)")
+    inside = [] if netns is None else ["ip", "netns", "exec", netns]
     proc = subprocess.Popen(
-        ["tcpdump", "-i", link, "--immediate-mode", "-U", "-n", "-w", str(path), bpf],
+        [*inside, "tcpdump", "-i", link, "--immediate-mode", "-U", "-n", "-w", str(path), bpf],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

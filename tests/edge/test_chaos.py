@@ -27,7 +27,7 @@ from sipwarden.daemon.control import ask
 from ..disk import fill, small_disk
 from .netns import in_namespace
 from .phone import Phone
-from .test_bruteforce import TABLE, Site, eventually, site  # noqa: F401
+from .site import TABLE, Site, eventually
 from .test_bruteforce import Daemon as BruteForceDaemon
 
 TOKEN = "chaos-test-token-0123456789abcdef"
@@ -107,7 +107,7 @@ class PhoneLoop(threading.Thread):
 
 
 def test_no_ban_is_lost_to_a_full_disk_bad_requests_and_a_crash(
-    site: Site,  # noqa: F811
+    site: Site,
     tmp_path: Path,
 ) -> None:
     with small_disk(tmp_path / "disk", "16m") as disk, attackers(site) as ips:
@@ -205,7 +205,7 @@ def test_no_ban_is_lost_to_a_full_disk_bad_requests_and_a_crash(
 
 
 def test_a_store_deleted_before_a_start_does_not_empty_the_kernel(
-    site: Site,  # noqa: F811
+    site: Site,
     tmp_path: Path,
 ) -> None:
     """Before, a start with no store made the kernel match the empty store:

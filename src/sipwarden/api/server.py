@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..config import Config, api_address, parse_duration
+from ..config import Config, api_address, parse_duration, parse_since
 from ..daemon.commands import run_command
 from .guard import Guard, guard_middleware
+from .stream import EventStream
 from .token import api_token
 
 if TYPE_CHECKING:
@@ -128,6 +131,59 @@ async def export_nft(request: web.Request) -> web.Response:
     return web.Response(text=script, content_type="text/plain")
 
 
+def _window(request: web.Request) -> dict[str, Any] | str:
+    """``?since=1h`` (a duration back from now, or epoch seconds),
+    ``&source=IP`` and ``&limit=N`` as a command's arguments, or what is wrong."""
+    query = request.query
+    window: dict[str, Any] = {}
+    if "since" in query:
+        try:
+            window["since"] = parse_since(query["since"], time.time())
+        except ValueError as exc:
+            return f"since: {exc}"
+    if "source" in query:
+        window["source"] = query["source"]
+    if "limit" in query:
+        try:
+            window["limit"] = int(query["limit"])
+        except ValueError:
+            return "limit: a whole number from 1 to 100000"
+    return window
+
+
+async def list_events(request: web.Request) -> web.Response:
+    window = _window(request)
+    if isinstance(window, str):
+        return _error(400, window)
+    answer = await _run(request, "events", **window)
+    return _json(answer["events"]) if answer["ok"] else _error(400, answer["error"])
+
+
+async def list_flows(request: web.Request) -> web.Response:
+    window = _window(request)
+    if isinstance(window, str):
+        return _error(400, window)
+    answer = await _run(request, "flows", **window)
+    return _json(answer["flows"]) if answer["ok"] else _error(400, answer["error"])
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: every event as the store has it (``id`` is its
+    row, ``event`` its kind, ``data`` the JSON ``events`` gives), from now,
+    or from after ``Last-Event-ID`` when a client reconnects."""
+    observe = request.app[DAEMON].observe
+    if observe is None:
+        return _error(404, "events are not kept")
+    stream = EventStream(observe)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionResetError):  # the client went away
+        await stream.run(response, request.headers.get("Last-Event-ID"))
+    return response
+
+
 def make_app(daemon: Daemon, guard: Guard) -> web.Application:
     app = web.Application(middlewares=[guard_middleware(guard)])
     app[DAEMON] = daemon
@@ -141,6 +197,9 @@ def make_app(daemon: Daemon, guard: Guard) -> web.Application:
     app.router.add_get("/api/v1/export/bans.txt", export_text)
     app.router.add_get("/api/v1/export/bans.json", export_json)
     app.router.add_get("/api/v1/export/bans.nft", export_nft)
+    app.router.add_get("/api/v1/events", list_events)
+    app.router.add_get("/api/v1/events/stream", stream_events)
+    app.router.add_get("/api/v1/flows", list_flows)
     return app
 
 

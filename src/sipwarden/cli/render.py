@@ -96,6 +96,45 @@ def bans_table(rows: list[dict[str, Any]]) -> None:
     Console().print(table)
 
 
+def events_table(rows: list[dict[str, Any]]) -> None:
+    """`events`: one line each, oldest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} events")
+    for column in ("time", "kind", "source", "reason", "details"):
+        table.add_column(column, overflow="fold")
+    core = {"id", "time", "kind", "source", "reason"}
+    for row in rows:
+        details = ", ".join(f"{k}={v}" for k, v in row.items() if k not in core and v is not None)
+        table.add_row(when(row["time"]), row["kind"], row["source"], row["reason"], details)
+    Console().print(table)
+
+
+def flows_table(rows: list[dict[str, Any]]) -> None:
+    """`flows`: busiest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} flows")
+    for column in ("source", "to", "first", "last", "packets", "bytes", "peak/s", "verdicts"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        port = "kernel" if row["source_port"] is None else row["source_port"]
+        verdicts = ", ".join(f"{k} {v}" for k, v in row["verdicts"].items())
+        table.add_row(
+            f"{row['transport']}:{row['source']}:{port}",
+            f"{row['destination']}:{row['destination_port']}",
+            when(row["first_seen"]),
+            when(row["last_seen"]),
+            f"{row['packets']:,}",
+            f"{row['bytes']:,}",
+            str(row["peak_pps"]),
+            verdicts,
+        )
+    Console().print(table)
+
+
 def ban_record(shown: dict[str, Any]) -> None:
     """`bans show`: whether banned, then every ban on record and its evidence."""
     history = shown["history"]

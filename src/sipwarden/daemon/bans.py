@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from ..config import Config
 from ..enforce import Enforcer, make_enforcer
+from ..observe import BAN, UNBAN, Event
 from ..policy.bans import BanBook
 from ..store import BanStore, StoreError
 from ..store.thread import StoreThread
@@ -58,8 +59,12 @@ class BanKeeper:
         enforcer: Enforcer,
         *,
         clock: Callable[[], float] = time.time,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self.book = book
+        # where bans and unbans are told (observe's queue): worker 0's alone,
+        # which adopts every worker's bans, so each is told once
+        self.on_event = on_event
         self.store_path = store_path
         self.enforcer = enforcer
         self.clock = clock
@@ -149,6 +154,9 @@ class BanKeeper:
         await asyncio.gather(self.enforcer.apply(changes, now), self._write(changes, now))
         done = self.clock()
         self.latencies.extend(done - c.ban.created_at for c in changes if c.op == "add")
+        if self.on_event is not None:
+            for change in changes:
+                self.on_event(ban_event(change, now))
 
     async def _write(self, changes: list[Change], now: float) -> None:
         """Write the held changes and ``changes``, in order; on failure hold them."""
@@ -255,7 +263,10 @@ class BanKeeper:
         last, bans = await self._store_thread.run(self._store.newer, self._seen, now)
         self._seen = last
         for ban in bans:
+            before = self.book.get(ban.target)
             self.book.adopt(ban, now)
+            if self.on_event is not None and before != ban and self.book.get(ban.target) == ban:
+                self.on_event(ban_event(Change("add", ban), now))
 
     # ------------------------------------------------------------- operator
 
@@ -394,6 +405,21 @@ async def remove_request(keeper: BanKeeper, request: dict[str, Any]) -> dict[str
 def describe(ban: Ban) -> dict[str, Any]:
     """A ban as `bans show --json` and the API print it."""
     return {**brief(ban), "evidence": list(ban.evidence)}
+
+
+def ban_event(change: Change, now: float) -> Event:
+    """A ban or its end, as an event (the source is the target, the reason
+    its detector)."""
+    ban = change.ban
+    if change.op == "add":
+        fields: tuple[tuple[str, str | int | float | None], ...] = (
+            ("why", ban.reason),
+            ("expires_at", ban.expires_at),
+            ("offence", ban.offence),
+        )
+        return Event(ban.created_at, BAN, ban.target, ban.detector, fields)
+    ended = "expired" if ban.expires_at is not None and ban.expires_at <= now else "lifted"
+    return Event(now, UNBAN, ban.target, ban.detector, (("ended", ended), ("why", ban.reason)))
 
 
 def brief(ban: Ban) -> dict[str, Any]:

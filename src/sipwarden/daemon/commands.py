@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from ..observe import aggregate
+from ..store import StoreError
 from .bans import add_request, remove_request
 
 if TYPE_CHECKING:
@@ -90,6 +92,77 @@ async def intel_status(daemon: Daemon, request: Request) -> Answer:
     return {"ok": True, **await daemon.all_intel_status()}
 
 
+async def observe_write(daemon: Daemon, request: Request) -> Answer:
+    """Write this worker's queued events and ended minutes' flows now, and
+    give the minute under way (``live``: the flows not written yet)."""
+    if daemon.observe is None:
+        return {"ok": True, "live": []}
+    await daemon.observe.write()
+    return {"ok": True, "live": daemon.observe.flows.current()}
+
+
+async def _written_everywhere(daemon: Daemon) -> list[dict[str, Any]]:
+    """Every worker's events and flows written now; their live flows."""
+    live = (await observe_write(daemon, {}))["live"]
+    for answer in await daemon.ask_others({"cmd": "observe-write"}):
+        live.extend(answer.get("live") or ())
+    return list(live)
+
+
+def _window(request: Request) -> tuple[float | None, str | None, int] | str:
+    """``since`` (epoch seconds), ``source`` and ``limit`` of a request, or
+    what is wrong with them."""
+    since, source, limit = request.get("since"), request.get("source"), request.get("limit", 10_000)
+    if since is not None and (not isinstance(since, int | float) or isinstance(since, bool)):
+        return "since: epoch seconds"
+    if source is not None and not isinstance(source, str):
+        return "source: an IP address"
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
+        return "limit: a whole number from 1 to 100000"
+    return (None if since is None else float(since)), source, limit
+
+
+async def events(daemon: Daemon, request: Request) -> Answer:
+    """The events since ``since`` (every worker's, those queued a moment
+    ago too), oldest first; at most ``limit``, the newest."""
+    window = _window(request)
+    if isinstance(window, str):
+        return {"ok": False, "error": window}
+    if daemon.observe is None:
+        return {"ok": False, "error": "events are not kept"}
+    since, source, limit = window
+    await _written_everywhere(daemon)
+    try:
+        found = await daemon.observe.events_since(since, source=source, limit=limit)
+    except StoreError as exc:
+        return {"ok": False, "error": str(exc)}
+    return {"ok": True, "events": found}
+
+
+async def flows(daemon: Daemon, request: Request) -> Answer:
+    """One record per flow over the window (the contract's fields): the
+    store's minutes and every worker's minute under way, busiest first."""
+    window = _window(request)
+    if isinstance(window, str):
+        return {"ok": False, "error": window}
+    if daemon.observe is None:
+        return {"ok": False, "error": "flows are not kept"}
+    since, source, limit = window
+    live = await _written_everywhere(daemon)
+    try:
+        stored = await daemon.observe.flows_since(since or 0.0, source=source, limit=limit)
+    except StoreError as exc:
+        return {"ok": False, "error": str(exc)}
+    live = [
+        r
+        for r in live
+        if (source is None or r["source"] == source) and (since is None or r["last_seen"] >= since)
+    ]
+    merged = aggregate([*stored, *live])
+    merged.sort(key=lambda r: (-r["packets"], r["first_seen"]))
+    return {"ok": True, "flows": merged[:limit]}
+
+
 COMMANDS: Final[dict[str, Command]] = {
     "reload": reload,
     "stats": stats,
@@ -99,6 +172,9 @@ COMMANDS: Final[dict[str, Command]] = {
     "bans-show": bans_show,
     "intel-lookup": intel_lookup,
     "intel-status": intel_status,
+    "observe-write": observe_write,
+    "events": events,
+    "flows": flows,
 }
 
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .intel import IntelKeeper
     from .lane import LaneKeeper
     from .modes import Mode
+    from .observe import ObserveKeeper
 
 log = logging.getLogger("sipwarden")
 M = TypeVar("M")
@@ -59,6 +60,7 @@ class Daemon:
         intel: IntelKeeper,
         *,
         lane: LaneKeeper | None = None,
+        observe: ObserveKeeper | None = None,
         worker: int = 0,
         children: list[int] | None = None,
     ) -> None:
@@ -68,12 +70,15 @@ class Daemon:
         self.keeper = keeper
         self.intel = intel
         self.lane = lane  # None: no kernel lane
+        self.observe = observe  # None: no events or flows kept
         self.worker = worker
         self.children = children or []
         self.socket_path = worker_path(config.control.socket, worker)
         self._policy = policy
         for mode in self.modes:
             mode.policy = policy
+        if observe is not None:
+            policy.events = observe.events
         self._control: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Future[str | None]] = set()
 
@@ -104,6 +109,8 @@ class Daemon:
         self._control = await serve_control(self.socket_path, lambda r: run_command(self, r))
         # this machine and its PBX are never banned (the book refuses them)
         self.keeper.book.protect(await asyncio.to_thread(protected_networks, self.config))
+        if self.observe is not None:  # first: the bans restored are not news, but all after are
+            await self.observe.start()
         await self.keeper.start()
         await self.intel.start()
         if self.lane is not None:
@@ -123,6 +130,8 @@ class Daemon:
             await self.lane.stop()
         await self.intel.stop()
         await self.keeper.stop()
+        if self.observe is not None:  # last: what the others said on their way out is written
+            await self.observe.stop()
         log.info(
             "worker %d stopped; %s; verdicts %s",
             self.worker,
@@ -162,7 +171,9 @@ class Daemon:
         # the bans, rates, failure counts and feed entries are handed over
         # here, on the packets' own thread
         policy.verdicts = self.policy.verdicts
-        self.policy = with_state(policy, config, previous=self.policy, countries=countries)
+        policy = with_state(policy, config, previous=self.policy, countries=countries)
+        policy.events = self.policy.events
+        self.policy = policy
         self.config = config
         self.intel.configure(config.intel)
         await self.intel.reopen_countries()  # the same file name, new content (geoipupdate)
@@ -193,6 +204,7 @@ class Daemon:
             self.keeper,
             self.intel_status(),
             self.lane.status() if self.lane is not None else None,
+            self.observe.stats() if self.observe is not None else None,
         )
 
     def intel_status(self) -> dict[str, Any]:

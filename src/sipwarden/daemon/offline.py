@@ -89,3 +89,24 @@ def ban_record(config: Config, target: str) -> dict[str, Any]:
     finally:
         store.close()
     return {"ip": target, "banned": bool(in_force), "history": history}
+
+
+def observed(config: Config, what: str, request: dict[str, Any]) -> dict[str, Any]:
+    """An ``events`` or ``flows`` request answered from the store (what the
+    daemon wrote; with none running, nothing is queued or under way)."""
+    from ..store import ObserveStore, StoreError
+
+    since, source, limit = request.get("since"), request.get("source"), request.get("limit", 10_000)
+    try:
+        store = ObserveStore(config.storage.path)
+    except StoreError as exc:
+        return {"ok": False, "error": str(exc)}
+    try:
+        if what == "events":
+            return {"ok": True, "events": store.events(since=since, source=source, limit=limit)}
+        found = store.flows(since=since or 0.0, source=source, limit=limit)
+        return {"ok": True, "flows": found}
+    except StoreError as exc:
+        return {"ok": False, "error": str(exc)}
+    finally:
+        store.close()

@@ -28,9 +28,11 @@ def worker_stats(
     keeper: BanKeeper,
     intel: dict[str, Any],
     lane: dict[str, Any] | None = None,
+    observe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """This worker's counters, by section (``lane``: the kernel lane's, if
-    there is one; its ``kernel-*`` counters come from worker 0 alone)."""
+    there is one; its ``kernel-*`` counters come from worker 0 alone;
+    ``observe``: its events and flows, if it keeps them)."""
     now = time.time()
     stats: dict[str, Any] = {
         "ok": True,
@@ -57,6 +59,8 @@ def worker_stats(
     }
     if lane is not None:
         stats["lane"] = lane
+    if observe is not None:
+        stats["observe"] = observe
     return stats
 
 

@@ -26,11 +26,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from ..config import EdgeConfig, Endpoint
+from ..observe import VERDICT, Event, EventQueue, FlowKey, FlowTable
 from ..policy import Policy, ReflectionBudget
 from ..proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
 from ..proxy.base import AUTH_FLAG, BRANCH_PREFIX, TOKEN_PARAM
 from ..sip import PING, Peek, SipError, StreamFramer, make_response, parse, peek
-from ..values import Peer
+from ..values import Peer, Verdict
 
 log = logging.getLogger("sipwarden.edge")
 
@@ -38,6 +39,7 @@ UDP_BUFFER = 4 * 1024 * 1024  # deep socket queues: loss starts late under burst
 SWEEP_INTERVAL = 1.0
 EXEMPT_CACHE = 65_536  # sources whose exemption from the reflection budget is remembered
 ANSWERED = frozenset({"reject", "deceive"})  # verdicts (besides passing) that may get an answer
+UNEVENTFUL = frozenset({"forward", "allow"})  # verdicts that make no event (the flows count them)
 
 
 def _ip(addr: Any) -> str:
@@ -83,6 +85,8 @@ class Edge:
         policy: Policy | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], float] = time.time,
+        events: EventQueue | None = None,
+        flows: FlowTable | None = None,
     ) -> None:
         self.config = config
         self.policy = policy if policy is not None else Policy()  # swapped whole on reload
@@ -90,10 +94,18 @@ class Edge:
         self.now = now  # wall clock, for the policy (bans are dated)
         self.tokens = FlowTokens(flow_key)
         self.counters: Counter[str] = Counter()
+        # what observe keeps (None: not kept): an event for every verdict
+        # that is not a pass, every message in its traffic flow
+        self.events = events
+        self.flows = flows
         self.proxy: StatelessProxy | None = None
         self.public: dict[tuple[str, bool], Local] = {}
         self.bound: list[Endpoint] = []  # the listeners as bound (ports filled in)
         self._local_of: dict[Endpoint, Local] = {}  # listener (as configured) -> what we advertise
+        self._bound_of: dict[Endpoint, tuple[str, int]] = {}  # listener -> its address as bound
+        # (transport, IPv6?) -> the first such listener as bound: the flow an
+        # answer to a client is counted in (its Via names no listener)
+        self._answers_to: dict[tuple[str, bool], tuple[str, int]] = {}
         # UDP sockets we send on directly (a plain sendto is several times cheaper
         # than the transport's): the public ones per family (IPv6?), the internal one
         self._udp: dict[bool, socket.socket] = {}
@@ -158,6 +170,8 @@ class Edge:
                 self._servers.append(server)
                 port = server.sockets[0].getsockname()[1]
             self.bound.append(Endpoint(ep.transport, ep.host, port))
+            self._bound_of[ep] = (ep.host, port)
+            self._answers_to.setdefault((ep.transport, ep.family_v6), (ep.host, port))
             advertised = cfg.advertise or (
                 ep.host if ep.host not in ("0.0.0.0", "::") else self._guess_public(ep)
             )
@@ -275,7 +289,10 @@ class Edge:
         self.counters["received"] += 1  # (a Counter: the metrics layer reads it as it is)
         # (the policy counts every verdict: self.policy.counters)
         local = self._local_of[listener]
-        verdict, view = self.policy.judge_bytes(data, source, local.port, self.now())
+        now = self.now()
+        verdict, view = self.policy.judge_bytes(data, source, local.port, now)
+        if self.flows is not None:
+            self._observe(data, source, listener, verdict, view, now)
         if view is None:
             return False
         passes, reflection = verdict.passes, self.reflection
@@ -295,6 +312,40 @@ class Edge:
         if verdict.kind == "reject" and view.is_request and view.method != "ACK":
             self._reject(data, source, verdict.code)
         return False
+
+    def _observe(
+        self,
+        data: bytes,
+        source: Peer,
+        listener: Endpoint,
+        verdict: Verdict,
+        view: Peek | None,
+        now: float,
+    ) -> None:
+        """Count the message in its flow; a verdict that is not a pass is an event."""
+        host, port = self._bound_of[listener]
+        method = None
+        if view is not None:
+            method = view.method or (str(view.status) if view.status is not None else None)
+        kind = verdict.kind
+        passed = kind in UNEVENTFUL
+        assert self.flows is not None
+        self.flows.record(
+            FlowKey(source.host, source.port, host, port, source.transport),
+            now,
+            len(data),
+            method=method,
+            verdict=None if passed else verdict.reason,
+        )
+        events = self.events
+        if events is not None and not passed and verdict.reason != "keepalive":
+            fields = (
+                ("verdict", kind),
+                ("transport", source.transport),
+                ("port", source.port),
+                ("user_agent", view.user_agent if view is not None else None),
+            )
+            events.push(Event(now, VERDICT, source.host, verdict.reason, fields))
 
     def _reject(self, data: bytes, source: Peer, code: int) -> None:
         """Answer with ``code`` (a rule's reject: meant for legitimate-looking traffic)."""
@@ -406,6 +457,12 @@ class Edge:
                 return
             conn.write(data)
         self.counters["to-client"] += 1
+        flows = self.flows
+        if flows is not None and data[:8] == b"SIP/2.0 " and data[8:11].isdigit():
+            to = self._answers_to.get((flow.transport, ":" in flow.host))
+            if to is not None:
+                key = FlowKey(flow.host, flow.port, to[0], to[1], flow.transport)
+                flows.answer(key, self.now(), int(data[8:11]))
 
     # ---------------------------------------------------------- connections
 
@@ -415,9 +472,13 @@ class Edge:
         # a source its address alone refuses (banned, listed by a feed, a
         # refused country) gets its connection closed now, not held open
         # and ignored until the idle timeout (with nftables its SYN never came)
-        refused = self.policy.screen(host, self.now())
+        now = self.now()
+        refused = self.policy.screen(host, now)
         if refused is not None and not refused.passes:
             self.counters[f"refused:{refused.reason}"] += 1
+            if self.events is not None:  # a connection, not a message: no flow
+                fields = (("verdict", refused.kind), ("transport", conn.listener.transport))
+                self.events.push(Event(now, VERDICT, host, refused.reason, fields))
             return False
         if len(self._conns) >= cfg.max_connections:
             self.counters["refused:max-connections"] += 1

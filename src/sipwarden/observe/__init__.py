@@ -3,13 +3,26 @@
 CLI read them. Later: the periodic analysis, schedules (quiet hours) and
 the metrics model (issue 15)."""
 
-from .events import BAN, FEED, FINDING, LOGIN_FAILED, UNBAN, VERDICT, Event, EventQueue
-from .flows import OVERFLOW, FlowKey, FlowTable, aggregate
+from .events import (
+    BAN,
+    FEED,
+    FINDING,
+    HEALTH,
+    KINDS,
+    LOGIN_FAILED,
+    UNBAN,
+    VERDICT,
+    Event,
+    EventQueue,
+)
+from .flows import OVERFLOW, FlowKey, FlowTable, aggregate, ipfix
 
 __all__ = [
     "BAN",
     "FEED",
     "FINDING",
+    "HEALTH",
+    "KINDS",
     "LOGIN_FAILED",
     "OVERFLOW",
     "UNBAN",
@@ -19,4 +32,5 @@ __all__ = [
     "FlowKey",
     "FlowTable",
     "aggregate",
+    "ipfix",
 ]

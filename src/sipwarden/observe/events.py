@@ -39,6 +39,8 @@ UNBAN: Final = "unban"
 LOGIN_FAILED: Final = "login-failed"
 FEED: Final = "feed"
 FINDING: Final = "finding"
+HEALTH: Final = "health"  # sipwarden's own: the PBX silent, the store not writable...
+KINDS: Final = (VERDICT, BAN, UNBAN, LOGIN_FAILED, FEED, FINDING, HEALTH)
 
 
 class Event(NamedTuple):
@@ -49,6 +51,14 @@ class Event(NamedTuple):
     source: str  # the address it concerns ("" when none)
     reason: str  # the rule, detector or feed id
     fields: tuple[Field, ...] = ()  # a few more facts: ("verdict", "drop"), ("port", 5060)
+
+    @property
+    def weight(self) -> int:
+        """How many events this one stands for (a summary: its ``repeated``)."""
+        for name, value in self.fields:
+            if name == "repeated" and isinstance(value, int):
+                return value
+        return 1
 
     def as_dict(self) -> dict[str, object]:
         return {

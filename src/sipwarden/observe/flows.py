@@ -4,13 +4,17 @@ at a time (the seeds' "trafflow").
 A flow is one (source, source port, destination, destination port,
 transport). For each, per one-minute bucket: first and last seen, packets,
 bytes (SIP payload: the datagram, or the stream's bytes), the peak packets
-in one second, and counts of SIP methods, answers (status codes) and
-verdicts (by reason). ``aggregate`` merges the buckets of a window into one
+in one second, and counts of what the source sent (``methods``: requests by
+method, its own responses by status code), of the answers that went back
+to it (``answers``, by status code: the PBX's 401s, a rule's 403) and of the
+verdicts on what it sent that was not forwarded (``verdicts``, by reason). ``aggregate`` merges the buckets of a window into one
 record per flow, with the fields of the interface contract
 (``sipwarden flows --json``).
 
 Operations: ``record`` on the packet path (a dict probe and a few
-additions); ``drain`` by the writer, which takes the minutes that ended.
+additions), ``answer`` for what went back to a source; ``drain`` by the
+writer, which takes the minutes that ended; ``ipfix`` names a record's
+fields as IPFIX does, for the JSON-lines export.
 Sans-I/O: the clock is the caller's.
 
 Bounds, because UDP sources are spoofed by the million: at most
@@ -79,11 +83,11 @@ class FlowTable:
         size: int,
         *,
         method: str | None = None,
-        status: int | None = None,
         verdict: str | None = None,
     ) -> None:
         """One packet (or one message of a stream) of ``key``'s flow, of
-        ``size`` bytes; its method or status and the verdict's reason, if any."""
+        ``size`` bytes; its method (a request's, or a response's status code
+        as a string) and the verdict's reason (None: forwarded)."""
         minute = int(now // 60)
         if minute != self._minute:
             self._roll(minute)
@@ -107,10 +111,24 @@ class FlowTable:
             flow.peak = flow.in_second
         if method is not None:
             flow.methods = _counted(flow.methods, method)
-        if status is not None:
-            flow.answers = _counted(flow.answers, str(status))
         if verdict is not None:
             flow.verdicts = _counted(flow.verdicts, verdict)
+
+    def answer(self, key: FlowKey, now: float, status: int) -> None:
+        """An answer that went back to ``key``'s source (the PBX's, or ours):
+        counted in that flow's ``answers``, not in its packets (a flow is
+        what the source sent). A flow not seen this minute gets one (its
+        request came in the minute before)."""
+        minute = int(now // 60)
+        if minute != self._minute:
+            self._roll(minute)
+        flow = self._flows.get(key)
+        if flow is None:
+            if len(self._flows) >= self.max_flows:
+                self.counters["untracked"] += 1
+                return
+            flow = self._flows[key] = _Flow(now, now)
+        flow.answers = _counted(flow.answers, str(status))
 
     def drain(self, now: float) -> list[dict[str, Any]]:
         """The records of every minute that ended before ``now``, oldest first."""
@@ -159,6 +177,33 @@ def _record(key: FlowKey, flow: _Flow, minute: float) -> dict[str, Any]:
         "answers": dict(flow.answers or {}),
         "verdicts": dict(flow.verdicts or {}),
     }
+
+
+PROTOCOLS = {"udp": 17, "tcp": 6, "tls": 6}  # IANA protocol numbers, as IPFIX writes them
+
+
+def ipfix(record: dict[str, Any]) -> dict[str, Any]:
+    """One flow record with IPFIX's information element names (RFC 7012),
+    for tools that already read flows as JSON lines; what IPFIX has no
+    element for keeps a ``sipwarden`` prefix."""
+    v6 = ":" in record["source"] or ":" in record["destination"]
+    family = "IPv6" if v6 else "IPv4"
+    element: dict[str, Any] = {
+        "flowStartMilliseconds": round(record["first_seen"] * 1000),
+        "flowEndMilliseconds": round(record["last_seen"] * 1000),
+        f"source{family}Address": record["source"],
+        "sourceTransportPort": record["source_port"],
+        f"destination{family}Address": record["destination"],
+        "destinationTransportPort": record["destination_port"],
+        "protocolIdentifier": PROTOCOLS.get(record["transport"]),
+        "packetDeltaCount": record["packets"],
+        "octetDeltaCount": record["bytes"],
+        "sipwardenTransport": record["transport"],
+        "sipwardenPeakPps": record["peak_pps"],
+    }
+    for name in ("methods", "answers", "verdicts"):
+        element["sipwarden" + name.capitalize()] = record[name]
+    return element
 
 
 def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

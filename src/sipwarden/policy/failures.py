@@ -42,6 +42,8 @@ from typing import Final, Literal, TypeVar
 from ..values import Decision
 
 FAILED: Final = frozenset((401, 403, 407))
+LOGIN_FAILED: Final = "auth.failed"  # what `failure` calls a failed login
+NOT_FOUND: Final = "auth.not-found"  # ... and a probe for a user or extension
 EVIDENCE_KEPT: Final = 5
 _T = TypeVar("_T")
 
@@ -95,10 +97,8 @@ class FailureTracker:
         if 200 <= status < 300:
             self._succeeded(host, user)
             return None
-        failed = status in FAILED and credentials
-        not_found = status == 404 and (
-            method == "REGISTER" or (method == "INVITE" and not credentials)
-        )
+        kind = failure(status, method, credentials)
+        failed, not_found = kind == LOGIN_FAILED, kind == NOT_FOUND
         refused = failed or not_found or (status in FAILED and method in ("REGISTER", "INVITE"))
         if not refused:
             return None
@@ -192,6 +192,18 @@ class FailureTracker:
         else:
             self._sources.move_to_end(host)
         return src
+
+
+def failure(status: int, method: str, credentials: bool) -> str | None:
+    """What a final answer says of its request (see the module doc):
+    ``LOGIN_FAILED`` (401/403/407 to a request with credentials),
+    ``NOT_FOUND`` (404 to REGISTER, or to an INVITE without credentials), or
+    None (a challenge, a success, anything else)."""
+    if status in FAILED and credentials:
+        return LOGIN_FAILED
+    if status == 404 and (method == "REGISTER" or (method == "INVITE" and not credentials)):
+        return NOT_FOUND
+    return None
 
 
 def _span(seconds: float) -> str:

@@ -26,7 +26,9 @@ verdict with a ``Decision``), and ``_ban`` hands the decision to the ban
 book, which alone decides; only what it records is enforced. The backend's
 answers come back through ``answer``: the failure tracker reads them and
 asks the ban book the same way, and a login that succeeded is reported to
-the known-good record (``known_good``: the kernel's lane learns from it).
+the known-good record (``known_good``: the kernel's lane learns from it),
+and a failed login or a probe for a user is told to the event queue
+(``events``, observe's: the analysis reads them).
 Each verdict is counted by kind and reason; the rules count their own hits. Everything here is sans-I/O (the clock is
 passed in): the edge, ``explain`` and ``replay`` share it.
 """
@@ -41,10 +43,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from ..intel.screen import IntelScreen
+from ..observe import LOGIN_FAILED, Event, EventQueue
 from ..sip import Peek, SipError, peek
 from ..values import FORWARD, Decision, Peer, Verdict
 from .bans import BanBook
-from .failures import FailureTracker
+from .failures import FailureTracker, failure
 from .known_good import LOGINS, KnownGood
 from .limits import RateLimiter
 from .rules import Context, RuleSet
@@ -97,6 +100,9 @@ class Policy:
         self.failures = failures
         self.uniform = uniform
         self.known_good = known_good
+        # where failed logins are told (observe's queue; set by the daemon,
+        # handed to the next policy on reload); None: not told
+        self.events: EventQueue | None = None
         # decisions refused (allow list, book full) and asked, by detector
         self.decisions: Counter[str] = decisions if decisions is not None else Counter()
         # every verdict given, counted by the Verdict itself (built once per rule
@@ -248,7 +254,7 @@ class Policy:
             return False  # provisional, redirect: say nothing about the source
         if status < 300:  # a success clears what is tracked, and makes a source known-good
             return bool(self.failures) or self.known_good is not None
-        return self.failures is not None or self.uniform is not None
+        return self.failures is not None or self.uniform is not None or self.events is not None
 
     def answer(
         self, data: bytes, view: Peek, client: str, credentials: bool, now: float
@@ -269,16 +275,20 @@ class Policy:
         uniform = self.uniform
         if uniform is not None:
             uniform.learn(data, view, now)
-        tracker = self.failures
-        if tracker is not None:
+        tracker, events = self.failures, self.events
+        if tracker is not None or events is not None:
             try:  # the PBX's answer is relayed however broken; it just tells less
                 method = view.cseq_method or ""
                 who = view.to_user if method == "REGISTER" or not credentials else view.from_user
             except SipError:
                 method, who = "", ""
-            decision = tracker.answer(client, status, method, who or "", credentials, now)
-            if decision is not None:
-                self._ban(decision, now)
+            if events is not None and (kind := failure(status, method, credentials)):
+                fields = (("account", who), ("method", method), ("status", status))
+                events.push(Event(now, LOGIN_FAILED, client, kind, fields))
+            if tracker is not None:
+                decision = tracker.answer(client, status, method, who or "", credentials, now)
+                if decision is not None:
+                    self._ban(decision, now)
         return None if uniform is None else uniform.rewrite(data, view, credentials)
 
     # ------------------------------------------------------------ the ban path

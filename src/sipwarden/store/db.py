@@ -16,14 +16,18 @@ brought up to date (``schema.migrate``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from .schema import MIGRATIONS, VERSION
 
 MODE = 0o600
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class StoreError(Exception):
@@ -46,6 +50,21 @@ def connect(path: str | Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise StoreError(explain(path, exc)) from None
     return db
+
+
+def explained(method: _F) -> _F:
+    """A store method whose SQLite errors (a full disk, a file gone bad) come
+    out as one ``StoreError`` line naming the file (``self.path``): the
+    keepers hold what they could not write and say so."""
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(explain(self.path, exc)) from exc
+
+    return cast(_F, call)
 
 
 def explain(path: Path, exc: BaseException) -> str:

@@ -57,5 +57,39 @@ CREATE TABLE IF NOT EXISTS intel_entries (
 CREATE INDEX IF NOT EXISTS intel_entries_seen ON intel_entries (feed, last_seen);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+# 1 -> 2: events and traffic flows (observe/; written by store/observe.py)
+_V2: Final = """
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY,    -- the live stream follows it
+    time        REAL NOT NULL,
+    kind        TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    fields      TEXT NOT NULL           -- JSON object
+);
+CREATE INDEX events_time ON events (time);
+CREATE INDEX events_source ON events (source, time);
+
+CREATE TABLE flows (
+    id                  INTEGER PRIMARY KEY,
+    minute              REAL NOT NULL,  -- the minute's start (epoch seconds)
+    source              TEXT NOT NULL,
+    source_port         INTEGER,        -- NULL: counted by the kernel, which keeps no port
+    destination         TEXT NOT NULL,
+    destination_port    INTEGER NOT NULL,
+    transport           TEXT NOT NULL,
+    first_seen          REAL NOT NULL,
+    last_seen           REAL NOT NULL,
+    packets             INTEGER NOT NULL,
+    bytes               INTEGER NOT NULL,
+    peak_pps            INTEGER NOT NULL,
+    methods             TEXT NOT NULL,  -- JSON objects: name -> count
+    answers             TEXT NOT NULL,
+    verdicts            TEXT NOT NULL
+);
+CREATE INDEX flows_minute ON flows (minute);
+CREATE INDEX flows_source ON flows (source, minute);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
 VERSION: Final = len(MIGRATIONS)  # what this release writes

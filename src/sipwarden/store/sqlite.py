@@ -12,32 +12,14 @@ in force written again into a store rebuilt while running, leave one row.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from ..values import Ban, Change
-from .db import StoreError, Transaction, connect, explain
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _explained(method: _F) -> _F:
-    """SQLite's errors (a full disk, a file gone bad) as one ``StoreError``
-    line naming the file: the keeper holds the changes and says so."""
-
-    @functools.wraps(method)
-    def call(self: BanStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise StoreError(explain(self.path, exc)) from exc
-
-    return cast(_F, call)
+from .db import Transaction, connect, explained
 
 
 class BanStore:
@@ -58,7 +40,7 @@ class BanStore:
     def close(self) -> None:
         self._db.close()
 
-    @_explained
+    @explained
     def apply(self, changes: Iterable[Change], now: float) -> int:
         """Write a batch of changes in one transaction; returns how many."""
         count = 0
@@ -97,7 +79,7 @@ class BanStore:
                 count += 1
         return count
 
-    @_explained
+    @explained
     def load(self) -> list[Ban]:
         """Every ban, oldest first; those that ended are history (their end
         is their expiry for ``BanBook.restore``)."""
@@ -116,7 +98,7 @@ class BanStore:
             )
         return bans
 
-    @_explained
+    @explained
     def close_expired(self, now: float) -> int:
         """Mark the bans that ran out while no daemon watched (it was down)
         as ended at their expiry, as a running one would have; returns how many."""
@@ -128,7 +110,7 @@ class BanStore:
             )
         return cursor.rowcount
 
-    @_explained
+    @explained
     def missing(self, bans: Iterable[Ban], now: float) -> list[Ban]:
         """Those of ``bans`` (the kernel's, ``Enforcer.bans``) the store
         knows nothing of: no ban in force on the target, and no record of
@@ -152,12 +134,12 @@ class BanStore:
         ).fetchone()
         return row is not None
 
-    @_explained
+    @explained
     def last_id(self) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM bans").fetchone()
         return int(row[0])
 
-    @_explained
+    @explained
     def newer(self, after: int, now: float) -> tuple[int, list[Ban]]:
         """The bans in force written after row ``after`` (by another worker,
         or by `bans add` with no daemon running), and the last row id."""
@@ -169,7 +151,7 @@ class BanStore:
         last = max([after, self.last_id()])
         return last, [_ban(row[1:]) for row in rows]
 
-    @_explained
+    @explained
     def open_ban(self, target: str) -> Ban | None:
         """The ban on ``target`` the store holds as not ended, if any."""
         row = self._db.execute(
@@ -179,7 +161,7 @@ class BanStore:
         ).fetchone()
         return None if row is None else _ban(row)
 
-    @_explained
+    @explained
     def in_force(self, now: float) -> list[dict[str, Any]]:
         """The bans in force, as `bans list --json` prints them."""
         rows = self._db.execute(
@@ -200,7 +182,7 @@ class BanStore:
             for target, reason, detector, created, expires, offence in rows
         ]
 
-    @_explained
+    @explained
     def history(self, target: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT reason, detector, created_at, expires_at, offence, evidence, ended_at"
