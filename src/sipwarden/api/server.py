@@ -12,6 +12,7 @@ from aiohttp import web
 from ..config import Config, api_address, parse_duration
 from ..daemon.commands import run_command
 from .guard import Guard, guard_middleware
+from .metrics import metrics
 from .token import api_token
 
 if TYPE_CHECKING:
@@ -128,6 +129,11 @@ async def export_nft(request: web.Request) -> web.Response:
     return web.Response(text=script, content_type="text/plain")
 
 
+async def prometheus(request: web.Request) -> web.Response:
+    body, content_type = await metrics(request.app[DAEMON], request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 def make_app(daemon: Daemon, guard: Guard) -> web.Application:
     app = web.Application(middlewares=[guard_middleware(guard)])
     app[DAEMON] = daemon
@@ -141,6 +147,7 @@ def make_app(daemon: Daemon, guard: Guard) -> web.Application:
     app.router.add_get("/api/v1/export/bans.txt", export_text)
     app.router.add_get("/api/v1/export/bans.json", export_json)
     app.router.add_get("/api/v1/export/bans.nft", export_nft)
+    app.router.add_get("/metrics", prometheus)
     return app
 
 
