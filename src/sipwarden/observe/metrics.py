@@ -267,10 +267,12 @@ class _Families:
         value: Any,
         labels: tuple[str, ...] = (),
         values: tuple[str, ...] = (),
+        *,
+        checked: bool = True,  # False: values of our own (the version), not from counters
     ) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float | Buckets):
             return  # not a number: nothing to expose
-        if not all(_bounded(v) for v in values):
+        if checked and not all(_bounded(v) for v in values):
             self.refused += 1
             return
         self.declare(name, help, kind, labels)
@@ -308,11 +310,12 @@ def metric_families(stats: Mapping[str, Any], version: str) -> list[Family]:
         1,
         ("version",),
         (version,),
+        checked=False,
     )
     _verdicts(out, _section(stats, "verdicts"))
     _bans(out, stats)
     _rules(out, stats)
-    _edge(out, stats)
+    _counters(out, EDGE, _section(stats, "edge"))
     _intel(out, _section(stats, "intel"))
     _lane(out, _section(stats, "lane"))
     _counters(out, KERNEL_DROPS, _section(stats, "kernel-drops"))
@@ -432,10 +435,6 @@ def _rules(out: _Families, stats: Mapping[str, Any]) -> None:
             out.add(name, help, "counter", count, ("rule",), (rule,))
 
 
-def _edge(out: _Families, stats: Mapping[str, Any]) -> None:
-    _counters(out, EDGE, _section(stats, "edge"))
-
-
 def _intel(out: _Families, intel: Mapping[str, Any]) -> None:
     feeds = intel.get("feeds")
     for feed in feeds if isinstance(feeds, list) else ():
@@ -508,11 +507,12 @@ def _counters(out: _Families, spec: Section, section: Mapping[str, Any]) -> None
         what, label = _split(spec, key)
         if label is None and what in labelled:
             continue  # the total of the labelled ones
-        if not _bounded(what):  # a name made of an address would grow as its label would
+        snake = _snake(spec.names.get(what, what))
+        if not snake or not _bounded(what):  # a name made of an address would grow as a label
             out.refused += 1
             continue
         gauge = what in spec.gauges
-        name = spec.prefix + _snake(spec.names.get(what, what)) + ("" if gauge else "_total")
+        name = spec.prefix + snake + ("" if gauge else "_total")
         help = spec.helps.get(what) or f"{spec.what} {what} {'gauge' if gauge else 'counter'}"
         kind: Kind = "gauge" if gauge else "counter"
         if label is None:
@@ -540,6 +540,7 @@ def _snake(key: str) -> str:
 
 
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_ADDRESS_CHARS: Final = frozenset("0123456789abcdefABCDEF.:/[]%")
 _IPV6 = re.compile(r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]*")
 
 
@@ -549,6 +550,8 @@ def _bounded(value: str) -> bool:
         return False
     if _IPV4.search(value) or _IPV6.search(value):
         return False
+    if not _ADDRESS_CHARS.issuperset(value):
+        return True  # a letter no address has (the usual case: no exception to raise)
     try:
         ipaddress.ip_network(value.strip("[]"), strict=False)
     except ValueError:
