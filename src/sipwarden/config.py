@@ -439,7 +439,7 @@ _TOKEN_USAGE = (
 
 
 class ApiConfig(_Section):
-    """``[api]``: REST under /api/v1 (later the dashboard and /metrics)."""
+    """``[api]``: REST under /api/v1, Prometheus metrics at /metrics (later the dashboard)."""
 
     listen: str = "127.0.0.1:8080"  # "" turns it off; port 0 picks one
     token: str | None = None  # or SIPWARDEN_API_TOKEN; required off loopback
@@ -641,6 +641,14 @@ class ObserveConfig(_Section):
     flows_export: Path | None = None
 
 
+class LoggingConfig(_Section):
+    """``[logging]``: how `sipwarden run` writes its log to stderr ("human":
+    a line of text; "json": one JSON object per line, for Loki or ELK;
+    `run --log-format` overrides it)."""
+
+    format: Literal["human", "json"] = "human"
+
+
 class Config(_Section):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
@@ -653,6 +661,7 @@ class Config(_Section):
     api: ApiConfig = Field(default_factory=ApiConfig)
     intel: IntelConfig = Field(default_factory=IntelConfig)
     observe: ObserveConfig = Field(default_factory=ObserveConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 
 # keys whose values an error names by their length, not their text

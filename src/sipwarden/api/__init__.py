@@ -8,7 +8,8 @@ Bans: ``GET /api/v1/bans`` (the array `sipwarden bans list --json` prints),
 (each feed's size, last success and last error; the country policy) and
 ``GET /api/v1/intel/lookup/{ip}`` (country, the feeds that list it since
 when, ban, and what its next packet meets). Sharing: ``GET
-/api/v1/export/bans.{txt,json,nft}``.
+/api/v1/export/bans.{txt,json,nft}``. Prometheus: ``GET /metrics``
+(``metrics``: the counters of ``status``, summed over workers).
 
 Every request that changes state needs ``Authorization: Bearer <token>``
 (on loopback too), and every request must name this API in its Host

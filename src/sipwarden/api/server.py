@@ -14,6 +14,7 @@ from aiohttp import web
 from ..config import Config, api_address, parse_duration, parse_since
 from ..daemon.commands import run_command
 from .guard import Guard, guard_middleware
+from .metrics import metrics
 from .stream import EventStream
 from .token import api_token
 
@@ -184,6 +185,11 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def prometheus(request: web.Request) -> web.Response:
+    body, content_type = await metrics(request.app[DAEMON], request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 def make_app(daemon: Daemon, guard: Guard) -> web.Application:
     app = web.Application(middlewares=[guard_middleware(guard)])
     app[DAEMON] = daemon
@@ -200,6 +206,7 @@ def make_app(daemon: Daemon, guard: Guard) -> web.Application:
     app.router.add_get("/api/v1/events", list_events)
     app.router.add_get("/api/v1/events/stream", stream_events)
     app.router.add_get("/api/v1/flows", list_flows)
+    app.router.add_get("/metrics", prometheus)
     return app
 
 

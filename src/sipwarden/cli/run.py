@@ -10,40 +10,61 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from ..config import ConfigError
+from ..config import ConfigError, load_config
 from ..daemon.control import ControlError, ask
 from ..enforce import EnforcerError
 from ..policy import PolicyError, RuleError
 from ..store import StoreError
 from . import render
 from .common import CONFIG_OPTION, ask_daemon, config_from
+from .logs import LogFormat, setup_logging
+
+log = logging.getLogger("sipwarden")
 
 
 @click.command()
 @CONFIG_OPTION
-def run(config_file: str | None) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["human", "json"]),
+    default=None,
+    help="The log on stderr: human (lines of text) or json (one object per line)."
+    "  [default: [logging] format, else human]",
+)
+def run(config_file: str | None, log_format: LogFormat | None) -> None:
     """Run the edge until SIGTERM/SIGINT."""
     from ..app import run as run_edge
 
-    config = config_from(config_file)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per feed request otherwise
+    if log_format is not None:  # before the config: its errors come out as JSON too
+        setup_logging(log_format)
+
+    def fail(code: int, *messages: str) -> NoReturn:
+        for message in messages:
+            if log_format == "json":
+                log.critical(message)
+            else:
+                click.echo(f"sipwarden: {message}", err=True)
+        sys.exit(code)
+
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        fail(2, f"bad configuration: {exc}")
+    if log_format is None:
+        log_format = config.logging.format
+        setup_logging(log_format)
     try:
         run_edge(config, Path(config_file) if config_file else None)
     except (RuleError, PolicyError) as exc:
-        click.echo(f"sipwarden: bad policy: {exc}", err=True)
-        sys.exit(2)
+        fail(2, f"bad policy: {exc}")
     except ConfigError as exc:  # a file or an address the config names: one line each
-        for line in str(exc).splitlines():
-            click.echo(f"sipwarden: cannot start: {line}", err=True)
-        sys.exit(1)
+        fail(1, *(f"cannot start: {line}" for line in str(exc).splitlines()))
     except (OSError, EnforcerError, StoreError) as exc:
-        click.echo(f"sipwarden: cannot start: {exc}", err=True)
-        sys.exit(1)
+        fail(1, f"cannot start: {exc}")
 
 
 @click.command()

@@ -38,6 +38,7 @@ from typing import Any, Literal
 from ..config import Config
 from ..enforce import Enforcer, make_enforcer
 from ..observe import BAN, UNBAN, Event
+from ..observe.metrics import Histogram
 from ..policy.bans import BanBook
 from ..store import BanStore, StoreError
 from ..store.thread import StoreThread
@@ -83,6 +84,7 @@ class BanKeeper:
         # seconds from a ban's decision to its enforcement (kernel and store
         # written), the last few hundred: `stats` reports them
         self.latencies: deque[float] = deque(maxlen=512)
+        self.latency_histogram = Histogram()  # all of them, in buckets: for /metrics
 
     # ----------------------------------------------------------------- life
 
@@ -151,9 +153,14 @@ class BanKeeper:
             return
         now = self.clock()
         self.counters["changes"] += len(changes)
+        made = [c.ban for c in changes if c.op == "add"]  # the book's new bans (this worker's)
+        for ban in made:
+            self.counters[f"made:{ban.detector}"] += 1
         await asyncio.gather(self.enforcer.apply(changes, now), self._write(changes, now))
         done = self.clock()
-        self.latencies.extend(done - c.ban.created_at for c in changes if c.op == "add")
+        for ban in made:
+            self.latencies.append(done - ban.created_at)
+            self.latency_histogram.observe(done - ban.created_at)
         if self.on_event is not None:
             for change in changes:
                 self.on_event(ban_event(change, now))

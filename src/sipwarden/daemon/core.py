@@ -44,7 +44,7 @@ log = logging.getLogger("sipwarden")
 M = TypeVar("M")
 
 # what a reload cannot change: sockets, files and the kernel's table
-RESTART_SECTIONS = ("edge", "storage", "firewall", "api", "control")
+RESTART_SECTIONS = ("edge", "storage", "firewall", "api", "control", "logging")
 
 
 class Daemon:

@@ -117,7 +117,7 @@ class ObserveKeeper:
                     self._pruned = now
                     await self.prune(now)
             except Exception:
-                self.counters["write-bugs"] += 1
+                self.counters["observe-write-bugs"] += 1
                 log.exception("writing events and flows failed")
 
     # ---------------------------------------------------------------- write
@@ -175,7 +175,7 @@ class ObserveKeeper:
             try:
                 listener(rows)
             except Exception:
-                self.counters["listener-errors"] += 1
+                self.counters["events-listener-errors"] += 1
                 log.exception("an event listener failed")
 
     def _hold(self, events: list[Event], flows: list[dict[str, Any]]) -> None:
@@ -190,7 +190,7 @@ class ObserveKeeper:
         self._held_events, self._held_flows = events, flows
 
     def _failed(self, error: str) -> None:
-        self.counters["write-errors"] += 1
+        self.counters["observe-write-errors"] += 1
         now = self.clock()
         if self.store_error is None or now - self._reminded >= REMIND:
             log.error("writing events and flows failed; they are held and tried again: %s", error)
@@ -207,8 +207,8 @@ class ObserveKeeper:
             with open(path, "a", encoding="utf-8") as out:  # small, once a minute
                 out.write(lines)
         except OSError as exc:
-            self.counters["export-errors"] += 1
-            if self.counters["export-errors"] == 1:
+            self.counters["flows-export-errors"] += 1
+            if self.counters["flows-export-errors"] == 1:
                 log.error("observe.flows_export %r: %s", str(path), exc.strerror or exc)
 
     async def prune(self, now: float) -> None:

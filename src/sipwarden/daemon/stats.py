@@ -48,6 +48,8 @@ def worker_stats(
             **{f"{keeper.enforcer.name}:{k}": v for k, v in keeper.enforcer.counters.items()},
         },
         "enforcement": keeper.latency(),
+        # every ban's decision to enforcement, in buckets (summed: each worker flushes its own)
+        "ban-latency": keeper.latency_histogram.as_stats(),
         # why the store takes no writes, while it does not (the changes held
         # are "store-unwritten" under "bans"); a string: worker 0's is shown
         "store-error": keeper.store_error,
