@@ -142,13 +142,32 @@ class UdpSyslog:
         self.sock.close()
 
 
-async def silent_server() -> tuple[asyncio.Server, int, list[asyncio.StreamWriter]]:
+class SilentServer:
     """Accepts connections and never says a word (a hung target)."""
-    held: list[asyncio.StreamWriter] = []
 
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-        await reader.read()  # until the client gives up
+    def __init__(self) -> None:
+        self.held: list[asyncio.StreamWriter] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._handlers: list[asyncio.Task[None]] = []
 
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1], held
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.held.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.append(task)
+        await reader.read()  # until the client gives up, or close()
+
+    async def start(self) -> SilentServer:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        for writer in self.held:
+            writer.close()
+        if self._handlers:  # let them see their end before the loop does
+            await asyncio.wait(self._handlers, timeout=5)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

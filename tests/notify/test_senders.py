@@ -25,7 +25,7 @@ from sipwarden.notify import (
 from sipwarden.observe.alerts import Alert
 from sipwarden.observe.events import LOGIN_FAILED, Event
 
-from .receivers import Mailbox, UdpSyslog, Webhook, certificate, silent_server, smtp_server
+from .receivers import Mailbox, SilentServer, UdpSyslog, Webhook, certificate, smtp_server
 
 SECRET = b"a-webhook-secret-of-32-bytes...."
 ALERT = Alert(
@@ -91,9 +91,10 @@ def test_webhook_refused_is_an_error_naming_no_secret():
     run(scenario())
 
 
-def test_webhook_gives_up_on_a_silent_server_within_its_timeout():
+def test_webhook_gives_up_on_a_SilentServer_within_its_timeout():
     async def scenario() -> None:
-        server, port, _ = await silent_server()
+        server = await SilentServer().start()
+        port = server.port
         sender = WebhookSender("hook", f"http://127.0.0.1:{port}/x", SECRET, timeout=0.5)
         try:
             async with asyncio.timeout(10):  # the test's own bound, generous
@@ -101,7 +102,7 @@ def test_webhook_gives_up_on_a_silent_server_within_its_timeout():
                     await sender.send(ALERT)
         finally:
             await sender.close()
-            server.close()
+            await server.close()
 
     run(scenario())
 
@@ -156,7 +157,7 @@ def test_mail_over_starttls_with_a_login(tmp_path):
     assert "535" in str(caught.value) and "wrong-password" not in str(caught.value)
 
 
-def test_mail_to_a_closed_port_or_a_silent_server_fails_within_the_timeout():
+def test_mail_to_a_closed_port_or_a_SilentServer_fails_within_the_timeout():
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]  # bound, not listening: refused
@@ -165,7 +166,8 @@ def test_mail_to_a_closed_port_or_a_silent_server_fails_within_the_timeout():
             run(sender.send(ALERT))
 
     async def silent() -> None:
-        server, port, _ = await silent_server()
+        server = await SilentServer().start()
+        port = server.port
         sender = MailSender(
             "mail", "127.0.0.1", port, "a@example.com", ["b@example.com"], timeout=0.5
         )
@@ -175,7 +177,7 @@ def test_mail_to_a_closed_port_or_a_silent_server_fails_within_the_timeout():
                     await sender.send(ALERT)
         finally:
             await sender.close()
-            server.close()
+            await server.close()
 
     run(silent())
 

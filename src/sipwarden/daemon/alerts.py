@@ -221,7 +221,7 @@ class AlertKeeper:
                 continue
             state.failed(self.clock(), error)
             log.warning(
-                "alert target %s failed (%d in a row): %s; next attempt in %.0f s",
+                "alert target %s failed (%d in a row): %s; next attempt in %.3g s",
                 sender.name,
                 state.failures,
                 error,

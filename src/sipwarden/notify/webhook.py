@@ -28,6 +28,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import os
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -118,10 +119,21 @@ class WebhookSender:
         except TimeoutError:
             raise NotifyError(f"{self.describe()}: no answer within {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
-            reason = str(exc).replace(self.url, self.describe()) or type(exc).__name__
-            raise NotifyError(f"{self.describe()}: {reason}") from None
+            raise NotifyError(f"{self.describe()}: {self._reason(exc)}") from None
         if not 200 <= response.status_code < 300:
             raise NotifyError(f"{self.describe()}: HTTP {response.status_code}")
+
+    def _reason(self, exc: BaseException) -> str:
+        """httpx's error, with the OS's reason beneath it ("All connection
+        attempts failed" hides "Connection refused"); the URL by its origin."""
+        reason = str(exc) or type(exc).__name__
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, OSError) and cause.errno:
+                reason = f"{reason} ({os.strerror(cause.errno)})"
+                break
+            cause = cause.__cause__ or cause.__context__
+        return reason.replace(self.url, self.describe())
 
     async def close(self) -> None:
         await self._http.aclose()
