@@ -683,6 +683,13 @@ class AlertConfig(_Section):
             raise ValueError("a blank secret: give one, or leave the key out")
         return value
 
+    @field_validator("secret")
+    @classmethod
+    def _hmac_key(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < MIN_TOKEN:
+            raise ValueError(f"an HMAC key of {len(value)} characters is guessable: {_TOKEN_USAGE}")
+        return value
+
     @field_validator("secret_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:

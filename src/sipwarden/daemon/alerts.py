@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ..config import AlertConfig, Config, ConfigError
+from ..config import MIN_TOKEN, AlertConfig, Config, ConfigError
 from ..notify import MailSender, NotifyError, Sender, SyslogSender, WebhookSender
 from ..observe.alerts import AlertTarget, Route
 from ..observe.events import Event
@@ -72,6 +72,12 @@ def sender_for(target: AlertConfig, index: int, hostname: str) -> Sender:
         assert target.url is not None
         secret = _secret(f"{key}.secret", target.secret, target.secret_file, target.secret_env)
         assert secret is not None  # the config requires one
+        if len(secret) < MIN_TOKEN:
+            where = "secret_file" if target.secret_file else "secret_env"
+            raise ConfigError(
+                f"{key}.{where}: an HMAC key of {len(secret)} characters is guessable:"
+                f" use at least {MIN_TOKEN}, e.g. the output of `openssl rand -hex 32`"
+            )
         return WebhookSender(
             name, target.url, secret.encode(), timeout=target.timeout, host=hostname
         )
