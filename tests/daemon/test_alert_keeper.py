@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sipwarden.config import ConfigError, config_from_dict
-from sipwarden.daemon.alerts import AlertKeeper
+from sipwarden.daemon.alerts import AlertKeeper, check_alerts
 from sipwarden.observe.alerts import HEALTH
 from sipwarden.observe.events import BAN, LOGIN_FAILED, Event, EventQueue
 
@@ -216,6 +216,15 @@ def test_secrets_come_from_files_or_the_environment_and_errors_name_the_key(tmp_
     with pytest.raises(ConfigError, match=r"alerts\[0\]\.secret_file: cannot read .*missing"):
         AlertKeeper.from_config(
             config_from_dict({"alerts": [{**hook, "secret_file": str(tmp_path / "missing")}]})
+        )
+    with pytest.raises(ConfigError, match=r"alerts\[0\]\.secret_file: cannot read"):
+        check_alerts(
+            config_from_dict({"alerts": [{**hook, "secret_file": str(tmp_path / "missing")}]})
+        )
+    monkeypatch.setenv("SIPWARDEN_SHORT_SECRET", "short")
+    with pytest.raises(ConfigError, match=r"alerts\[0\]\.secret_env: an HMAC key of 5 char"):
+        check_alerts(
+            config_from_dict({"alerts": [{**hook, "secret_env": "SIPWARDEN_SHORT_SECRET"}]})
         )
     monkeypatch.delenv("SIPWARDEN_NO_SUCH_SECRET", raising=False)
     with pytest.raises(ConfigError, match=r"alerts\[0\]\.secret_env: .*SIPWARDEN_NO_SUCH_SECRET"):

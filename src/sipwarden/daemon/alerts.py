@@ -63,6 +63,28 @@ def _secret(key: str, value: str | None, path: Path | None, env: str | None) -> 
     return None
 
 
+def check_alerts(config: Config) -> None:
+    """Raise ConfigError when a target's secret file or variable cannot be
+    read (for the start-up checks: no sender is made, nothing to close)."""
+    for i, target in enumerate(config.alerts):
+        if target.type == "webhook":
+            _hmac_key(target, i)
+        _secret(f"alerts[{i}].password", target.password, target.password_file, None)
+
+
+def _hmac_key(target: AlertConfig, index: int) -> bytes:
+    key = f"alerts[{index}]"
+    secret = _secret(f"{key}.secret", target.secret, target.secret_file, target.secret_env)
+    assert secret is not None  # the config requires one
+    if len(secret) < MIN_TOKEN:
+        where = "secret_file" if target.secret_file else "secret_env"
+        raise ConfigError(
+            f"{key}.{where}: an HMAC key of {len(secret)} characters is guessable:"
+            f" use at least {MIN_TOKEN}, e.g. the output of `openssl rand -hex 32`"
+        )
+    return secret.encode()
+
+
 def sender_for(target: AlertConfig, index: int, hostname: str) -> Sender:
     """The sender ``[[alerts]]`` entry ``index`` asks for; ConfigError when
     its secret cannot be read."""
@@ -70,16 +92,8 @@ def sender_for(target: AlertConfig, index: int, hostname: str) -> Sender:
     name = target.name or f"{target.type}-{index}"
     if target.type == "webhook":
         assert target.url is not None
-        secret = _secret(f"{key}.secret", target.secret, target.secret_file, target.secret_env)
-        assert secret is not None  # the config requires one
-        if len(secret) < MIN_TOKEN:
-            where = "secret_file" if target.secret_file else "secret_env"
-            raise ConfigError(
-                f"{key}.{where}: an HMAC key of {len(secret)} characters is guessable:"
-                f" use at least {MIN_TOKEN}, e.g. the output of `openssl rand -hex 32`"
-            )
         return WebhookSender(
-            name, target.url, secret.encode(), timeout=target.timeout, host=hostname
+            name, target.url, _hmac_key(target, index), timeout=target.timeout, host=hostname
         )
     if target.type == "email":
         assert target.host is not None and target.sender is not None

@@ -286,10 +286,12 @@ class AlertTarget:
                     continue
                 fold = self._folds[key] = _Fold()
             if fold.count == 0:
-                fold.first = event.time
+                fold.first = fold.last = event.time
                 fold.due = max(now, fold.next_allowed)
                 ready = ready or fold.due <= now
             fold.count += n
+            # a drain puts its summaries last, with their last event's time
+            fold.first = min(fold.first, event.time)
             fold.last = max(fold.last, event.time)
             if len(fold.examples) < EXAMPLES:
                 fold.examples.append(event)
