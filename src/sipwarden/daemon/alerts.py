@@ -161,8 +161,9 @@ class AlertKeeper:
         max_waiting: int = MAX_WAITING,
     ) -> AlertKeeper:
         """The keeper for ``config.alerts`` (none: a keeper with no targets,
-        whose ``offer`` costs nothing). Raises ConfigError when a secret
-        file or variable cannot be read: call it before the workers start."""
+        whose ``offer`` costs nothing), in the process that runs it (its
+        HTTP client must not cross a fork). Raises ConfigError when a
+        secret cannot be read: ``check_alerts`` says so before the start."""
         hostname = socket.gethostname()
         targets = []
         for i, target in enumerate(config.alerts):
