@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -649,6 +650,211 @@ class LoggingConfig(_Section):
     format: Literal["human", "json"] = "human"
 
 
+AlertKind = Literal["verdict", "ban", "unban", "login-failed", "feed", "finding", "health"]
+SyslogFacility = Literal[
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+    "authpriv", "ftp", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
+    "local7",
+]  # fmt: skip
+# the keys only one type of target takes (the others are common to all)
+ALERT_KEYS = {
+    "webhook": ("url", "secret", "secret_file", "secret_env"),
+    "email": ("host", "port", "from", "to", "starttls", "tls", "user", "password",
+              "password_file", "ca_file"),
+    "syslog": ("address", "facility", "format"),
+}  # fmt: skip
+DEFAULT_ALERT_KINDS: tuple[AlertKind, ...] = ("ban", "finding", "health")  # what a person wants
+_MAILBOX = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def syslog_address(text: str) -> tuple[Literal["udp", "tcp", "unix"], str, int]:
+    """``udp:HOST:PORT``, ``tcp:HOST:PORT`` (IPv6 in brackets) or an absolute
+    Unix socket path (``/dev/log``) as (transport, host or path, port)."""
+    usage = "use udp:HOST:PORT, tcp:HOST:PORT or a Unix socket's absolute path such as /dev/log"
+    if text.startswith("/"):
+        return "unix", text, 0
+    transport, _, rest = text.partition(":")
+    host, colon, port = rest.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if transport not in ("udp", "tcp") or not colon or not _is_host(host):
+        raise ValueError(f"{text!r} is not a syslog address: {usage}")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+    return ("udp" if transport == "udp" else "tcp"), host, int(port)
+
+
+class AlertConfig(_Section):
+    """One ``[[alerts]]`` target: a webhook (a JSON body signed with
+    HMAC-SHA256, ``notify/webhook.py``), a mailbox over SMTP, or syslog;
+    the event kinds it wants, and at most one alert per ``min_interval``
+    per (kind, reason): the rest is folded into the next one as a count."""
+
+    type: Literal["webhook", "email", "syslog"]
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
+    kinds: list[AlertKind] = Field(default_factory=lambda: list(DEFAULT_ALERT_KINDS))
+    min_interval: Duration = 300.0
+    timeout: Duration = 10.0  # one send, connection included
+    # webhook: the HMAC key is one of secret, secret_file or secret_env (a
+    # variable's name); never printed
+    url: str | None = None
+    secret: str | None = Field(default=None, repr=False)
+    secret_file: Path | None = None
+    secret_env: str | None = None
+    # email: port defaults to 465 with tls, 587 with starttls, else 25
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    sender: str | None = Field(default=None, alias="from")
+    to: list[str] = Field(default_factory=list)
+    starttls: bool = False
+    tls: bool = False  # TLS from the first byte (SMTPS)
+    user: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    password_file: Path | None = None
+    ca_file: Path | None = None  # CAs for the server's certificate (default: the system's)
+    # syslog: format defaults to rfc3164 on a Unix socket (as syslog(3)), else rfc5424
+    address: str | None = None
+    facility: SyslogFacility = "daemon"
+    format: Literal["rfc5424", "rfc3164"] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"https?://[^/\s]+", value):
+            raise ValueError("an http:// or https:// URL, e.g. https://hooks.example.com/sipwarden")
+        return value
+
+    @field_validator("secret", "password")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("a blank secret: give one, or leave the key out")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _hmac_key(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < MIN_TOKEN:
+            raise ValueError(f"an HMAC key of {len(value)} characters is guessable: {_TOKEN_USAGE}")
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError("the name of an environment variable, e.g. SIPWARDEN_WEBHOOK_SECRET")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _mail_host(cls, value: str | None) -> str | None:
+        if value is not None and not _is_host(value):
+            raise ValueError("a host name or an IP address, e.g. smtp.example.com")
+        return value
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        if value is not None and not _MAILBOX.fullmatch(value):
+            raise ValueError("a mail address, e.g. sipwarden@example.com")
+        return value
+
+    @field_validator("to")
+    @classmethod
+    def _mailboxes(cls, value: list[str]) -> list[str]:
+        for i, address in enumerate(value):
+            if not _MAILBOX.fullmatch(address):
+                raise ValueError(
+                    f"entry [{i}], {address!r}, is not a mail address (ops@example.com)"
+                )
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _syslog(cls, value: str | None) -> str | None:
+        if value is not None:
+            syslog_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _fits_its_type(self) -> AlertConfig:
+        given = {"from" if f == "sender" else f for f in self.model_fields_set}
+        foreign = [
+            k for t, keys in ALERT_KEYS.items() if t != self.type for k in keys if k in given
+        ]
+        if foreign:
+            raise ValueError(
+                f"{foreign[0]} is not a key of a {self.type} target: it takes"
+                f" {', '.join(ALERT_KEYS[self.type])}, name, kinds, min_interval and timeout"
+            )
+        if self.type == "webhook":
+            self._webhook()
+        elif self.type == "email":
+            self._email()
+        elif self.address is None:
+            raise ValueError(
+                "a syslog target needs address (udp:HOST:PORT, tcp:HOST:PORT or /dev/log)"
+            )
+        return self
+
+    def _webhook(self) -> None:
+        if self.url is None:
+            raise ValueError("a webhook needs url (https://...)")
+        secrets = [k for k in ("secret", "secret_file", "secret_env") if getattr(self, k)]
+        if len(secrets) != 1:
+            raise ValueError(
+                "a webhook needs exactly one of secret, secret_file or secret_env (the key of"
+                f" its HMAC-SHA256 signature){f'; got {secrets}' if secrets else ''}"
+            )
+
+    def _email(self) -> None:
+        if self.host is None or self.sender is None or not self.to:
+            raise ValueError("an email target needs host, from and to (a list of addresses)")
+        if self.tls and self.starttls:
+            raise ValueError("set tls (SMTPS, port 465) or starttls (port 587), not both")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        has_password = self.password is not None or self.password_file is not None
+        if (self.user is None) != (not has_password):
+            raise ValueError("a login needs both user and password (or password_file)")
+        plain = not (self.tls or self.starttls)
+        if self.user is not None and plain and not _is_loopback(self.host):
+            raise ValueError(
+                f"a login to {self.host} over plain SMTP sends the password in clear:"
+                " set starttls = true or tls = true"
+            )
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port or (465 if self.tls else 587 if self.starttls else 25)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _named_alerts(value: list[AlertConfig]) -> list[AlertConfig]:
+    """Each target gets a name (default: its type and index, "webhook-0");
+    names are unique (``status`` reports per name)."""
+    named = [
+        a if a.name else a.model_copy(update={"name": f"{a.type}-{i}"}) for i, a in enumerate(value)
+    ]
+    seen: set[str | None] = set()
+    for i, alert in enumerate(named):
+        if alert.name in seen:
+            raise ValueError(
+                f"entry [{i}]: a second target named {alert.name!r} (names are unique)"
+            )
+        seen.add(alert.name)
+    return named
+
+
+Alerts = Annotated[list[AlertConfig], AfterValidator(_named_alerts)]
+
+
 class Config(_Section):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
@@ -662,10 +868,12 @@ class Config(_Section):
     intel: IntelConfig = Field(default_factory=IntelConfig)
     observe: ObserveConfig = Field(default_factory=ObserveConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    alerts: Alerts = Field(default_factory=list)  # [[alerts]] targets
 
 
 # keys whose values an error names by their length, not their text
 SECRET_KEYS = frozenset({"api.token", "intel.apiban.key"})
+SECRET_NAMES = frozenset({"secret", "password"})  # in any section ([[alerts]])
 
 
 def _format(error: ValidationError) -> str:
@@ -678,12 +886,16 @@ def _format(error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see README.md for the keys)"
         value = item.get("input")
-        shown = (
-            ""
-            if item["type"] in ("missing", "extra_forbidden") or isinstance(value, dict)
-            else f" (got {value!r})"
+        # a table, or a list of tables ([[alerts]], [[intel.feeds]]), is not
+        # shown: it is long and may hold a secret
+        tables = isinstance(value, dict) or (
+            isinstance(value, list) and any(isinstance(v, dict) for v in value)
         )
-        if key in SECRET_KEYS and isinstance(value, str) and value.strip():
+        shown = (
+            "" if item["type"] in ("missing", "extra_forbidden") or tables else f" (got {value!r})"
+        )
+        secret = key in SECRET_KEYS or key.rpartition(".")[2] in SECRET_NAMES
+        if secret and isinstance(value, str) and value.strip():
             shown = f" (got {len(value)} characters, not shown)"  # a secret, maybe reused
         lines.append(f"{key or 'config'}: {msg}{shown}")
     return "\n".join(lines)
@@ -730,6 +942,7 @@ def load_config(path: str | Path | None) -> Config:
                 update={"token_file": config.api.token_file and here / config.api.token_file}
             ),
             "intel": _intel_paths(config.intel, here),
+            "alerts": [_alert_paths(a, here) for a in config.alerts],
         }
     )
 
@@ -763,4 +976,11 @@ def _intel_paths(intel: IntelConfig, here: Path) -> IntelConfig:
                 for f in intel.feeds
             ],
         }
+    )
+
+
+def _alert_paths(alert: AlertConfig, here: Path) -> AlertConfig:
+    paths = ("secret_file", "password_file", "ca_file")
+    return alert.model_copy(
+        update={k: here / getattr(alert, k) for k in paths if getattr(alert, k) is not None}
     )
