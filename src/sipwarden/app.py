@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING
 
 from .config import Config
 from .daemon import preflight
+from .daemon.alerts import AlertKeeper, check_alerts
 from .daemon.bans import BanKeeper, enforcer_for, reconcile
 from .daemon.core import Daemon
 from .daemon.intel import IntelKeeper
 from .daemon.lane import LaneKeeper, start_lane
 from .daemon.modes import Mode
-from .daemon.observe import ObserveKeeper
+from .daemon.observe import ObserveKeeper, as_event
 from .edge import Edge, flow_key
 from .fetch.dns import resolve
 from .fetch.geoip import open_geo
@@ -62,6 +63,11 @@ async def serve(
     # events and flows: every worker counts its own and writes them; worker 0
     # tells of the bans (it adopts every worker's) and follows the table
     observe = ObserveKeeper(config.observe, config.storage.path, worker=worker)
+    # alerts from worker 0 alone, which follows every worker's events (one
+    # alert per burst, with the whole count); made after the fork (its HTTP client)
+    alerts = AlertKeeper.from_config(config) if worker == 0 else None
+    if alerts:
+        observe.listeners.append(lambda rows: alerts.offer([as_event(row) for row in rows]))
     keeper = BanKeeper(
         policy.bans,
         config.storage.path,
@@ -106,6 +112,7 @@ async def serve(
         intel,
         lane=lane,
         observe=observe,
+        alerts=alerts,
         worker=worker,
         children=children,
     )
@@ -178,6 +185,7 @@ def run(config: Config, config_path: Path | None = None) -> None:
     # not kill the daemon; the workers inherit this until their loop starts
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     preflight.check(config)  # before the store, the kernel or a port is touched
+    check_alerts(config)  # an alert target's secret that cannot be read
     key = flow_key(config.edge.flow_key_file)  # before forking: one key for all
     # a broken rule or an unreadable country database stops startup here
     policy = build_policy(config, countries=open_geo(config.intel.geoip), resolve=resolve)

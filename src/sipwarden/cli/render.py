@@ -238,6 +238,31 @@ def status(shown: dict[str, Any], socket: Path) -> None:
         click.echo(f"listed but trusted or allow-listed (kept working): {', '.join(exempt)}")
     if "reflection" in shown:  # (the daemon runs)
         click.echo(reflection_line(shown["reflection"]))
+    observe = shown.get("observe")
+    if observe:
+        line = (
+            f"events: {observe.get('events-written', 0):,} written,"
+            f" {observe.get('events-repeated', 0):,} only counted (a flood),"
+            f" {observe.get('events-dropped', 0):,} lost; flows:"
+            f" {observe.get('flows-tracked', 0):,} this minute"
+        )
+        if observe.get("events-held") or observe.get("flows-held"):
+            line += (
+                f"; held for the store: {observe.get('events-held', 0):,} events,"
+                f" {observe.get('flows-held', 0):,} flows"
+            )
+        click.echo(line)
+    for name, target in (shown.get("alerts") or {}).items():
+        line = (
+            f"alerts {name} ({target.get('type')}, {target.get('to')}):"
+            f" {target.get('sent', 0)} sent, {target.get('waiting', 0)} waiting"
+        )
+        if target.get("last-error"):
+            line += (
+                f"; last error {when(target.get('last-error-at'))}: {target['last-error']},"
+                f" next attempt {when(target.get('next-attempt'))}"
+            )
+        click.echo(line)
 
 
 def reflection_line(reflection: dict[str, int] | None) -> str:

@@ -109,6 +109,8 @@ def status(config_file: str | None, as_json: bool) -> None:
             "intel": stats.get("intel", {}),
             "verdicts": stats.get("verdicts", {}),
             "lane": stats.get("lane"),  # None: no kernel lane
+            "observe": stats.get("observe"),  # events and flows
+            "alerts": stats.get("alert-targets"),  # None: no [[alerts]]
             # the reflection budget: what it held back from unverified sources
             "reflection": {
                 k.removeprefix("reflection-"): v

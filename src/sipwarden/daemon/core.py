@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +34,7 @@ from .protect import protected_networks
 from .stats import add_intel, add_stats, worker_stats
 
 if TYPE_CHECKING:
+    from .alerts import AlertKeeper
     from .bans import BanKeeper
     from .intel import IntelKeeper
     from .lane import LaneKeeper
@@ -61,6 +62,7 @@ class Daemon:
         *,
         lane: LaneKeeper | None = None,
         observe: ObserveKeeper | None = None,
+        alerts: AlertKeeper | None = None,
         worker: int = 0,
         children: list[int] | None = None,
     ) -> None:
@@ -71,6 +73,7 @@ class Daemon:
         self.intel = intel
         self.lane = lane  # None: no kernel lane
         self.observe = observe  # None: no events or flows kept
+        self.alerts = alerts  # worker 0's, when [[alerts]] names targets
         self.worker = worker
         self.children = children or []
         self.socket_path = worker_path(config.control.socket, worker)
@@ -80,7 +83,7 @@ class Daemon:
         if observe is not None:
             policy.events = observe.events
         self._control: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Future[str | None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     def mode(self, kind: type[M]) -> M:
         """The running mode of class ``kind`` (the demo asks for its edge)."""
@@ -111,16 +114,22 @@ class Daemon:
         self.keeper.book.protect(await asyncio.to_thread(protected_networks, self.config))
         if self.observe is not None:  # first: the bans restored are not news, but all after are
             await self.observe.start()
+        if self.alerts:
+            await self.alerts.start()
         await self.keeper.start()
         await self.intel.start()
         if self.lane is not None:
             await self.lane.start()
         for mode in self.modes:
             await mode.start()
+        if self.worker == 0 and self.observe is not None:
+            self._background(self.observe.watch_health(self.all_stats))
 
     async def stop(self) -> None:
         if self._control is None:
             return  # it never started: the socket (maybe another daemon's) is not ours
+        for task in list(self._tasks):
+            task.cancel()
         self._control.close()
         with contextlib.suppress(OSError):
             self.socket_path.unlink()
@@ -132,6 +141,8 @@ class Daemon:
         await self.keeper.stop()
         if self.observe is not None:  # last: what the others said on their way out is written
             await self.observe.stop()
+        if self.alerts:
+            await self.alerts.stop()
         log.info(
             "worker %d stopped; %s; verdicts %s",
             self.worker,
@@ -190,7 +201,11 @@ class Daemon:
         return error
 
     def on_sighup(self) -> None:
-        task = asyncio.ensure_future(self.reload_all() if self.worker == 0 else self.reload())
+        self._background(self.reload_all() if self.worker == 0 else self.reload())
+
+    def _background(self, work: Awaitable[Any]) -> None:
+        """Run ``work`` until it ends or the daemon stops."""
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)  # keep a reference until it is done
         task.add_done_callback(self._tasks.discard)
 
@@ -205,6 +220,7 @@ class Daemon:
             self.intel_status(),
             self.lane.status() if self.lane is not None else None,
             self.observe.stats() if self.observe is not None else None,
+            self.alerts.status() if self.alerts else None,
         )
 
     def intel_status(self) -> dict[str, Any]:

@@ -30,16 +30,18 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from ..config import ObserveConfig
 from ..observe import Event, EventQueue, FlowTable, ipfix
+from ..observe.health import HealthWatch
 from ..store import ObserveStore, StoreError
 from ..store.thread import StoreThread
 
 log = logging.getLogger("sipwarden.observe")
+HEALTH_EVERY = 10.0  # seconds between two looks at sipwarden's own health (worker 0)
 PRUNE_EVERY = 60.0  # seconds between two deletions of what is past the retention
 REMIND = 60.0  # seconds between two "still failing" lines
 MAX_HELD_FLOWS = 60 * 100_000  # flow records held while the store fails (an hour's worth)
@@ -104,6 +106,20 @@ class ObserveKeeper:
                 self._failed(str(exc))
                 return False
         return True
+
+    async def watch_health(self, stats: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        """Worker 0: every ``HEALTH_EVERY`` seconds, the counters summed over
+        the workers (``stats``) through ``HealthWatch``; what begins or ends
+        is a health event (the alerts hear of it)."""
+        watch = HealthWatch(started=self.clock())
+        while True:
+            await asyncio.sleep(HEALTH_EVERY)
+            try:
+                for event in watch.check(await stats(), self.clock()):
+                    self.events.push(event)
+            except Exception:
+                self.counters["health-bugs"] += 1
+                log.exception("checking sipwarden's health failed")
 
     async def _run(self) -> None:
         while True:
@@ -279,3 +295,12 @@ class ObserveKeeper:
             "flows-minutes-lost": flows.counters["minutes-lost"],
             "flows-held": len(self._held_flows),
         }
+
+
+CORE_FIELDS = ("id", "time", "kind", "source", "reason")
+
+
+def as_event(row: dict[str, Any]) -> Event:
+    """A row of the events table (``ObserveStore.events``) as the Event it was."""
+    fields = tuple((name, value) for name, value in row.items() if name not in CORE_FIELDS)
+    return Event(row["time"], row["kind"], row["source"], row["reason"], fields)

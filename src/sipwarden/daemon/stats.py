@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # one per worker, not summed: the latency is worker 0's; intel is joined
 # (feeds are the same in every worker, see add_intel)
-NOT_SUMMED: Final = frozenset({"enforcement", "intel"})
+NOT_SUMMED: Final = frozenset({"enforcement", "intel", "alert-targets"})
 
 
 def worker_stats(
@@ -29,6 +29,7 @@ def worker_stats(
     intel: dict[str, Any],
     lane: dict[str, Any] | None = None,
     observe: dict[str, Any] | None = None,
+    alerts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """This worker's counters, by section (``lane``: the kernel lane's, if
     there is one; its ``kernel-*`` counters come from worker 0 alone;
@@ -63,6 +64,14 @@ def worker_stats(
         stats["lane"] = lane
     if observe is not None:
         stats["observe"] = observe
+    if alerts is not None:  # worker 0's alone: its targets' counters, then their state
+        stats["alerts"] = {
+            f"{name}:{what}": value
+            for name, target in alerts["targets"].items()
+            for what in ("sent", "failed", "waiting", "dropped")
+            if isinstance(value := target.get(what), int)
+        }
+        stats["alert-targets"] = alerts["targets"]
     return stats
 
 

@@ -361,6 +361,7 @@ class Edge:
         if source.host != self._backend.host:
             self.counters["backend-socket-stranger"] += 1
             return
+        self.counters["from-backend"] += 1  # the PBX is alive (health: pbx-silent)
         try:
             view = peek(data)
         except SipError as exc:

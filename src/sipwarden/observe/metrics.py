@@ -217,9 +217,12 @@ ALERTS: Final = Section(
     "sipwarden_alerts_",
     label="target",
     label_first=True,
+    gauges=frozenset({"waiting"}),
     helps={
         "sent": "alerts sent, by target",
         "failed": "alerts that could not be sent, by target",
+        "waiting": "alerts waiting to be sent (a target that fails is retried with backoff)",
+        "dropped": "alerts let go: too many waited for a target that kept failing",
     },
     what="the alert targets'",
 )
