@@ -4,10 +4,13 @@ phones, and asks (never bans); the Analysis runs them together."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sipwarden.config import AnalysisConfig, BansConfig, Config, config_from_dict
 from sipwarden.observe.analysis import (
@@ -22,8 +25,10 @@ from sipwarden.observe.analysis import (
     build_analysis,
     source_countries,
 )
+from sipwarden.observe.analysis.base import network_of
 from sipwarden.observe.events import BAN, LOGIN_FAILED, UNBAN, VERDICT, Event
 from sipwarden.observe.schedule import utc_hour_of_week
+from sipwarden.values import canonical
 
 NOW = 1_800_000_000.0 - 1_800_000_000.0 % 3600 + 1800  # half past an hour
 WEEK = 7 * 24 * 3600.0
@@ -432,3 +437,35 @@ def test_the_profile_from_stored_rows() -> None:
     profile = HourOfWeekProfile.from_rows(rows, weeks=4, since=NOW - 3 * WEEK)
     assert profile.weeks_seen(NOW) == 3
     assert profile.usual(utc_hour_of_week(NOW), NOW) == 2.0  # (5 + 1) / 3
+
+
+@pytest.mark.parametrize(
+    ("host", "v4", "v6", "expected"),
+    [
+        ("203.0.113.77", 24, 48, "203.0.113.0/24"),
+        ("203.0.113.77", 32, 48, "203.0.113.77"),
+        ("::ffff:203.0.113.77", 24, 48, "203.0.113.0/24"),
+        ("2001:db8:7:1::1", 24, 48, "2001:db8:7::/48"),
+        ("2001:DB8:7:1::1", 24, 128, "2001:db8:7:1::1"),
+        ("::1", 24, 48, "::/48"),
+        ("::5", 24, 128, "::5"),
+        ("not an address", 24, 48, None),
+    ],
+)
+def test_network_of_writes_what_canonical_writes(host, v4, v6, expected) -> None:
+    assert network_of(host, v4, v6) == expected
+    if expected is not None:
+        assert canonical(expected) == expected
+
+
+@given(
+    st.one_of(st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str)),
+    st.integers(8, 32),
+    st.integers(16, 128),
+)
+def test_network_of_agrees_with_ipaddress(host: str, v4: int, v6: int) -> None:
+    address = ipaddress.ip_address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = v4 if address.version == 4 else v6
+    assert network_of(host, v4, v6) == canonical(f"{address}/{prefix}")

@@ -159,15 +159,15 @@ class FailureTracker:
             while len(self.accounts) > self.max_accounts:
                 self.accounts.popitem(last=False)
         maxretry, findtime, when = self.maxretry, self.findtime, ""
-        quiet = self.quiet
-        if quiet is not None and quiet(now):
-            maxretry = self.quiet_maxretry or maxretry
-            findtime = self.quiet_findtime or findtime
-            when = " in quiet time"
-        keep = max(self.maxretry, self.quiet_maxretry or 0) if quiet is not None else maxretry
-        recent = [
-            f for f in src.failures if now - f[0] < max(self.findtime, self.quiet_findtime or 0)
-        ]
+        keep, horizon = maxretry, findtime  # what is kept: what either time needs
+        if self.quiet is not None:
+            keep = max(keep, self.quiet_maxretry or 0)
+            horizon = max(horizon, self.quiet_findtime or 0)
+            if self.quiet(now):
+                maxretry = self.quiet_maxretry or maxretry
+                findtime = self.quiet_findtime or findtime
+                when = " in quiet time"
+        recent = [f for f in src.failures if now - f[0] < horizon]
         kept = [*_last(recent, keep - 1), (now, user)]
         src.failures = tuple(kept)
         fails = [f for f in kept[-maxretry:] if now - f[0] < findtime]

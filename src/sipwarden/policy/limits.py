@@ -421,7 +421,8 @@ class RateLimiter:
         max_sources: int | None = None,
         quiet: QuietLimits | Literal["keep"] | None = "keep",
     ) -> RateLimiter:
-        """A limiter with new settings (None: unchanged) that takes over this
+        """A limiter with new settings (None: unchanged; for ``quiet``,
+        "keep" keeps this one's and None means none) that takes over this
         one's counts, in O(1), leaving this one empty: call it where the
         limiter is swapped, on the thread that calls ``hit``.
 

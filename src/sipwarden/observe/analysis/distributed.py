@@ -56,35 +56,36 @@ class Distributed:
 
     def run(self, window: Window) -> list[Finding]:
         v4, v6 = max(self.prefix_v4, self.widest_v4), max(self.prefix_v6, self.widest_v6)
-        per_source: Counter[str] = Counter()
-        accounts: dict[str, Counter[str]] = {}
-        networks: dict[str, set[str]] = {}
+        per_source: dict[str, int] = {}  # failures per address
         for event in window.events:
-            if event.kind != LOGIN_FAILED:
-                continue
-            network = network_of(event.source, v4, v6)
-            if network is None:
-                continue
-            per_source[event.source] += weight(event)
-            networks.setdefault(network, set()).add(event.source)
-            account = field_of(event, "account")
-            if account:
-                accounts.setdefault(network, Counter())[str(account)] += weight(event)
-        logged_in: set[str] | None = None
-        findings = []
+            if event.kind == LOGIN_FAILED:
+                source = event.source
+                per_source[source] = per_source.get(source, 0) + weight(event)
+        networks: dict[str, list[str]] = {}
+        for source in per_source:
+            network = network_of(source, v4, v6)
+            if network is not None:
+                if network in networks:
+                    networks[network].append(source)
+                else:
+                    networks[network] = [source]
+        suspects: dict[str, tuple[list[str], int]] = {}  # network -> (addresses, failures)
         for network, sources in networks.items():
-            failures = sum(per_source[s] for s in sources)
-            if len(sources) < self.min_sources or failures < self.min_failures:
-                continue
-            if window.bans.covers(network):
-                continue
-            if logged_in is None:
-                logged_in = {
-                    network_of(s, v4, v6) or ""
-                    for s, merged in flows_by_source(window.flows).items()
-                    if succeeded(merged["answers"])
-                }
-            top = accounts.get(network, Counter()).most_common(3)
+            if len(sources) >= self.min_sources:
+                failures = sum(per_source[s] for s in sources)
+                if failures >= self.min_failures and not window.bans.covers(network):
+                    suspects[network] = (sources, failures)
+        if not suspects:
+            return []
+        accounts = self._accounts(window, {s: n for n, (ss, _) in suspects.items() for s in ss})
+        logged_in = {
+            network_of(s, v4, v6) or ""
+            for s, merged in flows_by_source(window.flows).items()
+            if succeeded(merged["answers"])
+        }
+        findings = []
+        for network, (sources, failures) in suspects.items():
+            top = accounts[network].most_common(3)
             whom = f" for {', '.join(a for a, _ in top)}" if top else ""
             summary = (
                 f"{len(sources)} addresses of {network} failed {failures} logins{whom}"
@@ -112,3 +113,15 @@ class Distributed:
                 )
             )
         return findings
+
+    @staticmethod
+    def _accounts(window: Window, network_of_source: dict[str, str]) -> dict[str, Counter[str]]:
+        """The accounts the suspects' failed logins were for, per network."""
+        accounts: dict[str, Counter[str]] = {n: Counter() for n in network_of_source.values()}
+        for event in window.events:
+            network = network_of_source.get(event.source)
+            if event.kind == LOGIN_FAILED and network is not None:
+                account = field_of(event, "account")
+                if account:
+                    accounts[network][str(account)] += weight(event)
+        return accounts
