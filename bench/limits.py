@@ -20,7 +20,11 @@ per address, IPv6 per /64, 100,000 sources per window). Cases:
 - the same for IPv6 with /64 aggregation (random addresses in random /64s:
   every one misses the key cache), with ipaddress's cost for comparison;
 - other keys: IPv6 per address, IPv4 per /24 (through the key cache);
-- ``reconfigured()`` when the limited methods change, with full tables.
+- ``reconfigured()`` when the limited methods change, with full tables;
+- with a quiet-time schedule (``QuietLimits``; the simulated clock starts at
+  the epoch, 00:00 UTC, inside the schedule's quiet hours; the quiet counts
+  are the day's, so only the cost of asking the schedule shows): phones,
+  one flooding source, spoofed sources (each early rotation asks too).
 
 The figure is the loop that calls hit() minus the same loop doing nothing:
 it includes the call, as the pipeline pays it.
@@ -42,7 +46,8 @@ import tracemalloc
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from sipwarden.policy.limits import RateLimiter
+from sipwarden.observe.schedule import Schedule
+from sipwarden.policy.limits import QuietLimits, RateLimiter
 
 Stream = tuple[Sequence[str], Sequence[float]]
 
@@ -255,6 +260,28 @@ def main() -> None:
     )
 
     print(f"reconfigured() with other methods, 200,000 entries held: {reload_cost(200_000):.0f} µs")
+
+    def quiet_limiter() -> RateLimiter:
+        schedule = Schedule(quiet_hours=(22 * 60, 6 * 60))
+        quiet = QuietLimits(schedule.quiet, 100, {"REGISTER": 20, "INVITE": 20})
+        return RateLimiter(quiet=quiet)
+
+    assert quiet_limiter().quiet.when(spoof_times[-1])  # type: ignore[union-attr]
+    print("IPv4, per address, with a quiet-time schedule (in quiet time, the same counts)")
+    row(
+        "10,000 phones, a challenged REGISTER a minute each",
+        quiet_limiter,
+        phones_registering(desk4, 200_000),
+        "REGISTER",
+    )
+    row(
+        "one source flooding, 1,000 REGISTER/s (limited)",
+        quiet_limiter,
+        steady(["192.0.2.66"], 1000, 200_000),
+        "REGISTER",
+    )
+    hosts = spoofed_v4(n)
+    row(f"{n:,} spoofed sources, one request each", quiet_limiter, (hosts, spoof_times), "REGISTER")
 
 
 if __name__ == "__main__":

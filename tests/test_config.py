@@ -251,3 +251,77 @@ def test_tls_files_are_found_next_to_the_config(tmp_path):
     assert edge.tls_certificate == tmp_path / "tls/cert.pem"
     assert edge.tls_key == tmp_path / "tls/key.pem"
     assert edge.backend_ca_file == Path("/etc/ssl/pbx.pem")
+
+
+def test_analysis_and_schedule_defaults() -> None:
+    cfg = config_from_dict({})
+    assert cfg.analysis.enabled and (cfg.analysis.interval, cfg.analysis.window) == (60.0, 900.0)
+    assert cfg.analysis.distributed.prefix_v4 == 24 and cfg.analysis.distributed.ban
+    assert not cfg.analysis.register_no_success.ban and not cfg.analysis.campaign.ban
+    assert not cfg.schedule.configured  # no schedule: never quiet
+    assert cfg.schedule.timezone == "UTC" and cfg.schedule.quiet.maxretry == 3
+
+
+def test_analysis_and_schedule_settings() -> None:
+    cfg = config_from_dict(
+        {
+            "analysis": {
+                "interval": "2m",
+                "distributed": {"prefix_v4": 22, "bantime": "progressive", "min_sources": 8},
+                "campaign": {"ban": True, "bantime": "1d"},
+            },
+            "schedule": {
+                "timezone": "Europe/Berlin",
+                "business_hours": "07:30-24:00",
+                "weekend": ["SAT", "sunday"],
+                "holidays": {"country": "de", "subdivision": "BY"},
+                "quiet": {
+                    "maxretry": 2,
+                    "findtime": "1h",
+                    "requests": 40,
+                    "methods": {"INVITE": 4},
+                },
+            },
+        }
+    )
+    assert cfg.analysis.interval == 120.0
+    assert cfg.analysis.distributed.bantime == "progressive"
+    assert cfg.analysis.campaign.bantime == 86400.0
+    assert cfg.schedule.configured and cfg.schedule.weekend == ["sat", "sun"]
+    assert cfg.schedule.holidays.country == "DE"
+    assert cfg.schedule.quiet.findtime == 3600.0 and cfg.schedule.quiet.methods == {"INVITE": 4}
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"schedule": {"quiet_hours": "10pm-6am"}},
+            "schedule.quiet_hours: '10pm-6am' is not a span of hours: use \"HH:MM-HH:MM\"",
+        ),
+        (
+            {"schedule": {"business_hours": "08:00-08:00"}},
+            "schedule.business_hours: '08:00-08:00': use",
+        ),
+        ({"schedule": {"weekend": ["fri", "caturday"]}}, "schedule.weekend: entry [1], 'caturday'"),
+        ({"schedule": {"holidays": {"country": "DEU"}}}, "schedule.holidays.country: 'DEU' is not"),
+        ({"schedule": {"holidays": {"subdivision": "BY"}}}, "subdivision 'BY' needs a country"),
+        ({"schedule": {"quiet": {"limits_factor": 2}}}, "schedule.quiet.limits_factor:"),
+        (
+            {"schedule": {"quiet": {"methods": {"SUBSCRIBE": 2}}}},
+            "schedule.quiet.methods: SUBSCRIBE is not limited by day: add it to limits.methods",
+        ),
+        (
+            {"analysis": {"distributed": {"prefix_v4": 16}}, "bans": {"widest_v4": 20}},
+            "analysis.distributed.prefix_v4 = 16 is wider than bans.widest_v4 = 20: use 20 to 32",
+        ),
+        (
+            {"analysis": {"distributed": {"bantime": "forever"}}},
+            "analysis.distributed.bantime: 'forever' is not a duration",
+        ),
+        ({"analysis": {"register_no_success": {"share": 0}}}, "analysis.register_no_success.share"),
+        ({"analysis": {"rise": {"speed": 2}}}, "analysis.rise.speed: unknown key"),
+    ],
+)
+def test_analysis_and_schedule_errors_name_the_key(data, expected) -> None:
+    assert expected in error(data)

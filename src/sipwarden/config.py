@@ -7,11 +7,11 @@ udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (IPv6 as [::1])``.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import math
 import re
 import tomllib
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -295,14 +295,14 @@ def parse_since(text: str, now: float) -> float:
     except ValueError:
         pass
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError(
             f"{text!r} is neither a duration (30m, 1h, 7d) nor an ISO 8601 time"
             " (2026-12-06T10:00:00Z)"
         ) from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
+        when = when.replace(tzinfo=datetime.UTC)
     return when.timestamp()
 
 
@@ -389,12 +389,16 @@ class LimitsConfig(_Section):
     @field_validator("methods")
     @classmethod
     def _methods(cls, value: dict[str, int]) -> dict[str, int]:
-        for method, count in value.items():
-            if not re.fullmatch(r"[A-Z]+", method):
-                raise ValueError(f"{method!r} is not a SIP method name in capitals (REGISTER)")
-            if count < 1:
-                raise ValueError(f"{method} = {count}: a limit must be at least 1")
-        return value
+        return _method_limits(value)
+
+
+def _method_limits(value: dict[str, int]) -> dict[str, int]:
+    for method, count in value.items():
+        if not re.fullmatch(r"[A-Z]+", method):
+            raise ValueError(f"{method!r} is not a SIP method name in capitals (REGISTER)")
+        if count < 1:
+            raise ValueError(f"{method} = {count}: a limit must be at least 1")
+    return value
 
 
 class StorageConfig(_Section):
@@ -855,6 +859,175 @@ def _named_alerts(value: list[AlertConfig]) -> list[AlertConfig]:
 Alerts = Annotated[list[AlertConfig], AfterValidator(_named_alerts)]
 
 
+# ------------------------------------------------- analysis and schedule (issue 15)
+
+
+def _ban_time(value: Any) -> float | str:
+    if isinstance(value, str) and value.strip().lower() == "progressive":
+        return "progressive"
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f'{exc}, or "progressive" (the [bans] steps)') from None
+    assert seconds is not None
+    return seconds
+
+
+# an analysis ban: a duration, or "progressive" (the [bans] steps)
+AnalysisBanTime = Annotated[float | Literal["progressive"], BeforeValidator(_ban_time)]
+
+
+class DistributedConfig(_Section):
+    """``[analysis.distributed]``: many addresses of one network failing
+    logins or enumerating together, each below the per-source thresholds."""
+
+    enabled: bool = True
+    prefix_v4: int = Field(default=24, ge=8, le=32)  # the network: never wider than bans.widest_v4
+    prefix_v6: int = Field(default=48, ge=16, le=128)
+    min_sources: int = Field(default=5, ge=2)  # distinct failing addresses in it
+    min_failures: int = Field(default=20, ge=1)  # their failures together
+    ban: bool = True  # ask the ban book to ban the network
+    bantime: AnalysisBanTime = 3600.0
+    spare_logged_in: bool = True  # an address of it logged in: report, do not ban
+
+
+class RegisterNoSuccessConfig(_Section):
+    """``[analysis.register_no_success]``: REGISTER-heavy sources never answered 2xx."""
+
+    enabled: bool = True
+    min_registers: int = Field(default=100, ge=1)  # within the window
+    share: float = Field(default=0.8, gt=0, le=1)  # REGISTER's share of its messages
+    ban: bool = False  # a phone with a stale password looks alike, slower
+    bantime: AnalysisBanTime = 3600.0
+
+
+class RiseConfig(_Section):
+    """``[analysis.rise]``: failed logins above the usual level for the hour
+    of the week; sources from countries never seen before. Alerts only."""
+
+    enabled: bool = True
+    factor: float = Field(default=3.0, ge=1)  # times the usual level
+    min_count: int = Field(default=20, ge=1)  # failed logins an hour, at least
+    new_countries: int = Field(default=3, ge=0)  # new countries to report (0: off)
+
+
+class CampaignConfig(_Section):
+    """``[analysis.campaign]``: many sources sharing a tool fingerprint or a User-Agent."""
+
+    enabled: bool = True
+    min_sources: int = Field(default=10, ge=2)
+    fingerprints: list[str] = Field(default_factory=lambda: ["scan.", "ua."])  # rule id prefixes
+    user_agents: bool = True
+    # verdict reasons (prefixes) that say nothing of the sender's tool
+    ignore: list[str] = Field(default_factory=lambda: ["banned", "options.", "sanity."])
+    ban: bool = False  # ban each source of a campaign too
+    bantime: AnalysisBanTime = "progressive"
+    max_decisions: int = Field(default=1000, ge=1)  # per run
+
+
+class AnalysisConfig(_Section):
+    """``[analysis]``: the periodic analysis of recent events and flows."""
+
+    enabled: bool = True
+    interval: Duration = 60.0  # how often it runs
+    window: Duration = 900.0  # how far back it reads
+    quiet_raise: bool = True  # in quiet time, findings one severity step up
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    register_no_success: RegisterNoSuccessConfig = Field(default_factory=RegisterNoSuccessConfig)
+    rise: RiseConfig = Field(default_factory=RiseConfig)
+    campaign: CampaignConfig = Field(default_factory=CampaignConfig)
+
+
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
+_HOURS_USAGE = 'use "HH:MM-HH:MM", e.g. "08:00-18:00" or "22:00-06:00" (across midnight)'
+
+
+def parse_hours(text: str) -> tuple[int, int]:
+    """``"08:00-18:00"`` as minutes of the day (480, 1080); ``24:00`` ends a
+    day. Raises ValueError saying what is valid."""
+    m = _HOURS.fullmatch(text.strip()) if isinstance(text, str) else None
+    if m is None:
+        raise ValueError(f"{text!r} is not a span of hours: {_HOURS_USAGE}")
+    start = int(m.group(1)) * 60 + int(m.group(2))
+    end = int(m.group(3)) * 60 + int(m.group(4))
+    if end > 1440 or start == end:
+        raise ValueError(f"{text!r}: {_HOURS_USAGE}, the end differing from the start")
+    return start, end
+
+
+class HolidaysConfig(_Section):
+    """``[schedule.holidays]``: public holidays (the ``holidays`` library) and own dates."""
+
+    country: str | None = None  # ISO 3166-1 alpha-2, e.g. "DE"
+    subdivision: str | None = None  # e.g. "BY" (Bavaria); needs country
+    dates: list[datetime.date] = Field(default_factory=list)  # the site's own closing days
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is not None and not _COUNTRY.fullmatch(value.upper()):
+            raise ValueError(f"{value!r} is not a two-letter country code (ISO 3166-1), e.g. DE")
+        return None if value is None else value.upper()
+
+    @model_validator(mode="after")
+    def _subdivision_of_a_country(self) -> HolidaysConfig:
+        if self.subdivision is not None and self.country is None:
+            raise ValueError(f"subdivision {self.subdivision!r} needs a country: set country too")
+        return self
+
+
+class QuietPolicyConfig(_Section):
+    """``[schedule.quiet]``: the stricter policy in quiet time."""
+
+    maxretry: int = Field(default=3, ge=1)  # failed logins within findtime: a ban
+    findtime: Duration = 1800.0
+    limits_factor: float = Field(default=0.5, gt=0, le=1)  # the [limits] times this
+    requests: int | None = Field(default=None, ge=1)  # or own values (per window)
+    methods: dict[str, int] = Field(default_factory=dict)  # e.g. {INVITE = 5}
+
+    _methods = field_validator("methods")(classmethod(lambda cls, v: _method_limits(v)))
+
+
+class ScheduleConfig(_Section):
+    """``[schedule]``: when nobody watches (quiet time: outside business
+    hours, in quiet hours, at weekends, on holidays), in ``timezone``. No
+    rule set: never quiet."""
+
+    timezone: str = "UTC"  # an IANA name, e.g. "Europe/Berlin" (checked at start)
+    business_hours: str | None = None  # "08:00-18:00": outside them is quiet
+    quiet_hours: str | None = None  # "22:00-06:00": quiet (may cross midnight)
+    weekend: list[str] = Field(default_factory=list)  # e.g. ["sat", "sun"]: quiet all day
+    holidays: HolidaysConfig = Field(default_factory=HolidaysConfig)
+    quiet: QuietPolicyConfig = Field(default_factory=QuietPolicyConfig)
+
+    @field_validator("business_hours", "quiet_hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_hours(value)
+        return value
+
+    @field_validator("weekend")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        days = []
+        for i, day in enumerate(value):
+            name = day.strip().lower()[:3] if isinstance(day, str) else ""
+            if name not in WEEKDAY_NAMES:
+                raise ValueError(
+                    f"entry [{i}], {day!r}, is not a day: use {', '.join(WEEKDAY_NAMES)}"
+                )
+            days.append(name)
+        return days
+
+    @property
+    def configured(self) -> bool:
+        """Whether any rule is set (else never quiet)."""
+        h = self.holidays
+        return bool(self.business_hours or self.quiet_hours or self.weekend or h.country or h.dates)
+
+
 class Config(_Section):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
@@ -869,6 +1042,28 @@ class Config(_Section):
     observe: ObserveConfig = Field(default_factory=ObserveConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     alerts: Alerts = Field(default_factory=list)  # [[alerts]] targets
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+
+    @model_validator(mode="after")
+    def _analysis_bans_no_wider(self) -> Config:
+        dist, bans = self.analysis.distributed, self.bans
+        for v, prefix, widest in (
+            (4, dist.prefix_v4, bans.widest_v4),
+            (6, dist.prefix_v6, bans.widest_v6),
+        ):
+            if dist.enabled and dist.ban and prefix < widest:
+                raise ValueError(
+                    f"analysis.distributed.prefix_v{v} = {prefix} is wider than"
+                    f" bans.widest_v{v} = {widest}: use {widest} to {32 if v == 4 else 128}"
+                )
+        for method in self.schedule.quiet.methods:
+            if method not in self.limits.methods:
+                raise ValueError(
+                    f"schedule.quiet.methods: {method} is not limited by day: add it to"
+                    f" limits.methods ({', '.join(self.limits.methods) or 'none now'})"
+                )
+        return self
 
 
 # keys whose values an error names by their length, not their text

@@ -40,7 +40,7 @@ from ..values import Network, Verdict
 from .bans import BanBook
 from .failures import FailureTracker
 from .known_good import KnownGood
-from .limits import RateLimiter
+from .limits import QuietLimits, RateLimiter
 from .pipeline import Policy
 from .rules import Rule, RuleError, RuleSet, compile_rules
 from .stage import SourceStage, Stage
@@ -57,6 +57,7 @@ from .uniform import UniformAnswers
 
 if TYPE_CHECKING:  # the models only: importing pydantic pulls in socket (email.utils)
     from ..config import Config, PolicyConfig
+    from ..observe.schedule import Schedule
 
 Resolver = Callable[[str], list[str]]
 
@@ -193,6 +194,7 @@ def with_state(
     *,
     previous: Policy | None = None,
     countries: Countries | None = None,
+    schedule: Schedule | None = None,
 ) -> Policy:
     """``policy`` (from ``rules_policy(config.policy)``: its rules, trusted
     peers and counters) with the ban book, limiter, failure tracker, uniform
@@ -201,7 +203,10 @@ def with_state(
     ban, rate, failure count, known-good source and feed entry).
     ``countries``: the country source ``[intel.geoip]`` names, opened by
     the caller off this thread (``fetch.geoip.open_geo``); None keeps
-    ``previous``'s. Call it on the
+    ``previous``'s. ``schedule``: ``[schedule]``, built by the caller
+    (``fetch.calendar.open_schedule``); in its quiet time the failure
+    tracker and the limiter apply ``[schedule.quiet]`` (None, or a schedule
+    with no rule: never quiet). Call it on the
     thread that judges packets: the state it hands over is live."""
     old = previous
     allow = [ipaddress.ip_network(a, strict=False) for a in config.bans.allow]
@@ -234,6 +239,7 @@ def with_state(
         "prefix_v4": lim.prefix_v4,
         "prefix_v6": lim.prefix_v6,
         "max_sources": lim.max_sources,
+        "quiet": quiet_limits(config, schedule),
     }
     limiter: RateLimiter | None
     if not lim.enabled:
@@ -261,6 +267,9 @@ def with_state(
             "max_sources",
         ):
             setattr(tracker, name, getattr(fail, name))
+        quiet = config.schedule.quiet
+        tracker.quiet = schedule.quiet if schedule is not None and schedule.configured else None
+        tracker.quiet_maxretry, tracker.quiet_findtime = quiet.maxretry, quiet.findtime
         if fail.uniform_answers:
             uniform = (old.uniform if old is not None else None) or UniformAnswers()
     # the sources that logged in, for the kernel's lane (nftables only: no lane without it)
@@ -312,12 +321,31 @@ def build_policy(
     previous: Policy | None = None,
     countries: Countries | None = None,
     resolve: Resolver | None = None,
+    schedule: Schedule | None = None,
 ) -> Policy:
     """The whole policy ``config`` asks for: ``rules_policy`` then
     ``with_state`` (see the module doc), handing ``previous``'s counters and
     state over. Raises RuleError or PolicyError naming the key or file."""
     rules = rules_policy(config.policy, previous=previous, resolve=resolve)
-    return with_state(rules, config, previous=previous, countries=countries)
+    return with_state(rules, config, previous=previous, countries=countries, schedule=schedule)
+
+
+def quiet_limits(config: Config, schedule: Schedule | None) -> QuietLimits | None:
+    """The rate limits of quiet time (``[schedule.quiet]``: its own counts,
+    else the day's times ``limits_factor``, at least 1), or None without a
+    schedule that has a rule."""
+    if schedule is None or not schedule.configured:
+        return None
+    quiet, lim = config.schedule.quiet, config.limits
+
+    def scaled(count: int) -> int:
+        return max(1, round(count * quiet.limits_factor))
+
+    return QuietLimits(
+        schedule.quiet,
+        quiet.requests if quiet.requests is not None else scaled(lim.requests),
+        {m: quiet.methods.get(m) or scaled(c) for m, c in lim.methods.items()},
+    )
 
 
 def _assemble(

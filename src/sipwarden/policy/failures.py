@@ -27,6 +27,12 @@ account wipes that account's failures from that source (wiping all of them
 would let an attacker with one cracked account reset the count between
 guesses).
 
+Quiet time (``[schedule.quiet]``): with a ``quiet`` callable (the
+schedule's ``quiet(now)``, answered per minute), ``quiet_maxretry`` and
+``quiet_findtime`` replace ``maxretry`` and ``findtime`` whenever it says
+now is quiet; the failures kept are those either needs, so a count begun by
+day carries into the night.
+
 Bounded: at most ``max_sources`` sources (least recently touched forgotten
 first) and ``max_accounts`` accounts; per source, only as many timestamps as a
 threshold needs.
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeVar
 
@@ -70,6 +77,9 @@ class FailureTracker:
     users_window: float = 60.0
     max_sources: int = 100_000
     max_accounts: int = 100_000
+    quiet: Callable[[float], bool] | None = None  # the schedule: is now quiet time?
+    quiet_maxretry: int | None = None  # in quiet time (None: maxretry)
+    quiet_findtime: float | None = None  # in quiet time (None: findtime)
 
     def __post_init__(self) -> None:
         self._sources: OrderedDict[str, _Source] = OrderedDict()
@@ -148,10 +158,20 @@ class FailureTracker:
             self.accounts[user] = self.accounts.pop(user, 0) + 1
             while len(self.accounts) > self.max_accounts:
                 self.accounts.popitem(last=False)
-        recent = [f for f in src.failures if now - f[0] < self.findtime]
-        fails = [*_last(recent, self.maxretry - 1), (now, user)]
-        src.failures = tuple(fails)
-        if len(fails) < self.maxretry:
+        maxretry, findtime, when = self.maxretry, self.findtime, ""
+        keep, horizon = maxretry, findtime  # what is kept: what either time needs
+        if self.quiet is not None:
+            keep = max(keep, self.quiet_maxretry or 0)
+            horizon = max(horizon, self.quiet_findtime or 0)
+            if self.quiet(now):
+                maxretry = self.quiet_maxretry or maxretry
+                findtime = self.quiet_findtime or findtime
+                when = " in quiet time"
+        recent = [f for f in src.failures if now - f[0] < horizon]
+        kept = [*_last(recent, keep - 1), (now, user)]
+        src.failures = tuple(kept)
+        fails = [f for f in kept[-maxretry:] if now - f[0] < findtime]
+        if len(fails) < maxretry:
             return None
         accounts = sorted({u for _, u in fails if u})
         whom = f" for {', '.join(accounts[:3])}" + ("..." if len(accounts) > 3 else "")
@@ -159,13 +179,13 @@ class FailureTracker:
             return self._decide(
                 host,
                 "auth.brute-force",
-                f"{len(fails)} failed logins{whom} within {_span(now - fails[0][0])}",
+                f"{len(fails)} failed logins{whom} within {_span(now - fails[0][0])}{when}",
                 "progressive",
             )
         return self._decide(
             host,
             "auth.failures",
-            f"{len(fails)} failed logins{whom} within {_span(self.findtime)}"
+            f"{len(fails)} failed logins{whom} within {_span(findtime)}{when}"
             " (at a phone's pace: a fixed, short ban)",
             self.slow_bantime,
         )

@@ -38,6 +38,12 @@ current, {}`` (O(1)). Sans-I/O: the clock is passed in (monotonic seconds).
   counts weigh in full rather than by its share of the sliding window: a
   spoofed flood can make limits looser (the history is shorter), never
   tighter. A flood big enough for that is itself worth an alarm.
+- Quiet time (``[schedule.quiet]``): with ``quiet`` (``QuietLimits``: the
+  schedule's ``quiet(now)`` and stricter counts for the same limits), the
+  limiter asks the schedule once per window, when one ends, and swaps the
+  counts it compares with (the bias below): no cost per request. The
+  bounds stay above the estimates whatever the counts, so a swap in the
+  middle of a window is exact from the next request on.
 - Keys: the address itself, or its network (``prefix_v4`` / ``prefix_v6``),
   so a ban on the key covers what was counted. The edge names addresses in
   canonical form, so /32 and /128 need no parsing; other prefixes (a /64 by
@@ -49,10 +55,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal, NamedTuple
 
 from ..values import AF_INET, AF_INET6, inet_ntop, inet_pton
 
@@ -72,6 +78,17 @@ _ZERO80: Final = bytes(10)
 class Limit:
     name: str  # "requests" (any method) or a method, e.g. "REGISTER", "INVITE"
     count: int  # allowed per window
+
+
+class QuietLimits(NamedTuple):
+    """The limits in quiet time: ``when(now)`` says whether now is quiet
+    (``Schedule.quiet``); ``requests`` and ``methods`` replace the day's
+    counts (a method the day does not limit cannot be limited only at night:
+    add it to the day's ``methods``; one left out keeps the day's count)."""
+
+    when: Callable[[float], bool]
+    requests: int
+    methods: Mapping[str, int] = MappingProxyType({})
 
 
 class RateLimiter:
@@ -108,6 +125,7 @@ class RateLimiter:
         "_mask6",
         "_plain",
         "_previous",
+        "_quiet_now",
         "_slots",
         "_span",
         "_start",
@@ -118,6 +136,7 @@ class RateLimiter:
         "methods",
         "prefix_v4",
         "prefix_v6",
+        "quiet",
         "requests",
         "window",
     )
@@ -131,6 +150,7 @@ class RateLimiter:
         prefix_v4: int = 32,
         prefix_v6: int = 64,
         max_sources: int = 100_000,
+        quiet: QuietLimits | None = None,
     ) -> None:
         if not window > 0:
             raise ValueError("window: seconds, more than 0")
@@ -143,6 +163,12 @@ class RateLimiter:
         for name, count in {TOTAL: requests, **methods}.items():
             if not 0 <= count <= MAX_COUNT:
                 raise ValueError(f"{name}: a count per window, 0 to 2^40")
+        if quiet is not None:
+            for name, count in {TOTAL: quiet.requests, **quiet.methods}.items():
+                if name != TOTAL and name not in methods:
+                    raise ValueError(f"quiet {name}: not limited by day (add it to methods)")
+                if not 0 <= count <= MAX_COUNT:
+                    raise ValueError(f"quiet {name}: a count per window, 0 to 2^40")
         self.window = float(window)
         self.requests = requests
         self.methods = dict(methods)
@@ -150,6 +176,8 @@ class RateLimiter:
         self.prefix_v6 = prefix_v6
         self.max_sources = max_sources
         self.counters: Counter[str] = Counter()
+        self.quiet = quiet
+        self._quiet_now = False  # the counts in use are the quiet ones
         self._arrange((TOTAL, *methods))
         self._current: dict[str, int] = {}
         self._previous: dict[str, int] = {}
@@ -172,11 +200,7 @@ class RateLimiter:
         constants the hot path works with."""
         self._layout = tuple(layout)
         self._slots = {m: i for i, m in enumerate(layout) if i and m is not None}
-        self._caps = {0: self.requests} | {i: self.methods[m] for m, i in self._slots.items()}
-        self._limits = {
-            i: Limit(TOTAL if i == 0 else layout[i] or "", c) for i, c in self._caps.items()
-        }
-        self._bias = sum((_TOP - 1 - cap) << (i * _SLOT) for i, cap in self._caps.items())
+        self._use(self._quiet_now)
         count = 1 + (1 << BITS)  # a request: one more in a slot's bound and count
         # method -> (what a request adds, the top bits that mean "near a limit")
         self._incs = {
@@ -187,6 +211,19 @@ class RateLimiter:
         # every slot's count, shifted down to its bound's place
         self._counted = sum(_FIELD << i * _SLOT for i in range(len(layout)))
         self._clear = {i: ~(_FIELD << i * _SLOT) for i in self._caps}  # all but a bound
+
+    def _use(self, quiet: bool) -> None:
+        """Compare with the quiet counts (``quiet`` true) or the day's."""
+        self._quiet_now = quiet = quiet and self.quiet is not None
+        requests, methods = self.requests, self.methods
+        if quiet and self.quiet is not None:
+            requests = self.quiet.requests
+            methods = {**methods, **self.quiet.methods}
+        self._caps = {0: requests} | {i: methods[m] for m, i in self._slots.items()}
+        self._limits = {
+            i: Limit(TOTAL if i == 0 else self._layout[i] or "", c) for i, c in self._caps.items()
+        }
+        self._bias = sum((_TOP - 1 - cap) << (i * _SLOT) for i, cap in self._caps.items())
 
     # ---------------------------------------------------------- hot path
 
@@ -253,12 +290,16 @@ class RateLimiter:
     def _end_early(self, now: float) -> dict[str, int]:
         """The table is full: this window ends now (see the module doc)."""
         self.counters["early-rotations"] += 1
+        if self.quiet is not None and self.quiet.when(now) != self._quiet_now:
+            self._use(not self._quiet_now)
         self._previous, self._current = self._current, {}
         self._span = now - self._start
         self._start, self._end = now, now + self.window
         return self._current
 
     def _roll(self, now: float) -> None:
+        if self.quiet is not None and self.quiet.when(now) != self._quiet_now:
+            self._use(not self._quiet_now)
         if now < self._end + self.window:  # the window just ended: it becomes the previous
             self._previous = self._current
             self._span = self._end - self._start
@@ -378,8 +419,10 @@ class RateLimiter:
         prefix_v4: int | None = None,
         prefix_v6: int | None = None,
         max_sources: int | None = None,
+        quiet: QuietLimits | Literal["keep"] | None = "keep",
     ) -> RateLimiter:
-        """A limiter with new settings (None: unchanged) that takes over this
+        """A limiter with new settings (None: unchanged; for ``quiet``,
+        "keep" keeps this one's and None means none) that takes over this
         one's counts, in O(1), leaving this one empty: call it where the
         limiter is swapped, on the thread that calls ``hit``.
 
@@ -396,6 +439,7 @@ class RateLimiter:
             prefix_v4=self.prefix_v4 if prefix_v4 is None else prefix_v4,
             prefix_v6=self.prefix_v6 if prefix_v6 is None else prefix_v6,
             max_sources=self.max_sources if max_sources is None else max_sources,
+            quiet=self.quiet if quiet == "keep" else quiet,
         )
         new.counters = self.counters
         layout = [m if m in new.methods else None for m in self._layout]
@@ -411,6 +455,8 @@ class RateLimiter:
             new._previous = {} if len(previous) > new.max_sources else previous
             new._start, new._span = self._start, self._span
             new._end = self._start + new.window
+            if new.quiet is not None and new._start > float("-inf"):
+                new._use(new.quiet.when(new._start))  # the new schedule's answer
             new._cache = self._cache
         elif self._current or self._previous:
             new.counters["reconfigure-resets"] += 1
