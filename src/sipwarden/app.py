@@ -17,6 +17,7 @@ import ctypes
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,8 +32,10 @@ from .daemon.lane import LaneKeeper, start_lane
 from .daemon.modes import Mode
 from .daemon.observe import ObserveKeeper, as_event
 from .edge import Edge, flow_key
+from .fetch.calendar import open_schedule
 from .fetch.dns import resolve
 from .fetch.geoip import open_geo
+from .observe.schedule import Schedule
 from .policy import Policy, build_policy
 from .values import Network
 
@@ -46,6 +49,7 @@ async def serve(
     config: Config,
     key: bytes,
     policy: Policy,
+    schedule: Schedule | None = None,
     *,
     config_path: Path | None = None,
     worker: int = 0,
@@ -113,6 +117,7 @@ async def serve(
         lane=lane,
         observe=observe,
         alerts=alerts,
+        schedule=schedule,
         worker=worker,
         children=children,
     )
@@ -188,7 +193,10 @@ def run(config: Config, config_path: Path | None = None) -> None:
     check_alerts(config)  # an alert target's secret that cannot be read
     key = flow_key(config.edge.flow_key_file)  # before forking: one key for all
     # a broken rule or an unreadable country database stops startup here
-    policy = build_policy(config, countries=open_geo(config.intel.geoip), resolve=resolve)
+    schedule = open_schedule(config.schedule, time.time())  # a bad timezone or country stops it
+    policy = build_policy(
+        config, countries=open_geo(config.intel.geoip), resolve=resolve, schedule=schedule
+    )
     asyncio.run(reconcile(config))  # before any worker bans: the kernel holds what is in force
     assert policy.bans is not None
     asyncio.run(start_lane(config, policy.bans.allow_networks))  # before any packet is read
@@ -199,14 +207,16 @@ def run(config: Config, config_path: Path | None = None) -> None:
             _die_with_parent()
             code = 0
             try:
-                uvloop.run(serve(config, key, policy, config_path=config_path, worker=worker))
+                uvloop.run(
+                    serve(config, key, policy, schedule, config_path=config_path, worker=worker)
+                )
             except BaseException:
                 log.exception("worker %d failed", worker)
                 code = 1
             os._exit(code)
         children.append(pid)
     try:
-        uvloop.run(serve(config, key, policy, config_path=config_path, children=children))
+        uvloop.run(serve(config, key, policy, schedule, config_path=config_path, children=children))
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):

@@ -2,7 +2,7 @@
 
 Each module holds one noun's commands (``run``: run, reload, status;
 ``demo``; ``rules``: rules list, explain; ``replay``; ``parse``; ``bans``;
-``intel``; ``firewall``; ``observe``: events, flows), which read their options, call the library or
+``intel``; ``firewall``; ``observe``: events, flows; ``analysis``), which read their options, call the library or
 the daemon (``common.ask_daemon``; with no daemon, ``daemon.offline`` and
 ``daemon.intel_commands``) and hand the result to ``render``. ``main`` is
 the console script (``sipwarden.cli:main``); ``python -m sipwarden.cli``
@@ -15,7 +15,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import bans, demo, firewall, intel, observe, parse, replay, rules, run
+from . import analysis, bans, demo, firewall, intel, observe, parse, replay, rules, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,6 +38,7 @@ for command in (
     firewall.firewall,
     observe.events,
     observe.flows,
+    analysis.analysis,
 ):
     main.add_command(command)
 

@@ -135,6 +135,20 @@ def flows_table(rows: list[dict[str, Any]]) -> None:
     Console().print(table)
 
 
+def findings(rows: list[dict[str, Any]]) -> None:
+    """`analysis run`: one finding a paragraph."""
+    if not rows:
+        click.echo("no findings")
+    for row in rows:
+        target = f" {row['target']}" if row["target"] else ""
+        click.echo(f"[{row['severity']}] {row['analyser']}{target}: {row['summary']}")
+        for line in row["evidence"]:
+            click.echo(f"    {line}")
+        decision = row.get("decision")
+        if decision is not None:
+            click.echo(f"    asks: ban {decision['target']} ({decision['detector']})")
+
+
 def ban_record(shown: dict[str, Any]) -> None:
     """`bans show`: whether banned, then every ban on record and its evidence."""
     history = shown["history"]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..observe import aggregate
 from ..store import StoreError
+from .analysis import written_everywhere
 from .bans import add_request, remove_request
 
 if TYPE_CHECKING:
@@ -101,14 +102,6 @@ async def observe_write(daemon: Daemon, request: Request) -> Answer:
     return {"ok": True, "live": daemon.observe.flows.current()}
 
 
-async def _written_everywhere(daemon: Daemon) -> list[dict[str, Any]]:
-    """Every worker's events and flows written now; their live flows."""
-    live = (await observe_write(daemon, {}))["live"]
-    for answer in await daemon.ask_others({"cmd": "observe-write"}):
-        live.extend(answer.get("live") or ())
-    return list(live)
-
-
 def _window(request: Request) -> tuple[float | None, str | None, int] | str:
     """``since`` (epoch seconds), ``source`` and ``limit`` of a request, or
     what is wrong with them."""
@@ -131,7 +124,7 @@ async def events(daemon: Daemon, request: Request) -> Answer:
     if daemon.observe is None:
         return {"ok": False, "error": "events are not kept"}
     since, source, limit = window
-    await _written_everywhere(daemon)
+    await written_everywhere(daemon)
     try:
         found = await daemon.observe.events_since(since, source=source, limit=limit)
     except StoreError as exc:
@@ -148,7 +141,7 @@ async def flows(daemon: Daemon, request: Request) -> Answer:
     if daemon.observe is None:
         return {"ok": False, "error": "flows are not kept"}
     since, source, limit = window
-    live = await _written_everywhere(daemon)
+    live = await written_everywhere(daemon)
     try:
         stored = await daemon.observe.flows_since(since or 0.0, source=source, limit=limit)
     except StoreError as exc:
@@ -163,6 +156,15 @@ async def flows(daemon: Daemon, request: Request) -> Answer:
     return {"ok": True, "flows": merged[:limit]}
 
 
+async def analysis_run(daemon: Daemon, request: Request) -> Answer:
+    """Run the analysers once, now, over the window; their findings (acted
+    on, as the periodic run does, only if ``act``)."""
+    if daemon.analysis is None:
+        return {"ok": False, "error": "the analysis runs in worker 0 with events kept"}
+    findings = await daemon.analysis.run(act=bool(request.get("act")))
+    return {"ok": True, "findings": [f.as_dict() for f in findings]}
+
+
 COMMANDS: Final[dict[str, Command]] = {
     "reload": reload,
     "stats": stats,
@@ -175,6 +177,7 @@ COMMANDS: Final[dict[str, Command]] = {
     "observe-write": observe_write,
     "events": events,
     "flows": flows,
+    "analysis-run": analysis_run,
 }
 
 

@@ -19,15 +19,19 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import Config, ConfigError, load_config
+from ..fetch.calendar import open_schedule
 from ..fetch.dns import resolve
 from ..fetch.geoip import open_geo
 from ..intel.geo import Countries
+from ..observe.schedule import Schedule
 from ..policy import Policy, PolicyError, RuleError, rules_policy, with_state
+from .analysis import AnalysisKeeper
 from .commands import run_command
 from .control import ask_async, serve_control, worker_path
 from .protect import protected_networks
@@ -63,6 +67,7 @@ class Daemon:
         lane: LaneKeeper | None = None,
         observe: ObserveKeeper | None = None,
         alerts: AlertKeeper | None = None,
+        schedule: Schedule | None = None,
         worker: int = 0,
         children: list[int] | None = None,
     ) -> None:
@@ -74,6 +79,9 @@ class Daemon:
         self.lane = lane  # None: no kernel lane
         self.observe = observe  # None: no events or flows kept
         self.alerts = alerts  # worker 0's, when [[alerts]] names targets
+        self.schedule = schedule  # [schedule]: quiet time (None: never quiet)
+        # worker 0 runs the analysis over every worker's events and flows
+        self.analysis = AnalysisKeeper(self) if worker == 0 and observe is not None else None
         self.worker = worker
         self.children = children or []
         self.socket_path = worker_path(config.control.socket, worker)
@@ -124,6 +132,8 @@ class Daemon:
             await mode.start()
         if self.worker == 0 and self.observe is not None:
             self._background(self.observe.watch_health(self.all_stats))
+        if self.analysis is not None:
+            self._background(self.analysis.loop())
 
     async def stop(self) -> None:
         if self._control is None:
@@ -160,15 +170,16 @@ class Daemon:
         previous = self.policy
         geo_before = self.config.intel.geoip
 
-        def build() -> tuple[Config, Policy, Countries | None]:
+        def build() -> tuple[Config, Policy, Countries | None, Schedule]:
             config = load_config(self.config_path)
             policy = rules_policy(config.policy, previous=previous, resolve=resolve)
             # a new country database is opened (and walked) here, not on the packets' thread
             countries = open_geo(config.intel.geoip) if config.intel.geoip != geo_before else None
-            return config, policy, countries
+            schedule = open_schedule(config.schedule, time.time())  # the holidays: a walk too
+            return config, policy, countries, schedule
 
         try:
-            config, policy, countries = await asyncio.get_running_loop().run_in_executor(
+            config, policy, countries, schedule = await asyncio.get_running_loop().run_in_executor(
                 None, build
             )
         except (ConfigError, RuleError, PolicyError) as exc:
@@ -182,10 +193,15 @@ class Daemon:
         # the bans, rates, failure counts and feed entries are handed over
         # here, on the packets' own thread
         policy.verdicts = self.policy.verdicts
-        policy = with_state(policy, config, previous=self.policy, countries=countries)
+        policy = with_state(
+            policy, config, previous=self.policy, countries=countries, schedule=schedule
+        )
         policy.events = self.policy.events
         self.policy = policy
         self.config = config
+        self.schedule = schedule
+        if self.analysis is not None:
+            self.analysis.configure()
         self.intel.configure(config.intel)
         await self.intel.reopen_countries()  # the same file name, new content (geoipupdate)
         log.info("worker %d: reloaded, %d rules in force", self.worker, len(policy.rules.rules))
@@ -221,6 +237,7 @@ class Daemon:
             self.lane.status() if self.lane is not None else None,
             self.observe.stats() if self.observe is not None else None,
             self.alerts.status() if self.alerts else None,
+            self.analysis.stats() if self.analysis is not None else None,
         )
 
     def intel_status(self) -> dict[str, Any]:

@@ -251,19 +251,27 @@ class ObserveKeeper:
     # ----------------------------------------------------------------- read
 
     async def events_since(
-        self, since: float | None, *, source: str | None = None, limit: int = 10_000
+        self,
+        since: float | None,
+        *,
+        source: str | None = None,
+        kinds: tuple[str, ...] = (),
+        limit: int = 10_000,
     ) -> list[dict[str, Any]]:
         store = await self._reader()
-        return await self._thread.run(lambda: store.events(since=since, source=source, limit=limit))
+        return await self._thread.run(
+            lambda: store.events(since=since, source=source, kinds=kinds, limit=limit)
+        )
+
+    async def oldest_event(self) -> float | None:
+        """When the store's oldest event kept happened (None: it has none)."""
+        store = await self._reader()
+        return await self._thread.run(store.oldest_event)
 
     async def events_after(self, after_id: int, *, limit: int = 1000) -> list[dict[str, Any]]:
         """The events written after row ``after_id`` (the live stream's next batch)."""
         store = await self._reader()
         return await self._thread.run(lambda: store.events(after_id=after_id, limit=limit))
-
-    async def last_event_id(self) -> int:
-        store = await self._reader()
-        return await self._thread.run(store.last_event_id)
 
     async def flows_since(
         self, since: float, *, source: str | None = None, limit: int = 10_000

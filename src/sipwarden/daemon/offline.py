@@ -110,3 +110,36 @@ def observed(config: Config, what: str, request: dict[str, Any]) -> dict[str, An
         return {"ok": False, "error": str(exc)}
     finally:
         store.close()
+
+
+def analysis_once(config: Config, now: float | None = None) -> dict[str, Any]:
+    """The analysers over the store's window, with no daemon: the findings
+    (nothing acted on: the daemon's run bans, this one only tells)."""
+    from ..fetch.calendar import open_schedule
+    from ..observe import aggregate
+    from ..observe.analysis import Window, build_analysis
+    from ..store import ObserveStore, StoreError
+    from .observe import as_event
+
+    now = time.time() if now is None else now
+    span = config.analysis.window
+    try:
+        schedule = open_schedule(config.schedule, now)
+        store = ObserveStore(config.storage.path)
+        try:
+            events = [as_event(row) for row in store.events(since=now - span, limit=500_000)]
+            flows = aggregate(store.flows(since=now - span, limit=200_000))
+        finally:
+            store.close()
+    except StoreError as exc:
+        return {"ok": False, "error": str(exc)}
+    window = Window(
+        now=now,
+        events=events,
+        flows=flows,
+        span=span,
+        quiet=schedule.quiet(now),
+        hour_of_week=schedule.hour_of_week(now),
+    )
+    findings = build_analysis(config.analysis, config.bans).run(window)
+    return {"ok": True, "findings": [f.as_dict() for f in findings]}

@@ -30,6 +30,7 @@ def worker_stats(
     lane: dict[str, Any] | None = None,
     observe: dict[str, Any] | None = None,
     alerts: dict[str, Any] | None = None,
+    analysis: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """This worker's counters, by section (``lane``: the kernel lane's, if
     there is one; its ``kernel-*`` counters come from worker 0 alone;
@@ -72,6 +73,8 @@ def worker_stats(
             if isinstance(value := target.get(what), int)
         }
         stats["alert-targets"] = alerts["targets"]
+    if analysis is not None:  # worker 0's
+        stats["analysis"] = analysis
     return stats
 
 

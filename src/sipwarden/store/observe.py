@@ -159,6 +159,11 @@ class ObserveStore:
         ]
 
     @explained
+    def oldest_event(self) -> float | None:
+        row = self._db.execute("SELECT MIN(time) FROM events").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    @explained
     def last_event_id(self) -> int:
         return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
 
