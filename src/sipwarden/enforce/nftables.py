@@ -10,7 +10,9 @@ sends or only what it sends to the SIP ports. One table ``inet <table>``:
   what the threat feeds list, loaded by ``load_feeds`` (see below);
 - one chain hooked at prerouting, priority raw (-300), with one
   ``... saddr @set [meta l4proto . th dport {...}] counter drop`` rule per set,
-  the bans' first (``dropped`` counts theirs, ``feed_dropped`` the feeds').
+  the bans' first (``dropped`` counts theirs, ``feed_dropped`` the feeds');
+  with drop counting on (the default), the rules ``jump`` to chains that
+  count each source's drops and drop (``drops.py``; ``drop_counts`` reads them).
 
 Why priority raw: it runs before conntrack (-200) and before the filter
 chains of any table, so a flow conntrack already knows is dropped too. A
@@ -80,7 +82,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from ..values import Ban, Change
-from . import lane
+from . import drops, lane
+from .drops import DropCounting
 from .lane import LaneSettings, LaneView
 
 log = logging.getLogger("sipwarden.enforce")
@@ -314,6 +317,7 @@ class NftablesEnforcer:
         conntrack_command: str = "conntrack",
         command_prefix: Sequence[str] = (),
         timeout: float = COMMAND_TIMEOUT,
+        drop_counting: DropCounting | None = drops.DEFAULT,  # None: no per-source counts
     ) -> None:
         if not _TABLE_NAME.match(table):
             raise ValueError(f"table: {table!r} is not an nftables name (letters, digits, _)")
@@ -326,6 +330,7 @@ class NftablesEnforcer:
         self.conntrack_command = conntrack_command
         self.command_prefix = tuple(command_prefix)
         self.timeout = timeout
+        self.drop_counting = drop_counting
         self._lock = asyncio.Lock()  # one nft transaction at a time, in call order
         self._conntrack_warned = False
         # feed elements in the kernel (target -> expires_at); None: unknown, replace them all
@@ -452,6 +457,31 @@ class NftablesEnforcer:
             _dropped(listing, FEED_SETS),
         )
 
+    async def drop_counts(self) -> dict[str, tuple[int, int]]:
+        """What the kernel dropped for a ban or a feed since the last start,
+        per source: address -> (packets, bytes: whole IP packets, headers
+        included), and ``drops.OVERFLOW`` ("*") -> the drops of sources that
+        found the counting set full. Cumulative: an element that timed out
+        (``idle``) is gone, and starts from zero if its source comes back.
+        {} when counting is off or there is no table. Each of its three nft
+        calls is bounded by ``timeout``; the JSON is read on a thread (65,536
+        elements are ~7 MB of it). Raises EnforcerError if nft fails."""
+        texts = []
+        for what in (
+            *(("set", "inet", self.table, name) for name in drops.COUNT_SETS),
+            ("counter", "inet", self.table, drops.UNCOUNTED),
+        ):
+            result = await self._run([self.nft, "-j", "list", *what])
+            if result.ok:
+                texts.append(result.stdout)
+            elif "No such file or directory" not in result.stderr:  # absent: nothing counted
+                self._raise_if_unusable(result, "read the drop counts")
+                raise EnforcerError(f"nft could not list {' '.join(what)}: {_refused(result)}")
+        try:
+            return await asyncio.to_thread(_drop_counts, texts)
+        except ValueError as e:  # not JSON, or not nft's
+            raise EnforcerError(f"nft listed the drop counts in a form not understood: {e}") from e
+
     # ------------------------------------------------------------ the lane
 
     async def start_lane(self, settings: LaneSettings | None, trusted: Sequence[Network]) -> None:
@@ -577,6 +607,11 @@ class NftablesEnforcer:
             f"add chain {t} {CHAIN} {{ type filter hook prerouting priority raw; policy accept; }}"
         )
         lines.append(f"flush chain {t} {CHAIN}")  # `add rule` appends: rebuild, never duplicate
+        # after the flush: the counting chains cannot change while a rule jumps to them
+        if self.drop_counting is None:
+            lines += drops.removal(self.table)
+        else:
+            lines += drops.layout(self.table, self.drop_counting)
         match = ""
         if self.ports:
             match = (
@@ -586,7 +621,8 @@ class NftablesEnforcer:
             )
         for name in SETS + FEED_SETS:  # the bans first: a banned and listed source counts as banned
             family = "ip" if name.endswith("4") else "ip6"
-            lines.append(f"add rule {t} {CHAIN} {family} saddr @{name}{match} counter drop")
+            verdict = "drop" if self.drop_counting is None else f"jump {drops.target(name)}"
+            lines.append(f"add rule {t} {CHAIN} {family} saddr @{name}{match} counter {verdict}")
         return lines
 
     def _in_force(self, bans: Iterable[Ban], now: float) -> list[tuple[_Target, int | None, str]]:
@@ -924,6 +960,17 @@ def _with_flows(targets: Sequence[_Target], sources: set[IPAddress]) -> list[_Ta
                 if net in networks:
                     hit.add(net)
     return [t for t in targets if t.net in hit]
+
+
+def _drop_counts(texts: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """``drops.counts`` of nft -j listings (ValueError if one is not nft's JSON)."""
+    listing: list[Any] = []
+    for text in texts:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("nftables"), list):
+            raise ValueError("no nftables array")
+        listing += data["nftables"]
+    return drops.counts(listing)
 
 
 def _ports(ports: Sequence[tuple[str, int]]) -> tuple[tuple[str, int], ...]:

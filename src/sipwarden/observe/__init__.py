@@ -1,8 +1,9 @@
-"""Observation, the pure part: what happened (``events``) and the traffic
-(``flows``), bounded and sans-I/O; the daemon writes them, the API and the
-CLI read them. Later: the periodic analysis, schedules (quiet hours) and
+"""Observation, the pure part: what happened (``events``), the traffic
+(``flows``) and what the kernel dropped, as flows (``drops``), bounded and
+sans-I/O; the daemon writes them, the API and the CLI read them. Later: the periodic analysis, schedules (quiet hours) and
 the metrics model (issue 15)."""
 
+from .drops import KernelDrops
 from .events import BAN, FEED, FINDING, LOGIN_FAILED, UNBAN, VERDICT, Event, EventQueue
 from .flows import OVERFLOW, FlowKey, FlowTable, aggregate
 
@@ -18,5 +19,6 @@ __all__ = [
     "EventQueue",
     "FlowKey",
     "FlowTable",
+    "KernelDrops",
     "aggregate",
 ]
