@@ -8,16 +8,18 @@ still drops; a table of the previous release takes the counting at start."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from sipwarden.enforce import DropCounting, NftablesEnforcer, NullEnforcer
+from sipwarden.enforce import DropCounting, NftablesEnforcer, NullEnforcer, drops
 from sipwarden.enforce.drops import OVERFLOW
 from sipwarden.values import Ban
 
@@ -103,7 +105,11 @@ def send(pair: Pair, source: str, count: int) -> None:
 
 def enforcer(pair: Pair, **options) -> NftablesEnforcer:
     return NftablesEnforcer(
-        table=TABLE, ports=[("udp", PORT)], command_prefix=pair.in_edge(), conntrack=False, **options
+        table=TABLE,
+        ports=[("udp", PORT)],
+        command_prefix=pair.in_edge(),
+        conntrack=False,
+        **options,
     )
 
 
@@ -219,5 +225,43 @@ def test_the_previous_releases_table_takes_the_counting_and_loses_no_ban(pair, e
 
 def test_without_nftables_nothing_is_counted():
     assert asyncio.run(NullEnforcer().drop_counts()) == {}
-    with pytest.raises(ValueError, match="drop_counts.size"):
+    with pytest.raises(ValueError, match=r"drop_counts\.size"):
         DropCounting(size=0)
+
+
+def test_the_listing_is_read_robustly_in_a_child_process():
+    sets = {
+        "nftables": [
+            {"metainfo": {"version": "1.0.6"}},
+            {
+                "set": {
+                    "name": "drops6",
+                    "elem": [
+                        {
+                            "elem": {
+                                "val": "2001:DB8:0:0::5",
+                                "counter": {"packets": 3, "bytes": 444},
+                            }
+                        },
+                        {"elem": {"val": "not an address", "counter": {"packets": 1, "bytes": 1}}},
+                        {"elem": {"val": "192.0.2.1"}},  # no counter
+                        {"elem": {"val": "192.0.2.2", "counter": {"packets": -1, "bytes": 9}}},
+                        "192.0.2.3",  # a bare element
+                    ],
+                }
+            },
+            {"set": {"name": "ban4", "elem": ["192.0.2.4"]}},  # not a counting set
+        ]
+    }
+    counter = {"nftables": [{"counter": {"name": "drops_uncounted", "packets": 7, "bytes": 896}}]}
+    text = json.dumps(sets) + "\n" + json.dumps(counter, indent=2)
+    expected = {"2001:db8::5": (3, 444), OVERFLOW: (7, 896)}
+    assert drops.counts(drops.listing(text)) == expected
+    script = [sys.executable, "-I", drops.__file__]
+    done = subprocess.run(script, input=text, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert drops.from_lines(done.stdout) == expected
+    bad = subprocess.run(script, input='{"x": 1}', capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 1 and "no nftables array" in bad.stderr
+    with pytest.raises(ValueError):
+        drops.from_lines("192.0.2.1 3\n")

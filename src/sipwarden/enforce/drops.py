@@ -36,13 +36,22 @@ bytes a CPU), bounded by ``size``.
 ``start`` rebuilds them (the counts start at zero, as the drop rules'
 counters do); an older release's table, without them, gets them at the
 first start; switched off, they are removed (``removal``).
+
+Reading them (``NftablesEnforcer.drop_counts``): ``nft -j list`` of the two
+sets and the counter, handed to this file run as a script (stdlib only),
+which prints one ``address packets bytes`` line per source (``main``):
+``json.loads`` of 65,536 elements (7.7 MB) holds the interpreter's lock
+for ~0.1-0.25 s, which in a child process does not stall worker 0's
+packets; splitting the lines back is ~0.5 µs a source.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import Iterable
+import json
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -136,6 +145,47 @@ def counts(listing: Iterable[dict[str, Any]]) -> dict[str, tuple[int, int]]:
     return found
 
 
+def listing(text: str) -> list[Any]:
+    """The objects of one or more ``nft -j`` documents one after another
+    (ValueError if one is not nft's JSON)."""
+    decoder = json.JSONDecoder()
+    found: list[Any] = []
+    at = 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at == len(text):
+            return found
+        doc, at = decoder.raw_decode(text, at)
+        if not isinstance(doc, dict) or not isinstance(doc.get("nftables"), list):
+            raise ValueError("not an nft -j listing (no nftables array)")
+        found += doc["nftables"]
+
+
+def to_lines(found: Mapping[str, tuple[int, int]]) -> str:
+    return "".join(f"{source} {packets} {size}\n" for source, (packets, size) in found.items())
+
+
+def from_lines(text: str) -> dict[str, tuple[int, int]]:
+    """``to_lines`` read back (ValueError if a line is not one of its)."""
+    found: dict[str, tuple[int, int]] = {}
+    for line in text.splitlines():
+        source, packets, size = line.split(" ")
+        found[source] = (int(packets), int(size))
+    return found
+
+
+def main() -> int:
+    """nft -j listings on stdin -> ``counts`` as lines on stdout."""
+    try:
+        found = counts(listing(sys.stdin.read()))
+    except ValueError as e:
+        print(f"nft -j listing not understood: {e}", file=sys.stderr)
+        return 1
+    sys.stdout.write(to_lines(found))
+    return 0
+
+
 def _element(item: Any) -> tuple[str, tuple[int, int]] | None:
     """(address, (packets, bytes)) of one element as nft -j prints it:
     ``{"elem": {"val": "203.0.113.5", "expires": 119, "counter": {...}}}``."""
@@ -169,3 +219,7 @@ def _bare(name: str) -> str:
     """A declaration any earlier ``drops`` set matches (``add set`` of an
     existing set fails if the type or flags differ; size and timeout may)."""
     return f"{{ type {_kind(name)}; flags dynamic,timeout; }}"
+
+
+if __name__ == "__main__":  # run as a script (python -I drops.py) by drop_counts
+    sys.exit(main())

@@ -77,6 +77,7 @@ import json
 import logging
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -464,8 +465,8 @@ class NftablesEnforcer:
         found the counting set full. Cumulative: an element that timed out
         (``idle``) is gone, and starts from zero if its source comes back.
         {} when counting is off or there is no table. Each of its three nft
-        calls is bounded by ``timeout``; the JSON is read on a thread (65,536
-        elements are ~7 MB of it). Raises EnforcerError if nft fails."""
+        calls and the JSON's reading (in a child process: see ``drops.py``)
+        is bounded by ``timeout``. Raises EnforcerError if nft fails."""
         texts = []
         for what in (
             *(("set", "inet", self.table, name) for name in drops.COUNT_SETS),
@@ -477,10 +478,17 @@ class NftablesEnforcer:
             elif "No such file or directory" not in result.stderr:  # absent: nothing counted
                 self._raise_if_unusable(result, "read the drop counts")
                 raise EnforcerError(f"nft could not list {' '.join(what)}: {_refused(result)}")
+        if not texts:
+            return {}
+        reader = [sys.executable, "-I", drops.__file__]  # stdlib only: isolated is enough
+        result = await self._run(reader, "\n".join(texts).encode(), prefixed=False)
         try:
-            return await asyncio.to_thread(_drop_counts, texts)
-        except ValueError as e:  # not JSON, or not nft's
-            raise EnforcerError(f"nft listed the drop counts in a form not understood: {e}") from e
+            if not result.ok:
+                raise ValueError(_refused(result))
+            # on a thread: 65,536 lines are ~50 ms of Python, which must not hold up the loop
+            return await asyncio.to_thread(drops.from_lines, result.stdout)
+        except ValueError as e:
+            raise EnforcerError(f"the drop counts could not be read: {e}") from e
 
     # ------------------------------------------------------------ the lane
 
@@ -915,9 +923,14 @@ class NftablesEnforcer:
         return await self._run([self.nft, "-f", "-"], ("\n".join(lines) + "\n").encode())
 
     async def _run(
-        self, argv: Sequence[str], stdin: bytes | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        *,
+        prefixed: bool = True,  # False: not through command_prefix (a local helper)
     ) -> _Result:
-        full = [*self.command_prefix, *argv]
+        full = [*self.command_prefix, *argv] if prefixed else list(argv)
         timeout = self.timeout if timeout is None else timeout
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -960,17 +973,6 @@ def _with_flows(targets: Sequence[_Target], sources: set[IPAddress]) -> list[_Ta
                 if net in networks:
                     hit.add(net)
     return [t for t in targets if t.net in hit]
-
-
-def _drop_counts(texts: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """``drops.counts`` of nft -j listings (ValueError if one is not nft's JSON)."""
-    listing: list[Any] = []
-    for text in texts:
-        data = json.loads(text)
-        if not isinstance(data, dict) or not isinstance(data.get("nftables"), list):
-            raise ValueError("no nftables array")
-        listing += data["nftables"]
-    return drops.counts(listing)
 
 
 def _ports(ports: Sequence[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
