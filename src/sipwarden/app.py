@@ -66,7 +66,13 @@ async def serve(
     assert policy.bans is not None and policy.intel is not None
     # events and flows: every worker counts its own and writes them; worker 0
     # tells of the bans (it adopts every worker's) and follows the table
-    observe = ObserveKeeper(config.observe, config.storage.path, worker=worker)
+    enforcer = enforcer_for(config)
+    observe = ObserveKeeper(
+        config.observe,
+        config.storage.path,
+        worker=worker,
+        drop_counts=enforcer.drop_counts if worker == 0 else None,
+    )
     # alerts from worker 0 alone, which follows every worker's events (one
     # alert per burst, with the whole count); made after the fork (its HTTP client)
     alerts = AlertKeeper.from_config(config) if worker == 0 else None
@@ -75,7 +81,7 @@ async def serve(
     keeper = BanKeeper(
         policy.bans,
         config.storage.path,
-        enforcer_for(config),
+        enforcer,
         on_event=observe.events.push if worker == 0 else None,
     )
     modes: list[Mode] = [

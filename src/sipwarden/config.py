@@ -427,6 +427,17 @@ class LaneConfig(_Section):
     known_good_timeout: Duration = Field(default=7200.0, ge=60, le=99_999_999)
 
 
+class DropCountsConfig(_Section):
+    """``[firewall.drop_counts]``: the packets the kernel drops for a ban or
+    a feed, counted per source (``enforce/drops.py``; needs enforcer =
+    "nftables"), so that a banned flood shows in ``sipwarden flows``."""
+
+    enabled: bool = True
+    size: int = Field(default=65_536, ge=1, le=16_777_216)  # sources counted apart, per family
+    # a source's count is let go this long after its last dropped packet
+    idle: Duration = Field(default=600.0, ge=1, le=99_999_999)
+
+
 class FirewallConfig(_Section):
     """``[firewall]``: how bans reach the kernel."""
 
@@ -435,6 +446,7 @@ class FirewallConfig(_Section):
     # "sip": drop a banned source's traffic to the edge's ports; "all": all of it
     scope: Literal["sip", "all"] = "sip"
     lane: LaneConfig = Field(default_factory=LaneConfig)
+    drop_counts: DropCountsConfig = Field(default_factory=DropCountsConfig)
 
 
 MIN_TOKEN = 16  # characters: an API token shorter than this can be guessed
@@ -642,6 +654,8 @@ class ObserveConfig(_Section):
     max_events: int = Field(default=50_000, ge=100)  # queued between two writes; more are dropped
     max_flows: int = Field(default=100_000, ge=100)  # flows in one minute; more go to one overflow
     write_interval: Duration = Field(default=1.0, le=60)  # events are written this often
+    # the kernel's per-source drop counts ([firewall.drop_counts]) read this often (worker 0)
+    kernel_drops_every: Duration = Field(default=60.0, ge=1.0, le=3600)
     # the ended minutes' flows appended here as IPFIX-like JSON lines (None: not exported)
     flows_export: Path | None = None
 

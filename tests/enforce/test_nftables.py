@@ -106,11 +106,17 @@ def test_start_creates_the_table_once(ns):
         "net6": ("ipv6_addr", ["interval", "timeout"]),
         "feed4": ("ipv4_addr", ["interval", "timeout"]),
         "feed6": ("ipv6_addr", ["interval", "timeout"]),
+        # the drop counts per source (drops.py): nft -j shows "dynamic" as no flag
+        "drops4": ("ipv4_addr", ["timeout"]),
+        "drops6": ("ipv6_addr", ["timeout"]),
     }
-    (chain,) = [o["chain"] for o in objects if "chain" in o]
+    chains = {o["chain"]["name"]: o["chain"] for o in objects if "chain" in o}
+    assert set(chains) == {"prerouting", "dropped4", "dropped6"}
+    chain = chains["prerouting"]
     assert (chain["hook"], chain["prio"], chain["type"]) == ("prerouting", -300, "filter")
     rules = [o["rule"] for o in objects if "rule" in o]
-    assert len(rules) == 6  # one per set, not duplicated by the second start
+    # one per set, and two per counting chain, not duplicated by the second start
+    assert len(rules) == 6 + 2 * 2
     text = subprocess.run(
         ns.command("nft", "list", "chain", "inet", TABLE, "prerouting"),
         capture_output=True,
@@ -120,7 +126,7 @@ def test_start_creates_the_table_once(ns):
     matches = [
         set(line.split("th dport { ")[1].split(" }")[0].split(", "))
         for line in text.splitlines()
-        if "saddr @" in line and "counter" in line and line.endswith(" drop")
+        if "saddr @" in line and "counter" in line and " jump dropped" in line
     ]
     assert matches == [{"udp . 5060", "tcp . 5060", "tcp . 5061"}] * 6, text  # tls is tcp
     assert close_to(asyncio.run(e.elements()), {"192.0.2.7": 600})

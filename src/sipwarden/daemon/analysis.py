@@ -40,11 +40,14 @@ MAX_EVENTS = 500_000  # events one window reads at most (sampled floods are few 
 MAX_FLOWS = 200_000
 
 
-async def written_everywhere(daemon: Daemon) -> list[dict[str, Any]]:
-    """Every worker's queued events and ended minutes written now; the flows
-    of the minute under way in each (not written yet)."""
+async def written_everywhere(daemon: Daemon, *, kernel: bool = False) -> list[dict[str, Any]]:
+    """Every worker's queued events and ended minutes written now (and the
+    kernel's drops read, if ``kernel``); the flows of the minute under way in each worker
+    (not written yet)."""
     live: list[dict[str, Any]] = []
     if daemon.observe is not None:
+        if kernel:  # worker 0: the kernel's drops too (nft lists its sets: seconds, if full)
+            await daemon.observe.read_kernel()
         await daemon.observe.write()
         live = daemon.observe.flows.current()
     for answer in await daemon.ask_others({"cmd": "observe-write"}):
@@ -88,7 +91,7 @@ class AnalysisKeeper:
                 return []
             now = self.clock()
             span = self.daemon.config.analysis.window
-            live = await written_everywhere(self.daemon)
+            live = await written_everywhere(self.daemon, kernel=True)
             try:
                 rows = await observe.events_since(now - span, limit=MAX_EVENTS)
                 stored = await observe.flows_since(now - span, limit=MAX_FLOWS)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import Config
-from ..enforce import Enforcer, make_enforcer
+from ..enforce import DropCounting, Enforcer, make_enforcer
 from ..observe import BAN, UNBAN, Event
 from ..observe.metrics import Histogram
 from ..policy.bans import BanBook
@@ -455,7 +455,15 @@ def enforcer_for(config: Config, kind: str | None = None) -> Enforcer:
             }
         )
     )
-    return make_enforcer(kind or fw.enforcer, table=fw.table, ports=ports)
+    counting = fw.drop_counts
+    return make_enforcer(
+        kind or fw.enforcer,
+        table=fw.table,
+        ports=ports,
+        drop_counting=(
+            DropCounting(counting.size, math.ceil(counting.idle)) if counting.enabled else None
+        ),
+    )
 
 
 async def reconcile(config: Config) -> int:

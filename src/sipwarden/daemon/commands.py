@@ -141,7 +141,7 @@ async def flows(daemon: Daemon, request: Request) -> Answer:
     if daemon.observe is None:
         return {"ok": False, "error": "flows are not kept"}
     since, source, limit = window
-    live = await written_everywhere(daemon)
+    live = await written_everywhere(daemon, kernel=True)
     try:
         stored = await daemon.observe.flows_since(since or 0.0, source=source, limit=limit)
     except StoreError as exc:

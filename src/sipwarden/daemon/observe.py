@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ObserveConfig
-from ..observe import Event, EventQueue, FlowTable, ipfix
+from ..enforce import EnforcerError
+from ..observe import Event, EventQueue, FlowTable, KernelDrops, ipfix
 from ..observe.health import HealthWatch
 from ..store import ObserveStore, StoreError
 from ..store.thread import StoreThread
@@ -55,8 +56,14 @@ class ObserveKeeper:
         *,
         worker: int = 0,
         clock: Callable[[], float] = time.time,
+        drop_counts: Callable[[], Awaitable[dict[str, tuple[int, int]]]] | None = None,
     ) -> None:
         self.config = config
+        # worker 0: the kernel's per-source drop counts (the enforcer's reader)
+        self.drop_counts = drop_counts
+        self.kernel_drops: KernelDrops | None = None
+        self._kernel_read = 0.0
+        self._kernel_pending: list[dict[str, Any]] = []  # read, not written yet
         self.store_path = store_path
         self.worker = worker
         self.clock = clock
@@ -83,7 +90,13 @@ class ObserveKeeper:
     async def start(self) -> None:
         """Open the store (a store that fails is said and retried: events
         and flows are held meanwhile) and start writing."""
-        await self._open()
+        if await self._open() and self.worker == 0:  # followed from here on
+            assert self._store is not None
+            with contextlib.suppress(StoreError):
+                self._followed = await self._thread.run(self._store.last_event_id)
+        if self.drop_counts is not None:  # the kernel counts from zero since its table was made
+            self.kernel_drops = KernelDrops(started=self.clock())
+            self._kernel_read = self.clock()
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -125,6 +138,9 @@ class ObserveKeeper:
         while True:
             await asyncio.sleep(self.config.write_interval)
             try:
+                now = self.clock()
+                if now - self._kernel_read >= self.config.kernel_drops_every:
+                    await self.read_kernel()
                 await self.write()
                 if self.worker == 0:
                     await self.follow()
@@ -143,8 +159,9 @@ class ObserveKeeper:
         now = self.clock()
         events = self._held_events + self.events.drain()
         # at stop the minute under way is written too (it is complete so far)
-        flows = self._held_flows + self.flows.drain(now + 60 if final else now)
-        self._held_events, self._held_flows = [], []
+        flows = self._held_flows + self._kernel_pending
+        flows += self.flows.drain(now + 60 if final else now)
+        self._held_events, self._held_flows, self._kernel_pending = [], [], []
         if not events and not flows:
             return
         if not await self._open():
@@ -169,13 +186,28 @@ class ObserveKeeper:
                 log.warning("events and flows are written again")
             self.store_error = None
 
+    async def read_kernel(self) -> None:
+        """The kernel's drops since the last reading, as flow records (their
+        source port null) written with the next batch (worker 0; a reading
+        that fails is counted and the next one covers the gap)."""
+        if self.drop_counts is None or self.kernel_drops is None:
+            return
+        self._kernel_read = self.clock()
+        try:
+            reading = await self.drop_counts()
+        except EnforcerError as exc:
+            self.counters["kernel-drops-read-errors"] += 1
+            log.warning("reading the kernel's drop counts failed: %s", exc)
+            return
+        self._kernel_pending.extend(self.kernel_drops.read(reading, self.clock()))
+
     async def follow(self) -> None:
         """Tell the listeners the events every worker wrote since the last
-        call (the first call starts from now: the stream is live)."""
+        call (or since the start: the stream is live, not history)."""
         if self._store is None:
             return
         try:
-            if self._followed is None:
+            if self._followed is None:  # (the store could not be opened at start)
                 self._followed = await self._thread.run(self._store.last_event_id)
                 return
             rows = await self._thread.run(

@@ -9,7 +9,8 @@ threat feeds' entries in sets of their own (``start`` empties them). The
 lane (``lane.py``: known-good sources first, unknown ones rate-limited per
 prefix and in total) has its own methods: ``start_lane``, ``load_trusted``,
 ``add_known_good``, ``lane_counters``, ``lane_view``; with ``none`` there is
-no lane."""
+no lane. ``drop_counts`` reads what the kernel dropped for a ban or a feed
+per source (``drops.py``); with ``none``, nothing."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
 
 from ..values import Ban, Change, Network
+from .drops import DEFAULT as DEFAULT_COUNTING
+from .drops import DropCounting
 from .lane import LaneSettings, LaneView
 from .nftables import EnforcerError, NftablesEnforcer
 
@@ -73,6 +76,12 @@ class Enforcer(Protocol):
 
     async def feed_dropped(self) -> int:
         """Packets the feed sets' drop rules have counted since the last start."""
+        ...
+
+    async def drop_counts(self) -> dict[str, tuple[int, int]]:
+        """Packets and bytes (whole IP packets) the kernel dropped for a ban
+        or a feed since the last start, per source address, cumulative;
+        "*": those of sources it could not count apart (``drops.py``)."""
         ...
 
     async def start_lane(self, settings: LaneSettings | None, trusted: Sequence[Network]) -> None:
@@ -134,6 +143,9 @@ class NullEnforcer:
     async def feed_dropped(self) -> int:
         return 0
 
+    async def drop_counts(self) -> dict[str, tuple[int, int]]:
+        return {}
+
     async def start_lane(self, settings: LaneSettings | None, trusted: Sequence[Network]) -> None:
         return None
 
@@ -158,22 +170,30 @@ def make_enforcer(
     nft: str = "nft",
     conntrack: bool = True,
     command_prefix: Sequence[str] = (),
+    drop_counting: DropCounting | None = DEFAULT_COUNTING,
 ) -> Enforcer:
     """The enforcer named ``kind``. ``ports``: (transport, port) pairs whose
     traffic a banned source loses (tls, ws, wss count as tcp); empty: all
     of its traffic. ``command_prefix``: run nft and conntrack through it,
-    e.g. ``("ip", "netns", "exec", "NS")``."""
+    e.g. ``("ip", "netns", "exec", "NS")``. ``drop_counting``: the per-source
+    drop counts' bounds; None: none counted."""
     if kind == "none":
         return NullEnforcer()
     if kind == "nftables":
         return NftablesEnforcer(
-            table=table, ports=ports, nft=nft, conntrack=conntrack, command_prefix=command_prefix
+            table=table,
+            ports=ports,
+            nft=nft,
+            conntrack=conntrack,
+            command_prefix=command_prefix,
+            drop_counting=drop_counting,
         )
     raise ValueError(f"enforcer: unknown kind {kind!r} (one of {', '.join(map(repr, KINDS))})")
 
 
 __all__ = [
     "KINDS",
+    "DropCounting",
     "Enforcer",
     "EnforcerError",
     "LaneSettings",

@@ -10,7 +10,9 @@ sends or only what it sends to the SIP ports. One table ``inet <table>``:
   what the threat feeds list, loaded by ``load_feeds`` (see below);
 - one chain hooked at prerouting, priority raw (-300), with one
   ``... saddr @set [meta l4proto . th dport {...}] counter drop`` rule per set,
-  the bans' first (``dropped`` counts theirs, ``feed_dropped`` the feeds').
+  the bans' first (``dropped`` counts theirs, ``feed_dropped`` the feeds');
+  with drop counting on (the default), the rules ``jump`` to chains that
+  count each source's drops and drop (``drops.py``; ``drop_counts`` reads them).
 
 Why priority raw: it runs before conntrack (-200) and before the filter
 chains of any table, so a flow conntrack already knows is dropped too. A
@@ -75,12 +77,14 @@ import json
 import logging
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from ..values import Ban, Change
-from . import lane
+from . import drops, lane
+from .drops import DropCounting
 from .lane import LaneSettings, LaneView
 
 log = logging.getLogger("sipwarden.enforce")
@@ -314,6 +318,7 @@ class NftablesEnforcer:
         conntrack_command: str = "conntrack",
         command_prefix: Sequence[str] = (),
         timeout: float = COMMAND_TIMEOUT,
+        drop_counting: DropCounting | None = drops.DEFAULT,  # None: no per-source counts
     ) -> None:
         if not _TABLE_NAME.match(table):
             raise ValueError(f"table: {table!r} is not an nftables name (letters, digits, _)")
@@ -326,6 +331,7 @@ class NftablesEnforcer:
         self.conntrack_command = conntrack_command
         self.command_prefix = tuple(command_prefix)
         self.timeout = timeout
+        self.drop_counting = drop_counting
         self._lock = asyncio.Lock()  # one nft transaction at a time, in call order
         self._conntrack_warned = False
         # feed elements in the kernel (target -> expires_at); None: unknown, replace them all
@@ -452,6 +458,38 @@ class NftablesEnforcer:
             _dropped(listing, FEED_SETS),
         )
 
+    async def drop_counts(self) -> dict[str, tuple[int, int]]:
+        """What the kernel dropped for a ban or a feed since the last start,
+        per source: address -> (packets, bytes: whole IP packets, headers
+        included), and ``drops.OVERFLOW`` ("*") -> the drops of sources that
+        found the counting set full. Cumulative: an element that timed out
+        (``idle``) is gone, and starts from zero if its source comes back.
+        {} when counting is off or there is no table. Each of its three nft
+        calls and the JSON's reading (in a child process: see ``drops.py``)
+        is bounded by ``timeout``. Raises EnforcerError if nft fails."""
+        texts = []
+        for what in (
+            *(("set", "inet", self.table, name) for name in drops.COUNT_SETS),
+            ("counter", "inet", self.table, drops.UNCOUNTED),
+        ):
+            result = await self._run([self.nft, "-j", "list", *what])
+            if result.ok:
+                texts.append(result.stdout)
+            elif "No such file or directory" not in result.stderr:  # absent: nothing counted
+                self._raise_if_unusable(result, "read the drop counts")
+                raise EnforcerError(f"nft could not list {' '.join(what)}: {_refused(result)}")
+        if not texts:
+            return {}
+        reader = [sys.executable, "-I", drops.__file__]  # stdlib only: isolated is enough
+        result = await self._run(reader, "\n".join(texts).encode(), prefixed=False)
+        try:
+            if not result.ok:
+                raise ValueError(_refused(result))
+            # on a thread: 65,536 lines are ~50 ms of Python, which must not hold up the loop
+            return await asyncio.to_thread(drops.from_lines, result.stdout)
+        except ValueError as e:
+            raise EnforcerError(f"the drop counts could not be read: {e}") from e
+
     # ------------------------------------------------------------ the lane
 
     async def start_lane(self, settings: LaneSettings | None, trusted: Sequence[Network]) -> None:
@@ -577,6 +615,11 @@ class NftablesEnforcer:
             f"add chain {t} {CHAIN} {{ type filter hook prerouting priority raw; policy accept; }}"
         )
         lines.append(f"flush chain {t} {CHAIN}")  # `add rule` appends: rebuild, never duplicate
+        # after the flush: the counting chains cannot change while a rule jumps to them
+        if self.drop_counting is None:
+            lines += drops.removal(self.table)
+        else:
+            lines += drops.layout(self.table, self.drop_counting)
         match = ""
         if self.ports:
             match = (
@@ -586,7 +629,8 @@ class NftablesEnforcer:
             )
         for name in SETS + FEED_SETS:  # the bans first: a banned and listed source counts as banned
             family = "ip" if name.endswith("4") else "ip6"
-            lines.append(f"add rule {t} {CHAIN} {family} saddr @{name}{match} counter drop")
+            verdict = "drop" if self.drop_counting is None else f"jump {drops.target(name)}"
+            lines.append(f"add rule {t} {CHAIN} {family} saddr @{name}{match} counter {verdict}")
         return lines
 
     def _in_force(self, bans: Iterable[Ban], now: float) -> list[tuple[_Target, int | None, str]]:
@@ -879,9 +923,14 @@ class NftablesEnforcer:
         return await self._run([self.nft, "-f", "-"], ("\n".join(lines) + "\n").encode())
 
     async def _run(
-        self, argv: Sequence[str], stdin: bytes | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        *,
+        prefixed: bool = True,  # False: not through command_prefix (a local helper)
     ) -> _Result:
-        full = [*self.command_prefix, *argv]
+        full = [*self.command_prefix, *argv] if prefixed else list(argv)
         timeout = self.timeout if timeout is None else timeout
         try:
             proc = await asyncio.create_subprocess_exec(

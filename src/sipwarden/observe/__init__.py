@@ -1,8 +1,9 @@
-"""Observation, the pure part: what happened (``events``) and the traffic
-(``flows``), bounded and sans-I/O; the daemon writes them, the API and the
-CLI read them. Later: the periodic analysis, schedules (quiet hours) and
+"""Observation, the pure part: what happened (``events``), the traffic
+(``flows``) and what the kernel dropped, as flows (``drops``), bounded and
+sans-I/O; the daemon writes them, the API and the CLI read them. Later: the periodic analysis, schedules (quiet hours) and
 the metrics model (issue 15)."""
 
+from .drops import KernelDrops
 from .events import (
     BAN,
     FEED,
@@ -31,6 +32,7 @@ __all__ = [
     "EventQueue",
     "FlowKey",
     "FlowTable",
+    "KernelDrops",
     "aggregate",
     "ipfix",
 ]
