@@ -147,6 +147,7 @@ listen = "127.0.0.1:0"
         )
         self.socket = tmp_path / "sipwarden.sock"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.api: str | None = None
         self.starts = 0
 
     def start(self) -> None:
@@ -167,6 +168,30 @@ listen = "127.0.0.1:0"
             self.proc.kill()
             self.proc.wait(10)
             pytest.fail(f"sipwarden run did not start: {line!r}\n{self.log()}")
+        api = re.search(rb"API (http://\S+)/api/v1", line)
+        self.api = api.group(1).decode() if api else None  # http://127.0.0.1:PORT, in the edge's
+
+    def http(self, path: str, *, lines: int | None = None, timeout: float = 20) -> str:
+        """GET ``path`` of the API from inside the edge's namespace (where it
+        listens on loopback): the body, or its first ``lines`` lines (a stream)."""
+        assert self.api is not None
+        script = (
+            "import sys, urllib.request\n"
+            f"with urllib.request.urlopen({self.api + path!r}, timeout={timeout}) as r:\n"
+            + (
+                "    sys.stdout.write(r.read().decode())\n"
+                if lines is None
+                else f"    for _ in range({lines}): sys.stdout.write(r.readline().decode()); sys.stdout.flush()\n"
+            )
+        )
+        done = subprocess.run(
+            self.site.pair.in_edge(sys.executable, "-c", script),
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
 
     def log(self) -> str:
         return (self.tmp / f"edge-{self.starts}.log").read_text(errors="replace")[-4000:]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import dpkt
+from prometheus_client.parser import text_string_to_metric_families
 
 from .flood import Registering, flood, flood_result
 from .netns import capture
@@ -105,6 +106,27 @@ def test_scanners_flows_match_a_capture_and_their_events_name_the_rules(
         built_in = ("scan.empty-datagram", "scan.tiny-datagram", "malformed.")
         assert all(r in hits or r.startswith(built_in) for r in told), (told, hits)
         assert any(reason.startswith("scan.") for reason in told), told
+
+        # REST gives what the CLI gives
+        rest_flows = json.loads(daemon.http(f"/api/v1/flows?source={site.attacker}"))
+        assert sorted(rest_flows, key=str) == sorted(flows, key=str)
+        assert json.loads(daemon.http(f"/api/v1/events?source={site.attacker}")) == events
+
+        # /metrics, read by prometheus-client's own parser, agrees with status
+        stats = daemon.stats()
+        exported = {
+            (sample.labels["verdict"], sample.labels["reason"]): sample.value
+            for family in text_string_to_metric_families(daemon.http("/metrics"))
+            if family.name == "sipwarden_verdicts"
+            for sample in family.samples
+            if sample.name == "sipwarden_verdicts_total"
+        }
+        counted = {tuple(k.split(":", 1)): v for k, v in stats["verdicts"].items()}
+        assert exported == counted, (exported, counted)
+        dropped.update({"keepalive": sum(f["verdicts"].get("keepalive", 0) for f in udp.values())})
+        assert {r: n for (v, r), n in exported.items() if v == "drop" and n} == {
+            r: n for r, n in dropped.items() if n
+        }
     finally:
         daemon.stop()
         print(daemon.log())
@@ -206,3 +228,59 @@ match = { "from.user" = { prefix = "f" } }
     finally:
         daemon.stop()
         print(daemon.log())
+
+
+def test_the_live_stream_sends_each_event_as_it_happens(site: Site, tmp_path: Path) -> None:
+    daemon = Daemon(site, tmp_path, pack=True)
+    daemon.start()
+    assert daemon.api is not None
+    script = (
+        "import sys, urllib.request\n"
+        f"r = urllib.request.urlopen({daemon.api + '/api/v1/events/stream'!r}, timeout=20)\n"
+        "for _ in range(2 + 4 * 3): sys.stdout.write(r.readline().decode()); sys.stdout.flush()\n"
+    )
+    reader = subprocess.Popen(
+        site.pair.in_edge(sys.executable, "-c", script), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout is not None
+        assert reader.stdout.readline() == ": sipwarden events\n"  # connected: live from here
+        for user in ("nm", "nm2", "nm3"):  # nmap's OPTIONS probe, three sources' worth
+            send_probe(site, user)
+        out, _ = reader.communicate(timeout=30)
+    finally:
+        reader.kill()
+        daemon.stop()
+        print(daemon.log())
+    messages = [block for block in out.strip().split("\n\n") if block.startswith("id:")]
+    assert len(messages) == 3, out
+    ids = []
+    for block in messages:
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        event = json.loads(lines["data"])
+        assert lines["event"] == "verdict" == event["kind"], block
+        assert event["source"] == site.attacker and event["verdict"] == "drop", event
+        assert event["reason"] == "scan.nmap-options-probe", event
+        ids.append(int(lines["id"]))
+    assert ids == sorted(ids) and len(set(ids)) == 3
+
+
+def send_probe(site: Site, user: str) -> None:
+    """nmap's SIP OPTIONS probe (the pack knows it), from the attacker."""
+    probe = (
+        f"OPTIONS sip:{user} SIP/2.0\r\nVia: SIP/2.0/UDP nm;branch=foo;rport\r\n"
+        f"From: <sip:nm@nm>;tag=root\r\nTo: <sip:nm2@nm2>\r\nCall-ID: 50000\r\n"
+        "CSeq: 42 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    subprocess.run(
+        site.pair.in_clients(
+            sys.executable,
+            "-c",
+            "import socket\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"s.bind(({site.attacker!r}, 0))\n"
+            f"s.sendto({probe.encode()!r}, ({site.pair.edge_ip!r}, 5060))",
+        ),
+        check=True,
+        timeout=30,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from ..daemon.core import Daemon
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+STREAMS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("streams")  # the live streams open
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -180,8 +182,14 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
-    with contextlib.suppress(ConnectionResetError):  # the client went away
-        await stream.run(response, request.headers.get("Last-Event-ID"))
+    streams, task = request.app[STREAMS], asyncio.current_task()
+    assert task is not None
+    streams.add(task)  # ended at the API's cleanup: a stream never ends on its own
+    try:
+        with contextlib.suppress(ConnectionResetError):  # the client went away
+            await stream.run(response, request.headers.get("Last-Event-ID"))
+    finally:
+        streams.discard(task)
     return response
 
 
@@ -193,6 +201,7 @@ async def prometheus(request: web.Request) -> web.Response:
 def make_app(daemon: Daemon, guard: Guard) -> web.Application:
     app = web.Application(middlewares=[guard_middleware(guard)])
     app[DAEMON] = daemon
+    app[STREAMS] = set()
     app.router.add_get("/api/v1/bans", list_bans)
     app.router.add_post("/api/v1/bans", add_ban)
     app.router.add_get("/api/v1/bans/{ip:.+}", show_ban)
@@ -217,6 +226,8 @@ class ApiServer:
     token_file: Path | None  # where the made token is; None when configured
 
     async def cleanup(self) -> None:
+        for task in list(self.runner.app[STREAMS]):  # the live streams: they never end alone
+            task.cancel()
         await self.runner.cleanup()
 
 
