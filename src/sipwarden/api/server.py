@@ -226,7 +226,8 @@ class ApiServer:
     token_file: Path | None  # where the made token is; None when configured
 
     async def cleanup(self) -> None:
-        for task in list(self.runner.app[STREAMS]):  # the live streams: they never end alone
+        streams: set[asyncio.Task[Any]] = self.runner.app[STREAMS]
+        for task in list(streams):  # the live streams: they never end alone
             task.cancel()
         await self.runner.cleanup()
 
