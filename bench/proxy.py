@@ -8,7 +8,9 @@ sipp processes share the machine's two cores with the edge. The Kamailio run
 uses Debian's package with the TLSF allocator (-x tlsf) and a stateless
 forward(), the cheapest configuration it has. sipwarden runs with its whole
 policy (sanity checks and the built-in scanner pack, OPTIONS forwarded so
-they meet every rule), and once more with the pack off to show its price.
+they meet every rule, every message counted in its traffic flow), and once
+more with the pack off, and once with observation off (no flows, no events),
+to show their price.
 
 It also prints, per edge, the highest tested rate with < 1 % failed
 transactions: give --rates up to where it breaks to find the knee.
@@ -104,7 +106,13 @@ request_route {{
 
 
 def start_edge(
-    kind: str, port: int, uas: int, workdir: Path, workers: int, pack: bool = True
+    kind: str,
+    port: int,
+    uas: int,
+    workdir: Path,
+    workers: int,
+    pack: bool = True,
+    observe: bool = True,
 ) -> subprocess.Popen[bytes]:
     if kind == "kamailio":
         cfg = workdir / "kamailio.cfg"
@@ -140,6 +148,8 @@ def start_edge(
             # (its cost is measured) but its total (1 MiB/s) is lifted
             "[edge.reflection]\ntotal = 0\n"
             '[api]\nlisten = ""\n'
+            # events and flows (on by default): every message counted in its flow
+            f"[observe]\nenabled = {'true' if observe else 'false'}\n"
         )
         cmd = [sys.executable, "-m", "sipwarden.cli", "run", "-c", str(cfg)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
@@ -210,19 +220,21 @@ def main() -> None:
     rates = [int(r) for r in args.rates.split(",")]
     print(f"OPTIONS + 200 over UDP on loopback; {args.seconds:.0f} s per step; CPU from /proc")
     print(
-        f"{'edge':24}{'rate tx/s':>10}{'ok':>9}{'failed':>8}{'edge µs/msg':>13}{'edge core':>11}{'sipp UAS core':>15}"
+        f"{'edge':32}{'rate tx/s':>10}{'ok':>9}{'failed':>8}{'edge µs/msg':>13}{'edge core':>11}{'sipp UAS core':>15}"
     )
     results: dict[str, list[dict[str, float]]] = {}
-    setups = (
-        ("sipwarden", 1, True),
-        ("sipwarden", 1, False),
-        ("sipwarden", 2, True),
-        ("kamailio", 1, True),
-        ("kamailio", 2, True),
+    setups = (  # kind, workers, the pack, observation (flows and events)
+        ("sipwarden", 1, True, True),
+        ("sipwarden", 1, True, False),
+        ("sipwarden", 1, False, True),
+        ("sipwarden", 2, True, True),
+        ("kamailio", 1, True, True),
+        ("kamailio", 2, True, True),
     )
-    for kind, workers, pack in setups:
+    for kind, workers, pack, observe in setups:
         label = (
-            f"{kind} ({workers} worker{'s' if workers > 1 else ''}{'' if pack else ', no pack'})"
+            f"{kind} ({workers} worker{'s' if workers > 1 else ''}{'' if pack else ', no pack'}"
+            f"{'' if observe else ', no flows'})"
         )
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
@@ -244,7 +256,7 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
                 cwd=workdir,
             )
-            edge = start_edge(kind, edge_port, uas_port, workdir, workers, pack)
+            edge = start_edge(kind, edge_port, uas_port, workdir, workers, pack, observe)
             try:
                 wait_port(edge_port, edge)
                 time.sleep(0.5)  # let every worker come up before counting them
@@ -253,7 +265,7 @@ def main() -> None:
                     r = run_step(pids, uas.pid, edge_port, rate, args.seconds, workdir)
                     results.setdefault(label, []).append(r)
                     print(
-                        f"{label:24}{rate:>10}{r['ok']:>9.0f}{r['failed']:>8.0f}{r['edge_us']:>13.1f}"
+                        f"{label:32}{rate:>10}{r['ok']:>9.0f}{r['failed']:>8.0f}{r['edge_us']:>13.1f}"
                         f"{r['edge_core']:>11.2f}{r['uas_core']:>15.2f}",
                         flush=True,
                     )
@@ -271,7 +283,7 @@ def main() -> None:
             for r in steps
             if r["ok"] + r["failed"] > 0 and r["failed"] < 0.01 * (r["ok"] + r["failed"])
         ]
-        print(f"  {label:24}{max(good) if good else 0:>8.0f} tx/s")
+        print(f"  {label:32}{max(good) if good else 0:>8.0f} tx/s")
     ours = results.get("sipwarden (1 worker)", [])
     theirs = results.get("kamailio (1 worker)", [])
     if ours and theirs:
@@ -281,6 +293,14 @@ def main() -> None:
             if b["edge_us"] > 0
         ]
         print("sipwarden / kamailio CPU per message: " + ", ".join(f"{x:.1f}x" for x in ratios))
+    bare = results.get("sipwarden (1 worker, no flows)", [])
+    if ours and bare:
+        print(
+            "flows and events, µs per message: "
+            + ", ".join(
+                f"{a['edge_us'] - b['edge_us']:+.1f}" for a, b in zip(ours, bare, strict=True)
+            )
+        )
 
 
 if __name__ == "__main__":

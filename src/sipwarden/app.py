@@ -67,25 +67,36 @@ async def serve(
     # events and flows: every worker counts its own and writes them; worker 0
     # tells of the bans (it adopts every worker's) and follows the table
     enforcer = enforcer_for(config)
-    observe = ObserveKeeper(
-        config.observe,
-        config.storage.path,
-        worker=worker,
-        drop_counts=enforcer.drop_counts if worker == 0 else None,
+    observe = (
+        ObserveKeeper(
+            config.observe,
+            config.storage.path,
+            worker=worker,
+            drop_counts=enforcer.drop_counts if worker == 0 else None,
+        )
+        if config.observe.enabled
+        else None
     )
     # alerts from worker 0 alone, which follows every worker's events (one
     # alert per burst, with the whole count); made after the fork (its HTTP client)
-    alerts = AlertKeeper.from_config(config) if worker == 0 else None
-    if alerts:
+    alerts = AlertKeeper.from_config(config) if worker == 0 and observe is not None else None
+    if alerts and observe is not None:
         observe.listeners.append(lambda rows: alerts.offer([as_event(row) for row in rows]))
+    events = observe.events if observe is not None else None
     keeper = BanKeeper(
         policy.bans,
         config.storage.path,
         enforcer,
-        on_event=observe.events.push if worker == 0 else None,
+        on_event=events.push if worker == 0 and events is not None else None,
     )
     modes: list[Mode] = [
-        Edge(config.edge, key, policy=policy, events=observe.events, flows=observe.flows)
+        Edge(
+            config.edge,
+            key,
+            policy=policy,
+            events=events,
+            flows=observe.flows if observe is not None else None,
+        )
     ]
     daemon: Daemon | None = None
 

@@ -644,6 +644,7 @@ class ControlConfig(_Section):
 class ObserveConfig(_Section):
     """``[observe]``: events and traffic flows, kept in the store."""
 
+    enabled: bool = True  # off: no events, flows, analysis, alerts or live stream
     events_retention: Duration = 30 * 86400.0  # events older than this are deleted
     events_max_rows: int = Field(default=2_000_000, ge=1000)  # the oldest go first past this
     flows_retention: Duration = 7 * 86400.0
