@@ -10,7 +10,11 @@ Cases, each the loop that calls minus the same loop doing nothing:
   the overflow flow), and the table's memory under tracemalloc;
 - ``EventQueue.push`` of one source's drops (the sample, then counting),
   and of 100,000 sources' drops between two drains (a tally each), with a
-  drain every 50,000 pushes as a writer would.
+  drain every 50,000 pushes as a writer would;
+- 1,000,000 spoofed sources within one minute: the flow table's and the
+  event queue's memory together (both bounded);
+- the writer: events and a full minute of flows into a store on this disk,
+  and reading that minute back merged.
 
 Run: .venv/bin/python bench/observe.py [--sources N]
 """
@@ -19,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 
 from sipwarden.observe import VERDICT, Event, EventQueue, FlowKey, FlowTable
+from sipwarden.store import ObserveStore
 
 T0 = 1_800_000_000.0
 
@@ -145,6 +152,52 @@ def main() -> None:
     for i in range(200_000):
         Event(T0 + i, VERDICT, "192.0.2.7", "rate", (("verdict", "drop"),))
     print(f"{(time.perf_counter() - start) / 200_000 * 1e6:.3f} µs/Event")
+
+    # 1,000,000 spoofed sources in one minute: the flow table (bounded by
+    # max_flows) and the event queue (bounded by max_events) together
+    tracemalloc.start()
+    table, events = FlowTable(), EventQueue()
+    for i, key in enumerate(flood):
+        now = T0 + 1 + i / 1e6 * 50  # all within the minute
+        table.record(key, now, 400, method="REGISTER", verdict="rate")
+        events.push(Event(now, VERDICT, key.source, "rate", (("verdict", "drop"),)))
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(
+        f"{len(flood):,} spoofed sources in a minute: {size / 1e6:.1f} MB (flows tracked"
+        f" {len(table):,}, untracked {table.counters['untracked']:,}; events queued"
+        f" {len(events):,}, dropped {events.dropped:,})"
+    )
+    writer(flood)
+
+
+def writer(flood: list[FlowKey]) -> None:
+    """The writer's throughput: batches into a store on this disk."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ObserveStore(Path(tmp) / "bench.db")
+        batch = [
+            Event(T0 + i, VERDICT, key.source, "rate", (("verdict", "drop"), ("port", 5060)))
+            for i, key in enumerate(flood[:50_000])
+        ]
+        start = time.perf_counter()
+        store.write_events(batch)
+        took = time.perf_counter() - start
+        print(f"writer, events: {len(batch) / took:,.0f}/s (a batch of {len(batch):,})")
+        table = FlowTable()
+        for i, key in enumerate(flood[:100_000]):
+            table.record(key, T0 + 1 + i / 1e5, 400, method="REGISTER", verdict="rate")
+        records = table.drain(T0 + 120)
+        start = time.perf_counter()
+        store.write_flows(records)
+        took = time.perf_counter() - start
+        print(
+            f"writer, flows: {len(records) / took:,.0f} records/s (a full minute, {len(records):,})"
+        )
+        start = time.perf_counter()
+        merged = store.flows(since=T0, limit=10_000)
+        took = time.perf_counter() - start
+        print(f"reading a minute's 100,000 flows merged, the busiest {len(merged):,}: {took:.2f} s")
+        store.close()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ most a second of events and the minute in progress.
 
 A store that fails (a full disk) does not hold the packet path: the batch
 is kept and tried again at the next write, up to ``[observe] max_events``
-events and an hour of flows; past that the oldest are let go and counted
+events and ``MAX_HELD_FLOWS`` flow records; past that the oldest are let go and counted
 (``events-lost``, ``flows-lost``), never a packet. Worker 0 also deletes
 what is past the retention and the row caps, once a minute.
 
@@ -45,7 +45,9 @@ log = logging.getLogger("sipwarden.observe")
 HEALTH_EVERY = 10.0  # seconds between two looks at sipwarden's own health (worker 0)
 PRUNE_EVERY = 60.0  # seconds between two deletions of what is past the retention
 REMIND = 60.0  # seconds between two "still failing" lines
-MAX_HELD_FLOWS = 60 * 100_000  # flow records held while the store fails (an hour's worth)
+# flow records held while the store fails: two full minutes (~130 MB); a
+# store that fails longer loses the oldest (counted), the kernel's drops too
+MAX_HELD_FLOWS = 200_000
 
 
 class ObserveKeeper:
