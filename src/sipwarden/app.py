@@ -123,6 +123,7 @@ async def serve(
         exclude=never_dropped,
         screen=lambda: daemon.policy.intel if daemon is not None else policy.intel,
         widest=(config.bans.widest_v4, config.bans.widest_v6),
+        on_event=events.push if worker == 0 and events is not None else None,
     )
     daemon = Daemon(
         config,

@@ -385,3 +385,32 @@ def test_a_restart_asks_a_list_feed_changed_since(tmp_path: Path) -> None:
     rows, count = run(scenario())
     assert asked == [None, '"v1"']  # the restart's first request was conditional
     assert count == 2 and rows[0]["last_error"] is None and rows[0]["etag"] == '"v1"'
+
+
+def test_a_feeds_new_list_and_its_failure_are_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keeper_module, "STATUS_EVERY", 0.1)  # the store's view, looked at often
+    db = tmp_path / "sipwarden.db"
+    listed = tmp_path / "list.txt"
+    listed.write_text("192.0.2.1\n192.0.2.2\n")
+    config = intel(feeds=[{"name": "local", "path": str(listed), "refresh": 1}])
+    told: list[Any] = []
+
+    async def scenario() -> None:
+        keeper = IntelKeeper(config, db, AddressIndex(), fetch=True, on_event=told.append)
+        await keeper.start()
+        try:
+            await until(lambda: told)
+            listed.unlink()  # the next fetch fails
+            await until(lambda: len(told) >= 2)
+        finally:
+            await keeper.stop()
+
+    run(scenario())
+    updated, failed = told[:2]
+    assert (updated.kind, updated.reason) == ("feed", "local")
+    assert dict(updated.fields) == {"state": "updated", "entries": 2}
+    assert dict(failed.fields)["state"] == "failed"
+    assert "FileNotFoundError" in str(dict(failed.fields)["error"])
+    assert dict(failed.fields)["entries"] == 2  # the last good list is kept

@@ -51,6 +51,7 @@ from ..intel import apiban
 from ..intel.feeds import FeedStatus
 from ..intel.index import AddressIndex, Key, host_spelling
 from ..intel.kernel import kernel_targets
+from ..observe import FEED, Event
 from ..store.intel import FeedRow, IntelStore
 from ..store.lock import feed_lock
 from ..store.thread import StoreThread
@@ -261,8 +262,10 @@ class IntelKeeper:
         screen: Callable[[], IntelScreen | None] = lambda: None,
         clock: Callable[[], float] = time.time,
         widest: tuple[int, int] = (0, 0),
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self.intel = intel
+        self.on_event = on_event  # where feed changes are told (worker 0: it fetches)
         self.widest = widest
         self.screen = screen  # the intel stage in force (a reload makes a new one)
         self.specs = feed_specs(intel)
@@ -445,7 +448,9 @@ class IntelKeeper:
                 now = self.clock()
                 if self.fetch and now >= self._status_next:
                     self._status_next = now + STATUS_EVERY
-                    self.rows = await self._store_thread.run(self.store.status)
+                    rows = await self._store_thread.run(self.store.status)
+                    self._tell_changes(self.rows, rows, now)
+                    self.rows = rows
                 if self.fetch and self.kernel and (self._kernel_dirty or now >= self._kernel_next):
                     # shielded: a stop while nft runs lets that nft call
                     # finish (stop() waits for it) rather than orphan it
@@ -520,6 +525,27 @@ class IntelKeeper:
         self.counters["geo-reloads"] += 1
         log.info("intel: the country database changed on disk: reopened")
         return True
+
+    def _tell_changes(self, before: list[FeedRow], after: list[FeedRow], now: float) -> None:
+        """A feed whose entries changed, or whose fetch failed anew, since
+        the last look: a feed event (worker 0's; the store says it for
+        every fetcher, APIBAN's and the lists')."""
+        if self.on_event is None:
+            return
+        old = {row.feed: row for row in before}
+        for row in after:
+            was = old.get(row.feed)
+            if row.changed_at is not None and (was is None or was.changed_at != row.changed_at):
+                fields: tuple[tuple[str, str | int | float | None], ...] = (
+                    ("state", "updated"),
+                    ("entries", row.entries),
+                )
+                self.on_event(Event(row.changed_at, FEED, "", row.feed, fields))
+            if row.last_error_at is not None and (
+                was is None or was.last_error_at != row.last_error_at
+            ):
+                fields = (("state", "failed"), ("error", row.last_error), ("entries", row.entries))
+                self.on_event(Event(row.last_error_at, FEED, "", row.feed, fields))
 
     # --------------------------------------------------------------- fetches
 
