@@ -82,6 +82,8 @@ async def serve(
     alerts = AlertKeeper.from_config(config) if worker == 0 and observe is not None else None
     if alerts and observe is not None:
         observe.listeners.append(lambda rows: alerts.offer([as_event(row) for row in rows]))
+        # quiet time as the schedule in force says (a reload may change it)
+        alerts.quiet = lambda t: daemon is not None and daemon.quiet(t)
     events = observe.events if observe is not None else None
     keeper = BanKeeper(
         policy.bans,

@@ -712,6 +712,8 @@ class AlertConfig(_Section):
     type: Literal["webhook", "email", "syslog"]
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
     kinds: list[AlertKind] = Field(default_factory=lambda: list(DEFAULT_ALERT_KINDS))
+    # kinds wanted in quiet time only ([schedule]): noise by day, news at night
+    quiet_kinds: list[AlertKind] = Field(default_factory=list)
     min_interval: Duration = 300.0
     timeout: Duration = 10.0  # one send, connection included
     # webhook: the HMAC key is one of secret, secret_file or secret_env (a
@@ -804,7 +806,7 @@ class AlertConfig(_Section):
         if foreign:
             raise ValueError(
                 f"{foreign[0]} is not a key of a {self.type} target: it takes"
-                f" {', '.join(ALERT_KEYS[self.type])}, name, kinds, min_interval and timeout"
+                f" {', '.join(ALERT_KEYS[self.type])}, name, kinds, quiet_kinds, min_interval and timeout"
             )
         if self.type == "webhook":
             self._webhook()

@@ -67,6 +67,22 @@ def test_only_the_wanted_kinds_reach_a_target():
     assert (alert.kind, alert.reason, alert.count) == (BAN, "brute-force", 1)
 
 
+def test_quiet_kinds_reach_a_target_only_in_quiet_time():
+    # failed logins are noise by day and news at night (quiet from t = 100 on)
+    t = target(kinds=frozenset({BAN}), quiet_kinds=frozenset({LOGIN_FAILED}))
+
+    def quiet(when: float) -> bool:
+        return when >= 100
+
+    assert not t.offer([failed_login(50.0)], 50.0, quiet)  # by day: not wanted
+    assert t.offer([failed_login(50.0)], 50.0) is False  # no schedule: never quiet
+    assert t.offer([failed_login(120.0)], 120.0, quiet)  # at night: an alert
+    [alert] = send_all(t, 120.0)
+    assert (alert.kind, alert.count) == (LOGIN_FAILED, 1)
+    with pytest.raises(ValueError, match="unknown event kinds"):
+        Route("x", frozenset(), quiet_kinds=frozenset({"logins"}))
+
+
 def test_a_burst_is_its_first_event_at_once_then_one_alert_with_the_count():
     t = target(min_interval=60.0)
     assert t.offer([failed_login(100.0)], 100.0)  # the first: at once

@@ -149,6 +149,9 @@ class AlertKeeper:
         # "offered" (events offered), "errors" (offer's own failures: a bug, logged)
         self.counters: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
+        # whether a time is quiet ([schedule]; the daemon sets it): the
+        # targets' quiet_kinds are wanted only then
+        self.quiet: Callable[[float], bool] | None = None
 
     @classmethod
     def from_config(
@@ -171,6 +174,7 @@ class AlertKeeper:
                 target.name or f"{target.type}-{i}",
                 frozenset(target.kinds),
                 min_interval=target.min_interval,
+                quiet_kinds=frozenset(target.quiet_kinds),
                 max_waiting=max_waiting,
                 retry_first=retry_first,
                 retry_cap=max(retry_cap, retry_first),
@@ -190,7 +194,10 @@ class AlertKeeper:
             self.counters["offered"] += len(events)
             for target in self._targets:
                 before = target.state.next_time()
-                if target.state.offer(events, now) or target.state.next_time() != before:
+                if (
+                    target.state.offer(events, now, self.quiet)
+                    or target.state.next_time() != before
+                ):
                     target.wake.set()
         except Exception:  # a bug here must not reach the caller's drain loop
             self.counters["errors"] += 1

@@ -160,6 +160,10 @@ class Daemon:
             dict(self.policy.counters),
         )
 
+    def quiet(self, when: float) -> bool:
+        """Whether ``when`` is quiet time, as the schedule in force says."""
+        return self.schedule is not None and self.schedule.quiet(when)
+
     # --------------------------------------------------------------- reload
 
     async def reload(self) -> str | None:

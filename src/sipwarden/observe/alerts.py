@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Final, Literal
@@ -212,7 +212,9 @@ class Route:
 
     name: str
     kinds: frozenset[str]
-    min_interval: float = 300.0  # seconds between two alerts of one (kind, reason)
+    min_interval: float = 300.0
+    # kinds wanted only in quiet time (noise by day: failed logins at night)
+    quiet_kinds: frozenset[str] = frozenset()  # seconds between two alerts of one (kind, reason)
     max_waiting: int = 100  # alerts waiting to be sent
     max_keys: int = (
         512  # (kind, reason) tracked: with COUNTED_SOURCES, 12 MB at worst (bench/alerts.py)
@@ -221,7 +223,7 @@ class Route:
     retry_cap: float = 600.0  # the longest wait between two attempts
 
     def __post_init__(self) -> None:
-        unknown = self.kinds - set(KINDS)
+        unknown = (self.kinds | self.quiet_kinds) - set(KINDS)
         if unknown:
             raise ValueError(f"unknown event kinds {sorted(unknown)}: known are {sorted(KINDS)}")
         if self.min_interval < 0 or self.retry_first <= 0 or self.retry_cap < self.retry_first:
@@ -265,13 +267,18 @@ class AlertTarget:
         self._unannounced = 0  # alerts dropped since the last one that went out
         self._purge_after = -math.inf
 
-    def offer(self, events: Iterable[Event], now: float) -> bool:
-        """Fold the events this target wants; True when one of them may go
-        out now (a burst's first event)."""
-        kinds = self.route.kinds
+    def offer(
+        self, events: Iterable[Event], now: float, quiet: Callable[[float], bool] | None = None
+    ) -> bool:
+        """Fold the events this target wants (its ``quiet_kinds`` only those
+        that came in quiet time, as ``quiet`` says); True when one of them
+        may go out now (a burst's first event)."""
+        kinds, quiet_kinds = self.route.kinds, self.route.quiet_kinds
         ready = False
         for event in events:
-            if event.kind not in kinds:
+            if event.kind not in kinds and not (
+                event.kind in quiet_kinds and quiet is not None and quiet(event.time)
+            ):
                 continue
             n = weight(event)
             self.counters["events"] += n
