@@ -112,6 +112,11 @@ def test_scanners_flows_match_a_capture_and_their_events_name_the_rules(
         assert sorted(rest_flows, key=str) == sorted(flows, key=str)
         assert json.loads(daemon.http(f"/api/v1/events?source={site.attacker}")) == events
 
+        # the hour-of-week profile of attack volume (for the dashboard) has them all
+        profile = json.loads(daemon.http("/api/v1/profile"))
+        assert len(profile["hours"]) == 168 and profile["weeks"] == 1
+        assert sum(profile["hours"]) == sum(told.values()), (profile, told)
+
         # /metrics, read by prometheus-client's own parser, agrees with status
         stats = daemon.stats()
         exported = {

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sipwarden.observe.schedule import Schedule, in_span, utc_hour_of_week
+from sipwarden.observe.schedule import Schedule, in_span, utc_hour_of_week, week_profile
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 
@@ -108,3 +108,22 @@ def test_describe() -> None:
         "weekend": ["sat", "sun"],
         "holidays": 0,
     }
+
+
+def test_the_week_profile_sums_the_attack_volume_per_hour_and_marks_quiet_hours() -> None:
+    schedule = Schedule(timezone=dt.UTC, business_hours=(8 * 60, 18 * 60))
+    now = at("2026-12-09 12:30", dt.UTC)  # a Wednesday
+    rows = [
+        (at("2026-12-09 03:10", dt.UTC), 40.0),  # this week, Wednesday 03:00
+        (at("2026-12-02 03:20", dt.UTC), 20.0),  # last week, same hour
+        (at("2026-12-08 10:00", dt.UTC), 5.0),  # Tuesday 10:00
+        (at("2026-10-01 03:00", dt.UTC), 999.0),  # older than the weeks asked for
+    ]
+    profile = week_profile(rows, now, 4, schedule)
+    assert profile["weeks"] == 2  # the rows cover two weeks
+    wednesday_3am, tuesday_10am = 2 * 24 + 3, 1 * 24 + 10
+    assert profile["hours"][wednesday_3am] == 30.0  # (40 + 20) / 2
+    assert profile["hours"][tuesday_10am] == 2.5
+    assert sum(profile["hours"]) == 32.5
+    assert profile["quiet"][wednesday_3am] and not profile["quiet"][tuesday_10am]
+    assert week_profile([], now, 4)["quiet"] == [False] * 168  # no schedule: never quiet

@@ -170,6 +170,13 @@ async def list_flows(request: web.Request) -> web.Response:
     return _json(answer["flows"]) if answer["ok"] else _error(400, answer["error"])
 
 
+async def profile(request: web.Request) -> web.Response:
+    answer = await _run(request, "profile")
+    if not answer.pop("ok"):
+        return _error(404, answer["error"])
+    return _json(answer)
+
+
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: every event as the store has it (``id`` is its
     row, ``event`` its kind, ``data`` the JSON ``events`` gives), from now,
@@ -215,6 +222,7 @@ def make_app(daemon: Daemon, guard: Guard) -> web.Application:
     app.router.add_get("/api/v1/events", list_events)
     app.router.add_get("/api/v1/events/stream", stream_events)
     app.router.add_get("/api/v1/flows", list_flows)
+    app.router.add_get("/api/v1/profile", profile)
     app.router.add_get("/metrics", prometheus)
     return app
 

@@ -12,12 +12,14 @@ through the same code. To add a command, write it below and list it in
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from ..observe import aggregate
+from ..observe import LOGIN_FAILED, VERDICT, aggregate
+from ..observe.schedule import week_profile
 from ..store import StoreError
-from .analysis import written_everywhere
+from .analysis import PROFILE_WEEKS, written_everywhere
 from .bans import add_request, remove_request
 
 if TYPE_CHECKING:
@@ -165,6 +167,23 @@ async def analysis_run(daemon: Daemon, request: Request) -> Answer:
     return {"ok": True, "findings": [f.as_dict() for f in findings]}
 
 
+async def profile(daemon: Daemon, request: Request) -> Answer:
+    """The attack volume by hour of the week over the last four weeks (drops,
+    rejects and bans by the policy, failed logins), each hour's quiet flag."""
+    if daemon.observe is None:
+        return {"ok": False, "error": "events are not kept"}
+    now = time.time()
+    await written_everywhere(daemon)
+    try:
+        rows = await daemon.observe.events_since(
+            now - PROFILE_WEEKS * 7 * 86400, kinds=(VERDICT, LOGIN_FAILED), limit=1_000_000
+        )
+    except StoreError as exc:
+        return {"ok": False, "error": str(exc)}
+    weighted = ((row["time"], float(row.get("repeated", 1))) for row in rows)
+    return {"ok": True, **week_profile(weighted, now, PROFILE_WEEKS, daemon.schedule)}
+
+
 COMMANDS: Final[dict[str, Command]] = {
     "reload": reload,
     "stats": stats,
@@ -178,6 +197,7 @@ COMMANDS: Final[dict[str, Command]] = {
     "events": events,
     "flows": flows,
     "analysis-run": analysis_run,
+    "profile": profile,
 }
 
 

@@ -26,8 +26,9 @@ and one comparison until the minute changes.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 DAY_MINUTES: Final = 24 * 60
 WEEK_HOURS: Final = 7 * 24
@@ -139,3 +140,35 @@ class Schedule:
 
 def format_span(span: Span) -> str:
     return "-".join(f"{m // 60:02d}:{m % 60:02d}" for m in span)
+
+
+def week_profile(
+    rows: Iterable[tuple[float, float]],
+    now: float,
+    weeks: int,
+    schedule: Schedule | None = None,
+) -> dict[str, Any]:
+    """The attack volume by hour of the week (for the dashboard and the
+    reports): the (time, weight) ``rows`` of the last ``weeks`` weeks summed
+    per hour of the week in the schedule's timezone (UTC without one) and
+    divided by the weeks they cover, with each hour's quiet-time flag as the
+    schedule says this week."""
+    hour_of = schedule.hour_of_week if schedule is not None else utc_hour_of_week
+    since = now - weeks * WEEK_HOURS * 3600
+    sums = [0.0] * WEEK_HOURS
+    first = now
+    for when, weight in rows:
+        if since <= when <= now:
+            sums[hour_of(when) % WEEK_HOURS] += weight
+            first = min(first, when)
+    covered = max(1, min(weeks, math.ceil((now - first) / (WEEK_HOURS * 3600))))
+    quiet = [False] * WEEK_HOURS
+    if schedule is not None:
+        for back in range(WEEK_HOURS):  # one moment of each hour of this past week
+            moment = now - back * 3600
+            quiet[hour_of(moment) % WEEK_HOURS] = schedule.quiet(moment)
+    return {
+        "hours": [round(s / covered, 3) for s in sums],
+        "quiet": quiet,
+        "weeks": covered,
+    }
