@@ -326,3 +326,23 @@ def test_quiet_time_turns_counted_failures_into_a_ban_and_an_alert(
         assert by_kind["ban"]["count"] == 1 and 1 <= by_kind["login-failed"]["count"] <= 2
         assert eventually(lambda: mailbox.messages, 15, 0.2), daemon.log()
         assert source in str(mailbox.messages[0].get_payload()), mailbox.messages[0]
+
+
+def test_a_reload_applies_a_new_schedule(site: Site, tmp_path: Path, guessers: list[str]) -> None:
+    now = time.time()
+    if time.gmtime(now).tm_min == 59 and time.gmtime(now).tm_sec > 30:
+        time.sleep(31)  # the hour must not turn during the test
+        now = time.time()
+    hour = time.gmtime(now).tm_hour
+    day = f'[schedule]\nquiet_hours = "{(hour + 1) % 24:02d}:00-{hour:02d}:00"\n'
+    night = f'[schedule]\nquiet_hours = "{hour:02d}:00-{(hour + 1) % 24:02d}:00"\n'
+    extra = "[schedule.quiet]\nmaxretry = 2\n"
+    with running(site, tmp_path, day + extra) as daemon:
+        assert fail_logins(site, guessers[2], 3) == [401, 401, 401]
+        assert daemon.bans() == []  # by day: counted only
+        text = daemon.config.read_text()
+        daemon.config.write_text(text.replace(day, night))
+        reloaded = daemon.cli("reload")
+        assert reloaded.returncode == 0, reloaded.stderr
+        fail_logins(site, guessers[3], 3)
+        assert [b["ip"] for b in eventually(daemon.bans, 10, 0.2)] == [guessers[3]]
