@@ -102,3 +102,34 @@ def test_explain_takes_an_ipv6_source_with_a_port():
         assert (said["source"], said["verdict"]) == (shown, "drop")
     result = CliRunner().invoke(main, ["explain", str(msg), "--source", "pbx.example.com"])
     assert result.exit_code == 2 and "is not an IP address" in result.output
+
+
+def test_events_flows_and_analysis_read_the_store_with_no_daemon(tmp_path):
+    import time as clock
+
+    from sipwarden.observe import Event, FlowKey, FlowTable
+    from sipwarden.store import ObserveStore
+
+    now = clock.time()
+    store = ObserveStore(tmp_path / "s.db")
+    store.write_events(
+        [Event(now - 60, "verdict", "203.0.113.4", "scan.x", (("verdict", "drop"),))]
+    )
+    table = FlowTable()
+    table.record(FlowKey("203.0.113.4", 5070, "10.0.0.1", 5060, "udp"), now - 120, 300)
+    store.write_flows(table.drain(now))
+    store.close()
+    config = tmp_path / "c.toml"
+    config.write_text(f'[storage]\npath = "s.db"\n[control]\nsocket = "{tmp_path / "none.sock"}"\n')
+    events = json.loads(run("events", "-c", str(config), "--json", "--since", "1h").stdout)
+    assert [(e["source"], e["reason"], e["verdict"]) for e in events] == [
+        ("203.0.113.4", "scan.x", "drop")
+    ]
+    assert json.loads(run("events", "-c", str(config), "--json", "--since", "30s").stdout) == []
+    (flow,) = json.loads(run("flows", "-c", str(config), "--json").stdout)
+    assert (flow["source_port"], flow["packets"], flow["bytes"]) == (5070, 1, 300)
+    (line,) = run("flows", "-c", str(config), "--ipfix").stdout.decode().splitlines()
+    assert json.loads(line)["sourceIPv4Address"] == "203.0.113.4"
+    assert json.loads(run("analysis", "run", "-c", str(config), "--json").stdout) == []
+    refused = run("events", "-c", str(config), "--since", "yesterday")
+    assert refused.returncode == 2 and b"neither a duration" in refused.stderr
