@@ -72,7 +72,9 @@ async def serve(
             config.observe,
             config.storage.path,
             worker=worker,
-            drop_counts=enforcer.drop_counts if worker == 0 else None,
+            drop_counts=enforcer.drop_counts
+            if worker == 0 and config.firewall.enforcer == "nftables"
+            else None,
         )
         if config.observe.enabled
         else None

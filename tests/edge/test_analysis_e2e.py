@@ -133,6 +133,10 @@ def test_a_banned_sources_flood_shows_in_its_flow_though_the_edge_never_saw_it(
         assert flow["bytes"] == 1000 * (100 + 28), flow  # whole IP packets, as nft counts
         assert flow["verdicts"] == {"kernel-drop": 1000}, flow
         assert daemon.stats()["edge"].get("received", 0) == received  # not one reached the socket
+        kernel = daemon.stats()["kernel-drops"]
+        assert kernel["packets:ban-or-feed"] == 1000 and kernel["sources"] == 1, kernel
+        metrics = daemon.http("/metrics")
+        assert 'sipwarden_kernel_dropped_packets_total{reason="ban-or-feed"} 1000.0' in metrics
 
 
 DISTRIBUTED = """

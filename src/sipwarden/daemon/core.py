@@ -242,6 +242,7 @@ class Daemon:
             self.observe.stats() if self.observe is not None else None,
             self.alerts.status() if self.alerts else None,
             self.analysis.stats() if self.analysis is not None else None,
+            self.observe.kernel_stats() if self.observe is not None else None,
         )
 
     def intel_status(self) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class ObserveKeeper:
         self.kernel_drops: KernelDrops | None = None
         self._kernel_read = 0.0
         self._kernel_pending: list[dict[str, Any]] = []  # read, not written yet
+        self._kernel_totals: Counter[str] = Counter()  # what the readings added up to
         self.store_path = store_path
         self.worker = worker
         self.clock = clock
@@ -201,7 +202,11 @@ class ObserveKeeper:
             self.counters["kernel-drops-read-errors"] += 1
             log.warning("reading the kernel's drop counts failed: %s", exc)
             return
-        self._kernel_pending.extend(self.kernel_drops.read(reading, self.clock()))
+        records = self.kernel_drops.read(reading, self.clock())
+        self._kernel_pending.extend(records)
+        self._kernel_totals["packets:ban-or-feed"] += sum(r["packets"] for r in records)
+        self._kernel_totals["bytes:ban-or-feed"] += sum(r["bytes"] for r in records)
+        self._kernel_totals["sources"] = len(reading)
 
     async def follow(self) -> None:
         """Tell the listeners the events every worker wrote since the last
@@ -320,6 +325,12 @@ class ObserveKeeper:
         return self._store
 
     # --------------------------------------------------------------- status
+
+    def kernel_stats(self) -> dict[str, int] | None:
+        """The "kernel-drops" section of ``status`` (worker 0, with nftables):
+        the packets and bytes the kernel dropped for a ban or a feed, as read
+        so far, and the sources of the last reading."""
+        return None if self.drop_counts is None else dict(self._kernel_totals)
 
     def stats(self) -> dict[str, int]:
         """The "observe" section of ``status`` (summed over workers but

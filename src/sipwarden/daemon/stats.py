@@ -31,6 +31,7 @@ def worker_stats(
     observe: dict[str, Any] | None = None,
     alerts: dict[str, Any] | None = None,
     analysis: dict[str, Any] | None = None,
+    kernel_drops: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """This worker's counters, by section (``lane``: the kernel lane's, if
     there is one; its ``kernel-*`` counters come from worker 0 alone;
@@ -75,6 +76,8 @@ def worker_stats(
         stats["alert-targets"] = alerts["targets"]
     if analysis is not None:  # worker 0's
         stats["analysis"] = analysis
+    if kernel_drops is not None:  # worker 0's: it reads the kernel's per-source counts
+        stats["kernel-drops"] = kernel_drops
     return stats
 
 
