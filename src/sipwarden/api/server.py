@@ -154,20 +154,21 @@ def _window(request: web.Request) -> dict[str, Any] | str:
     return window
 
 
-async def list_events(request: web.Request) -> web.Response:
+async def _listed(request: web.Request, what: str) -> web.Response:
+    """``events`` or ``flows`` over the window the query asks for."""
     window = _window(request)
     if isinstance(window, str):
         return _error(400, window)
-    answer = await _run(request, "events", **window)
-    return _json(answer["events"]) if answer["ok"] else _error(400, answer["error"])
+    answer = await _run(request, what, **window)
+    return _json(answer[what]) if answer["ok"] else _error(400, answer["error"])
+
+
+async def list_events(request: web.Request) -> web.Response:
+    return await _listed(request, "events")
 
 
 async def list_flows(request: web.Request) -> web.Response:
-    window = _window(request)
-    if isinstance(window, str):
-        return _error(400, window)
-    answer = await _run(request, "flows", **window)
-    return _json(answer["flows"]) if answer["ok"] else _error(400, answer["error"])
+    return await _listed(request, "flows")
 
 
 async def profile(request: web.Request) -> web.Response:

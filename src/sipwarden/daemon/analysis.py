@@ -131,31 +131,18 @@ class AnalysisKeeper:
 
     def _act(self, findings: list[Finding], now: float) -> None:
         """Each finding told as an event; each decision to the ban book."""
-        observe, book = self.daemon.observe, self.daemon.policy.bans
+        observe, policy = self.daemon.observe, self.daemon.policy
         for finding in findings:
-            decision = finding.decision
-            banned = None
-            if decision is not None and book is not None:
-                banned = book.decide(
-                    decision.target,
-                    reason=decision.reason,
-                    detector=decision.detector,
-                    now=now,
-                    duration=decision.duration,
-                    evidence=decision.evidence,
-                )
+            banned = finding.decision is not None and policy.ban(finding.decision, now)
             log.warning(
-                "analysis %s: %s%s",
-                finding.analyser,
-                finding.summary,
-                "; banned" if banned is not None else "",
+                "analysis %s: %s%s", finding.analyser, finding.summary, "; banned" if banned else ""
             )
             if observe is not None:
                 fields: tuple[tuple[str, str | int | float | None], ...] = (
                     ("summary", finding.summary),
                     ("severity", finding.severity),
                     ("quiet", int(finding.quiet)),
-                    ("banned", int(banned is not None)),
+                    ("banned", int(banned)),
                 )
                 observe.events.push(Event(now, FINDING, finding.target, finding.analyser, fields))
 

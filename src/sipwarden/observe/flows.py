@@ -18,8 +18,8 @@ fields as IPFIX does, for the JSON-lines export.
 Sans-I/O: the clock is the caller's.
 
 Bounds, because UDP sources are spoofed by the million: at most
-``max_flows`` flows in one minute; the packets of a flow that finds the
-minute full are added to one overflow flow per (destination, destination
+``max_flows`` flows in one minute; the packets (and answers) of a flow that
+finds the minute full are added to one overflow flow per (destination, destination
 port, transport) whose source is ``"*"``, so the totals stay exact while the
 detail is bounded; ``untracked`` counts them. At most ``max_pending``
 ended minutes wait for the writer; past that the oldest is let go and
@@ -88,17 +88,9 @@ class FlowTable:
         """One packet (or one message of a stream) of ``key``'s flow, of
         ``size`` bytes; its method (a request's, or a response's status code
         as a string) and the verdict's reason (None: forwarded)."""
-        minute = int(now // 60)
-        if minute != self._minute:
-            self._roll(minute)
-        flow = self._flows.get(key)
-        if flow is None:
-            if len(self._flows) >= self.max_flows:
-                self.counters["untracked"] += 1
-                key = FlowKey(OVERFLOW, None, key.destination, key.destination_port, key.transport)
-                flow = self._flows.get(key)
-            if flow is None:
-                flow = self._flows[key] = _Flow(now, now)
+        flow = self._flows.get(key) if int(now // 60) == self._minute else None
+        if flow is None:  # a new minute, or a new flow in this one
+            flow = self._flow(key, now)
         flow.last = now
         flow.packets += 1
         flow.bytes += size
@@ -119,15 +111,9 @@ class FlowTable:
         counted in that flow's ``answers``, not in its packets (a flow is
         what the source sent). A flow not seen this minute gets one (its
         request came in the minute before)."""
-        minute = int(now // 60)
-        if minute != self._minute:
-            self._roll(minute)
-        flow = self._flows.get(key)
+        flow = self._flows.get(key) if int(now // 60) == self._minute else None
         if flow is None:
-            if len(self._flows) >= self.max_flows:
-                self.counters["untracked"] += 1
-                return
-            flow = self._flows[key] = _Flow(now, now)
+            flow = self._flow(key, now)
         flow.answers = _counted(flow.answers, str(status))
 
     def drain(self, now: float) -> list[dict[str, Any]]:
@@ -146,6 +132,22 @@ class FlowTable:
     def current(self) -> list[dict[str, Any]]:
         """The records of the minute under way (a live view; it goes on counting)."""
         return [_record(key, flow, self._minute * 60) for key, flow in self._flows.items()]
+
+    def _flow(self, key: FlowKey, now: float) -> _Flow:
+        """``key``'s flow in ``now``'s minute (the minute rolled over if it
+        is a new one), made if new; the overflow flow once the minute is full."""
+        minute = int(now // 60)
+        if minute != self._minute:
+            self._roll(minute)
+        flow = self._flows.get(key)
+        if flow is None:
+            if len(self._flows) >= self.max_flows:
+                self.counters["untracked"] += 1
+                key = FlowKey(OVERFLOW, None, key.destination, key.destination_port, key.transport)
+                flow = self._flows.get(key)
+            if flow is None:
+                flow = self._flows[key] = _Flow(now, now)
+        return flow
 
     def _roll(self, minute: int) -> None:
         if self._flows:

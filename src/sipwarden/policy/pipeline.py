@@ -22,7 +22,7 @@ before the message is even peeked at: a banned or listed source's flood
 costs a few dict probes per packet, not a parse.
 
 Detectors only ask: a stage that wants a ban returns a ``Banning`` (its
-verdict with a ``Decision``), and ``_ban`` hands the decision to the ban
+verdict with a ``Decision``), and ``ban`` hands the decision to the ban
 book, which alone decides; only what it records is enforced. The backend's
 answers come back through ``answer``: the failure tracker reads them and
 asks the ban book the same way, and a login that succeeded is reported to
@@ -226,7 +226,7 @@ class Policy:
             verdict = decide(view, source, local_port, now)
             if verdict is not None:
                 if isinstance(verdict, Banning):
-                    self._ban(verdict.decision, now)
+                    self.ban(verdict.decision, now)
                     return verdict.verdict
                 return verdict
         return FORWARD
@@ -288,14 +288,14 @@ class Policy:
             if tracker is not None:
                 decision = tracker.answer(client, status, method, who or "", credentials, now)
                 if decision is not None:
-                    self._ban(decision, now)
+                    self.ban(decision, now)
         return None if uniform is None else uniform.rewrite(data, view, credentials)
 
     # ------------------------------------------------------------ the ban path
 
-    def _ban(self, decision: Decision, now: float) -> bool:
-        """Ask the ban book (every detector's decision comes through here);
-        whether a ban was made."""
+    def ban(self, decision: Decision, now: float) -> bool:
+        """Ask the ban book (every detector's decision comes through here,
+        the analysis' too); whether a ban was made."""
         book = self._bans
         if book is None:
             return False
