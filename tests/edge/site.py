@@ -264,6 +264,23 @@ def eventually(predicate: Callable[[], Any], timeout: float, step: float = 0.05)
         time.sleep(step)
 
 
+def send_udp(site: Site, source: str, payload: bytes, count: int = 1) -> None:
+    """``count`` datagrams of ``payload`` from ``source`` (an address of the
+    clients' namespace, one socket: one source port) to the edge's SIP port."""
+    subprocess.run(
+        site.pair.in_clients(
+            sys.executable,
+            "-c",
+            "import socket\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"s.bind(({source!r}, 0))\n"
+            f"for _ in range({count}): s.sendto({payload!r}, ({site.pair.edge_ip!r}, {PORT}))",
+        ),
+        check=True,
+        timeout=30,
+    )
+
+
 # ---------------------------------------------------------------- a phone
 
 

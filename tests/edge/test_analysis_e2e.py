@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from sipwarden.store import ObserveStore
 
 from ..notify.receivers import Mailbox, Webhook, smtp_server
 from .netns import in_namespace
-from .site import BIN, Daemon, Site, eventually, phone
+from .site import BIN, Daemon, Site, eventually, phone, send_udp
 
 NET = "203.0.113"  # the guessers' network (documentation range, routed in the namespaces)
 SECRET = "a-test-webhook-secret-0123"
@@ -113,18 +112,7 @@ def test_a_banned_sources_flood_shows_in_its_flow_though_the_edge_never_saw_it(
         added = daemon.cli("bans", "add", site.attacker, "--for", "1h")
         assert added.returncode == 0, added.stderr
         received = daemon.stats()["edge"].get("received", 0)
-        subprocess.run(
-            site.pair.in_clients(
-                sys.executable,
-                "-c",
-                "import socket\n"
-                "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-                f"s.bind(({site.attacker!r}, 0))\n"
-                f"for _ in range(1000): s.sendto(b'x' * 100, ({site.pair.edge_ip!r}, 5060))",
-            ),
-            check=True,
-            timeout=30,
-        )
+        send_udp(site, site.attacker, b"x" * 100, 1000)
         flows = daemon.json("flows", "--source", site.attacker)
         kernel = [f for f in flows if f["source_port"] is None]
         assert len(kernel) == 1, flows

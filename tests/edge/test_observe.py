@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .flood import Registering, flood, flood_result
 from .netns import capture
-from .site import BIN, Daemon, Site, eventually, phone
+from .site import BIN, Daemon, Site, eventually, phone, send_udp
 
 SCANNER_PORT = 5060  # the edge's
 
@@ -142,17 +142,7 @@ def test_events_and_flows_outlive_a_restart_and_a_sigkill(site: Site, tmp_path: 
     probe = b"OPTIONS sip:nm SIP/2.0\r\nVia: SIP/2.0/UDP nm;branch=foo\r\nFrom: <sip:nm@nm>;tag=root\r\nTo: <sip:nm2@nm2>\r\nCall-ID: 50000\r\nCSeq: 42 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
 
     def send(n: int) -> None:
-        subprocess.run(
-            site.pair.in_clients(
-                sys.executable,
-                "-c",
-                "import socket,sys\n"
-                f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(({site.attacker!r},0))\n"
-                f"for _ in range({n}): s.sendto({probe!r},({site.pair.edge_ip!r},5060))",
-            ),
-            check=True,
-            timeout=30,
-        )
+        send_udp(site, site.attacker, probe, n)
 
     def packets() -> int:
         return sum(f["packets"] for f in daemon.json("flows", "--source", site.attacker))
@@ -277,15 +267,4 @@ def send_probe(site: Site, user: str) -> None:
         f"From: <sip:nm@nm>;tag=root\r\nTo: <sip:nm2@nm2>\r\nCall-ID: 50000\r\n"
         "CSeq: 42 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     )
-    subprocess.run(
-        site.pair.in_clients(
-            sys.executable,
-            "-c",
-            "import socket\n"
-            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            f"s.bind(({site.attacker!r}, 0))\n"
-            f"s.sendto({probe.encode()!r}, ({site.pair.edge_ip!r}, 5060))",
-        ),
-        check=True,
-        timeout=30,
-    )
+    send_udp(site, site.attacker, probe.encode())
