@@ -49,7 +49,7 @@ log = logging.getLogger("sipwarden")
 M = TypeVar("M")
 
 # what a reload cannot change: sockets, files and the kernel's table
-RESTART_SECTIONS = ("edge", "storage", "firewall", "api", "control", "logging")
+RESTART_SECTIONS = ("edge", "storage", "firewall", "api", "control", "logging", "observe", "alerts")
 
 
 class Daemon:
