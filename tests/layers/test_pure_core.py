@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sipwarden
 
-PURE = ("sip", "proxy", "policy", "intel", "observe")
+PURE = ("sip", "proxy", "policy", "intel", "observe", "deception")
 BLOCKED = (
     "asyncio",
     "socket",
