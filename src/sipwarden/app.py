@@ -110,9 +110,10 @@ async def serve(
 
     # the kernel lane's known-good sources, pushed by every worker; worker 0
     # keeps its trusted sets in step with the policy's and reads its counters
+    with_lane = config.firewall.enforcer == "nftables" and config.firewall.lane.enabled
     lane = (
         None
-        if policy.known_good is None
+        if policy.known_good is None or not with_lane
         else LaneKeeper(
             policy.known_good, keeper.enforcer, trusted=never_dropped if worker == 0 else None
         )

@@ -641,6 +641,26 @@ class ControlConfig(_Section):
     socket: Path = Path("sipwarden.sock")
 
 
+class FingerprintRule(_Section):
+    """One family's threshold: ``hits`` within ``window`` seconds earn a ban."""
+
+    hits: int = Field(default=10, ge=1, le=1_000_000)
+    window: Duration = 60.0
+
+
+class FingerprintsConfig(_Section):
+    """``[fingerprints]``: a source whose packets keep matching the pack's
+    scanner fingerprints is banned (progressive), never on a fingerprint
+    alone if it logged in (``policy/hostile.py``)."""
+
+    ban: bool = True
+    hits: int = Field(default=10, ge=1, le=1_000_000)  # of one family (scan, ua)...
+    window: Duration = 60.0  # ...within this: a ban
+    # a family's own threshold, e.g. { ua = { hits = 3, window = "60s" } }
+    families: dict[str, FingerprintRule] = Field(default_factory=dict)
+    max_sources: int = Field(default=100_000, ge=100)
+
+
 class ObserveConfig(_Section):
     """``[observe]``: events and traffic flows, kept in the store."""
 
@@ -1057,6 +1077,7 @@ class Config(_Section):
     api: ApiConfig = Field(default_factory=ApiConfig)
     intel: IntelConfig = Field(default_factory=IntelConfig)
     observe: ObserveConfig = Field(default_factory=ObserveConfig)
+    fingerprints: FingerprintsConfig = Field(default_factory=FingerprintsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     alerts: Alerts = Field(default_factory=list)  # [[alerts]] targets
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)

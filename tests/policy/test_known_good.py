@@ -112,10 +112,22 @@ def test_a_2xx_to_a_login_with_credentials_makes_a_source_known_good():
     assert good.drain() == {h: 1000.0 + 3600 for h in ("192.0.2.1", "192.0.2.2", "192.0.2.3")}
 
 
+def test_fingerprint_bans_keep_the_record_without_a_lane():
+    # a source that logged in is never banned on a fingerprint alone (a
+    # forged packet): the record is kept whatever the enforcer
+    assert build_policy(config_from_dict({})).known_good is not None
+
+
 def test_no_record_without_a_lane_and_the_same_one_after_a_reload():
     for config in (
-        config_from_dict({}),  # enforcer "none": no lane
-        config_from_dict({"firewall": {"enforcer": "nftables", "lane": {"enabled": False}}}),
+        # enforcer "none": no lane (and no fingerprint bans, which need the record too)
+        config_from_dict({"fingerprints": {"ban": False}}),
+        config_from_dict(
+            {
+                "firewall": {"enforcer": "nftables", "lane": {"enabled": False}},
+                "policy": {"pack": False},
+            }
+        ),
     ):
         policy = build_policy(config)
         assert policy.known_good is None

@@ -39,6 +39,7 @@ from ..intel.screen import IntelScreen
 from ..values import Network, Verdict
 from .bans import BanBook
 from .failures import FailureTracker
+from .hostile import HostileSources, Threshold
 from .known_good import KnownGood
 from .limits import QuietLimits, RateLimiter
 from .pipeline import Policy
@@ -272,13 +273,29 @@ def with_state(
         tracker.quiet_maxretry, tracker.quiet_findtime = quiet.maxretry, quiet.findtime
         if fail.uniform_answers:
             uniform = (old.uniform if old is not None else None) or UniformAnswers()
-    # the sources that logged in, for the kernel's lane (nftables only: no lane without it)
+    # the sources that logged in: for the kernel's lane (nftables), and so
+    # that no fingerprint alone bans a source that did (a forged packet)
     lane = config.firewall.lane
+    fingerprints = config.fingerprints
     known_good = old.known_good if old is not None else None
-    if config.firewall.enforcer != "nftables" or not lane.enabled:
+    with_lane = config.firewall.enforcer == "nftables" and lane.enabled
+    if not with_lane and not (fingerprints.ban and config.policy.pack):
         known_good = None
     elif known_good is None:
         known_good = KnownGood(timeout=lane.known_good_timeout)
+    hostile = old.hostile if old is not None else None
+    if not (fingerprints.ban and config.policy.pack):
+        hostile = None
+    else:
+        if hostile is None:
+            hostile = HostileSources()
+        default = Threshold(fingerprints.hits, fingerprints.window)
+        hostile.thresholds = {
+            "scan": default,
+            "ua": default,
+            **{name: Threshold(t.hits, t.window) for name, t in fingerprints.families.items()},
+        }
+        hostile.max_sources = fingerprints.max_sources
     old_intel = old.intel if old is not None else None
     geo = config.intel.geoip
     country_policy = None
@@ -309,6 +326,7 @@ def with_state(
         failures=tracker,
         uniform=uniform,
         known_good=known_good,
+        hostile=hostile,
         intel=intel,
         verdicts=policy.verdicts,
         decisions=old.decisions if old is not None else None,
@@ -358,6 +376,7 @@ def _assemble(
     failures: FailureTracker | None = None,
     uniform: UniformAnswers | None = None,
     known_good: KnownGood | None = None,
+    hostile: HostileSources | None = None,
     intel: IntelScreen | None = None,
     verdicts: Counter[Verdict] | None = None,
     decisions: Counter[str] | None = None,
@@ -375,7 +394,8 @@ def _assemble(
     if config.sanity:
         stages.append(Sanity(config.max_uri_length))
     if rules.rules:
-        stages.append(RuleStage(rules))
+        known = known_good.known if known_good is not None else None
+        stages.append(RuleStage(rules, hostile=hostile, known_good=known))
     if limiter is not None:
         stages.append(LimitStage(limiter, bans.allowed if bans is not None else _nobody))
     if config.options == "drop":
@@ -388,6 +408,7 @@ def _assemble(
         failures=failures,
         uniform=uniform,
         known_good=known_good,
+        hostile=hostile,
         verdicts=verdicts,
         decisions=decisions,
     )

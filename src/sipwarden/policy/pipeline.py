@@ -48,6 +48,7 @@ from ..sip import Peek, SipError, peek
 from ..values import FORWARD, Decision, Peer, Verdict
 from .bans import BanBook
 from .failures import FailureTracker, failure
+from .hostile import HostileSources
 from .known_good import LOGINS, KnownGood
 from .limits import RateLimiter
 from .rules import Context, RuleSet
@@ -90,6 +91,7 @@ class Policy:
         failures: FailureTracker | None = None,
         uniform: UniformAnswers | None = None,
         known_good: KnownGood | None = None,
+        hostile: HostileSources | None = None,
         decisions: Counter[str] | None = None,
         verdicts: Counter[Verdict] | None = None,
     ) -> None:
@@ -100,6 +102,7 @@ class Policy:
         self.failures = failures
         self.uniform = uniform
         self.known_good = known_good
+        self.hostile = hostile  # who is hostile (fingerprints, detectors); None: none kept
         # where failed logins are told (observe's queue; set by the daemon,
         # handed to the next policy on reload); None: not told
         self.events: EventQueue | None = None

@@ -9,6 +9,11 @@ does not ban: it returns its verdict with a ``Decision`` for the ban book
 (detector: the rule id; duration: the rule's, or the book's progressive
 steps).
 
+A pack rule (a scanner fingerprint) tells the hostile sources
+(``policy/hostile.py``): its hits earn a ban past a threshold, returned as
+a ``Banning`` with the rule's own verdict; an operator's ``deceive`` rule
+names its source hostile.
+
 Monitor-mode rules change nothing: the rule set counts them, and this stage
 logs what they would have done, a few times per rule and reload (a flood
 must not become a log flood), then only counts.
@@ -18,14 +23,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Final
 
 from ...sip import Peek
 from ...values import Decision, Peer, Verdict
+from ..hostile import HostileSources
 from ..rules import Context, Rule, RuleSet
 from ..stage import Banning, evidence
 
 MONITOR_LOGGED: Final = 10  # per monitor rule and reload, then only counted
+PACK: Final = "pack/"  # the origin of the built-in pack's rules: the fingerprints
 
 log = logging.getLogger("sipwarden.policy")
 
@@ -35,8 +43,16 @@ class RuleStage:
 
     name: Final = "rules"
 
-    def __init__(self, rules: RuleSet) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        *,
+        hostile: HostileSources | None = None,
+        known_good: Callable[[str, float], bool] | None = None,
+    ) -> None:
         self.rules = rules
+        self.hostile = hostile  # told of the pack's hits (they earn bans) and deceive rules
+        self.known_good = known_good
         self._monitor_logged: Counter[str] = Counter()
         rules.on_monitor = self._log_monitored
 
@@ -46,6 +62,22 @@ class RuleStage:
         rule = self.rules.evaluate(Context(view, source, local_port))
         if rule is None:
             return None
+        hostile = self.hostile
+        if hostile is not None:
+            host = source.host
+            if rule.origin.startswith(PACK):  # a fingerprint: hits earn a ban
+                good = self.known_good
+                decision = hostile.hit(
+                    host,
+                    rule.id,
+                    evidence(view, source),
+                    now,
+                    known_good=good is not None and good(host, now),
+                )
+                if decision is not None:
+                    return Banning(rule.verdict, decision)
+            elif rule.verdict.kind == "deceive":
+                hostile.mark(host, rule.id, now)
         if rule.verdict.kind == "ban":
             return Banning(
                 rule.verdict,

@@ -1,0 +1,172 @@
+"""Who is hostile: the sources a scanner fingerprint, an attack tool's
+User-Agent, a detector or an operator's rule has named, and the
+fingerprint hits that earn a ban.
+
+Why: the pack alone only drops, so a source that keeps sending
+fingerprinted traffic costs the edge a parse and a rule walk per packet
+forever; a ban moves it to the kernel. And deception (``deception/``) must
+answer only sources that are hostile: this is the one place that says so.
+
+Rules:
+
+- A hit of a fingerprint (a rule of the built-in pack) marks the source
+  hostile and counts in its family (``scan``, ``ua``: the rule id's first
+  part); ``hits`` of one family within ``window`` seconds earn a ban (a
+  ``Decision``, progressive like the rest: the ban book decides).
+- A source that logged in (known-good: the PBX accepted its password, a
+  round trip a forged packet cannot make) is never marked nor banned on a
+  fingerprint alone: its fingerprinted packets are dropped, nothing more,
+  so one forged packet can never get a phone banned.
+- ``mark`` names a source hostile for another reason (a detector's ban, an
+  operator's ``deceive`` rule).
+- While deception engages a source (``engage``), the ban it earned waits:
+  it is asked when the deception ends, the source idle for ``idle``
+  seconds or its deception budget (``budget`` bytes sent to it) spent.
+  ``ended(now)`` gives those decisions; the caller runs it every second.
+
+Bounded: at most ``max_sources`` sources (the least recently seen
+forgotten first); per source a few numbers and the hit times one
+threshold needs. Sans-I/O: the clock is passed in.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, NamedTuple
+
+from ..values import Decision
+
+EVIDENCE_KEPT: Final = 5
+
+
+class Threshold(NamedTuple):
+    hits: int  # fingerprint hits of one family...
+    window: float  # ...within this many seconds: a ban
+
+
+@dataclass(slots=True)
+class _Source:
+    since: float  # first named hostile
+    last: float  # last packet seen from it (hit, or deceived)
+    why: str  # the first reason (a rule id, a detector)
+    hits: dict[str, tuple[float, ...]] = field(default_factory=dict)  # family -> recent times
+    evidence: tuple[str, ...] = ()
+    engaged: bool = False  # deception answers it
+    spent: int = 0  # bytes deception sent it
+    owed: Decision | None = None  # the ban it earned while deceived
+
+
+def family(rule_id: str) -> str:
+    """``scan.sipvicious-tag`` -> ``scan``: the fingerprints' families."""
+    return rule_id.partition(".")[0]
+
+
+@dataclass
+class HostileSources:
+    thresholds: dict[str, Threshold] = field(
+        default_factory=lambda: {"scan": Threshold(10, 60.0), "ua": Threshold(10, 60.0)}
+    )
+    idle: float = 60.0  # deception ends when the source is quiet this long...
+    budget: int = 1_000_000  # ...or once this many bytes were sent to it
+    max_sources: int = 100_000
+    # "marked", "fingerprint-bans", "deferred", "spared-known-good", "forgotten"
+    counters: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._sources: OrderedDict[str, _Source] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def __contains__(self, host: object) -> bool:
+        return host in self._sources
+
+    def hostile(self, host: str) -> bool:
+        return host in self._sources
+
+    def why(self, host: str) -> str | None:
+        """The first reason ``host`` was named hostile (None: it is not)."""
+        src = self._sources.get(host)
+        return None if src is None else src.why
+
+    def hit(
+        self, host: str, rule_id: str, line: str, now: float, *, known_good: bool = False
+    ) -> Decision | None:
+        """A fingerprint ``rule_id`` matched a packet of ``host`` (``line``:
+        the evidence); the ban it earned, if one (see the module doc)."""
+        if known_good:
+            self.counters["spared-known-good"] += 1
+            return None
+        src = self._source(host, rule_id, now)
+        name = family(rule_id)
+        src.evidence = (*src.evidence[1 - EVIDENCE_KEPT :], line)
+        threshold = self.thresholds.get(name)
+        if threshold is None:
+            return None
+        recent = tuple(t for t in src.hits.get(name, ()) if now - t < threshold.window)
+        recent = (*recent[1 - threshold.hits :], now)
+        src.hits[name] = recent
+        if len(recent) < threshold.hits:
+            return None
+        src.hits[name] = ()  # asked once; the ban book counts the offences
+        decision = Decision(
+            host,
+            f"fingerprint.{name}",
+            f"{len(recent)} packets with scanner fingerprints ({name}) within"
+            f" {threshold.window:g} s",
+            "progressive",
+            src.evidence,
+        )
+        if src.engaged:
+            src.owed = decision
+            self.counters["deferred"] += 1
+            return None
+        self.counters["fingerprint-bans"] += 1
+        return decision
+
+    def mark(self, host: str, why: str, now: float) -> None:
+        """Name ``host`` hostile (a detector's ban, a ``deceive`` rule)."""
+        self._source(host, why, now)
+
+    def engage(self, host: str, sent: int, now: float) -> bool:
+        """Deception answered ``host`` with ``sent`` bytes; whether it may go
+        on (False once its budget is spent: ``ended`` then asks its ban)."""
+        src = self._sources.get(host)
+        if src is None:
+            return False
+        src.engaged = True
+        src.last = now
+        src.spent += sent
+        return src.spent < self.budget
+
+    def ended(self, now: float) -> list[Decision]:
+        """The bans owed by sources whose deception ended (idle, or their
+        budget spent); they are forgotten here (the ban book has them)."""
+        owed = []
+        for host, src in list(self._sources.items()):
+            if src.engaged and (now - src.last >= self.idle or src.spent >= self.budget):
+                del self._sources[host]
+                if src.owed is not None:
+                    owed.append(src.owed)
+        return owed
+
+    def forget(self, host: str) -> None:
+        self._sources.pop(host, None)
+
+    def _source(self, host: str, why: str, now: float) -> _Source:
+        src = self._sources.get(host)
+        if src is None:
+            self.counters["marked"] += 1
+            src = self._sources[host] = _Source(since=now, last=now, why=why)
+            while len(self._sources) > self.max_sources:
+                self._sources.popitem(last=False)
+                self.counters["forgotten"] += 1
+        else:
+            self._sources.move_to_end(host)
+            src.last = now
+        return src
+
+
+KnownGoodCheck = Callable[[str, float], bool]
