@@ -136,12 +136,14 @@ def test_challenge_realm_defaults_to_the_request_uri_host():
 
 
 def test_svcrash_constant_is_svcrashs_message():
-    assert SVCRASH == request("svcrash_crashmsg_RESPONSE.sip")
+    assert request("svcrash_crashmsg_RESPONSE.sip") == SVCRASH
     assert len(SVCRASH) == 283
     assert unhexlify(SVCRASH_TAG) == b"h:e:y\x01there\x01bye"
 
 
-@pytest.mark.parametrize("name", ["svwar_0.3.8_REGISTER_100.sip", "svcrack_0.3.8_REGISTER_initial.sip"])
+@pytest.mark.parametrize(
+    "name", ["svwar_0.3.8_REGISTER_100.sip", "svcrack_0.3.8_REGISTER_initial.sip"]
+)
 def test_the_stoppers_echo_the_transaction_but_not_the_from_tag(name):
     data = request(name)
     asked = parse(data)

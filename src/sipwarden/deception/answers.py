@@ -1,10 +1,9 @@
 """The fake answers to a hostile source's requests: bytes out, nothing sent.
 
 What each answer does to the tools was measured with the real ones
-(SIPVicious 0.2.x and 0.3.8, nmap's NSE, sippts: ``docs/architecture.md``
-points at the research; ``tests/deception/test_tools.py`` proves it again
-with SIPVicious 0.3.8). The plan, per request of a source already judged
-hostile:
+(SIPVicious 0.2.x and 0.3.8, nmap's NSE, sippts; the tools' own source read
+too); ``tests/deception/test_tools.py`` proves it again with SIPVicious
+0.3.8. The plan, per request of a source already judged hostile:
 
 - **Discovery stays silent** (``is_discovery``): OPTIONS (nmap -sV, Shodan,
   svmap, sipsak, NSE sip-methods), svmap's REGISTER and INVITE probes and
@@ -160,7 +159,6 @@ def is_discovery(view: Peek) -> bool:
         return True  # a broken From or To: nothing worth fooling, stay silent
 
 
-
 # ------------------------------------------------------------------ the answers
 
 
@@ -202,7 +200,9 @@ def challenge(
     return make_response(request, 401, to_tag=to_tag or _new_tag(), headers=headers).to_bytes()
 
 
-def stopper(request: Message, kind: Literal["svcrash", "non-hex-tag"], *, tag: str | None = None) -> bytes:
+def stopper(
+    request: Message, kind: Literal["svcrash", "non-hex-tag"], *, tag: str | None = None
+) -> bytes:
     """The SIPVicious stopper for ``request``: a 200 OK echoing it (Via, To
     with a tag added, Call-ID, CSeq) whose From is the request's with its tag
     replaced: svcrash's (``kind="svcrash"``) or one that is not hex

@@ -23,9 +23,7 @@ class AnswerLimiter:
     now (``rate`` a second with bursts of ``burst`` per source; ``total`` a
     second over all sources, one second deep); the answer is then counted."""
 
-    def __init__(
-        self, *, rate: float, burst: int, total: float, max_sources: int = 65_536
-    ) -> None:
+    def __init__(self, *, rate: float, burst: int, total: float, max_sources: int = 65_536) -> None:
         if rate <= 0 or burst < 1 or total <= 0 or max_sources < 1:
             raise ValueError("rate and total must be > 0, burst and max_sources >= 1")
         self.rate = rate
