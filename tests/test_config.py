@@ -325,3 +325,49 @@ def test_analysis_and_schedule_settings() -> None:
 )
 def test_analysis_and_schedule_errors_name_the_key(data, expected) -> None:
     assert expected in error(data)
+
+
+def test_deception_defaults_are_the_contracts() -> None:
+    deception = config_from_dict({}).deception
+    assert (deception.enabled, deception.honeypot, deception.register_ok) == (False, True, True)
+    assert deception.crash_scanners is False and deception.server_header == ""
+    assert (deception.crash_interval, deception.engaged_for) == (5.0, 600.0)
+    cfg = config_from_dict(
+        {
+            "deception": {
+                "enabled": True,
+                "crash_scanners": True,
+                "rate": 5,
+                "burst": 10,
+                "total_rate": 100,
+                "crash_interval": "3s",
+                "engaged_for": "30m",
+                "server_header": "PBX",
+            }
+        }
+    )
+    assert cfg.deception.enabled and cfg.deception.crash_scanners
+    assert (cfg.deception.crash_interval, cfg.deception.engaged_for) == (3.0, 1800.0)
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"rate": 0}, ["deception.rate", "got 0", "greater than 0"]),
+        ({"burst": 0}, ["deception.burst", "got 0", "greater than or equal to 1"]),
+        ({"total_rate": -1}, ["deception.total_rate", "got -1", "greater than 0"]),
+        (
+            {"crash_interval": "0.5s"},
+            ["deception.crash_interval", "0.5", "greater than or equal to 1"],
+        ),
+        ({"engaged_for": "1s"}, ["deception.engaged_for", "greater than or equal to 10"]),
+        ({"server_header": "a\r\nX: y"}, ["deception.server_header", "one line"]),
+        ({"enabled": "maybe"}, ["deception.enabled", "maybe", "boolean"]),
+        ({"crash_scanner": True}, ["deception.crash_scanner", "unknown key"]),
+    ],
+)
+def test_deception_errors_name_the_key_the_value_and_what_is_valid(data, words) -> None:
+    message = error({"deception": data})
+    assert len(message.splitlines()) == 1, message
+    for word in words:
+        assert word in message, (word, message)

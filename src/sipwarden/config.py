@@ -1065,6 +1065,34 @@ class ScheduleConfig(_Section):
         return bool(self.business_hours or self.quiet_hours or self.weekend or h.country or h.dates)
 
 
+class DeceptionConfig(_Section):
+    """[deception]: answers to sources already judged hostile, instead of
+    silence (issue 16). Off by default: every answer tells a scanner that a
+    SIP server lives here."""
+
+    enabled: bool = False
+    honeypot: bool = True  # hostile INVITEs reach the fake PBX (its settings: see below)
+    register_ok: bool = True  # a hostile REGISTER gets 200 OK (a guess with credentials: 401)
+    crash_scanners: bool = False  # the answer that stops SIPVicious
+    rate: float = Field(default=50.0, gt=0, le=100_000)  # answers a second to one source
+    burst: int = Field(default=100, ge=1, le=1_000_000)  # ... in a burst
+    total_rate: float = Field(default=1000.0, gt=0, le=10_000_000)  # to all sources together
+    crash_interval: Duration = Field(default=5.0, ge=1, le=3600)  # one stopper per source per this
+    engaged_for: Duration = Field(default=600.0, ge=10, le=99_999_999)  # after its last packet
+    max_sources: int = Field(default=65_536, ge=1, le=16_777_216)  # sources remembered
+    server_header: str = ""  # a generic Server on the fake answers; "" none (never sipwarden's)
+    # the honeypot's settings (helper "honeypot"'s HoneypotConfig) go here as a
+    # sub-table, e.g. `fake_pbx: HoneypotConfig` ([deception.fake_pbx]); the
+    # contract's `honeypot` above stays its on/off switch
+
+    @field_validator("server_header")
+    @classmethod
+    def _header_value(cls, value: str) -> str:
+        if any(ch in value for ch in "\r\n\0") or value != value.strip():
+            raise ValueError("one line of text without leading or trailing spaces (a header value)")
+        return value
+
+
 class Config(_Section):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
@@ -1082,6 +1110,7 @@ class Config(_Section):
     alerts: Alerts = Field(default_factory=list)  # [[alerts]] targets
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    deception: DeceptionConfig = Field(default_factory=DeceptionConfig)
 
     @model_validator(mode="after")
     def _analysis_bans_no_wider(self) -> Config:
