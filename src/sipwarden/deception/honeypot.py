@@ -62,7 +62,9 @@ if TYPE_CHECKING:
 T1: Final = 0.5  # RFC 3261's round-trip estimate: the first retransmission interval
 T2: Final = 4.0  # the longest retransmission interval
 # a 200 that refuses its one stream (port 0, RFC 3264 §6): "answered", no media
-NO_MEDIA_SDP: Final = "v=0\r\no=- {sid} 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n"
+NO_MEDIA_SDP: Final = (
+    "v=0\r\no=- {sid} 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n"
+)
 
 
 class Send(NamedTuple):
