@@ -206,8 +206,8 @@ class Honeypot:
     def _invite(
         self, msg: Message, source: Peer, now: float, key: CallKey, call: Call | None
     ) -> list[Action]:
-        cseq = msg.cseq
-        if cseq is None or msg.via is None:
+        cseq = msg.cseq  # (these views raise on a malformed value: no call then)
+        if cseq is None or msg.via is None or msg.to is None:
             self.counters["malformed"] += 1
             return []
         if call is not None and cseq.number == call.cseq:
@@ -222,6 +222,8 @@ class Honeypot:
             return [self._respond(msg, source, 491, call)]
         # a new call (or a new INVITE on the same Call-ID and From tag: an
         # answer to a challenge, another try): it starts over
+        local = _local(msg, source)
+        trying = make_response(msg, 100, headers=self._server).to_bytes()
         self._forget_due(now)
         if call is not None:
             del self._calls[key]
@@ -233,13 +235,12 @@ class Honeypot:
             invite=msg,
             cseq=cseq.number,
             to_tag=secrets.token_hex(8),
-            local=_local(msg, source),
+            local=local,
         )
         self._calls[key] = call
         self._bound()
         self.counters["calls"] += 1
         self.records.observe(msg, source, now)
-        trying = make_response(msg, 100, headers=self._server).to_bytes()
         call.last, call.last_what = trying, "100"
         actions: list[Action] = [Send(source, trying, "100")]
         if self.config.ring_after > 0:
@@ -345,11 +346,12 @@ class Honeypot:
         return [Wake(call.due, (call.key, call.serial))]
 
     def _forget_due(self, now: float) -> None:
-        """Forget ended calls past their grace, oldest first (their wakes may
-        never come: the edge may have lost them)."""
+        """Forget, oldest first, the ended calls past their grace and the
+        calls whose timer is overdue by more than it (their wakes may never
+        come: the edge may have lost them)."""
         while self._calls:
             call = next(iter(self._calls.values()))
-            if call.state != ENDED or now < call.due:
+            if now < call.due + (0.0 if call.state == ENDED else self.config.grace):
                 return
             del self._calls[call.key]
 
