@@ -259,8 +259,12 @@ def test_one_call_per_source_even_with_the_same_call_id():
 def test_other_methods_and_stray_responses_are_ignored_silently():
     honeypot = Honeypot(HoneypotConfig())
     for name in ("svmap_0.3.8_OPTIONS_udp.sip", "svcrack_0.3.8_REGISTER_initial_udp.sip"):
-        assert honeypot.receive(parse((SCANNERS / "captured" / name).read_bytes()), CALLER, T0) == []
-    stray = parse(b"SIP/2.0 180 Ringing\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+        assert (
+            honeypot.receive(parse((SCANNERS / "captured" / name).read_bytes()), CALLER, T0) == []
+        )
+    stray = parse(
+        b"SIP/2.0 180 Ringing\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
     assert honeypot.receive(stray, CALLER, T0) == []
     assert honeypot.counters["ignored"] == 3 and len(honeypot) == 0
 
@@ -323,7 +327,11 @@ def test_records_one_per_source_and_number_with_the_classifiers_reading():
     # svcrack's R-URI has no user: the To user is the number; its digest user is kept
     cracker = records[(other.host, "100")]
     assert (cracker["user_agent"], cracker["digest_user"]) == ("friendly-scanner", "100")
-    assert (cracker["media_address"], cracker["normalised"], cracker["prefix"]) == (None, "100", None)
+    assert (cracker["media_address"], cracker["normalised"], cracker["prefix"]) == (
+        None,
+        "100",
+        None,
+    )
 
 
 def test_records_are_bounded_between_drains():
@@ -343,4 +351,8 @@ def test_a_broken_classifier_loses_no_call():
     records = CallRecords(broken)
     records.observe(invite(), CALLER, T0)
     (record,) = records.drain()
-    assert (record["normalised"], record["prefix"], record["country"]) == (TOLL_FRAUD[0], None, None)
+    assert (record["normalised"], record["prefix"], record["country"]) == (
+        TOLL_FRAUD[0],
+        None,
+        None,
+    )
