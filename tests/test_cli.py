@@ -133,3 +133,70 @@ def test_events_flows_and_analysis_read_the_store_with_no_daemon(tmp_path):
     assert json.loads(run("analysis", "run", "-c", str(config), "--json").stdout) == []
     refused = run("events", "-c", str(config), "--since", "yesterday")
     assert refused.returncode == 2 and b"neither a duration" in refused.stderr
+
+
+def test_honeypot_calls_and_export_read_the_store_with_no_daemon(tmp_path):
+    import asyncio
+    import time as clock
+    from types import SimpleNamespace
+
+    from sipwarden.config import config_from_dict
+    from sipwarden.daemon.commands import run_command
+    from sipwarden.store import HoneypotStore
+
+    now = clock.time()
+    store = HoneypotStore(tmp_path / "s.db")
+    store.add(
+        [
+            {
+                "source": "203.0.113.9",
+                "number": "00972597562518",
+                "count": 3,
+                "first_seen": now - 90,
+                "last_seen": now - 60,
+                "user_agent": "friendly-scanner",
+                "normalised": "+972597562518",
+                "prefix": "00",
+                "country": "PS",
+            },
+            {
+                "source": "198.51.100.4",
+                "number": "9011972597562518",
+                "count": 1,
+                "first_seen": now - 7200,
+                "last_seen": now - 7200,
+            },
+        ]
+    )
+    store.close()
+    config = tmp_path / "c.toml"
+    config.write_text(f'[storage]\npath = "s.db"\n[control]\nsocket = "{tmp_path / "none.sock"}"\n')
+    calls = json.loads(run("honeypot", "calls", "-c", str(config), "--json").stdout)
+    assert [(c["source"], c["number"], c["count"]) for c in calls] == [
+        ("203.0.113.9", "00972597562518", 3),
+        ("198.51.100.4", "9011972597562518", 1),
+    ]
+    assert {"normalised", "prefix", "country", "user_agent", "first_seen", "last_seen"} <= set(
+        calls[0]
+    )
+    recent = run("honeypot", "calls", "-c", str(config), "--json", "--since", "1h").stdout
+    assert [c["source"] for c in json.loads(recent)] == ["203.0.113.9"]
+    mine = run("honeypot", "calls", "-c", str(config), "--json", "--source", "198.51.100.4")
+    assert [c["number"] for c in json.loads(mine.stdout)] == ["9011972597562518"]
+    table = run("honeypot", "calls", "-c", str(config))
+    assert table.returncode == 0 and b"2 honeypot call records" in table.stdout
+    listed = run("honeypot", "export", "-c", str(config), "--format", "numbers")
+    assert listed.stdout == b"+972597562518\n9011972597562518\n"
+    out = tmp_path / "calls.jsonl"
+    written = run("honeypot", "export", "-c", str(config), "-o", str(out))
+    assert written.returncode == 0 and b"2 records written" in written.stderr
+    assert [json.loads(line)["source_ip"] for line in out.read_text().splitlines()] == [
+        "203.0.113.9",
+        "198.51.100.4",
+    ]
+    # the daemon's command answers the same from the store, and names a bad argument
+    daemon = SimpleNamespace(config=config_from_dict({"storage": {"path": str(tmp_path / "s.db")}}))
+    answer = asyncio.run(run_command(daemon, {"cmd": "honeypot-calls", "source": "203.0.113.9"}))
+    assert answer["ok"] and [c["count"] for c in answer["calls"]] == [3]
+    refused = asyncio.run(run_command(daemon, {"cmd": "honeypot-calls", "limit": 0}))
+    assert not refused["ok"] and "limit" in refused["error"]

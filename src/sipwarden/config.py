@@ -1065,6 +1065,25 @@ class ScheduleConfig(_Section):
         return bool(self.business_hours or self.quiet_hours or self.weekend or h.country or h.dates)
 
 
+class HoneypotConfig(_Section):
+    """The honeypot's calls (``deception/honeypot.py``): how the fake PBX
+    answers a hostile INVITE, and how long its call records are kept."""
+
+    ringing: Literal[180, 183] = 180  # the ringing answer, after 100 Trying
+    ring_after: float = Field(default=0.0, ge=0, le=30)  # seconds from 100 to it
+    hold: Duration = Field(default=15.0, le=300)  # ringing this long, then the final answer
+    final: Literal["486", "603", "200"] = "486"  # busy, declined, or answered with no media
+    answer_sdp: bool = True  # the 200 carries an SDP refusing its stream (port 0); off: no body
+    bye_after: Duration = Field(default=10.0, le=3600)  # after the 200, our BYE
+    server: str = Field(default="", max_length=100)  # the Server header ("": none)
+    retransmits: int = Field(default=2, ge=0, le=6)  # of a final answer or our BYE, without ACK
+    max_calls: int = Field(default=4096, ge=1)  # in progress; the oldest forgotten past this
+    grace: Duration = Field(default=32.0, le=300)  # a call is forgotten this long after its end
+    max_records: int = Field(default=10_000, ge=1)  # (source, number) records between two writes
+    retention: Duration = 90 * 86400.0  # records not called since are deleted
+    max_rows: int = Field(default=1_000_000, ge=1000)  # the least recent go first past this
+
+
 class DeceptionConfig(_Section):
     """[deception]: answers to sources already judged hostile, instead of
     silence (issue 16). Off by default: every answer tells a scanner that a
@@ -1081,9 +1100,8 @@ class DeceptionConfig(_Section):
     engaged_for: Duration = Field(default=600.0, ge=10, le=99_999_999)  # after its last packet
     max_sources: int = Field(default=65_536, ge=1, le=16_777_216)  # sources remembered
     server_header: str = ""  # a generic Server on the fake answers; "" none (never sipwarden's)
-    # the honeypot's settings (helper "honeypot"'s HoneypotConfig) go here as a
-    # sub-table, e.g. `fake_pbx: HoneypotConfig` ([deception.fake_pbx]); the
-    # contract's `honeypot` above stays its on/off switch
+    # the fake PBX's settings, [deception.fake_pbx] (`honeypot` above is its switch)
+    fake_pbx: HoneypotConfig = Field(default_factory=HoneypotConfig)
 
     @field_validator("server_header")
     @classmethod

@@ -171,6 +171,15 @@ async def list_flows(request: web.Request) -> web.Response:
     return await _listed(request, "flows")
 
 
+async def list_honeypot_calls(request: web.Request) -> web.Response:
+    """The honeypot's call records; ``?since=``, ``&source=``, ``&limit=`` as for events."""
+    window = _window(request)
+    if isinstance(window, str):
+        return _error(400, window)
+    answer = await _run(request, "honeypot-calls", **window)
+    return _json(answer["calls"]) if answer["ok"] else _error(400, answer["error"])
+
+
 async def profile(request: web.Request) -> web.Response:
     answer = await _run(request, "profile")
     if not answer.pop("ok"):
@@ -224,6 +233,7 @@ def make_app(daemon: Daemon, guard: Guard) -> web.Application:
     app.router.add_get("/api/v1/events/stream", stream_events)
     app.router.add_get("/api/v1/flows", list_flows)
     app.router.add_get("/api/v1/profile", profile)
+    app.router.add_get("/api/v1/honeypot/calls", list_honeypot_calls)
     app.router.add_get("/metrics", prometheus)
     return app
 

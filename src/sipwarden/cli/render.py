@@ -135,6 +135,29 @@ def flows_table(rows: list[dict[str, Any]]) -> None:
     Console().print(table)
 
 
+def honeypot_table(rows: list[dict[str, Any]]) -> None:
+    """`honeypot calls`: the most recently called first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} honeypot call records")
+    for column in ("source", "number", "normalised", "country", "calls", "first", "last", "tool"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        port = row.get("source_port")
+        table.add_row(
+            row["source"] + (f":{port}" if port is not None else ""),
+            row["number"],
+            row.get("normalised") or "",
+            row.get("country") or "",
+            f"{row['count']:,}",
+            when(row["first_seen"]),
+            when(row["last_seen"]),
+            row.get("user_agent") or "",
+        )
+    Console().print(table)
+
+
 def findings(rows: list[dict[str, Any]]) -> None:
     """`analysis run`: one finding a paragraph."""
     if not rows:

@@ -12,6 +12,7 @@ through the same code. To add a command, write it below and list it in
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -21,6 +22,7 @@ from ..observe.schedule import week_profile
 from ..store import StoreError
 from .analysis import PROFILE_WEEKS, written_everywhere
 from .bans import add_request, remove_request
+from .offline import honeypot_calls as read_honeypot_calls
 
 if TYPE_CHECKING:
     from .core import Daemon
@@ -158,6 +160,17 @@ async def flows(daemon: Daemon, request: Request) -> Answer:
     return {"ok": True, "flows": merged[:limit]}
 
 
+async def honeypot_calls(daemon: Daemon, request: Request) -> Answer:
+    """The honeypot's call records (the contract's: one per source and
+    dialled number), the most recently called first, as the store has them."""
+    window = _window(request)
+    if isinstance(window, str):
+        return {"ok": False, "error": window}
+    since, source, limit = window
+    asked = {"since": since, "source": source, "limit": limit}
+    return await asyncio.to_thread(read_honeypot_calls, daemon.config, asked)
+
+
 async def analysis_run(daemon: Daemon, request: Request) -> Answer:
     """Run the analysers once, now, over the window; their findings (acted
     on, as the periodic run does, only if ``act``)."""
@@ -196,6 +209,7 @@ COMMANDS: Final[dict[str, Command]] = {
     "observe-write": observe_write,
     "events": events,
     "flows": flows,
+    "honeypot-calls": honeypot_calls,
     "analysis-run": analysis_run,
     "profile": profile,
 }

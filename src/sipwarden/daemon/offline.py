@@ -112,6 +112,25 @@ def observed(config: Config, what: str, request: dict[str, Any]) -> dict[str, An
         store.close()
 
 
+def honeypot_calls(config: Config, request: dict[str, Any]) -> dict[str, Any]:
+    """A ``honeypot-calls`` request (``since``, ``source``, ``limit``)
+    answered from the store: the honeypot's call records, the most recently
+    called first. The daemon's command runs this too (on a thread)."""
+    from ..store import HoneypotStore, StoreError
+
+    since, source, limit = request.get("since"), request.get("source"), request.get("limit", 10_000)
+    try:
+        store = HoneypotStore(config.storage.path)
+    except StoreError as exc:
+        return {"ok": False, "error": str(exc)}
+    try:
+        return {"ok": True, "calls": store.calls(since=since, source=source, limit=limit)}
+    except StoreError as exc:
+        return {"ok": False, "error": str(exc)}
+    finally:
+        store.close()
+
+
 def analysis_once(config: Config, now: float | None = None) -> dict[str, Any]:
     """The analysers over the store's window, with no daemon: the findings
     (nothing acted on: the daemon's run bans, this one only tells)."""

@@ -91,5 +91,33 @@ CREATE INDEX flows_minute ON flows (minute);
 CREATE INDEX flows_source ON flows (source, minute);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
+# 2 -> 3: the honeypot's call records, one per (source, number) (store/honeypot.py)
+_V3: Final = """
+CREATE TABLE honeypot_calls (
+    id              INTEGER PRIMARY KEY,
+    source          TEXT NOT NULL,
+    number          TEXT NOT NULL,      -- the Request-URI user as dialled
+    count           INTEGER NOT NULL,
+    first_seen      REAL NOT NULL,
+    last_seen       REAL NOT NULL,
+    source_port     INTEGER,            -- the latest call's details from here on
+    transport       TEXT,
+    to_user         TEXT,
+    from_user       TEXT,
+    from_tag        TEXT,
+    contact         TEXT,
+    via             TEXT,               -- the top Via's sent-by
+    user_agent      TEXT,
+    media_address   TEXT,               -- the SDP's c=
+    media_port      INTEGER,            -- its first m= port
+    digest_user     TEXT,
+    normalised      TEXT,
+    prefix          TEXT,
+    country         TEXT,
+    UNIQUE (source, number)
+);
+CREATE INDEX honeypot_calls_seen ON honeypot_calls (last_seen);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
 VERSION: Final = len(MIGRATIONS)  # what this release writes
