@@ -1,0 +1,191 @@
+"""Toll-fraud detectors: what a source's INVITEs dial, as the dialplan reads it.
+
+Operations: ``TollFraud.invite(host, number, now, known_good=...)`` for each
+INVITE a source sends, with its R-URI user classified by the dialplan
+(``intel.numbers.Dialplan.classify``), returning a ``Decision`` when the
+source has earned a ban; ``quiet_action(number, ...)`` for the quiet-time
+rule. Sans-I/O; the clock is passed in; nothing here bans.
+
+Two detectors, after what toll-fraud callers do (research/deception.md §4):
+
+- ``tollfraud.prefix-walk``: one destination (the number's ``tail``, its
+  E.164 digits) tried behind ``walk_prefixes`` or more different prefixes
+  (``00``, ``011``, ``9011``, ``+``, ``000``, none...) within ``window``:
+  the caller is looking for the prefix that routes. A phone redialling one
+  number, however often, uses one prefix and is no walk;
+- ``tollfraud.international``: ``international`` INVITEs to international
+  numbers within ``window`` from a source that never logged in. A PBX's
+  guest or anonymous context is where these land; a phone that registered
+  is not counted.
+
+Known-good sources (they logged in) and trusted peers are never counted
+for international calls, and by default not for a walk either
+(``walk_known_good``): an INVITE over UDP can carry a forged source, and a
+phone that dials one contact as ``+44...`` and another time as ``0...``
+would look like a walk. Both bans are ``bantime`` ("progressive": the ban
+book's steps, longer each time).
+
+Quiet time (``[schedule.quiet] international``): ``quiet_action`` says
+whether an INVITE to an international number from a source neither trusted
+nor known-good is dropped or alerted while the schedule says quiet.
+
+Bounded: at most ``max_sources`` sources (least recently touched forgotten
+first); per source, at most ``max_tails`` destinations (the least recently
+dialled forgotten first) with at most ``walk_prefixes`` prefixes each, and
+at most ``international`` timestamps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Final, Literal, TypeVar
+
+from ..intel.numbers import Number
+from ..values import Decision
+
+PREFIX_WALK: Final = "tollfraud.prefix-walk"
+INTERNATIONAL: Final = "tollfraud.international"
+EVIDENCE_KEPT: Final = 5
+QuietAction = Literal["allow", "drop", "alert"]
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class _Source:
+    # tail -> ((when, prefix, dialled), ...), one per distinct prefix;
+    # insertion order is dialling order (an entry is re-inserted when dialled)
+    tails: dict[str, tuple[tuple[float, str, str], ...]] = field(default_factory=dict)
+    international: tuple[float, ...] = ()
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass
+class TollFraud:
+    window: float = 3600.0
+    walk_prefixes: int = 2  # one destination behind this many prefixes: a walk
+    walk_known_good: bool = False  # look for a walk from known-good sources too
+    international: int = 10  # international INVITEs within window, never logged in
+    bantime: float | Literal["progressive"] = "progressive"
+    max_sources: int = 100_000
+    max_tails: int = 16  # destinations remembered per source
+
+    def __post_init__(self) -> None:
+        self._sources: OrderedDict[str, _Source] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def forget(self, host: str) -> None:
+        """Drop what is known of ``host`` (it was banned: start afresh)."""
+        self._sources.pop(host, None)
+
+    def invite(
+        self, host: str, number: Number, now: float, known_good: bool = False
+    ) -> Decision | None:
+        """One INVITE from ``host`` to ``number``; ``known_good``: the source
+        logged in (or is a trusted peer): see the module doc."""
+        walk = bool(number.tail) and (not known_good or self.walk_known_good)
+        abroad = number.international and not known_good
+        if not (walk or abroad):
+            return None
+        src = self._source(host)
+        line = f"{_clock(now)} INVITE to {number.dialled}" + _described(number)
+        src.evidence = (*src.evidence[1 - EVIDENCE_KEPT :], line)
+        if walk:
+            decision = self._walk(host, src, number, now)
+            if decision is not None:
+                return decision
+        if abroad:
+            recent = [t for t in src.international if now - t < self.window]
+            src.international = (*_last(recent, self.international - 1), now)
+            if len(src.international) >= self.international:
+                return self._decide(
+                    host,
+                    INTERNATIONAL,
+                    f"{len(src.international)} INVITEs to international numbers within"
+                    f" {_span(self.window)} from a source that never logged in",
+                )
+        return None
+
+    # -------------------------------------------------------------- inside
+
+    def _walk(self, host: str, src: _Source, number: Number, now: float) -> Decision | None:
+        tails = src.tails
+        tried = [t for t in tails.pop(number.tail, ()) if now - t[0] < self.window]
+        tried = [t for t in tried if t[1] != number.prefix]  # this prefix: now, last
+        tried = [*_last(tried, self.walk_prefixes - 1), (now, number.prefix, number.dialled)]
+        tails[number.tail] = tuple(tried)
+        while len(tails) > self.max_tails:
+            del tails[next(iter(tails))]
+        if len(tried) < self.walk_prefixes:
+            return None
+        src.evidence = tuple(
+            f"{_clock(when)} INVITE to {dialled} (prefix {prefix or 'none'})"
+            for when, prefix, dialled in tried
+        )
+        prefixes = ", ".join(repr(p) if p else "none" for _, p, _ in tried)
+        return self._decide(
+            host,
+            PREFIX_WALK,
+            f"one number ({_destination(number)}) dialled behind {len(tried)} prefixes"
+            f" ({prefixes}) within {_span(self.window)}",
+        )
+
+    def _decide(self, host: str, detector: str, reason: str) -> Decision:
+        src = self._sources.pop(host)
+        return Decision(host, detector, reason, self.bantime, src.evidence)
+
+    def _source(self, host: str) -> _Source:
+        src = self._sources.get(host)
+        if src is None:
+            src = self._sources[host] = _Source()
+            if len(self._sources) > self.max_sources:
+                self._sources.popitem(last=False)
+        else:
+            self._sources.move_to_end(host)
+        return src
+
+
+def quiet_action(
+    number: Number, *, quiet: bool, vouched: bool, action: QuietAction
+) -> Literal["drop", "alert"] | None:
+    """The quiet-time rule (``[schedule.quiet] international``): "drop" or
+    "alert" for an INVITE to an international ``number`` while ``quiet``
+    from a source not ``vouched`` for (neither a trusted peer nor
+    known-good), as ``action`` says; None when it lets the call be ("allow",
+    by day, a vouched source, a national number or no number at all)."""
+    if action == "allow" or not quiet or vouched or not number.international:
+        return None
+    return action
+
+
+def _described(number: Number) -> str:
+    if not number.tail:
+        return " (not a phone number)"
+    where = f", {number.country}" if number.country else ""
+    kind = "international" if number.international else "national"
+    return f" ({kind}{where}, prefix {number.prefix or 'none'})"
+
+
+def _destination(number: Number) -> str:
+    digits = f"+{number.e164}" if number.e164 else number.tail
+    return f"{digits}, {number.country}" if number.country else digits
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
+
+
+def _last(items: list[_T], n: int) -> list[_T]:
+    """The last ``n`` items (none for n <= 0; ``items[-0:]`` would be all)."""
+    return items[-n:] if n > 0 else []
+
+
+def _clock(now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
