@@ -27,7 +27,10 @@ def test_a_walk_is_detected_at_the_second_prefix() -> None:
     assert decision.duration == "progressive"
     assert "+972597562518" in decision.reason and "2 prefixes" in decision.reason
     # the evidence lists the dial strings, one a line
-    assert any("00972597562518 (prefix '00'" not in e for e in decision.evidence)
+    assert decision.evidence[0].endswith(
+        "INVITE to 00972597562518 (international, IL +972597562518, prefix 00)"
+    )
+    assert decision.evidence[1].endswith("(international, IL +972597562518, prefix 011)")
     assert [e.split(" INVITE to ")[1].split()[0] for e in decision.evidence] == [
         "00972597562518",
         "011972597562518",

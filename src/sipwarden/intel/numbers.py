@@ -36,8 +36,9 @@ strings a bounded amount of work each (a few parses).
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import unquote
 
 import phonenumbers
@@ -95,6 +96,15 @@ class Dialplan:
         self._internationals = _ordered(
             tuple(p for p in self.international_prefixes if p != "+"), WELL_KNOWN_INTERNATIONAL
         )
+        # the home country's national prefix, for national numbers ("0" in
+        # GB, "1" in North America); a country whose rule rewrites digits
+        # (Argentina, Brazil) is left to phonenumbers.parse, slower
+        meta = phonenumbers.PhoneMetadata.metadata_for_region(self.country or "")
+        self._national_prefix: re.Pattern[str] | None = None
+        self._rewrites = False
+        if meta is not None and meta.national_prefix_for_parsing:
+            self._national_prefix = re.compile(meta.national_prefix_for_parsing)
+            self._rewrites = meta.national_prefix_transform_rule is not None
         self.classify = functools.lru_cache(maxsize=cache_size)(self._classify)
 
     def __repr__(self) -> str:
@@ -118,78 +128,96 @@ class Dialplan:
         ):
             return Number(dialled)
         if plus:
-            return self._international(dialled, trunk, "+", digits) or self._unknown(
-                dialled, trunk, "+", digits
+            readings = [_Reading(trunk + "+", trunk, "+", _international(digits))]
+            fallback = (trunk, "+", digits)
+        else:
+            readings, fallback = self._readings(digits)
+        # the first reading the metadata calls valid, else the first of a
+        # possible length (the validity test costs 10-80 µs: only for a choice)
+        possible = [r for r in readings if _possible(r.number)]
+        best = possible[0] if len(possible) == 1 else None
+        if best is None and possible:
+            best = next((r for r in possible if _valid(r.number)), possible[0])
+        if best is None or best.number is None:
+            return self._unknown(dialled, *fallback)
+        return self._number(dialled, best, best.number)
+
+    def _readings(self, digits: str) -> tuple[list[_Reading], tuple[str, str, str]]:
+        """Every way to read ``digits`` (see the module doc), in order, and
+        the split to compare by when none places the number."""
+        readings = []
+        fallback = ("", "", digits)
+        # a trunk (or none), then an international prefix
+        for t in self._trunks:
+            if not digits.startswith(t):
+                continue
+            for i in self._internationals:
+                if digits.startswith(i, len(t)):
+                    rest = digits[len(t) + len(i) :]
+                    readings.append(_Reading(t + i, t, i, _international(rest)))
+                    if fallback[2] == digits:
+                        fallback = (t, i, rest)
+        # a national number of the home country, behind a trunk (or none)
+        if self.country is not None:
+            for t in self._trunks:
+                if digits.startswith(t):
+                    readings += self._national(t, digits[len(t) :])
+        readings.append(_Reading("", "", "", _international(digits)))  # "44...", no prefix
+        return readings, fallback
+
+    def _national(self, trunk: str, rest: str) -> list[_Reading]:
+        """``rest`` read as a number of the home country: without its
+        national prefix, then as it is (Italy keeps its 0)."""
+        if self._rewrites:
+            number = _parse(rest, self.country)
+            if number is None or number.country_code != self._home_code:
+                return []
+            significant = phonenumbers.national_significant_number(number)
+            before = rest[: len(rest) - len(significant)] if rest.endswith(significant) else ""
+            return [_Reading(trunk + before, trunk, "", number)]
+        readings = []
+        match = self._national_prefix.match(rest) if self._national_prefix else None
+        if match is not None and match.end():
+            before = rest[: match.end()]
+            readings.append(
+                _Reading(trunk + before, trunk, "", _make(self._home_code, rest[match.end() :]))
             )
-        # a trunk (or none), then an international prefix: valid first, then possible
-        candidates = [
-            (t, i, digits[len(t) + len(i) :])
-            for t in self._trunks
-            for i in self._internationals
-            if digits.startswith(t + i)
-        ]
-        for strict in (True, False):
-            for trunk, intl, rest in candidates:
-                found = self._international(dialled, trunk, intl, rest, strict)
-                if found is not None:
-                    return found
-            if self.country is not None:
-                for trunk in self._trunks:
-                    if digits.startswith(trunk):
-                        found = self._national(dialled, trunk, digits[len(trunk) :], strict)
-                        if found is not None:
-                            return found
-            found = self._international(dialled, "", "", digits, strict)
-            if found is not None:
-                return found
-        trunk, intl, rest = candidates[0] if candidates else ("", "", digits)
-        return self._unknown(dialled, trunk, intl, rest)
+        readings.append(_Reading(trunk, trunk, "", _make(self._home_code, rest)))
+        return readings
 
-    def _international(
-        self, dialled: str, trunk: str, intl: str, rest: str, strict: bool = False
-    ) -> Number | None:
-        """``rest`` read as a country code and a number (after ``trunk`` and ``intl``)."""
-        number = _parse("+" + rest, None)
-        if number is None or not _fits(number, strict):
-            return None
-        e164 = f"{number.country_code}{phonenumbers.national_significant_number(number)}"
-        if e164 != rest:  # the library dropped something (a stray national prefix): not this
-            return None
-        return self._number(dialled, trunk + intl, trunk, intl, number, e164)
-
-    def _national(self, dialled: str, trunk: str, rest: str, strict: bool) -> Number | None:
-        """``rest`` read as a number of the home country (its national prefix included)."""
-        number = _parse(rest, self.country)
-        if number is None or not _fits(number, strict):
-            return None
-        significant = phonenumbers.national_significant_number(number)
-        e164 = f"{number.country_code}{significant}"
-        before = rest[: len(rest) - len(significant)] if rest.endswith(significant) else ""
-        # "44..." dialled without "+" in GB reads as national with its
-        # country code: that is the number with no prefix, not a national prefix
-        if before.endswith(str(number.country_code)) and rest.startswith(before):
-            before = before[: -len(str(number.country_code))]
-        return self._number(dialled, trunk + before, trunk, "", number, e164)
-
-    def _number(
-        self, dialled: str, prefix: str, trunk: str, intl: str, number: PhoneNumber, e164: str
-    ) -> Number:
-        country = phonenumbers.region_code_for_number(number) or _main_region(
-            number.country_code or 0
-        )
+    def _number(self, dialled: str, reading: _Reading, number: PhoneNumber) -> Number:
+        code = number.country_code or 0
+        e164 = f"{code}{phonenumbers.national_significant_number(number)}"
+        country = phonenumbers.region_code_for_number(number) or _main_region(code)
         if self.country is None:
-            international = bool(intl)
+            international = bool(reading.international_prefix)
         elif country is not None:
             international = country != self.country
         else:
-            international = number.country_code != self._home_code
-        return Number(dialled, prefix, trunk, intl, e164, country, international, e164)
+            international = code != self._home_code
+        return Number(
+            dialled,
+            reading.prefix,
+            reading.trunk,
+            reading.international_prefix,
+            e164,
+            country,
+            international,
+            e164,
+        )
 
     def _unknown(self, dialled: str, trunk: str, intl: str, rest: str) -> Number:
         """Digits no reading places: compared by what is left after the prefixes."""
         tail = rest if len(rest) >= MIN_TAIL else ""
         international = bool(intl and tail)
         return Number(dialled, trunk + intl, trunk, intl, international=international, tail=tail)
+
+
+class _Reading(NamedTuple):
+    prefix: str
+    trunk: str
+    international_prefix: str
+    number: PhoneNumber | None
 
 
 def _ordered(configured: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
@@ -199,6 +227,30 @@ def _ordered(configured: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, 
     )
 
 
+def _international(rest: str) -> PhoneNumber | None:
+    """``rest`` as a country code and a national number (codes are prefix-free:
+    at most one of its first 1-3 digits is one), built without
+    phonenumbers.parse, which costs ten times as much."""
+    if not rest or rest[0] == "0":  # no country code begins with 0
+        return None
+    for size in (1, 2, 3):
+        code = int(rest[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return _make(code, rest[size:])
+    return None
+
+
+def _make(code: int, significant: str) -> PhoneNumber | None:
+    if not significant or len(significant) > 17:
+        return None
+    zeros = len(significant) - len(significant.lstrip("0"))
+    number = PhoneNumber(country_code=code, national_number=int(significant))
+    if zeros:  # Italy's numbers keep their leading 0
+        number.italian_leading_zero = True
+        number.number_of_leading_zeros = zeros if zeros > 1 else None
+    return number
+
+
 def _parse(text: str, region: str | None) -> PhoneNumber | None:
     try:
         return phonenumbers.parse(text, region)
@@ -206,10 +258,12 @@ def _parse(text: str, region: str | None) -> PhoneNumber | None:
         return None
 
 
-def _fits(number: PhoneNumber, strict: bool) -> bool:
-    if strict:
-        return bool(phonenumbers.is_valid_number(number))
-    return bool(phonenumbers.is_possible_number(number))
+def _possible(number: PhoneNumber | None) -> bool:
+    return number is not None and bool(phonenumbers.is_possible_number(number))
+
+
+def _valid(number: PhoneNumber | None) -> bool:
+    return number is not None and bool(phonenumbers.is_valid_number(number))
 
 
 def _main_region(code: int) -> str | None:

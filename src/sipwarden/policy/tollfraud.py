@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, Literal, TypeVar
 
 from ..intel.numbers import Number
@@ -52,13 +52,19 @@ QuietAction = Literal["allow", "drop", "alert"]
 _T = TypeVar("_T")
 
 
+# what is kept of one INVITE: (when, prefix, dial string, how it reads)
+_Tried = tuple[float, str, str, str]
+
+
 @dataclass(slots=True)
 class _Source:
-    # tail -> ((when, prefix, dialled), ...), one per distinct prefix;
-    # insertion order is dialling order (an entry is re-inserted when dialled)
-    tails: dict[str, tuple[tuple[float, str, str], ...]] = field(default_factory=dict)
-    international: tuple[float, ...] = ()
-    evidence: tuple[str, ...] = ()
+    # tuples of strings and floats only, no dict and no objects: the garbage
+    # collector stops tracking them, so 100,000 sources do not lengthen
+    # every full collection (see failures.py)
+    # (tail, ((when, prefix, dialled, reading), ...)), the last dialled last;
+    # per tail one entry per distinct prefix, the latest
+    tails: tuple[tuple[str, tuple[_Tried, ...]], ...] = ()
+    international: tuple[_Tried, ...] = ()
 
 
 @dataclass
@@ -91,51 +97,58 @@ class TollFraud:
         if not (walk or abroad):
             return None
         src = self._source(host)
-        line = f"{_clock(now)} INVITE to {number.dialled}" + _described(number)
-        src.evidence = (*src.evidence[1 - EVIDENCE_KEPT :], line)
+        tried = (now, number.prefix, number.dialled, _reading(number))
         if walk:
-            decision = self._walk(host, src, number, now)
+            decision = self._walk(host, src, number.tail, tried, now)
             if decision is not None:
                 return decision
         if abroad:
-            recent = [t for t in src.international if now - t < self.window]
-            src.international = (*_last(recent, self.international - 1), now)
+            recent = [t for t in src.international if now - t[0] < self.window]
+            src.international = (*_last(recent, self.international - 1), tried)
             if len(src.international) >= self.international:
                 return self._decide(
                     host,
                     INTERNATIONAL,
                     f"{len(src.international)} INVITEs to international numbers within"
                     f" {_span(self.window)} from a source that never logged in",
+                    src.international,
                 )
         return None
 
     # -------------------------------------------------------------- inside
 
-    def _walk(self, host: str, src: _Source, number: Number, now: float) -> Decision | None:
-        tails = src.tails
-        tried = [t for t in tails.pop(number.tail, ()) if now - t[0] < self.window]
-        tried = [t for t in tried if t[1] != number.prefix]  # this prefix: now, last
-        tried = [*_last(tried, self.walk_prefixes - 1), (now, number.prefix, number.dialled)]
-        tails[number.tail] = tuple(tried)
-        while len(tails) > self.max_tails:
-            del tails[next(iter(tails))]
-        if len(tried) < self.walk_prefixes:
+    def _walk(
+        self, host: str, src: _Source, tail: str, tried: _Tried, now: float
+    ) -> Decision | None:
+        before: tuple[_Tried, ...] = ()
+        others = []
+        for entry in src.tails:
+            if entry[0] == tail:
+                before = entry[1]
+            else:
+                others.append(entry)
+        # this prefix counts once, as its latest; the others while in the window
+        kept = [t for t in before if now - t[0] < self.window and t[1] != tried[1]]
+        walk = (*_last(kept, self.walk_prefixes - 1), tried)
+        src.tails = (*_last(others, self.max_tails - 1), (tail, walk))
+        if len(walk) < self.walk_prefixes:
             return None
-        src.evidence = tuple(
-            f"{_clock(when)} INVITE to {dialled} (prefix {prefix or 'none'})"
-            for when, prefix, dialled in tried
-        )
-        prefixes = ", ".join(repr(p) if p else "none" for _, p, _ in tried)
+        prefixes = ", ".join(repr(t[1]) if t[1] else "none" for t in walk)
         return self._decide(
             host,
             PREFIX_WALK,
-            f"one number ({_destination(number)}) dialled behind {len(tried)} prefixes"
+            f"one number ({_destination(tail, tried[3])}) dialled behind {len(walk)} prefixes"
             f" ({prefixes}) within {_span(self.window)}",
+            walk,
         )
 
-    def _decide(self, host: str, detector: str, reason: str) -> Decision:
-        src = self._sources.pop(host)
-        return Decision(host, detector, reason, self.bantime, src.evidence)
+    def _decide(self, host: str, detector: str, reason: str, tried: tuple[_Tried, ...]) -> Decision:
+        self._sources.pop(host, None)
+        evidence = tuple(
+            f"{_clock(when)} INVITE to {dialled} ({reading}, prefix {prefix or 'none'})"
+            for when, prefix, dialled, reading in tried[-EVIDENCE_KEPT:]
+        )
+        return Decision(host, detector, reason, self.bantime, evidence)
 
     def _source(self, host: str) -> _Source:
         src = self._sources.get(host)
@@ -161,17 +174,16 @@ def quiet_action(
     return action
 
 
-def _described(number: Number) -> str:
-    if not number.tail:
-        return " (not a phone number)"
-    where = f", {number.country}" if number.country else ""
+def _reading(number: Number) -> str:
+    """How a number reads, for the evidence: "international, IL +972597562518"."""
     kind = "international" if number.international else "national"
-    return f" ({kind}{where}, prefix {number.prefix or 'none'})"
+    where = f"{number.country} " if number.country else ""
+    digits = f"+{number.e164}" if number.e164 else f"digits {number.tail}"
+    return f"{kind}, {where}{digits}"
 
 
-def _destination(number: Number) -> str:
-    digits = f"+{number.e164}" if number.e164 else number.tail
-    return f"{digits}, {number.country}" if number.country else digits
+def _destination(tail: str, reading: str) -> str:
+    return reading.partition(", ")[2] or tail
 
 
 def _span(seconds: float) -> str:
