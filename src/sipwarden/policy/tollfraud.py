@@ -23,7 +23,8 @@ for international calls, and by default not for a walk either
 (``walk_known_good``): an INVITE over UDP can carry a forged source, and a
 phone that dials one contact as ``+44...`` and another time as ``0...``
 would look like a walk. Both bans are ``bantime`` ("progressive": the ban
-book's steps, longer each time).
+book's steps, longer each time); their evidence is the INVITEs that made
+them, one line each: when, the dial string, how it reads, its prefix.
 
 Quiet time (``[schedule.quiet] international``): ``quiet_action`` says
 whether an INVITE to an international number from a source neither trusted
@@ -32,7 +33,7 @@ nor known-good is dropped or alerted while the schedule says quiet.
 Bounded: at most ``max_sources`` sources (least recently touched forgotten
 first); per source, at most ``max_tails`` destinations (the least recently
 dialled forgotten first) with at most ``walk_prefixes`` prefixes each, and
-at most ``international`` timestamps.
+at most ``international`` INVITEs abroad; only tuples of strings and floats.
 """
 
 from __future__ import annotations
