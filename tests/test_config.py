@@ -371,3 +371,57 @@ def test_deception_errors_name_the_key_the_value_and_what_is_valid(data, words) 
     assert len(message.splitlines()) == 1, message
     for word in words:
         assert word in message, (word, message)
+
+
+def test_dialplan_and_tollfraud_defaults_work_without_a_section() -> None:
+    cfg = config_from_dict({})
+    assert cfg.dialplan.country is None  # no home: international is what is dialled so
+    assert cfg.dialplan.international_prefixes == ["00", "011"]
+    assert cfg.dialplan.trunk_prefixes == []
+    assert cfg.tollfraud.enabled and cfg.tollfraud.walk_prefixes == 2
+    assert cfg.tollfraud.bantime == "progressive"
+    assert cfg.schedule.quiet.international == "allow"
+
+
+def test_the_contracts_dialplan() -> None:
+    cfg = config_from_dict(
+        {
+            "dialplan": {"country": "gb", "international_prefixes": ["00", "+"]},
+            "tollfraud": {"window": "30m", "international": 5, "bantime": "1d"},
+            "schedule": {"quiet": {"international": "drop"}},
+        }
+    )
+    assert cfg.dialplan.country == "GB" and cfg.dialplan.international_prefixes == ["00", "+"]
+    assert cfg.tollfraud.window == 1800.0 and cfg.tollfraud.bantime == 86400.0
+    assert cfg.schedule.quiet.international == "drop"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"dialplan": {"country": "XX"}},
+            "dialplan.country: 'XX' is not a country with a numbering plan: use a two-letter",
+        ),
+        ({"dialplan": {"country": "GBR"}}, "e.g. GB, US or DE (got 'GBR')"),
+        (
+            {"dialplan": {"international_prefixes": ["00", "0x1"]}},
+            "dialplan.international_prefixes: entry [1], '0x1', is not a prefix: use digits,"
+            ' e.g. "00" or "011", or "+"',
+        ),
+        (
+            {"dialplan": {"trunk_prefixes": ["+"]}},
+            "dialplan.trunk_prefixes: entry [0], '+', is not a prefix: use digits, e.g. \"9\"",
+        ),
+        ({"dialplan": {"trunk_prefixes": [""]}}, "dialplan.trunk_prefixes: entry [0], ''"),
+        ({"dialplan": {"trunk_prefixes": [9]}}, "dialplan.trunk_prefixes[0]"),
+        ({"tollfraud": {"walk_prefixes": 1}}, "tollfraud.walk_prefixes: "),
+        ({"tollfraud": {"bantime": "forever"}}, "tollfraud.bantime: 'forever' is not a duration"),
+        (
+            {"schedule": {"quiet": {"international": "block"}}},
+            "schedule.quiet.international: Input should be 'allow', 'drop' or 'alert'",
+        ),
+    ],
+)
+def test_dialplan_and_tollfraud_errors_name_the_key(data, expected) -> None:
+    assert expected in error(data)

@@ -1022,6 +1022,9 @@ class QuietPolicyConfig(_Section):
     limits_factor: float = Field(default=0.5, gt=0, le=1)  # the [limits] times this
     requests: int | None = Field(default=None, ge=1)  # or own values (per window)
     methods: dict[str, int] = Field(default_factory=dict)  # e.g. {INVITE = 5}
+    # INVITEs to international numbers ([dialplan]) from sources neither
+    # trusted nor known-good: "drop", "alert" (let through, told) or "allow"
+    international: Literal["allow", "drop", "alert"] = "allow"
 
     _methods = field_validator("methods")(classmethod(lambda cls, v: _method_limits(v)))
 
@@ -1111,6 +1114,64 @@ class DeceptionConfig(_Section):
         return value
 
 
+# ------------------------------------------------- dialplan and toll fraud (issue 16)
+
+
+def _prefixes(value: list[str], plus: bool) -> list[str]:
+    valid = 'digits, e.g. "00" or "011", or "+"' if plus else 'digits, e.g. "9"'
+    for i, prefix in enumerate(value):
+        ok = isinstance(prefix, str) and (
+            (prefix.isascii() and prefix.isdigit() and len(prefix) <= 6) or (plus and prefix == "+")
+        )
+        if not ok:
+            raise ValueError(f"entry [{i}], {prefix!r}, is not a prefix: use {valid} (6 at most)")
+    return value
+
+
+class DialplanConfig(_Section):
+    """``[dialplan]``: how numbers are dialled here, for the toll-fraud
+    detectors, the quiet-time rule and the honeypot's records
+    (``intel.numbers.Dialplan`` takes these keys as they are)."""
+
+    # the home country (ISO 3166-1 alpha-2); None: international is anything
+    # dialled with an international prefix or "+"
+    country: str | None = None
+    international_prefixes: list[str] = Field(default_factory=lambda: ["00", "011"])
+    trunk_prefixes: list[str] = Field(default_factory=list)  # "an outside line", e.g. ["9"]
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        import phonenumbers  # pure, but only this check needs it here
+
+        if value is None:
+            return None
+        code = value.upper() if isinstance(value, str) else ""
+        if not _COUNTRY.fullmatch(code) or code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(
+                f"{value!r} is not a country with a numbering plan: use a two-letter"
+                " ISO 3166-1 code, e.g. GB, US or DE"
+            )
+        return code
+
+    _international = field_validator("international_prefixes")(
+        classmethod(lambda cls, v: _prefixes(v, plus=True))
+    )
+    _trunk = field_validator("trunk_prefixes")(classmethod(lambda cls, v: _prefixes(v, plus=False)))
+
+
+class TollFraudConfig(_Section):
+    """``[tollfraud]``: the toll-fraud detectors on INVITEs (``policy/tollfraud.py``)."""
+
+    enabled: bool = True
+    window: Duration = 3600.0
+    walk_prefixes: int = Field(default=2, ge=2, le=10)  # one number behind this many: a walk
+    walk_known_good: bool = False  # look for walks from sources that logged in too
+    international: int = Field(default=10, ge=1)  # INVITEs abroad, never logged in, per window
+    bantime: AnalysisBanTime = "progressive"
+    max_sources: int = Field(default=100_000, ge=1)
+
+
 class Config(_Section):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
@@ -1129,6 +1190,8 @@ class Config(_Section):
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     deception: DeceptionConfig = Field(default_factory=DeceptionConfig)
+    dialplan: DialplanConfig = Field(default_factory=DialplanConfig)
+    tollfraud: TollFraudConfig = Field(default_factory=TollFraudConfig)
 
     @model_validator(mode="after")
     def _analysis_bans_no_wider(self) -> Config:

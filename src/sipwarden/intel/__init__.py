@@ -3,8 +3,9 @@
 Sans-I/O, like the rest of the core: APIBAN's paging (``apiban``), list
 feeds' syntax (``feeds``), the address index the edge asks per source
 (``index``), country range tables and the country policy (``geo``), the
-stage that screens sources (``screen``) and what the kernel's feed sets
-hold (``kernel``). What fetches them (httpx, files, MaxMind readers) is in
+stage that screens sources (``screen``), what the kernel's feed sets
+hold (``kernel``) and the number classifier of the dialplan (``numbers``:
+imported by its users, not here, as it loads phonenumbers). What fetches them (httpx, files, MaxMind readers) is in
 ``fetch/``; their state and entries live in SQLite (``store/intel.py``).
 """
 

@@ -4,7 +4,9 @@ the peeked message ``sanity``, ``rules``, ``limits`` and ``options``. Each
 module's doc says what its stage decides and with which reasons; ``stage``
 has their interface and ``build`` puts them in order from the config. A new
 behaviour (deception is the next) is one more module here and one more line
-in ``build._assemble``.
+in ``build._assemble``. ``tollfraud`` (the toll-fraud detectors and the
+quiet-time international rule on INVITEs) is not yet in ``build``: import
+it from its module (it loads phonenumbers).
 """
 
 from __future__ import annotations
