@@ -309,7 +309,7 @@ def test_the_builder_puts_the_stages_in_order():
     its stage, and the order is the module doc's."""
     full = build_policy(config_from_dict({"policy": {"trusted_peers": ["198.51.100.7"]}}))
     assert [s.name for s in full.screens] == ["bans", "intel"]
-    assert [s.name for s in full.stages] == ["sanity", "rules", "limits", "options"]
+    assert [s.name for s in full.stages] == ["sanity", "rules", "limits", "tollfraud", "options"]
     assert TRUNK.host in full.trusted and full.limiter is not None and full.intel is not None
     bare = rules_policy(PolicyConfig(pack=False, sanity=False, options="forward"))
     assert (bare.screens, bare.stages, bare.bans, bare.limiter, bare.intel) == (
@@ -321,7 +321,7 @@ def test_the_builder_puts_the_stages_in_order():
     )
     assert verdict(bare, request("OPTIONS", cseq_method="INVITE")) == ("forward", "")
     unlimited = build_policy(config_from_dict({"limits": {"enabled": False}}))
-    assert [s.name for s in unlimited.stages] == ["sanity", "rules", "options"]
+    assert [s.name for s in unlimited.stages] == ["sanity", "rules", "tollfraud", "options"]
 
 
 def test_stages_ask_for_bans_and_only_the_ban_book_makes_them():

@@ -93,3 +93,22 @@ def test_the_quiet_time_rule() -> None:
     told, alerts = policy(quiet=True, international="alert", detector=False)
     assert judge(told, invite("00972597562518")) == ("forward", "")
     assert [(s, n.e164, n.country) for s, n in alerts] == [(ATTACKER, "972597562518", "IL")]
+
+
+def test_the_built_policy_bans_a_prefix_walk_and_keeps_the_detector_across_a_reload() -> None:
+    from sipwarden.config import config_from_dict
+    from sipwarden.policy import build_policy
+
+    config = config_from_dict({"dialplan": {"country": "GB", "trunk_prefixes": ["9"]}})
+    built = build_policy(config)
+    assert built.tollfraud is not None and built.dialplan is not None
+    first, _ = built.judge_bytes(invite("00972597562518"), ATTACKER, 5060, T0)
+    assert first.kind == "forward"  # one number, once: nothing to say
+    reloaded = build_policy(config, previous=built)  # a reload keeps what was counted
+    assert reloaded.tollfraud is built.tollfraud and reloaded.dialplan is built.dialplan
+    second, _ = reloaded.judge_bytes(invite("9011972597562518"), ATTACKER, 5060, T0 + 5)
+    assert (second.kind, second.reason) == ("ban", PREFIX_WALK)
+    assert reloaded.bans is not None and reloaded.bans.banned(ATTACKER.host, T0 + 6) is not None
+    off = build_policy(config_from_dict({"tollfraud": {"enabled": False}}))
+    assert off.tollfraud is None
+    assert all(stage.name != "tollfraud" for stage in off.stages)  # no stage: no cost

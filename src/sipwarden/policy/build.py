@@ -31,12 +31,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..intel.geo import Countries, CountryPolicy
 from ..intel.index import AddressIndex
+from ..intel.numbers import Dialplan, Number
 from ..intel.screen import IntelScreen
-from ..values import Network, Verdict
+from ..observe import VERDICT, Event
+from ..values import Network, Peer, Verdict
 from .bans import BanBook
 from .failures import FailureTracker
 from .hostile import HostileSources, Threshold
@@ -54,6 +56,8 @@ from .stages import (
     Sanity,
     TrustedPeers,
 )
+from .stages.tollfraud import TollFraudStage
+from .tollfraud import QuietAction, TollFraud
 from .uniform import UniformAnswers
 
 if TYPE_CHECKING:  # the models only: importing pydantic pulls in socket (email.utils)
@@ -296,6 +300,33 @@ def with_state(
             **{name: Threshold(t.hits, t.window) for name, t in fingerprints.families.items()},
         }
         hostile.max_sources = fingerprints.max_sources
+    # what INVITEs dial: the dialplan (its cache kept while its keys stay)
+    # and the toll-fraud detectors (their counts kept across a reload)
+    dial = config.dialplan
+    plan = old.dialplan if old is not None else None
+    if plan is None or (
+        plan.country,
+        plan.international_prefixes,
+        plan.trunk_prefixes,
+    ) != (
+        dial.country.upper() if dial.country else None,
+        tuple(dial.international_prefixes),
+        tuple(dial.trunk_prefixes),
+    ):
+        plan = Dialplan(dial.country, dial.international_prefixes, dial.trunk_prefixes)
+    toll = config.tollfraud
+    tollfraud = old.tollfraud if old is not None else None
+    if not toll.enabled:
+        tollfraud = None
+    else:
+        settings = toll.model_dump(exclude={"enabled"})
+        if tollfraud is None:
+            tollfraud = TollFraud(**settings)
+        else:
+            for name, value in settings.items():
+                setattr(tollfraud, name, value)
+    international = config.schedule.quiet.international
+    quiet_time = schedule.quiet if schedule is not None and schedule.configured else None
     old_intel = old.intel if old is not None else None
     geo = config.intel.geoip
     country_policy = None
@@ -327,6 +358,7 @@ def with_state(
         uniform=uniform,
         known_good=known_good,
         hostile=hostile,
+        tollfraud=TollFraudParts(plan, tollfraud, international, quiet_time),
         intel=intel,
         verdicts=policy.verdicts,
         decisions=old.decisions if old is not None else None,
@@ -377,6 +409,7 @@ def _assemble(
     uniform: UniformAnswers | None = None,
     known_good: KnownGood | None = None,
     hostile: HostileSources | None = None,
+    tollfraud: TollFraudParts | None = None,
     intel: IntelScreen | None = None,
     verdicts: Counter[Verdict] | None = None,
     decisions: Counter[str] | None = None,
@@ -398,9 +431,39 @@ def _assemble(
         stages.append(RuleStage(rules, hostile=hostile, known_good=known))
     if limiter is not None:
         stages.append(LimitStage(limiter, bans.allowed if bans is not None else _nobody))
+    if tollfraud is not None and (
+        tollfraud.detector is not None or tollfraud.international != "allow"
+    ):
+
+        def vouched(host: str, now: float) -> bool:  # it logged in, or the allow list has it
+            return (known_good is not None and known_good.known(host, now)) or (
+                bans is not None and bans.allowed(host)
+            )
+
+        def alert(source: Peer, number: Number, now: float) -> None:
+            policy.tell(  # an international call in quiet time, let through: an event
+                Event(
+                    now,
+                    VERDICT,
+                    source.host,
+                    "tollfraud.quiet-international",
+                    (("verdict", "alert"), ("number", number.dialled), ("country", number.country)),
+                )
+            )
+
+        stages.append(
+            TollFraudStage(
+                tollfraud.plan,
+                tollfraud.detector,
+                vouched=vouched,
+                quiet=tollfraud.quiet,
+                international=tollfraud.international,
+                alert=alert,
+            )
+        )
     if config.options == "drop":
         stages.append(OptionsFromTrusted())
-    return Policy(
+    policy = Policy(
         trusted=trusted,
         screens=screens,
         stages=stages,
@@ -412,6 +475,18 @@ def _assemble(
         verdicts=verdicts,
         decisions=decisions,
     )
+    if tollfraud is not None:
+        policy.dialplan, policy.tollfraud = tollfraud.plan, tollfraud.detector
+    return policy
+
+
+class TollFraudParts(NamedTuple):
+    """What the toll-fraud stage is built from (``with_state`` keeps them)."""
+
+    plan: Dialplan
+    detector: TollFraud | None
+    international: QuietAction  # [schedule.quiet] international: "allow", "drop" or "alert"
+    quiet: Callable[[float], bool] | None
 
 
 def _nobody(key: str) -> bool:

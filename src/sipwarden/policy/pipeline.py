@@ -11,8 +11,10 @@ decides wins:
    allowed: nothing below touches them), the ban book (``banned``), threat
    feeds and countries (``intel.<feed>``, ``geo.<country>``);
 3. the message stages: sanity (``sanity.*``), the rules (operator's, then
-   the pack: the rule id), the rate limiter (``rate.<limit>``), OPTIONS
-   from anyone but a trusted peer (``options.untrusted``);
+   the pack: the rule id), the rate limiter (``rate.<limit>``), what an
+   initial INVITE dials (``tollfraud.*``: a prefix walk, international calls
+   from a source that never logged in, the quiet-time rule), OPTIONS from
+   anyone but a trusted peer (``options.untrusted``);
 4. ``forward``.
 
 Which stages there are, and their settings, is the builder's business
@@ -42,6 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from ..intel.numbers import Dialplan
 from ..intel.screen import IntelScreen
 from ..observe import LOGIN_FAILED, Event, EventQueue
 from ..sip import Peek, SipError, peek
@@ -62,6 +65,7 @@ from .stages import (
     Sanity,
     TrustedPeers,
 )
+from .tollfraud import TollFraud
 from .uniform import UniformAnswers
 
 log = logging.getLogger("sipwarden.policy")
@@ -103,6 +107,10 @@ class Policy:
         self.uniform = uniform
         self.known_good = known_good
         self.hostile = hostile  # who is hostile (fingerprints, detectors); None: none kept
+        # what INVITEs dial, and the toll-fraud detectors (the builder sets
+        # them; a reload hands them on)
+        self.dialplan: Dialplan | None = None
+        self.tollfraud: TollFraud | None = None
         # where failed logins are told (observe's queue; set by the daemon,
         # handed to the next policy on reload); None: not told
         self.events: EventQueue | None = None
@@ -293,6 +301,11 @@ class Policy:
                 if decision is not None:
                     self.ban(decision, now)
         return None if uniform is None else uniform.rewrite(data, view, credentials)
+
+    def tell(self, event: Event) -> None:
+        """An event for observe's queue (none kept: nothing to do)."""
+        if self.events is not None:
+            self.events.push(event)
 
     # ------------------------------------------------------------ the ban path
 
