@@ -27,10 +27,12 @@ from .daemon import preflight
 from .daemon.alerts import AlertKeeper, check_alerts
 from .daemon.bans import BanKeeper, enforcer_for, reconcile
 from .daemon.core import Daemon
+from .daemon.honeypot import HoneypotKeeper
 from .daemon.intel import IntelKeeper
 from .daemon.lane import LaneKeeper, start_lane
 from .daemon.modes import Mode
 from .daemon.observe import ObserveKeeper, as_event
+from .deception.deceiver import Deceiver
 from .edge import Edge, flow_key
 from .fetch.calendar import open_schedule
 from .fetch.dns import resolve
@@ -93,6 +95,16 @@ async def serve(
         enforcer,
         on_event=events.push if worker == 0 and events is not None else None,
     )
+    # deception ([deception] enabled): a hostile source's messages get the
+    # deceiver's answers; the honeypot's records are written by their keeper
+    deceiver = make_deceiver(config, policy) if config.deception.enabled else None
+    honeypot = (
+        None
+        if deceiver is None
+        else HoneypotKeeper(
+            deceiver.records, config.deception.fake_pbx, config.storage.path, worker=worker
+        )
+    )
     modes: list[Mode] = [
         Edge(
             config.edge,
@@ -100,6 +112,7 @@ async def serve(
             policy=policy,
             events=events,
             flows=observe.flows if observe is not None else None,
+            deceiver=deceiver,
         )
     ]
     daemon: Daemon | None = None
@@ -140,6 +153,7 @@ async def serve(
         lane=lane,
         observe=observe,
         alerts=alerts,
+        honeypot=honeypot,
         schedule=schedule,
         worker=worker,
         children=children,
@@ -191,6 +205,21 @@ async def start_api(config: Config, daemon: Daemon) -> ApiServer | None:
     except TokenError as exc:
         log.error("the API is not running: %s", exc)
     return None
+
+
+def make_deceiver(config: Config, policy: Policy) -> Deceiver:
+    """The deceiver, its honeypot's numbers read by the policy's dialplan."""
+    plan = policy.dialplan
+
+    def classify(dialled: str) -> tuple[str | None, str | None, str | None]:
+        if plan is None:
+            return dialled, None, None
+        number = plan.classify(dialled)
+        if not number.is_number:
+            return None, None, None
+        return number.e164 or number.tail, number.prefix or None, number.country
+
+    return Deceiver(config.deception, classify=classify)
 
 
 def _die_with_parent() -> None:

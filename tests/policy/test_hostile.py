@@ -69,7 +69,8 @@ def test_a_deceived_sources_ban_waits_for_the_deception_to_end() -> None:
     hostile.mark("198.51.100.3", "scan.sipvicious-tag", 0.0)
     assert hostile.engage("198.51.100.3", 600, 1.0)
     assert not hostile.engage("198.51.100.3", 600, 2.0)  # 1,200 bytes: spent
-    assert hostile.ended(3.0) == []  # it owed no ban (fewer hits than the threshold)
+    (spent,) = hostile.ended(3.0)  # deceived: hostile, so banned at the end all the same
+    assert spent.detector == "fingerprint.scan" and "the deception ended" in spent.reason
     assert "198.51.100.3" not in hostile
 
 

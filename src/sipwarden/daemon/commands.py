@@ -167,8 +167,20 @@ async def honeypot_calls(daemon: Daemon, request: Request) -> Answer:
     if isinstance(window, str):
         return {"ok": False, "error": window}
     since, source, limit = window
+    await honeypot_write(daemon, {})  # every worker's records written first
+    await daemon.ask_others({"cmd": "honeypot-write"})
     asked = {"since": since, "source": source, "limit": limit}
     return await asyncio.to_thread(read_honeypot_calls, daemon.config, asked)
+
+
+async def honeypot_write(daemon: Daemon, request: Request) -> Answer:
+    """Write this worker's honeypot records now."""
+    if daemon.honeypot is not None:
+        try:
+            await daemon.honeypot.write()
+        except StoreError as exc:
+            return {"ok": False, "error": str(exc)}
+    return {"ok": True}
 
 
 async def analysis_run(daemon: Daemon, request: Request) -> Answer:
@@ -212,6 +224,7 @@ COMMANDS: Final[dict[str, Command]] = {
     "honeypot-calls": honeypot_calls,
     "analysis-run": analysis_run,
     "profile": profile,
+    "honeypot-write": honeypot_write,
 }
 
 

@@ -40,6 +40,7 @@ from .stats import add_intel, add_stats, worker_stats
 if TYPE_CHECKING:
     from .alerts import AlertKeeper
     from .bans import BanKeeper
+    from .honeypot import HoneypotKeeper
     from .intel import IntelKeeper
     from .lane import LaneKeeper
     from .modes import Mode
@@ -49,7 +50,17 @@ log = logging.getLogger("sipwarden")
 M = TypeVar("M")
 
 # what a reload cannot change: sockets, files and the kernel's table
-RESTART_SECTIONS = ("edge", "storage", "firewall", "api", "control", "logging", "observe", "alerts")
+RESTART_SECTIONS = (
+    "edge",
+    "storage",
+    "firewall",
+    "api",
+    "control",
+    "logging",
+    "observe",
+    "alerts",
+    "deception",
+)
 
 
 class Daemon:
@@ -67,6 +78,7 @@ class Daemon:
         lane: LaneKeeper | None = None,
         observe: ObserveKeeper | None = None,
         alerts: AlertKeeper | None = None,
+        honeypot: HoneypotKeeper | None = None,
         schedule: Schedule | None = None,
         worker: int = 0,
         children: list[int] | None = None,
@@ -79,6 +91,7 @@ class Daemon:
         self.lane = lane  # None: no kernel lane
         self.observe = observe  # None: no events or flows kept
         self.alerts = alerts  # worker 0's, when [[alerts]] names targets
+        self.honeypot = honeypot  # the honeypot's records to the store ([deception] on)
         self.schedule = schedule  # [schedule]: quiet time (None: never quiet)
         # worker 0 runs the analysis over every worker's events and flows
         self.analysis = AnalysisKeeper(self) if worker == 0 and observe is not None else None
@@ -124,6 +137,8 @@ class Daemon:
             await self.observe.start()
         if self.alerts:
             await self.alerts.start()
+        if self.honeypot is not None:
+            await self.honeypot.start()
         await self.keeper.start()
         await self.intel.start()
         if self.lane is not None:
@@ -153,6 +168,8 @@ class Daemon:
             await self.observe.stop()
         if self.alerts:
             await self.alerts.stop()
+        if self.honeypot is not None:
+            await self.honeypot.stop()
         log.info(
             "worker %d stopped; %s; verdicts %s",
             self.worker,

@@ -22,10 +22,13 @@ import socket
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, cast
 
 from ..config import EdgeConfig, Endpoint
+from ..deception.deceiver import Deceiver
+from ..deception.honeypot import Send as DeceiverSend
+from ..deception.honeypot import Wake
 from ..observe import VERDICT, Event, EventQueue, FlowKey, FlowTable
 from ..policy import Policy, ReflectionBudget
 from ..proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
@@ -87,8 +90,11 @@ class Edge:
         now: Callable[[], float] = time.time,
         events: EventQueue | None = None,
         flows: FlowTable | None = None,
+        deceiver: Deceiver | None = None,
     ) -> None:
         self.config = config
+        # what a hostile source gets instead of silence ([deception]; None: silence)
+        self.deceiver = deceiver
         self.policy = policy if policy is not None else Policy()  # swapped whole on reload
         self.clock = clock  # for timeouts
         self.now = now  # wall clock, for the policy (bans are dated)
@@ -272,6 +278,11 @@ class Edge:
         cfg = self.config
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
+            hostile = self.policy.hostile
+            if hostile is not None:  # deception ended: the bans its sources earned meanwhile
+                wall = self.now()
+                for decision in hostile.ended(wall):
+                    self.policy.ban(decision, wall)
             now = self.clock()
             for conn in list(self._conns.values()):
                 if now - conn.last_activity > cfg.idle_timeout:
@@ -307,8 +318,11 @@ class Edge:
             assert self.proxy is not None
             self._execute(self.proxy.from_client(data, source, local, view))
             return True
-        # drop, ban and deceive are silent here (the ban book and deception
-        # stages act on them; nothing goes back to the source)
+        # drop and ban are silent (the ban book acts on them); deceive is
+        # the deceiver's, when deception is on (else silent too)
+        if verdict.kind == "deceive" and self.deceiver is not None:
+            self._deceive(data, source, view, verdict, now)
+            return False
         if verdict.kind == "reject" and view.is_request and view.method != "ACK":
             self._reject(data, source, verdict.code)
         return False
@@ -346,6 +360,39 @@ class Edge:
                 ("user_agent", view.user_agent if view is not None else None),
             )
             events.push(Event(now, VERDICT, source.host, verdict.reason, fields))
+
+    def _deceive(self, data: bytes, source: Peer, view: Peek, verdict: Verdict, now: float) -> None:
+        """Hand a hostile source's message to the deceiver and carry out its actions."""
+        assert self.deceiver is not None
+        hostile = self.policy.hostile
+        why = hostile.why(source.host) if hostile is not None else None
+        self._carry(
+            self.deceiver.message(data, view, source, now, (verdict.reason, why or "")), now
+        )
+
+    def _carry(self, actions: list[DeceiverSend | Wake], now: float) -> None:
+        """The deceiver's actions: answers (through the reflection budget, at
+        most what the source sent until it proved it receives: ratio 1.0),
+        and the honeypot's timers."""
+        hostile = self.policy.hostile
+        for action in actions:
+            if isinstance(action, Wake):
+                asyncio.get_running_loop().call_later(
+                    max(0.0, action.at - now), self._wake, action.token
+                )
+                continue
+            self.counters[f"deceive:{action.what}"] += 1
+            self.send(action.peer, action.data, ratio=1.0)
+            if hostile is not None:  # its ban (if it earned one) waits for the deception's end
+                hostile.engage(action.peer.host, len(action.data), now)
+
+    def _wake(self, token: Hashable) -> None:
+        try:
+            if self.deceiver is not None:
+                now = self.now()
+                self._carry(self.deceiver.wake(token, now), now)
+        except Exception:
+            _bug(self, "a honeypot timer", token)
 
     def _reject(self, data: bytes, source: Peer, code: int) -> None:
         """Answer with ``code`` (a rule's reject: meant for legitimate-looking traffic)."""

@@ -56,6 +56,7 @@ from .stages import (
     Sanity,
     TrustedPeers,
 )
+from .stages.deceive import DeceiveHostile
 from .stages.tollfraud import TollFraudStage
 from .tollfraud import QuietAction, TollFraud
 from .uniform import UniformAnswers
@@ -283,16 +284,20 @@ def with_state(
     fingerprints = config.fingerprints
     known_good = old.known_good if old is not None else None
     with_lane = config.firewall.enforcer == "nftables" and lane.enabled
-    if not with_lane and not (fingerprints.ban and config.policy.pack):
+    spare = (fingerprints.ban or config.deception.enabled) and config.policy.pack
+    if not with_lane and not spare:
         known_good = None
     elif known_good is None:
         known_good = KnownGood(timeout=lane.known_good_timeout)
     hostile = old.hostile if old is not None else None
-    if not (fingerprints.ban and config.policy.pack):
+    deceive = config.deception.enabled
+    if not ((fingerprints.ban or deceive) and config.policy.pack):
         hostile = None
     else:
         if hostile is None:
             hostile = HostileSources()
+        hostile.ban, hostile.deceive = fingerprints.ban, deceive
+        hostile.idle = config.deception.engaged_for
         default = Threshold(fingerprints.hits, fingerprints.window)
         hostile.thresholds = {
             "scan": default,
@@ -426,8 +431,10 @@ def _assemble(
     stages: list[Stage] = []
     if config.sanity:
         stages.append(Sanity(config.max_uri_length))
+    known = known_good.known if known_good is not None else None
+    if hostile is not None and hostile.deceive:
+        stages.append(DeceiveHostile(hostile, known))
     if rules.rules:
-        known = known_good.known if known_good is not None else None
         stages.append(RuleStage(rules, hostile=hostile, known_good=known))
     if limiter is not None:
         stages.append(LimitStage(limiter, bans.allowed if bans is not None else _nobody))

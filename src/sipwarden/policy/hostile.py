@@ -19,10 +19,11 @@ Rules:
   so one forged packet can never get a phone banned.
 - ``mark`` names a source hostile for another reason (a detector's ban, an
   operator's ``deceive`` rule).
-- While deception engages a source (``engage``), the ban it earned waits:
-  it is asked when the deception ends, the source idle for ``idle``
-  seconds or its deception budget (``budget`` bytes sent to it) spent.
-  ``ended(now)`` gives those decisions; the caller runs it every second.
+- While deception engages a source (``engage``), its ban waits: it is
+  asked when the deception ends, the source idle for ``idle`` seconds or
+  its deception budget (``budget`` bytes sent to it) spent. ``ended(now)``
+  gives those decisions (the one it earned, else one for what named it
+  hostile); the caller runs it every second.
 
 Bounded: at most ``max_sources`` sources (the least recently seen
 forgotten first); per source a few numbers and the hit times one
@@ -71,6 +72,8 @@ class HostileSources:
     idle: float = 60.0  # deception ends when the source is quiet this long...
     budget: int = 1_000_000  # ...or once this many bytes were sent to it
     max_sources: int = 100_000
+    ban: bool = True  # fingerprint hits earn bans ([fingerprints] ban)
+    deceive: bool = False  # hostile sources get deception's answers ([deception] enabled)
     # "marked", "fingerprint-bans", "deferred", "spared-known-good", "forgotten"
     counters: Counter[str] = field(default_factory=Counter)
 
@@ -103,7 +106,7 @@ class HostileSources:
         name = family(rule_id)
         src.evidence = (*src.evidence[1 - EVIDENCE_KEPT :], line)
         threshold = self.thresholds.get(name)
-        if threshold is None:
+        if threshold is None or not self.ban:
             return None
         recent = tuple(t for t in src.hits.get(name, ()) if now - t < threshold.window)
         recent = (*recent[1 - threshold.hits :], now)
@@ -142,14 +145,24 @@ class HostileSources:
         return src.spent < self.budget
 
     def ended(self, now: float) -> list[Decision]:
-        """The bans owed by sources whose deception ended (idle, or their
-        budget spent); they are forgotten here (the ban book has them)."""
+        """The bans of sources whose deception ended (idle, or their budget
+        spent): the one each earned meanwhile, or, a deceived source being
+        hostile by definition, one for what named it (``fingerprint.<family>``
+        for a fingerprint). They are forgotten here (the ban book has them)."""
         owed = []
         for host, src in list(self._sources.items()):
             if src.engaged and (now - src.last >= self.idle or src.spent >= self.budget):
                 del self._sources[host]
-                if src.owed is not None:
-                    owed.append(src.owed)
+                owed.append(
+                    src.owed
+                    or Decision(
+                        host,
+                        f"fingerprint.{family(src.why)}" if "." in src.why else src.why,
+                        f"deceived after {src.why}; the deception ended",
+                        "progressive",
+                        src.evidence,
+                    )
+                )
         return owed
 
     def forget(self, host: str) -> None:

@@ -76,6 +76,8 @@ class RuleStage:
                 )
                 if decision is not None:
                     return Banning(rule.verdict, decision)
+                if hostile.deceive and host in hostile:  # (a phone that logged in is not)
+                    return Verdict("deceive", rule.id)
             elif rule.verdict.kind == "deceive":
                 hostile.mark(host, rule.id, now)
         if rule.verdict.kind == "ban":

@@ -1,0 +1,111 @@
+"""Deception through the real daemon (issue 16, the first acceptance tests):
+SIPVicious against the edge with `[deception] enabled`, Kamailio behind it
+challenging with qop="auth", in the namespace site (``site.py``).
+
+- svwar gets an answer to every REGISTER of its range (kept busy, not
+  quitting after a silent first request), finds no extension, and stops;
+  its source ends banned once it has been idle for the deception's time.
+- svcrack reports no password, and the real one never reaches Kamailio:
+  nothing of the attacker is forwarded. The control run proves the test can
+  fail: svcrack straight at Kamailio finds the password.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .harness import USERS
+from .site import BIN, Daemon, Site, eventually
+
+DECEIVE = """
+[deception]
+enabled = true
+engaged_for = "10s"                     # the deception ends 10 s after its last packet
+"""
+
+
+def tool(site: Site, name: str, *options: str, cwd: Path) -> str:
+    """A SIPVicious tool from the attacker's address against the edge; its output."""
+    import subprocess
+
+    done = subprocess.run(
+        site.pair.in_clients(
+            str(BIN / f"sipvicious_{name}"),
+            *options,
+            "-x",
+            site.attacker,
+            "--maximumtime",
+            "3",
+            site.pair.edge_ip,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
+    return done.stdout + done.stderr
+
+
+def forwarded(daemon: Daemon, host: str) -> int:
+    """The packets of ``host`` that reached the PBX (flows: those without a verdict)."""
+    flows = daemon.json("flows", "--source", host)
+    return sum(f["packets"] - sum(f["verdicts"].values()) for f in flows)
+
+
+def test_svwar_is_kept_busy_finds_nothing_and_ends_banned(site: Site, tmp_path: Path) -> None:
+    daemon = Daemon(site, tmp_path, pack=True, extra=DECEIVE)
+    daemon.start()
+    try:
+        out = tool(site, "svwar", "-e", "100-130", "-m", "REGISTER", cwd=tmp_path)
+        assert "found nothing" in out.lower() or "| reqauth" not in out, out
+        assert "reqauth" not in out and "noauth" not in out, out  # no extension found
+        answered = daemon.stats()["edge"].get("deceive:register-ok", 0)
+        assert answered >= 31, (answered, out)  # every extension of its range was answered
+        assert forwarded(daemon, site.attacker) == 0
+        banned = eventually(lambda: [b for b in daemon.bans() if b["ip"] == site.attacker], 30, 0.5)
+        assert banned and banned[0]["detector"] == "fingerprint.scan", daemon.bans()
+    finally:
+        daemon.stop()
+        print(daemon.log())
+
+
+def test_svcrack_never_gets_the_real_password_through_the_edge(site: Site, tmp_path: Path) -> None:
+    words = tmp_path / "words.txt"
+    words.write_text("".join(f"guess{i}\n" for i in range(5)) + USERS["100"] + "\n")
+    daemon = Daemon(site, tmp_path, pack=True, extra=DECEIVE)
+    daemon.start()
+    try:
+        out = tool(site, "svcrack", "-u", "100", "-d", str(words), cwd=tmp_path)
+        assert USERS["100"] not in out, out
+        assert forwarded(daemon, site.attacker) == 0  # Kamailio saw nothing of it
+    finally:
+        daemon.stop()
+        print(daemon.log())
+
+
+def test_control_svcrack_finds_the_password_at_kamailio_itself(site: Site, tmp_path: Path) -> None:
+    import subprocess
+
+    words = tmp_path / "words.txt"
+    words.write_text("".join(f"guess{i}\n" for i in range(5)) + USERS["100"] + "\n")
+    done = subprocess.run(
+        site.pair.in_edge(
+            str(BIN / "sipvicious_svcrack"),
+            "-u",
+            "100",
+            "-d",
+            str(words),
+            "-p",
+            str(site.backend_port),
+            "--maximumtime",
+            "5",
+            "127.0.0.1",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+    )
+    assert USERS["100"] in done.stdout + done.stderr, done.stdout + done.stderr
