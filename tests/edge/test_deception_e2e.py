@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..conftest import SCANNERS
 from .harness import USERS
-from .site import BIN, Daemon, Site, eventually
+from .site import BIN, Daemon, Site, eventually, send_udp
+
+SCENARIOS = Path(__file__).parent / "scenarios"
 
 DECEIVE = """
 [deception]
@@ -109,3 +112,74 @@ def test_control_svcrack_finds_the_password_at_kamailio_itself(site: Site, tmp_p
         stdin=subprocess.DEVNULL,
     )
     assert USERS["100"] in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+NUMBERS = ("00972597562518", "011972597562518", "9011972597562518")  # one number, 3 prefixes
+
+
+def sipp_call(site: Site, number: str, tmp_path: Path) -> int:
+    """One toll-fraud call from the attacker with sipp; its exit status (0: it
+    got 100, 180 and the busy it ACKed)."""
+    import subprocess
+
+    done = subprocess.run(
+        site.pair.in_clients(
+            "sipp",
+            f"{site.pair.edge_ip}:5060",
+            "-sf",
+            str(SCENARIOS / "tollfraud_caller.xml"),
+            "-s",
+            number,
+            "-i",
+            site.attacker,
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "12",
+            "-timeout_error",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    return done.returncode
+
+
+def test_a_toll_fraud_caller_reaches_the_honeypot_which_records_its_numbers(
+    site: Site, tmp_path: Path
+) -> None:
+    extra = DECEIVE + '\n[deception.fake_pbx]\nhold = "1s"\n\n[dialplan]\ncountry = "GB"\n'
+    daemon = Daemon(site, tmp_path, pack=True, extra=extra)
+    daemon.start()
+    try:
+        # hostile first: a fingerprinted probe (discovery: it gets nothing)
+        send_udp(site, site.attacker, (SCANNERS / "svmap_0.3.8_OPTIONS.sip").read_bytes())
+        statuses = [sipp_call(site, number, tmp_path) for number in NUMBERS]
+        assert statuses == [0, 0, 0], statuses  # 100, 180, then 486 after the hold
+        calls = daemon.json("honeypot", "calls")
+        assert sorted(c["number"] for c in calls) == sorted(NUMBERS), calls
+        assert {(c["normalised"], c["country"]) for c in calls} == {("972597562518", "IL")}, calls
+        assert all(c["source"] == site.attacker for c in calls)
+        assert forwarded(daemon, site.attacker) == 0  # Kamailio received none of them
+        # the walk was seen: its ban comes when the deception ends
+        banned = eventually(lambda: [b for b in daemon.bans() if b["ip"] == site.attacker], 30, 0.5)
+        assert banned and banned[0]["detector"] == "tollfraud.prefix-walk", daemon.bans()
+    finally:
+        daemon.stop()
+        print(daemon.log())
+
+
+def test_without_deception_the_same_walk_is_banned(site: Site, tmp_path: Path) -> None:
+    daemon = Daemon(site, tmp_path, pack=True, extra='[dialplan]\ncountry = "GB"\n')
+    daemon.start()
+    try:
+        sipp_call(site, NUMBERS[0], tmp_path)  # Kamailio: no such user (404), not our busy
+        sipp_call(site, NUMBERS[1], tmp_path)  # the second prefix: a walk
+        banned = eventually(lambda: [b for b in daemon.bans() if b["ip"] == site.attacker], 10, 0.2)
+        assert banned and banned[0]["detector"] == "tollfraud.prefix-walk", daemon.bans()
+        assert daemon.json("honeypot", "calls") == []  # no honeypot without deception
+    finally:
+        daemon.stop()
+        print(daemon.log())

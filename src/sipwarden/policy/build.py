@@ -432,8 +432,7 @@ def _assemble(
     if config.sanity:
         stages.append(Sanity(config.max_uri_length))
     known = known_good.known if known_good is not None else None
-    if hostile is not None and hostile.deceive:
-        stages.append(DeceiveHostile(hostile, known))
+    deceiving = hostile if hostile is not None and hostile.deceive else None
     if rules.rules:
         stages.append(RuleStage(rules, hostile=hostile, known_good=known))
     if limiter is not None:
@@ -466,8 +465,11 @@ def _assemble(
                 quiet=tollfraud.quiet,
                 international=tollfraud.international,
                 alert=alert,
+                deceive=deceiving,
             )
         )
+    if deceiving is not None:  # after the detectors: they still see a deceived source's calls
+        stages.append(DeceiveHostile(deceiving, known))
     if config.options == "drop":
         stages.append(OptionsFromTrusted())
     policy = Policy(

@@ -133,6 +133,13 @@ class HostileSources:
         """Name ``host`` hostile (a detector's ban, a ``deceive`` rule)."""
         self._source(host, why, now)
 
+    def owe(self, decision: Decision, now: float) -> None:
+        """Name ``decision``'s target hostile for it, its ban owed when the
+        deception it now gets ends (a toll-fraud walk, with deception on)."""
+        src = self._source(decision.target, decision.detector, now)
+        src.owed = decision
+        self.counters["deferred"] += 1
+
     def engage(self, host: str, sent: int, now: float) -> bool:
         """Deception answered ``host`` with ``sent`` bytes; whether it may go
         on (False once its budget is spent: ``ended`` then asks its ban)."""

@@ -7,8 +7,10 @@ reaches the real registrar, its calls reach the honeypot.
 Only when ``[deception] enabled``: the builder leaves the stage out
 otherwise. A source that logged in (known-good) is never deceived, so a
 forged packet with a phone's address cannot turn the phone's own traffic
-away. It runs after sanity and before the rules; its cost for any other
-source is one dict probe.
+away. It runs last but OPTIONS, after the rules (a fingerprint hit is
+deceived there already), the limits and the toll-fraud detectors (they
+still count a deceived source's calls: a prefix walk is seen); its cost
+for any other source is one dict probe.
 """
 
 from __future__ import annotations

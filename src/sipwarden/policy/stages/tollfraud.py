@@ -13,7 +13,9 @@ dialled number) with a user in its R-URI, the dialplan classifies the user
   nor known-good is dropped (``tollfraud.quiet-international``) or, with
   "alert", let through and handed to ``alert`` (the caller's: an event).
 
-Trusted peers never reach a stage; ``vouched(host, now)`` says whether a
+With deception on (``deceive``), a detector's decision sends the source to
+the honeypot instead (the verdict ``deceive``; its ban owed until the
+deception ends). Trusted peers never reach a stage; ``vouched(host, now)`` says whether a
 source is known-good (it logged in). The builder leaves the stage out when
 the detectors are off and the rule is "allow", so it then costs nothing;
 other methods cost one comparison.
@@ -27,6 +29,7 @@ from typing import Final
 from ...intel.numbers import Dialplan, Number
 from ...sip import Peek
 from ...values import Peer, Verdict
+from ..hostile import HostileSources
 from ..stage import Banning
 from ..tollfraud import QuietAction, TollFraud, quiet_action
 
@@ -47,8 +50,12 @@ class TollFraudStage:
         quiet: Callable[[float], bool] | None = None,
         international: QuietAction = "allow",
         alert: Callable[[Peer, Number, float], None] | None = None,
+        deceive: HostileSources | None = None,
     ) -> None:
         self.plan = plan
+        # with deception on: a detector's decision sends the source to the
+        # honeypot, its ban owed until the deception ends
+        self.deceive = deceive
         self.detector = detector
         self.vouched = vouched
         self.quiet = quiet if international != "allow" else None
@@ -70,6 +77,9 @@ class TollFraudStage:
         if self.detector is not None:
             decision = self.detector.invite(source.host, number, now, known)
             if decision is not None:
+                if self.deceive is not None:
+                    self.deceive.owe(decision, now)
+                    return Verdict("deceive", decision.detector)
                 return Banning(Verdict("ban", decision.detector), decision)
         if self.quiet is None:
             return None
