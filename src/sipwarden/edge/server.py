@@ -4,7 +4,9 @@ Public listeners (UDP, TCP, TLS; IPv4 and IPv6) take client traffic; one
 internal UDP socket talks to the backend. Every inbound message is framed,
 peeked, judged by the policy pipeline and, if it passes, handed to the
 StatelessProxy, whose actions are carried out here. A dropped message gets
-no answer at all; every answer to a UDP client passes the reflection budget
+no answer at all; a hostile source's message judged ``deceive`` goes to
+the deceiver (``deception/``, with ``[deception]`` on) and its answers and
+timers are carried out here; every answer to a UDP client passes the reflection budget
 (``policy.reflection``: a source not yet verified gets back at most a small
 multiple of what it sent). Nothing a peer sends can raise out of these
 callbacks: malformed input is counted and dropped, a misbehaving connection
