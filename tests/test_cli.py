@@ -195,7 +195,11 @@ def test_honeypot_calls_and_export_read_the_store_with_no_daemon(tmp_path):
         "198.51.100.4",
     ]
     # the daemon's command answers the same from the store, and names a bad argument
-    daemon = SimpleNamespace(config=config_from_dict({"storage": {"path": str(tmp_path / "s.db")}}))
+    daemon = SimpleNamespace(
+        config=config_from_dict({"storage": {"path": str(tmp_path / "s.db")}}),
+        honeypot=None,  # no records pending in this (stand-in) daemon
+        ask_others=lambda request: asyncio.sleep(0, result=[]),
+    )
     answer = asyncio.run(run_command(daemon, {"cmd": "honeypot-calls", "source": "203.0.113.9"}))
     assert answer["ok"] and [c["count"] for c in answer["calls"]] == [3]
     refused = asyncio.run(run_command(daemon, {"cmd": "honeypot-calls", "limit": 0}))

@@ -234,6 +234,28 @@ listen = "127.0.0.1:0"
         return ask(self.socket, {"cmd": "stats"})
 
 
+@contextlib.contextmanager
+def running(site: Site, tmp: Path, extra: str = "", *, pack: bool = False) -> Iterator[Daemon]:
+    """A daemon started for a test, stopped after it with the kernel's table
+    deleted: the next test starts from an empty kernel (its bans would
+    otherwise be kept and merged back at the next start)."""
+    d = Daemon(site, tmp, pack=pack, extra=extra)
+    d.start()
+    try:
+        yield d
+    finally:
+        try:
+            if d.proc is not None:
+                d.stop()
+        finally:
+            print(d.log())
+            subprocess.run(
+                site.pair.in_edge("nft", "delete", "table", "inet", TABLE),
+                capture_output=True,
+                timeout=10,
+            )
+
+
 @pytest.fixture
 def daemon(site: Site, tmp_path: Path) -> Iterator[Daemon]:
     d = Daemon(site, tmp_path)

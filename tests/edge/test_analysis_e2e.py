@@ -36,7 +36,7 @@ from sipwarden.store import ObserveStore
 
 from ..notify.receivers import Mailbox, Webhook, smtp_server
 from .netns import in_namespace
-from .site import BIN, Daemon, Site, eventually, phone, send_udp
+from .site import BIN, Daemon, Site, eventually, phone, running, send_udp
 
 NET = "203.0.113"  # the guessers' network (documentation range, routed in the namespaces)
 SECRET = "a-test-webhook-secret-0123"
@@ -80,19 +80,6 @@ def receivers(site: Site) -> Iterator[tuple[Webhook, Mailbox, int]]:
         smtp.stop()
         asyncio.run_coroutine_threadsafe(hook.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
-
-
-@contextmanager
-def running(site: Site, tmp: Path, extra: str) -> Iterator[Daemon]:
-    daemon = Daemon(site, tmp, extra=extra)
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        if daemon.proc is not None:
-            daemon.stop()
-        print(daemon.log())
-        subprocess.run(site.pair.in_edge("nft", "delete", "table", "inet", "sipwarden"), timeout=10)
 
 
 def fail_logins(site: Site, ip: str, times: int) -> list[int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..conftest import SCANNERS
 from .harness import USERS
-from .site import BIN, Daemon, Site, eventually, send_udp
+from .site import BIN, Daemon, Site, eventually, running, send_udp
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -57,9 +57,7 @@ def forwarded(daemon: Daemon, host: str) -> int:
 
 
 def test_svwar_is_kept_busy_finds_nothing_and_ends_banned(site: Site, tmp_path: Path) -> None:
-    daemon = Daemon(site, tmp_path, pack=True, extra=DECEIVE)
-    daemon.start()
-    try:
+    with running(site, tmp_path, DECEIVE, pack=True) as daemon:
         out = tool(site, "svwar", "-e", "100-130", "-m", "REGISTER", cwd=tmp_path)
         assert "found nothing" in out.lower() or "| reqauth" not in out, out
         assert "reqauth" not in out and "noauth" not in out, out  # no extension found
@@ -68,23 +66,15 @@ def test_svwar_is_kept_busy_finds_nothing_and_ends_banned(site: Site, tmp_path: 
         assert forwarded(daemon, site.attacker) == 0
         banned = eventually(lambda: [b for b in daemon.bans() if b["ip"] == site.attacker], 30, 0.5)
         assert banned and banned[0]["detector"] == "fingerprint.scan", daemon.bans()
-    finally:
-        daemon.stop()
-        print(daemon.log())
 
 
 def test_svcrack_never_gets_the_real_password_through_the_edge(site: Site, tmp_path: Path) -> None:
     words = tmp_path / "words.txt"
     words.write_text("".join(f"guess{i}\n" for i in range(5)) + USERS["100"] + "\n")
-    daemon = Daemon(site, tmp_path, pack=True, extra=DECEIVE)
-    daemon.start()
-    try:
+    with running(site, tmp_path, DECEIVE, pack=True) as daemon:
         out = tool(site, "svcrack", "-u", "100", "-d", str(words), cwd=tmp_path)
         assert USERS["100"] not in out, out
         assert forwarded(daemon, site.attacker) == 0  # Kamailio saw nothing of it
-    finally:
-        daemon.stop()
-        print(daemon.log())
 
 
 def test_control_svcrack_finds_the_password_at_kamailio_itself(site: Site, tmp_path: Path) -> None:
@@ -114,6 +104,7 @@ def test_control_svcrack_finds_the_password_at_kamailio_itself(site: Site, tmp_p
     assert USERS["100"] in done.stdout + done.stderr, done.stdout + done.stderr
 
 
+GB = '[dialplan]\ncountry = "GB"\n'
 NUMBERS = ("00972597562518", "011972597562518", "9011972597562518")  # one number, 3 prefixes
 
 
@@ -151,9 +142,7 @@ def test_a_toll_fraud_caller_reaches_the_honeypot_which_records_its_numbers(
     site: Site, tmp_path: Path
 ) -> None:
     extra = DECEIVE + '\n[deception.fake_pbx]\nhold = "1s"\n\n[dialplan]\ncountry = "GB"\n'
-    daemon = Daemon(site, tmp_path, pack=True, extra=extra)
-    daemon.start()
-    try:
+    with running(site, tmp_path, extra, pack=True) as daemon:
         # hostile first: a fingerprinted probe (discovery: it gets nothing)
         send_udp(site, site.attacker, (SCANNERS / "svmap_0.3.8_OPTIONS.sip").read_bytes())
         statuses = [sipp_call(site, number, tmp_path) for number in NUMBERS]
@@ -166,20 +155,12 @@ def test_a_toll_fraud_caller_reaches_the_honeypot_which_records_its_numbers(
         # the walk was seen: its ban comes when the deception ends
         banned = eventually(lambda: [b for b in daemon.bans() if b["ip"] == site.attacker], 30, 0.5)
         assert banned and banned[0]["detector"] == "tollfraud.prefix-walk", daemon.bans()
-    finally:
-        daemon.stop()
-        print(daemon.log())
 
 
 def test_without_deception_the_same_walk_is_banned(site: Site, tmp_path: Path) -> None:
-    daemon = Daemon(site, tmp_path, pack=True, extra='[dialplan]\ncountry = "GB"\n')
-    daemon.start()
-    try:
+    with running(site, tmp_path, GB, pack=True) as daemon:
         sipp_call(site, NUMBERS[0], tmp_path)  # Kamailio: no such user (404), not our busy
         sipp_call(site, NUMBERS[1], tmp_path)  # the second prefix: a walk
         banned = eventually(lambda: [b for b in daemon.bans() if b["ip"] == site.attacker], 10, 0.2)
         assert banned and banned[0]["detector"] == "tollfraud.prefix-walk", daemon.bans()
         assert daemon.json("honeypot", "calls") == []  # no honeypot without deception
-    finally:
-        daemon.stop()
-        print(daemon.log())
