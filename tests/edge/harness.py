@@ -17,6 +17,7 @@ from pathlib import Path
 
 import uvloop
 
+from sipwarden.app import make_deceiver
 from sipwarden.config import config_from_dict
 from sipwarden.demo.registrar import Registrar, RegistrarServer
 from sipwarden.edge import Edge
@@ -93,7 +94,9 @@ def running_edge(
             }
         )
         built = rules_policy(cfg.policy) if armed is None else build_policy(cfg)
-        edge = Edge(cfg.edge, b"k" * 32, policy=built)
+        # [deception] in `armed`: the daemon's deceiver, as app.serve makes it
+        deceiver = make_deceiver(cfg, built) if cfg.deception.enabled else None
+        edge = Edge(cfg.edge, b"k" * 32, policy=built, deceiver=deceiver)
         await edge.start()
         state["running"] = Running(
             edge, registrar, port, loop, {ep.transport: ep.port for ep in reversed(edge.bound)}
