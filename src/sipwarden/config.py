@@ -689,7 +689,9 @@ class LoggingConfig(_Section):
     format: Literal["human", "json"] = "human"
 
 
-AlertKind = Literal["verdict", "ban", "unban", "login-failed", "feed", "finding", "health"]
+AlertKind = Literal[
+    "verdict", "ban", "unban", "login-failed", "feed", "finding", "health", "deception"
+]
 SyslogFacility = Literal[
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
     "authpriv", "ftp", "local0", "local1", "local2", "local3", "local4", "local5", "local6",

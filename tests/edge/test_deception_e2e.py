@@ -63,6 +63,11 @@ def test_svwar_is_kept_busy_finds_nothing_and_ends_banned(site: Site, tmp_path: 
         assert "reqauth" not in out and "noauth" not in out, out  # no extension found
         answered = daemon.stats()["edge"].get("deceive:register-ok", 0)
         assert answered >= 31, (answered, out)  # every extension of its range was answered
+        told = [
+            e for e in daemon.json("events", "--source", site.attacker) if e["kind"] == "deception"
+        ]
+        assert sum(int(e.get("repeated", 1)) for e in told) == answered, told  # each answer told
+        assert {e["reason"] for e in told} == {"register-ok"}, told
         assert forwarded(daemon, site.attacker) == 0
         banned = eventually(lambda: [b for b in daemon.bans() if b["ip"] == site.attacker], 30, 0.5)
         assert banned and banned[0]["detector"] == "fingerprint.scan", daemon.bans()

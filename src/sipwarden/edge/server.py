@@ -31,7 +31,7 @@ from ..config import EdgeConfig, Endpoint
 from ..deception.deceiver import Deceiver
 from ..deception.honeypot import Send as DeceiverSend
 from ..deception.honeypot import Wake
-from ..observe import VERDICT, Event, EventQueue, FlowKey, FlowTable
+from ..observe import DECEPTION, VERDICT, Event, EventQueue, FlowKey, FlowTable
 from ..policy import Policy, ReflectionBudget
 from ..proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
 from ..proxy.base import AUTH_FLAG, BRANCH_PREFIX, TOKEN_PARAM
@@ -385,6 +385,9 @@ class Edge:
                 continue
             self.counters[f"deceive:{action.what}"] += 1
             self.send(action.peer, action.data, ratio=1.0)
+            if self.events is not None:  # (sampled per source and answer, as every event)
+                fields = (("bytes", len(action.data)), ("transport", action.peer.transport))
+                self.events.push(Event(now, DECEPTION, action.peer.host, action.what, fields))
             if hostile is not None:  # its ban (if it earned one) waits for the deception's end
                 hostile.engage(action.peer.host, len(action.data), now)
 

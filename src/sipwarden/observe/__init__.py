@@ -6,6 +6,7 @@ the metrics model (issue 15)."""
 from .drops import KernelDrops
 from .events import (
     BAN,
+    DECEPTION,
     FEED,
     FINDING,
     HEALTH,
@@ -20,6 +21,7 @@ from .flows import OVERFLOW, FlowKey, FlowTable, aggregate, ipfix
 
 __all__ = [
     "BAN",
+    "DECEPTION",
     "FEED",
     "FINDING",
     "HEALTH",

@@ -40,7 +40,8 @@ LOGIN_FAILED: Final = "login-failed"
 FEED: Final = "feed"
 FINDING: Final = "finding"
 HEALTH: Final = "health"  # sipwarden's own: the PBX silent, the store not writable...
-KINDS: Final = (VERDICT, BAN, UNBAN, LOGIN_FAILED, FEED, FINDING, HEALTH)
+DECEPTION: Final = "deception"  # an answer deception sent a hostile source
+KINDS: Final = (VERDICT, BAN, UNBAN, LOGIN_FAILED, FEED, FINDING, HEALTH, DECEPTION)
 
 
 class Event(NamedTuple):
