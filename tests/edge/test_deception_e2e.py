@@ -59,7 +59,6 @@ def forwarded(daemon: Daemon, host: str) -> int:
 def test_svwar_is_kept_busy_finds_nothing_and_ends_banned(site: Site, tmp_path: Path) -> None:
     with running(site, tmp_path, DECEIVE, pack=True) as daemon:
         out = tool(site, "svwar", "-e", "100-130", "-m", "REGISTER", cwd=tmp_path)
-        assert "found nothing" in out.lower() or "| reqauth" not in out, out
         assert "reqauth" not in out and "noauth" not in out, out  # no extension found
         answered = daemon.stats()["edge"].get("deceive:register-ok", 0)
         assert answered >= 31, (answered, out)  # every extension of its range was answered

@@ -40,19 +40,18 @@ threshold needs.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal
 
 from ..values import Decision
+from .wording import last, span, utc
 
 FAILED: Final = frozenset((401, 403, 407))
 LOGIN_FAILED: Final = "auth.failed"  # what `failure` calls a failed login
 NOT_FOUND: Final = "auth.not-found"  # ... and a probe for a user or extension
 EVIDENCE_KEPT: Final = 5
-_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -116,20 +115,20 @@ class FailureTracker:
         line = f"{status} to {method} for {user or '?'}" + (
             " with credentials" if credentials else ""
         )
-        src.evidence = (*src.evidence[1 - EVIDENCE_KEPT :], f"{_clock(now)} {line}")
+        src.evidence = (*src.evidence[1 - EVIDENCE_KEPT :], f"{utc(now)} {line}")
         if failed:
             decision = self._failed(host, src, user, now)
             if decision is not None:
                 return decision
         if not_found:
             recent = [t for t in src.not_found if now - t < self.findtime]
-            src.not_found = (*_last(recent, self.enumeration - 1), now)
+            src.not_found = (*last(recent, self.enumeration - 1), now)
             if len(src.not_found) >= self.enumeration:
                 return self._decide(
                     host,
                     "enum.not-found",
                     f"{len(src.not_found)} unknown users or extensions within"
-                    f" {_span(self.findtime)}",
+                    f" {span(self.findtime)}",
                     "progressive",
                 )
         if user:
@@ -144,7 +143,7 @@ class FailureTracker:
                 return self._decide(
                     host,
                     "enum.users",
-                    f"{len(pending)} different users refused within {_span(self.users_window)}",
+                    f"{len(pending)} different users refused within {span(self.users_window)}",
                     "progressive",
                 )
             while len(pending) > self.distinct_users:
@@ -168,7 +167,7 @@ class FailureTracker:
                 findtime = self.quiet_findtime or findtime
                 when = " in quiet time"
         recent = [f for f in src.failures if now - f[0] < horizon]
-        kept = [*_last(recent, keep - 1), (now, user)]
+        kept = [*last(recent, keep - 1), (now, user)]
         src.failures = tuple(kept)
         fails = [f for f in kept[-maxretry:] if now - f[0] < findtime]
         if len(fails) < maxretry:
@@ -179,13 +178,13 @@ class FailureTracker:
             return self._decide(
                 host,
                 "auth.brute-force",
-                f"{len(fails)} failed logins{whom} within {_span(now - fails[0][0])}{when}",
+                f"{len(fails)} failed logins{whom} within {span(now - fails[0][0])}{when}",
                 "progressive",
             )
         return self._decide(
             host,
             "auth.failures",
-            f"{len(fails)} failed logins{whom} within {_span(findtime)}{when}"
+            f"{len(fails)} failed logins{whom} within {span(findtime)}{when}"
             " (at a phone's pace: a fixed, short ban)",
             self.slow_bantime,
         )
@@ -224,22 +223,3 @@ def failure(status: int, method: str, credentials: bool) -> str | None:
     if status == 404 and (method == "REGISTER" or (method == "INVITE" and not credentials)):
         return NOT_FOUND
     return None
-
-
-def _span(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.0f} h"
-
-
-def _last(items: list[_T], n: int) -> list[_T]:
-    """The last ``n`` items (none for n <= 0; ``items[-0:]`` would be all)."""
-    return items[-n:] if n > 0 else []
-
-
-def _clock(now: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))

@@ -27,7 +27,7 @@ Rules:
 
 Bounded: at most ``max_sources`` sources (the least recently seen
 forgotten first); per source a few numbers and the hit times one
-threshold needs. Sans-I/O: the clock is passed in.
+threshold needs. ``ended`` costs the engaged sources, not the table. Sans-I/O: the clock is passed in.
 """
 
 from __future__ import annotations
@@ -79,6 +79,9 @@ class HostileSources:
 
     def __post_init__(self) -> None:
         self._sources: OrderedDict[str, _Source] = OrderedDict()
+        # the sources deception engages: ``ended`` (every second, on the
+        # packets' thread) looks at these, not at every hostile source
+        self._engaged: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._sources)
@@ -147,6 +150,7 @@ class HostileSources:
         if src is None:
             return False
         src.engaged = True
+        self._engaged.add(host)
         src.last = now
         src.spent += sent
         return src.spent < self.budget
@@ -157,9 +161,14 @@ class HostileSources:
         hostile by definition, one for what named it (``fingerprint.<family>``
         for a fingerprint). They are forgotten here (the ban book has them)."""
         owed = []
-        for host, src in list(self._sources.items()):
-            if src.engaged and (now - src.last >= self.idle or src.spent >= self.budget):
+        for host in list(self._engaged):
+            src = self._sources.get(host)
+            if src is None:  # forgotten meanwhile (the table's bound)
+                self._engaged.discard(host)
+                continue
+            if now - src.last >= self.idle or src.spent >= self.budget:
                 del self._sources[host]
+                self._engaged.discard(host)
                 owed.append(
                     src.owed
                     or Decision(
@@ -174,6 +183,7 @@ class HostileSources:
 
     def forget(self, host: str) -> None:
         self._sources.pop(host, None)
+        self._engaged.discard(host)
 
     def _source(self, host: str, why: str, now: float) -> _Source:
         src = self._sources.get(host)

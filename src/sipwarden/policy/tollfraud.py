@@ -38,19 +38,18 @@ at most ``international`` INVITEs abroad; only tuples of strings and floats.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal
 
 from ..intel.numbers import Number
 from ..values import Decision
+from .wording import last, span, utc
 
 PREFIX_WALK: Final = "tollfraud.prefix-walk"
 INTERNATIONAL: Final = "tollfraud.international"
 EVIDENCE_KEPT: Final = 5
 QuietAction = Literal["allow", "drop", "alert"]
-_T = TypeVar("_T")
 
 
 # what is kept of one INVITE: (when, prefix, dial string, how it reads)
@@ -105,13 +104,13 @@ class TollFraud:
                 return decision
         if abroad:
             recent = [t for t in src.international if now - t[0] < self.window]
-            src.international = (*_last(recent, self.international - 1), tried)
+            src.international = (*last(recent, self.international - 1), tried)
             if len(src.international) >= self.international:
                 return self._decide(
                     host,
                     INTERNATIONAL,
                     f"{len(src.international)} INVITEs to international numbers within"
-                    f" {_span(self.window)} from a source that never logged in",
+                    f" {span(self.window)} from a source that never logged in",
                     src.international,
                 )
         return None
@@ -130,8 +129,8 @@ class TollFraud:
                 others.append(entry)
         # this prefix counts once, as its latest; the others while in the window
         kept = [t for t in before if now - t[0] < self.window and t[1] != tried[1]]
-        walk = (*_last(kept, self.walk_prefixes - 1), tried)
-        src.tails = (*_last(others, self.max_tails - 1), (tail, walk))
+        walk = (*last(kept, self.walk_prefixes - 1), tried)
+        src.tails = (*last(others, self.max_tails - 1), (tail, walk))
         if len(walk) < self.walk_prefixes:
             return None
         prefixes = ", ".join(repr(t[1]) if t[1] else "none" for t in walk)
@@ -139,14 +138,14 @@ class TollFraud:
             host,
             PREFIX_WALK,
             f"one number ({_destination(tail, tried[3])}) dialled behind {len(walk)} prefixes"
-            f" ({prefixes}) within {_span(self.window)}",
+            f" ({prefixes}) within {span(self.window)}",
             walk,
         )
 
     def _decide(self, host: str, detector: str, reason: str, tried: tuple[_Tried, ...]) -> Decision:
         self._sources.pop(host, None)
         evidence = tuple(
-            f"{_clock(when)} INVITE to {dialled} ({reading}, prefix {prefix or 'none'})"
+            f"{utc(when)} INVITE to {dialled} ({reading}, prefix {prefix or 'none'})"
             for when, prefix, dialled, reading in tried[-EVIDENCE_KEPT:]
         )
         return Decision(host, detector, reason, self.bantime, evidence)
@@ -185,20 +184,3 @@ def _reading(number: Number) -> str:
 
 def _destination(tail: str, reading: str) -> str:
     return reading.partition(", ")[2] or tail
-
-
-def _span(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.0f} h"
-
-
-def _last(items: list[_T], n: int) -> list[_T]:
-    """The last ``n`` items (none for n <= 0; ``items[-0:]`` would be all)."""
-    return items[-n:] if n > 0 else []
-
-
-def _clock(now: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
