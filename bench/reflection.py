@@ -37,6 +37,8 @@ from tests.edge.harness import running_edge
 from tests.edge.kamailio import available, kamailio
 from tests.edge.reflection import (
     ATTACKS,
+    DECEPTION_ATTACKS,
+    HOSTILE_INVITE,
     INVITE_REGISTERED,
     Reflected,
     reflect,
@@ -48,35 +50,50 @@ from sipwarden.sip import make_response, parse, peek
 from sipwarden.values import Peer
 
 LISTEN = 3.0
-LISTEN_408 = 12.0
+LISTEN_408 = 12.0  # also the honeypot's 486 (after a 1 s hold) and its retransmissions
+DECEPTION = {"enabled": True, "engaged_for": "30s", "fake_pbx": {"hold": "1s"}}
 
 
-def attacks(enabled: bool, first_host: int) -> tuple[dict[str, Reflected], dict[str, int]]:
+def attacks(
+    enabled: bool, first_host: int, deceive: bool = False
+) -> tuple[dict[str, Reflected], dict[str, int]]:
+    """Each attack from its own victim; with ``deceive``, deception's attacks
+    (hostile sources: the 200 OK, the challenge, the honeypot) with
+    `[deception]` on."""
+    armed = {"deception": DECEPTION} if deceive else {}
+    chosen = DECEPTION_ATTACKS if deceive else ATTACKS
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         with (
             kamailio(work, fr_timer=2000) as pbx,
-            running_edge(work, backend_port=pbx, armed={}, reflection={"enabled": enabled}) as run,
+            running_edge(
+                work, backend_port=pbx, armed=armed, reflection={"enabled": enabled}
+            ) as run,
         ):
             edge = run.ports["udp"]
             phone = register_silent_phone(edge)
             results = {}
-            for i, (name, template) in enumerate(ATTACKS.items()):
-                seconds = LISTEN_408 if template is INVITE_REGISTERED else LISTEN
+            for i, (name, template) in enumerate(chosen.items()):
+                seconds = LISTEN_408 if template in (INVITE_REGISTERED, HOSTILE_INVITE) else LISTEN
                 results[name] = reflect(template, edge, f"127.0.0.{first_host + i}", seconds)
             phone.close()
             counters = {k: v for k, v in run.edge.counters.items() if k.startswith("reflection-")}
     return results, counters
 
 
-def show_ratios() -> None:
-    off, _ = attacks(False, 10)
-    on, counters = attacks(True, 20)
-    print("bytes out / bytes in to a source that never answers (Kamailio behind the edge)")
+def show_ratios(deceive: bool = False) -> None:
+    off, _ = attacks(False, 40 if deceive else 10, deceive)
+    on, counters = attacks(True, 50 if deceive else 20, deceive)
+    chosen = DECEPTION_ATTACKS if deceive else ATTACKS
+    print(
+        "\nwith [deception] on, to hostile sources (ratio 1.0 for deception's answers)"
+        if deceive
+        else "bytes out / bytes in to a source that never answers (Kamailio behind the edge)"
+    )
     print(
         f"{'attack':30}{'in':>6}{'off: out':>10}{'ratio':>7}{'on: out':>9}{'ratio':>7}  answers off -> on"
     )
-    for name in ATTACKS:
+    for name in chosen:
         a, b = off[name], on[name]
         codes = " ".join(line.split()[1] for line in a.firsts()) or "-"
         kept = " ".join(line.split()[1] for line in b.firsts()) or "-"
@@ -86,7 +103,8 @@ def show_ratios() -> None:
         )
     print(
         f"worst ratio: budget off {max(r.ratio for r in off.values()):.2f}x,"
-        f" on {max(r.ratio for r in on.values()):.2f}x (ratio = 1.5)"
+        f" on {max(r.ratio for r in on.values()):.2f}x"
+        + (" (deception's ratio = 1.0)" if deceive else " (ratio = 1.5)")
     )
     print("budget counters:", counters)
 
@@ -217,6 +235,7 @@ def main() -> None:
     if not available():
         sys.exit("kamailio is not installed")
     show_ratios()
+    show_ratios(deceive=True)
     show_cost()
     show_edge_cost()
 

@@ -224,21 +224,24 @@ class Callee:
         mode: str = "answer",
         *,
         nat: bool = False,
+        host: str = "127.0.0.1",
     ) -> None:
         """``mode``: "answer" the call, only "ring" (then take the CANCEL), or
-        answer and "hangup" (send the BYE itself) after the ACK."""
+        answer and "hangup" (send the BYE itself) after the ACK; ``host``:
+        the loopback address it sends from (the edge is on 127.0.0.1)."""
         from sipwarden.sip import StreamFramer
 
         self.user, self.transport, self.mode, self.nat = user, transport, mode, nat
+        self.host = host
         self.seen: list[str] = []
         self.received: list[bytes] = []  # every message as it arrived
         self.error: BaseException | None = None
         if transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind(("127.0.0.1", 0))
+            self.sock.bind((host, 0))
             self.sock.connect(("127.0.0.1", edge_port))
         else:
-            self.sock = socket.create_connection(("127.0.0.1", edge_port))
+            self.sock = socket.create_connection(("127.0.0.1", edge_port), source_address=(host, 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.framer = StreamFramer()
@@ -289,7 +292,7 @@ class Callee:
             ok = self._recv()
             assert ok is not None and ok.status == 200, ok
             self.registered.set()
-            contact = f"<sip:{self.user}@127.0.0.1:{self.port};transport={self.transport}>"
+            contact = f"<sip:{self.user}@{self.host}:{self.port};transport={self.transport}>"
             while not self.stopping.is_set():
                 msg = self._recv(timeout=0.5)
                 if msg is None or not msg.is_request:

@@ -41,6 +41,35 @@ INVITE_REGISTERED = (
     "Max-Forwards: 70\r\nFrom: <sip:a@b>;tag={n}\r\nTo: <sip:100@{realm}>\r\n"
     "Call-ID: {n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
 )
+# deception's answers (issue 16), to sources hostile by fingerprint (the
+# attack tool's User-Agent): svwar's REGISTER gets the 200 OK; a guess that
+# carries credentials the challenge; a toll-fraud INVITE the honeypot's 100,
+# 180, then after the hold its 486, retransmitted until an ACK that never comes
+HOSTILE_REGISTER = (
+    "REGISTER sip:{realm} SIP/2.0\r\nVia: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{n};rport\r\n"
+    "Max-Forwards: 70\r\nFrom: <sip:101@{realm}>;tag={n}\r\nTo: <sip:101@{realm}>\r\n"
+    "Call-ID: {n}\r\nCSeq: 1 REGISTER\r\nContact: <sip:101@{host}:{port}>\r\n"
+    "User-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n"
+)
+HOSTILE_GUESS = HOSTILE_REGISTER.replace(
+    "User-Agent:",
+    'Authorization: Digest username="101",realm="{realm}",nonce="abcdef",'
+    'uri="sip:{realm}",response="0123456789abcdef0123456789abcdef"\r\nUser-Agent:',
+)
+HOSTILE_INVITE = (
+    "INVITE sip:00972597562518@{realm} SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{n};rport\r\nMax-Forwards: 70\r\n"
+    "From: <sip:1000@{realm}>;tag={n}\r\nTo: <sip:00972597562518@{realm}>\r\n"
+    "Call-ID: {n}\r\nCSeq: 1 INVITE\r\nContact: <sip:1000@{host}:{port}>\r\n"
+    "User-Agent: friendly-scanner\r\nContent-Type: application/sdp\r\nContent-Length: 111\r\n\r\n"
+    "v=0\r\no=- 1 1 IN IP4 192.0.2.99\r\ns=-\r\nc=IN IP4 192.0.2.99\r\nt=0 0\r\n"
+    "m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+DECEPTION_ATTACKS = {
+    "hostile REGISTER (200 OK)": HOSTILE_REGISTER,
+    "hostile guess (challenge)": HOSTILE_GUESS,
+    "toll-fraud INVITE (honeypot)": HOSTILE_INVITE,
+}
 ATTACKS = {
     "compact INVITE": COMPACT_INVITE,
     "REGISTER": REGISTER,

@@ -45,7 +45,12 @@ def explain(result: subprocess.CompletedProcess[str], cwd: Path) -> str:
 
 
 def sipp(
-    target: str, scenario: str, *args: str, cwd: Path, timeout: float = 30
+    target: str,
+    scenario: str,
+    *args: str,
+    cwd: Path,
+    timeout: float = 30,
+    source: str = "127.0.0.1",
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
@@ -57,7 +62,7 @@ def sipp(
             "1",
             "-nostdin",
             "-i",
-            "127.0.0.1",
+            source,
             "-timeout",
             "15",
             "-timeout_error",
@@ -154,7 +159,9 @@ CALLS = {
 UNEXPECTED = re.compile(r"on unexpected message for Call-Id '[^']*': [^']*received '([^\r\n]*)")
 
 
-def call_200(run, tmp_path: Path, scenario: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def call_200(
+    run, tmp_path: Path, scenario: str, *extra: str, source: str = "127.0.0.1"
+) -> subprocess.CompletedProcess[str]:
     """sipp, as a phone on UDP, calls extension 200 through the edge.
 
     Kamailio's UDP workers run in parallel, so the callee's 180 can reach
@@ -174,6 +181,7 @@ def call_200(run, tmp_path: Path, scenario: str, *extra: str) -> subprocess.Comp
         "all,-abortunexp",
         *extra,
         cwd=tmp_path,
+        source=source,
     )
     logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_errors.log"))
     unexpected = UNEXPECTED.findall(logs)
@@ -191,14 +199,16 @@ def place_call(
     scenario="caller.xml",
     expected=("INVITE", "ACK", "BYE"),
     nothing_dropped=True,
+    source="127.0.0.1",
 ) -> Callee:
     """A Callee registers through the edge; sipp calls it; both must see the
     call through, and (unless other traffic shares the edge) the edge drop
-    nothing."""
-    callee = Callee("200", run.ports[transport], transport, mode=mode, nat=nat).start()
+    nothing. ``source``: the phones' loopback address."""
+    callee = Callee("200", run.ports[transport], transport, mode=mode, nat=nat, host=source)
+    callee.start()
     try:
         assert callee.registered.wait(10), callee.error
-        caller = call_200(run, tmp_path, scenario, "-trace_msg")
+        caller = call_200(run, tmp_path, scenario, "-trace_msg", source=source)
         assert caller.returncode == 0, explain(caller, tmp_path)
         assert wait_for(lambda: callee.seen[: len(expected)] == list(expected)), callee.seen
     finally:

@@ -383,8 +383,10 @@ class Edge:
                     max(0.0, action.at - now), self._wake, action.token
                 )
                 continue
+            if not self.send(action.peer, action.data, ratio=1.0):
+                self.counters["deceive-withheld"] += 1  # (the budget or a send failed)
+                continue
             self.counters[f"deceive:{action.what}"] += 1
-            self.send(action.peer, action.data, ratio=1.0)
             if self.events is not None:  # (sampled per source and answer, as every event)
                 fields = (("bytes", len(action.data)), ("transport", action.peer.transport))
                 self.events.push(Event(now, DECEPTION, action.peer.host, action.what, fields))
@@ -462,24 +464,25 @@ class Edge:
 
     def send(
         self, flow: Peer, data: bytes, *, ratio: float | None = None, view: Peek | None = None
-    ) -> None:
+    ) -> bool:
         """Send ``data`` to ``flow``; an answer to a UDP client only if the
         reflection budget permits (``ratio``: a stricter multiple for this
         one, as deception's answers need; ``view``: the answer as peeked,
-        if the caller has it)."""
+        if the caller has it). Whether it went (withheld and failed sends
+        are counted)."""
         if flow == self._backend:
             if self._link is not None:
                 if self._link.send(data):
                     self.counters["to-backend"] += 1
-                else:
-                    self.counters["drop:backend-unreachable"] += 1
-                return
+                    return True
+                self.counters["drop:backend-unreachable"] += 1
+                return False
             assert self._internal is not None
             if _sendto(self._internal, data, flow):
                 self.counters["to-backend"] += 1
-            else:
-                self.counters["drop:backend-send-failed"] += 1
-            return
+                return True
+            self.counters["drop:backend-send-failed"] += 1
+            return False
         if flow.transport == "udp":
             reflection = self.reflection
             if (
@@ -495,19 +498,19 @@ class Edge:
                     view if view is not None and view.status is not None else None,
                 )
             ):
-                return  # withheld (the budget counts it)
+                return False  # withheld (the budget counts it)
             sock = self._udp.get(":" in flow.host)
             if sock is None:
                 self.counters["drop:no-udp-listener"] += 1
-                return
+                return False
             if not _sendto(sock, data, flow):
                 self.counters["drop:send-failed"] += 1
-                return
+                return False
         else:
             conn = self._conns.get(flow.conn)
             if conn is None or conn.peer != (flow.host, flow.port):
                 self.counters["drop:connection-gone"] += 1
-                return
+                return False
             conn.write(data)
         self.counters["to-client"] += 1
         flows = self.flows
@@ -516,6 +519,7 @@ class Edge:
             if to is not None:
                 key = FlowKey(flow.host, flow.port, to[0], to[1], flow.transport)
                 flows.answer(key, self.now(), int(data[8:11]))
+        return True
 
     # ---------------------------------------------------------- connections
 
