@@ -8,10 +8,17 @@ challenging with qop="auth", in the namespace site (``site.py``).
 - svcrack reports no password, and the real one never reaches Kamailio:
   nothing of the attacker is forwarded. The control run proves the test can
   fail: svcrack straight at Kamailio finds the password.
+- With `crash_scanners`, the stopper: svwar gives up ("could not decode to
+  tag") long before the end of its range; svcrack dies on it.
+- A toll-fraud caller (sipp) reaches the honeypot, which records one number
+  behind three prefixes; the walk is banned when the deception ends (at
+  once without deception); `bans show`, `intel lookup` and REST tell what
+  the source got.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..conftest import SCANNERS
@@ -159,6 +166,15 @@ def test_a_toll_fraud_caller_reaches_the_honeypot_which_records_its_numbers(
         # the walk was seen: its ban comes when the deception ends
         banned = eventually(lambda: [b for b in daemon.bans() if b["ip"] == site.attacker], 30, 0.5)
         assert banned and banned[0]["detector"] == "tollfraud.prefix-walk", daemon.bans()
+        # what it got, in `bans show` and `intel lookup`
+        deceived = daemon.show(site.attacker)["deceived"]
+        assert sorted(c["number"] for c in deceived["calls"]) == sorted(NUMBERS), deceived
+        answers = {kind: a["count"] for kind, a in deceived["answers"].items()}
+        assert answers["100"] == answers["180"] == 3 and answers["486"] >= 3, answers
+        assert daemon.json("intel", "lookup", site.attacker)["deceived"] == deceived  # the daemon's
+        assert json.loads(daemon.http(f"/api/v1/bans/{site.attacker}"))["deceived"] == deceived
+        shown = daemon.cli("bans", "show", site.attacker).stdout
+        assert "deceived: " in shown and "dialled 00972597562518 (IL) 1 x" in shown, shown
 
 
 def test_without_deception_the_same_walk_is_banned(site: Site, tmp_path: Path) -> None:
@@ -168,3 +184,28 @@ def test_without_deception_the_same_walk_is_banned(site: Site, tmp_path: Path) -
         banned = eventually(lambda: [b for b in daemon.bans() if b["ip"] == site.attacker], 10, 0.2)
         assert banned and banned[0]["detector"] == "tollfraud.prefix-walk", daemon.bans()
         assert daemon.json("honeypot", "calls") == []  # no honeypot without deception
+
+
+CRASH = DECEIVE + "crash_scanners = true\n"
+
+
+def test_svwar_stops_on_the_stopper(site: Site, tmp_path: Path) -> None:
+    with running(site, tmp_path, CRASH, pack=True) as daemon:
+        out = tool(site, "svwar", "-e", "100-9999", "-m", "REGISTER", cwd=tmp_path)
+        assert "could not decode to tag" in out, out  # svwar 0.3.8 gives up
+        edge = daemon.stats()["edge"]
+        assert edge.get("deceive:non-hex-tag", 0) >= 1, edge
+        assert edge.get("deceive:register-ok", 0) < 9000, edge  # it did not scan on
+        assert forwarded(daemon, site.attacker) == 0
+
+
+def test_svcrack_crashes_on_the_stopper(site: Site, tmp_path: Path) -> None:
+    words = tmp_path / "words.txt"
+    words.write_text(USERS["100"] + "\n" + "".join(f"guess{i}\n" for i in range(5)))
+    with running(site, tmp_path, CRASH, pack=True) as daemon:
+        out = tool(site, "svcrack", "-u", "100", "-d", str(words), cwd=tmp_path)
+        assert "TypeError" in out, out  # svcrack 0.3.8 dies on svcrash's From tag
+        assert USERS["100"] not in out, out
+        edge = daemon.stats()["edge"]
+        assert edge.get("deceive:svcrash", 0) == 1, edge
+        assert forwarded(daemon, site.attacker) == 0

@@ -100,3 +100,25 @@ def test_since_takes_a_duration_back_or_a_time() -> None:
     assert parse_since("2027-01-15T08:00:00", 0) == parse_since("2027-01-15T08:00:00+00:00", 0)
     with pytest.raises(ValueError, match="neither a duration"):
         parse_since("yesterday", T0)
+
+
+def test_what_deception_gave_a_source_counts_each_sampled_row_by_its_repeats(
+    tmp_path: Path,
+) -> None:
+    store = ObserveStore(tmp_path / "s.db")
+    attacker, other = "203.0.113.7", "203.0.113.8"
+    store.write_events(
+        [
+            Event(T0, "deception", attacker, "register-ok", (("bytes", 222),)),
+            Event(T0 + 1, "deception", attacker, "register-ok", (("repeated", 40),)),
+            Event(T0 + 2, "deception", attacker, "180", (("bytes", 300),)),
+            Event(T0 + 3, "verdict", attacker, "scan.x", (("repeated", 9),)),  # not an answer
+            Event(T0 + 4, "deception", other, "svcrash"),
+        ]
+    )
+    assert store.deceived(attacker) == {
+        "180": {"count": 1, "first": T0 + 2, "last": T0 + 2},
+        "register-ok": {"count": 41, "first": T0, "last": T0 + 1},
+    }
+    assert store.deceived("198.51.100.1") == {}
+    store.close()

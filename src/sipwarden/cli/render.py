@@ -188,6 +188,26 @@ def ban_record(shown: dict[str, Any]) -> None:
         click.echo(f"   {ban['reason']} [{ban['detector']}]")
         for line in ban["evidence"]:
             click.echo("   | " + line.replace("\n", "\n   | ").rstrip())
+    deceived(shown.get("deceived"), "\ndeceived: ")
+
+
+def deceived(record: dict[str, Any] | None, head: str) -> None:
+    """What deception gave a source (``offline.deceived``): its answers and
+    the numbers it dialled into the honeypot."""
+    if record is None:
+        return
+    answers = record["answers"]
+    told = ", ".join(f"{a['count']} x {kind}" for kind, a in answers.items()) or "no answer"
+    click.echo(head + told)
+    if answers:
+        first = min(a["first"] for a in answers.values())
+        last = max(a["last"] for a in answers.values())
+        click.echo(f"  from {when(first)} to {when(last)}")
+    for call in record["calls"]:
+        where = f" ({call['country']})" if call["country"] else ""
+        click.echo(
+            f"  dialled {call['number']}{where} {call['count']} x, last {when(call['last_seen'])}"
+        )
 
 
 def sync_outcomes(outcomes: list[Outcome]) -> None:
@@ -219,6 +239,7 @@ def intel_lookup(answer: dict[str, Any]) -> None:
         "  banned:   "
         + ("no" if ban is None else f"{ban['reason']} until {when(ban['expires_at'])}")
     )
+    deceived(answer.get("deceived"), "  deceived: ")
     if answer["trusted"]:
         click.echo("  trusted peer: feeds and countries never drop it (a listing is reported)")
     elif answer["allow_listed"]:

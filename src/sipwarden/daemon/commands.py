@@ -22,6 +22,7 @@ from ..observe.schedule import week_profile
 from ..store import StoreError
 from .analysis import PROFILE_WEEKS, written_everywhere
 from .bans import add_request, remove_request
+from .offline import deceived as read_deceived
 from .offline import honeypot_calls as read_honeypot_calls
 
 if TYPE_CHECKING:
@@ -76,9 +77,10 @@ async def bans_list(daemon: Daemon, request: Request) -> Answer:
 async def bans_show(daemon: Daemon, request: Request) -> Answer:
     """One target: its ban (why, evidence), whether it is allowed, its history."""
     try:
-        return {"ok": True, **await daemon.keeper.show(str(request.get("target", "")))}
+        shown = await daemon.keeper.show(str(request.get("target", "")))
     except ValueError:
         return {"ok": False, "error": f"{request.get('target')!r} is not an IP address or a CIDR"}
+    return {"ok": True, **shown, "deceived": await _deceived(daemon, shown["ip"])}
 
 
 async def intel_lookup(daemon: Daemon, request: Request) -> Answer:
@@ -87,7 +89,17 @@ async def intel_lookup(daemon: Daemon, request: Request) -> Answer:
         found = await daemon.intel.lookup(daemon.policy, str(request.get("target", "")))
     except ValueError:
         return {"ok": False, "error": f"{request.get('target')!r} is not an IP address"}
-    return {"ok": True, **found}
+    return {"ok": True, **found, "deceived": await _deceived(daemon, found["ip"])}
+
+
+async def _deceived(daemon: Daemon, ip: str) -> dict[str, Any] | None:
+    """What deception gave ``ip`` (see ``offline.deceived``), every
+    worker's queued events written first."""
+    if "/" in ip:
+        return None
+    if daemon.observe is not None:
+        await written_everywhere(daemon)
+    return await asyncio.to_thread(read_deceived, daemon.config, ip)
 
 
 async def intel_status(daemon: Daemon, request: Request) -> Answer:

@@ -166,6 +166,7 @@ def offline_lookup(config: Config, address: str) -> dict[str, Any]:
     from ..fetch.geoip import open_geo
     from ..policy import build_policy
     from .bans import BanKeeper
+    from .offline import deceived
 
     # one answer needs no preloaded table: the database is read as it is
     countries = open_geo(config.intel.geoip.model_copy(update={"preload": False}))
@@ -186,4 +187,5 @@ def offline_lookup(config: Config, address: str) -> dict[str, Any]:
         finally:
             await bans.stop()
 
-    return asyncio.run(look())
+    found = asyncio.run(look())
+    return {**found, "deceived": deceived(config, found["ip"])}

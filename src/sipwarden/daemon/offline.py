@@ -88,7 +88,8 @@ def ban_record(config: Config, target: str) -> dict[str, Any]:
         in_force = [b for b in store.in_force(time.time()) if b["ip"] == target]
     finally:
         store.close()
-    return {"ip": target, "banned": bool(in_force), "history": history}
+    shown = {"ip": target, "banned": bool(in_force), "history": history}
+    return {**shown, "deceived": deceived(config, target) if "/" not in target else None}
 
 
 def observed(config: Config, what: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +130,34 @@ def honeypot_calls(config: Config, request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": str(exc)}
     finally:
         store.close()
+
+
+def deceived(config: Config, ip: str) -> dict[str, Any] | None:
+    """What deception gave ``ip`` (canonical), for `bans show` and `intel
+    lookup`: its answers by kind (count, first, last: the events) and the
+    numbers it dialled into the honeypot (its call records); None if it was
+    never deceived, or the store cannot say (the rest of the answer stands)."""
+    from ..store import HoneypotStore, ObserveStore, StoreError
+
+    try:
+        events, honeypot = ObserveStore(config.storage.path), HoneypotStore(config.storage.path)
+    except StoreError:
+        return None
+    try:
+        answers = events.deceived(ip)
+        calls = honeypot.calls(source=ip, limit=100)
+    except StoreError:
+        return None
+    finally:
+        events.close()
+        honeypot.close()
+    if not answers and not calls:
+        return None
+    dialled = [
+        {k: call[k] for k in ("number", "normalised", "country", "count", "last_seen")}
+        for call in calls
+    ]
+    return {"answers": answers, "calls": dialled}
 
 
 def analysis_once(config: Config, now: float | None = None) -> dict[str, Any]:

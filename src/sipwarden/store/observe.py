@@ -159,6 +159,22 @@ class ObserveStore:
         ]
 
     @explained
+    def deceived(self, source: str) -> dict[str, dict[str, float]]:
+        """What deception answered ``source``, by answer ("register-ok",
+        "180", "svcrash"...): how many (a sampled row counts its
+        ``repeated``), the first and the last time; {} if nothing."""
+        rows = self._db.execute(
+            "SELECT reason, SUM(COALESCE(json_extract(fields, '$.repeated'), 1)),"
+            " MIN(time), MAX(time) FROM events WHERE source = ? AND kind = 'deception'"
+            " GROUP BY reason ORDER BY reason",
+            (source,),
+        )
+        return {
+            reason: {"count": int(count), "first": first, "last": last}
+            for reason, count, first, last in rows
+        }
+
+    @explained
     def oldest_event(self) -> float | None:
         row = self._db.execute("SELECT MIN(time) FROM events").fetchone()
         return None if row[0] is None else float(row[0])
