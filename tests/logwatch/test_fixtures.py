@@ -43,7 +43,9 @@ CASES = [
 
 
 def test_every_sample_is_checked() -> None:
-    assert len([c for c in CASES if c.values[0] == "asterisk"]) == 48  # grep -c "^# failJSON:" asterisk.log
+    assert (
+        len([c for c in CASES if c.values[0] == "asterisk"]) == 48
+    )  # grep -c "^# failJSON:" asterisk.log
     assert len([c for c in CASES if c.values[0] == "freeswitch"]) == 11
 
 

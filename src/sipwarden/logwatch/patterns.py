@@ -165,17 +165,21 @@ def parse(text: str, *, name: str, _seen: frozenset[str] = frozenset()) -> Forma
         raise PatternError(f"{name}: no [[rules]] (and no include)")
     extra = set(data) - {"description", "include", "rules"}
     if extra:
-        raise PatternError(f"{name}: unknown key {sorted(extra)[0]!r}: use description, include, rules")
+        raise PatternError(
+            f"{name}: unknown key {sorted(extra)[0]!r}: use description, include, rules"
+        )
     return Format(name, tuple(rules), str(data.get("description", "")))
 
 
 def _rule(entry: dict[str, Any], where: str) -> Rule:
     extra = set(entry) - {"id", "regex", "kind", "kinds", "hint"}
     if extra:
-        raise PatternError(f"{where}: unknown key {sorted(extra)[0]!r}: use id, regex, kind, kinds, hint")
+        raise PatternError(
+            f"{where}: unknown key {sorted(extra)[0]!r}: use id, regex, kind, kinds, hint"
+        )
     rule_id, source = entry.get("id"), entry.get("regex")
     if not isinstance(rule_id, str) or not rule_id:
-        raise PatternError(f"{where}: id must be a name, e.g. id = \"pjsip.no-endpoint\"")
+        raise PatternError(f'{where}: id must be a name, e.g. id = "pjsip.no-endpoint"')
     if not isinstance(source, str) or source.count("<HOST>") != 1:
         raise PatternError(f"{where} ({rule_id}): regex must be a string with <HOST> once")
     try:

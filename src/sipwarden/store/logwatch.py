@@ -41,7 +41,9 @@ class LogPositions:
         rows = self._db.execute(
             "SELECT source, device, inode, offset, head, cursor FROM logwatch_positions"
         )
-        return {row[0]: Position(row[1], row[2], row[3], bytes(row[4] or b""), row[5]) for row in rows}
+        return {
+            row[0]: Position(row[1], row[2], row[3], bytes(row[4] or b""), row[5]) for row in rows
+        }
 
     @explained
     def save(self, positions: Iterable[tuple[str, Position]], now: float) -> None:
