@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 from sipwarden.logwatch.follow import FileFollower
-from sipwarden.store import Position
 
 
 def append(path: Path, text: str) -> None:
