@@ -63,7 +63,9 @@ def netns() -> Iterator[Namespace]:
 class LogDaemon:
     """`sipwarden run` in ``ns``; ``sources`` is the [[logwatch.sources]] TOML."""
 
-    def __init__(self, ns: Namespace, tmp: Path, sources: str, extra: str = "") -> None:
+    def __init__(
+        self, ns: Namespace, tmp: Path, sources: str, extra: str = "", poll: float = 0.1
+    ) -> None:
         self.ns, self.tmp = ns, tmp
         self.config = tmp / "sipwarden.toml"
         self.config.write_text(
@@ -96,7 +98,7 @@ socket = "sipwarden.sock"
 listen = ""
 
 [logwatch]
-poll = 0.1
+poll = {poll}
 {extra}
 {sources}
 """
@@ -168,8 +170,10 @@ poll = 0.1
 
 
 @contextlib.contextmanager
-def running(ns: Namespace, tmp: Path, sources: str, extra: str = "") -> Iterator[LogDaemon]:
-    d = LogDaemon(ns, tmp, sources, extra)
+def running(
+    ns: Namespace, tmp: Path, sources: str, extra: str = "", poll: float = 0.1
+) -> Iterator[LogDaemon]:
+    d = LogDaemon(ns, tmp, sources, extra, poll)
     d.start()
     try:
         yield d

@@ -70,7 +70,7 @@ def test_appended_lines_ban_in_the_kernel(ns, tmp_path: Path) -> None:  # type: 
                 "--json",
                 "-c",
                 str(d.config),
-            ),  # fmt: skip
+            ),
             capture_output=True,
             text=True,
             timeout=30,

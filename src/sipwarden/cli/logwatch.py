@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -39,7 +40,7 @@ def logwatch() -> None:
 @click.option("--only-missed", is_flag=True, help="Show only the lines no pattern matched.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def test(
-    file: click.utils.LazyFile,
+    file: TextIO,
     fmt: str,
     patterns: Path | None,
     timezone: str | None,
