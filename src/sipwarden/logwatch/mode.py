@@ -129,7 +129,9 @@ class LogWatch:
         self.sources: list[Source] = []
         self._store: LogPositions | None = None
         self._thread: StoreThread | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # the journals'
+        self._poller: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._dirty = False
         self._saved_at = 0.0
 
@@ -164,9 +166,13 @@ class LogWatch:
                     since=now - self.config.max_age,
                 )
                 self._tasks.append(asyncio.create_task(self._follow_journal(source)))
-        self._tasks.append(asyncio.create_task(self._poll_files()))
+        self._poller = asyncio.create_task(self._poll_files())
 
     async def stop(self) -> None:
+        # the file poller ends between two rounds: lines read are always reported
+        self._stopping.set()
+        if self._poller is not None:
+            await self._poller
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -209,15 +215,20 @@ class LogWatch:
 
     async def _poll_files(self) -> None:
         files = [s for s in self.sources if s.follower is not None]
-        while True:
+        while not self._stopping.is_set():
             now = self.clock()
             if files:
-                batches = await asyncio.to_thread(self._read_files, files, now)
+                try:
+                    batches = await asyncio.to_thread(self._read_files, files, now)
+                except OSError as exc:  # a disk error: said, and tried again next round
+                    log.warning("logwatch: reading the logs failed: %s", exc)
+                    batches = []
                 for source, matched in batches:
                     self._take(source, matched, self.clock())
             self._watch(self.clock())
             await self._save()
-            await asyncio.sleep(self.config.poll)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.poll)
 
     def _read_files(
         self, files: list[Source], now: float
