@@ -37,6 +37,7 @@ from .edge import Edge, flow_key
 from .fetch.calendar import open_schedule
 from .fetch.dns import resolve
 from .fetch.geoip import open_geo
+from .logwatch.mode import LogWatch
 from .observe.schedule import Schedule
 from .policy import Policy, build_policy
 from .values import Network
@@ -115,6 +116,9 @@ async def serve(
             deceiver=deceiver,
         )
     ]
+    # logwatch mode ([[logwatch.sources]]): worker 0 alone reads the PBX's logs
+    if worker == 0 and config.logwatch.sources:
+        modes.append(LogWatch(config.logwatch, config.storage.path, policy=policy))
     daemon: Daemon | None = None
 
     def never_dropped() -> list[Network]:  # the policy in force: a reload may change them

@@ -1174,6 +1174,59 @@ class TollFraudConfig(_Section):
     max_sources: int = Field(default=100_000, ge=1)
 
 
+LogFormat = Literal["asterisk", "asterisk-security", "freeswitch", "kamailio", "custom"]
+
+
+class LogSourceConfig(_Section):
+    """One ``[[logwatch.sources]]``: a log file (``path``) or the systemd
+    journal of a unit (``journal``), read by a format's patterns
+    (``logwatch/formats/``; ``custom``: the operator's own file)."""
+
+    path: Path | None = None  # followed across rotation; the position survives restarts
+    journal: str | None = Field(default=None, pattern=r"^[A-Za-z0-9@._:-]{1,200}$")  # a unit
+    # the journal files to read instead of the system's journal (a container's, tests)
+    journal_files: list[Path] = Field(default_factory=list)
+    format: LogFormat = "asterisk"
+    patterns: Path | None = None  # format = "custom": the pattern file
+    timezone: str | None = None  # of times written without an offset (default: the machine's)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LogSourceConfig:
+        if (self.path is None) == (self.journal is None):
+            raise ValueError(
+                "give either path (a log file) or journal (a unit, e.g. asterisk.service)"
+            )
+        if self.journal_files and self.journal is None:
+            raise ValueError("journal_files are for a journal source: add journal = a unit")
+        if (self.format == "custom") != (self.patterns is not None):
+            raise ValueError(
+                "format = 'custom' takes patterns = a pattern file; the shipped formats take none"
+            )
+        return self
+
+    @property
+    def name(self) -> str:
+        """How ``status`` and the log name it: the path, or journal:<unit>."""
+        return str(self.path) if self.path is not None else f"journal:{self.journal}"
+
+
+class LogwatchConfig(_Section):
+    """``[logwatch]``: logwatch mode, following the PBX's logs (no sources: off)."""
+
+    sources: list[LogSourceConfig] = Field(default_factory=list)
+    poll: Duration = Field(default=0.25, le=10)  # how often files are looked at
+    max_age: Duration = 600.0  # lines older than this (their own time) are counted, not reported
+    silent_after: Duration = 300.0  # a source that reads no line this long: a warning
+
+    @model_validator(mode="after")
+    def _distinct(self) -> LogwatchConfig:
+        names = [source.name for source in self.sources]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"sources: {name!r} is given twice: follow each log once")
+        return self
+
+
 class Config(_Section):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
@@ -1194,6 +1247,7 @@ class Config(_Section):
     deception: DeceptionConfig = Field(default_factory=DeceptionConfig)
     dialplan: DialplanConfig = Field(default_factory=DialplanConfig)
     tollfraud: TollFraudConfig = Field(default_factory=TollFraudConfig)
+    logwatch: LogwatchConfig = Field(default_factory=LogwatchConfig)
 
     @model_validator(mode="after")
     def _analysis_bans_no_wider(self) -> Config:

@@ -3,7 +3,7 @@
 Each module holds one noun's commands (``run``: run, reload, status;
 ``demo``; ``rules``: rules list, explain; ``replay``; ``parse``; ``bans``;
 ``intel``; ``firewall``; ``observe``: events, flows; ``analysis``;
-``honeypot``: calls, export), which read their options, call the library or
+``honeypot``: calls, export; ``logwatch``: test), which read their options, call the library or
 the daemon (``common.ask_daemon``; with no daemon, ``daemon.offline`` and
 ``daemon.intel_commands``) and hand the result to ``render``. ``main`` is
 the console script (``sipwarden.cli:main``); ``python -m sipwarden.cli``
@@ -16,7 +16,20 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import analysis, bans, demo, firewall, honeypot, intel, observe, parse, replay, rules, run
+from . import (
+    analysis,
+    bans,
+    demo,
+    firewall,
+    honeypot,
+    intel,
+    logwatch,
+    observe,
+    parse,
+    replay,
+    rules,
+    run,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +54,7 @@ for command in (
     observe.flows,
     analysis.analysis,
     honeypot.honeypot,
+    logwatch.logwatch,
 ):
     main.add_command(command)
 

@@ -377,3 +377,30 @@ def firewall_overview(enforcer: str, seen: Overview, with_feeds: bool) -> None:
             )
     for target, left in sorted(seen.elements.items()):
         click.echo(f"  {target:<40} " + ("permanent" if left is None else f"{left:.0f} s left"))
+
+
+def logwatch_report(report: dict[str, Any], only_missed: bool) -> None:
+    """`logwatch test`: each line's outcome, then the totals."""
+    for row in report["lines"]:
+        if row["matched"] and not only_missed:
+            account = f" account {row['account']}" if row["account"] else ""
+            click.echo(
+                f"{row['line']:>6}  {row['kind']:<15} {row['host']}{account}"
+                f"  [{row['time'] or 'no time'}] ({row['rule']})"
+            )
+        elif not row["matched"]:
+            mark = "MISSED?" if row.get("looks_like_failure") else "-"
+            click.echo(f"{row['line']:>6}  {mark:<15} {row['text'][:160]}")
+    t = report["totals"]
+    click.echo(
+        f"\n{report['format']}: {t['lines']} lines, {t['matched']} matched,"
+        f" {t['unmatched']} unmatched"
+    )
+    for kind, count in sorted(t["kinds"].items()):
+        click.echo(f"  {kind}: {count}")
+    if t["hosts"]:
+        top = ", ".join(f"{host} ({count})" for host, count in list(t["hosts"].items())[:10])
+        click.echo(f"  sources: {top}")
+    if t["looks_like_failures"]:
+        shown = ", ".join(str(n) for n in t["looks_like_failures"][:20])
+        click.echo(f"  unmatched lines that look like failures: {shown}")

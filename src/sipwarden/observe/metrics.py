@@ -166,6 +166,24 @@ EDGE: Final = Section(
     },
     what="the edge's",
 )
+LOGWATCH: Final = Section(
+    "sipwarden_logwatch_",
+    label="source",
+    names={"read": "lines_read", "matched": "lines_matched", "unmatched": "lines_unmatched"},
+    helps={
+        "read": "log lines logwatch mode read, by source (a path or journal:<unit>)",
+        "matched": "log lines a pattern of the source's format matched",
+        "unmatched": "log lines no pattern matched",
+        "failed": "failed logins read from the logs",
+        "not-found": "probes for a user or extension read from the logs",
+        "logins": "logins that succeeded, read from the logs",
+        "challenges": "challenges read from the logs (never failures)",
+        "too-old": "matched lines older than [logwatch] max_age: counted, not reported",
+        "rotations": "rotations of a followed file (renamed, truncated, caught up at start)",
+        "bans": "bans the logs' failures earned",
+    },
+    what="logwatch's",
+)
 BANS: Final = Section(
     "sipwarden_ban_keeper_",
     gauges=frozenset({"store-unwritten"}),
@@ -323,6 +341,7 @@ def metric_families(stats: Mapping[str, Any], version: str) -> list[Family]:
     _bans(out, stats)
     _rules(out, stats)
     _counters(out, EDGE, _section(stats, "edge"))
+    _counters(out, LOGWATCH, _section(stats, "logwatch"))
     _intel(out, _section(stats, "intel"))
     _lane(out, _section(stats, "lane"))
     _counters(out, KERNEL_DROPS, _section(stats, "kernel-drops"))

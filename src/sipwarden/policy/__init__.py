@@ -20,6 +20,7 @@ from .build import (
     trusted_networks,
     with_state,
 )
+from .failures import LOGGED_IN, LOGIN_FAILED, NOT_FOUND
 from .pipeline import Policy
 from .reflection import ReflectionBudget
 from .rules import Context, Rule, RuleError, RuleSet, compile_rules
@@ -27,6 +28,9 @@ from .stage import Banning, SourceStage, Stage
 from .stages import TrustedPeers
 
 __all__ = [
+    "LOGGED_IN",
+    "LOGIN_FAILED",
+    "NOT_FOUND",
     "Banning",
     "Context",
     "Policy",

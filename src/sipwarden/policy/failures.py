@@ -51,6 +51,7 @@ from .wording import last, span, utc
 FAILED: Final = frozenset((401, 403, 407))
 LOGIN_FAILED: Final = "auth.failed"  # what `failure` calls a failed login
 NOT_FOUND: Final = "auth.not-found"  # ... and a probe for a user or extension
+LOGGED_IN: Final = "auth.ok"  # ... and a login that succeeded (a PBX's log says so)
 EVIDENCE_KEPT: Final = 5
 
 
@@ -111,10 +112,27 @@ class FailureTracker:
         refused = failed or not_found or (status in FAILED and method in ("REGISTER", "INVITE"))
         if not refused:
             return None
-        src = self._source(host)
         line = f"{status} to {method} for {user or '?'}" + (
             " with credentials" if credentials else ""
         )
+        return self._refused(host, failed, not_found, user, now, line)
+
+    def report(self, host: str, kind: str, user: str, now: float, evidence: str) -> Decision | None:
+        """What a PBX reported elsewhere than in an answer (a log line):
+        ``kind`` is ``LOGIN_FAILED``, ``NOT_FOUND`` or ``LOGGED_IN``;
+        ``evidence`` is the line's words for the ban's evidence. Counted as
+        an answer saying the same would be."""
+        if kind == LOGGED_IN:
+            self._succeeded(host, user)
+            return None
+        if kind not in (LOGIN_FAILED, NOT_FOUND):
+            raise ValueError(f"{kind!r}: report {LOGIN_FAILED}, {NOT_FOUND} or {LOGGED_IN}")
+        return self._refused(host, kind == LOGIN_FAILED, kind == NOT_FOUND, user, now, evidence)
+
+    def _refused(
+        self, host: str, failed: bool, not_found: bool, user: str, now: float, line: str
+    ) -> Decision | None:
+        src = self._source(host)
         src.evidence = (*src.evidence[1 - EVIDENCE_KEPT :], f"{utc(now)} {line}")
         if failed:
             decision = self._failed(host, src, user, now)

@@ -46,11 +46,12 @@ from typing import Any, Final
 
 from ..intel.numbers import Dialplan
 from ..intel.screen import IntelScreen
-from ..observe import LOGIN_FAILED, Event, EventQueue
+from ..observe import LOGIN_FAILED as LOGIN_EVENT
+from ..observe import Event, EventQueue
 from ..sip import Peek, SipError, peek
 from ..values import FORWARD, Decision, Peer, Verdict
 from .bans import BanBook
-from .failures import FailureTracker, failure
+from .failures import LOGGED_IN, LOGIN_FAILED, NOT_FOUND, FailureTracker, failure
 from .hostile import HostileSources
 from .known_good import LOGINS, KnownGood
 from .limits import RateLimiter
@@ -295,12 +296,48 @@ class Policy:
                 method, who = "", ""
             if events is not None and (kind := failure(status, method, credentials)):
                 fields = (("account", who), ("method", method), ("status", status))
-                events.push(Event(now, LOGIN_FAILED, client, kind, fields))
+                events.push(Event(now, LOGIN_EVENT, client, kind, fields))
             if tracker is not None:
                 decision = tracker.answer(client, status, method, who or "", credentials, now)
                 if decision is not None:
                     self.ban(decision, now)
         return None if uniform is None else uniform.rewrite(data, view, credentials)
+
+    def report(
+        self,
+        host: str,
+        kind: str,
+        account: str,
+        now: float,
+        evidence: str,
+        *,
+        at: float | None = None,
+        origin: str = "log",
+    ) -> bool:
+        """What a PBX reported about ``host`` outside an answer we relayed (a
+        log line, logwatch mode): ``kind`` is ``auth.failed``,
+        ``auth.not-found`` or ``auth.ok``. The failures go to the same
+        tracker and ban path as ``answer``'s, the same events are told
+        (with ``origin``: where it was read); a success makes the source
+        known-good. ``at`` is when the PBX saw it (the line's own time; the
+        tracker's windows count in it), ``now`` the clock for the ban. A
+        trusted peer is never counted. Whether a ban was made."""
+        if kind not in (LOGIN_FAILED, NOT_FOUND, LOGGED_IN):
+            raise ValueError(f"{kind!r}: report {LOGIN_FAILED}, {NOT_FOUND} or {LOGGED_IN}")
+        if host in self._trusted:
+            return False
+        when = now if at is None else min(at, now)
+        if kind == LOGGED_IN:
+            if self.known_good is not None:
+                self.known_good.logged_in(host, now)
+        elif self.events is not None:
+            fields = (("account", account), ("origin", origin))
+            self.events.push(Event(when, LOGIN_EVENT, host, kind, fields))
+        tracker = self.failures
+        if tracker is None:
+            return False
+        decision = tracker.report(host, kind, account, when, evidence)
+        return decision is not None and self.ban(decision, now)
 
     def tell(self, event: Event) -> None:
         """An event for observe's queue (none kept: nothing to do)."""

@@ -7,7 +7,15 @@ line naming the file and what to do."""
 
 from .db import StoreError
 from .honeypot import HoneypotStore
+from .logwatch import LogPositions, Position
 from .observe import ObserveStore
 from .sqlite import BanStore
 
-__all__ = ["BanStore", "HoneypotStore", "ObserveStore", "StoreError"]
+__all__ = [
+    "BanStore",
+    "HoneypotStore",
+    "LogPositions",
+    "ObserveStore",
+    "Position",
+    "StoreError",
+]

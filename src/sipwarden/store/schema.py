@@ -119,5 +119,18 @@ CREATE TABLE honeypot_calls (
 CREATE INDEX honeypot_calls_seen ON honeypot_calls (last_seen);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
+# 3 -> 4: where logwatch mode is in each followed log (store/logwatch.py)
+_V4: Final = """
+CREATE TABLE logwatch_positions (
+    source      TEXT PRIMARY KEY,   -- a file's path, or journal:<unit>
+    device      INTEGER,            -- the file read: st_dev, st_ino
+    inode       INTEGER,
+    offset      INTEGER NOT NULL,   -- bytes read: the end of the last whole line
+    head        BLOB,               -- the file's first bytes (a copy or a new file is told apart)
+    cursor      TEXT,               -- the journal's cursor after the last entry read
+    updated_at  REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4)
 VERSION: Final = len(MIGRATIONS)  # what this release writes
