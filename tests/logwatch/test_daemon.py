@@ -77,6 +77,28 @@ def test_appended_lines_ban_in_the_kernel(ns, tmp_path: Path) -> None:  # type: 
         )
         assert shown.returncode == 0, shown.stderr
         assert f"{log}: " in shown.stdout and "Wrong password" in shown.stdout
+        # a line no pattern knows that looks like a failure: `logwatch status` shows it
+        odd = f"{stamp()} NOTICE[1] chan_foo.c: Authentication failed for peer 'x'\n"
+        append(log, odd)
+        covered = eventually(lambda: status(ns, d)[name]["unmatched"] == 1, 20)
+        assert covered, status(ns, d)
+        assert status(ns, d)[name]["samples"] == [odd.rstrip("\n")]
+        text = cli(ns, d, "logwatch", "status").stdout
+        assert "31 lines read, 30 matched, 1 unmatched" in text and "look like failures" in text
+
+
+def cli(ns, d, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    """`sipwarden ARGS -c CONFIG` in the namespace."""
+    argv = [sys.executable, "-m", "sipwarden.cli", *args, "-c", str(d.config)]
+    done = subprocess.run(ns.command(*argv), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def status(ns, d) -> dict:  # type: ignore[no-untyped-def]
+    import json
+
+    return json.loads(cli(ns, d, "logwatch", "status", "--json").stdout)  # type: ignore[no-any-return]
 
 
 def test_beside_the_edge(ns, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -162,6 +184,9 @@ def test_a_source_that_reads_nothing_is_told(ns, tmp_path: Path) -> None:  # typ
     with running(ns, tmp_path, file_source(missing), extra="silent_after = 1") as d:
         told = eventually(lambda: "has given no line" in d.log(), 20)
         assert told and "the file does not exist: check the path" in d.log()
+        shown = status(ns, d)[str(missing)]
+        assert shown["exists"] is False and shown["read"] == 0, shown
+        assert "(the file does not exist)" in cli(ns, d, "logwatch", "status").stdout
 
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"

@@ -1,6 +1,7 @@
 """`sipwarden logwatch test FILE --format F`: what each line of a log gives
 under a format (``logwatch.examine``), with totals; ``--json`` for scripts.
-Exits 1 when the format cannot be loaded (the pattern file's error named)."""
+Exits 1 when the format cannot be loaded (the pattern file's error named).
+`sipwarden logwatch status`: the running daemon's coverage per source."""
 
 from __future__ import annotations
 
@@ -16,11 +17,32 @@ from ..logwatch import SHIPPED, PatternError, load
 from ..logwatch.examine import examine
 from ..logwatch.mode import local_zone
 from . import render
+from .common import CONFIG_OPTION, ask_daemon, config_from
 
 
 @click.group("logwatch")
 def logwatch() -> None:
-    """Logwatch mode: try a log against a format."""
+    """Logwatch mode: try a log against a format; what the daemon reads."""
+
+
+@logwatch.command("status")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(config_file: str | None, as_json: bool) -> None:
+    """What the running daemon reads of each log: lines read, matched and
+    missed, when the last came, and missed lines that look like failures."""
+    config = config_from(config_file)
+    answer = ask_daemon(config, {"cmd": "logwatch-status"})
+    if answer is None:
+        click.echo("sipwarden: no daemon is running (logwatch status asks it)", err=True)
+        sys.exit(1)
+    if not answer.get("ok"):
+        click.echo(f"sipwarden: {answer.get('error')}", err=True)
+        sys.exit(1)
+    if as_json:
+        render.print_json(answer["sources"])
+    else:
+        render.logwatch_status(answer["sources"])
 
 
 @logwatch.command("test")

@@ -404,3 +404,19 @@ def logwatch_report(report: dict[str, Any], only_missed: bool) -> None:
     if t["looks_like_failures"]:
         shown = ", ".join(str(n) for n in t["looks_like_failures"][:20])
         click.echo(f"  unmatched lines that look like failures: {shown}")
+
+
+def logwatch_status(sources: dict[str, Any]) -> None:
+    """`logwatch status`: a few lines per source."""
+    for name, cov in sources.items():
+        last = "never" if cov["last_line"] is None else when(cov["last_line"])
+        missing = " (the file does not exist)" if cov.get("exists") is False else ""
+        click.echo(f"{name} [{cov['format']}]{missing}")
+        click.echo(
+            f"  {cov['read']} lines read, {cov['matched']} matched, {cov['unmatched']} unmatched;"
+            f" last line {last}"
+        )
+        if cov["looks_like_failures"]:
+            click.echo(f"  {cov['looks_like_failures']} unmatched lines look like failures, e.g.:")
+            for sample in cov["samples"]:
+                click.echo(f"    {sample}")

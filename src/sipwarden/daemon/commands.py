@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from ..logwatch.mode import LogWatch
 from ..observe import LOGIN_FAILED, VERDICT, aggregate
 from ..observe.schedule import week_profile
 from ..store import StoreError
@@ -221,6 +222,16 @@ async def profile(daemon: Daemon, request: Request) -> Answer:
     return {"ok": True, **week_profile(weighted, now, PROFILE_WEEKS, daemon.schedule)}
 
 
+async def logwatch_status(daemon: Daemon, request: Request) -> Answer:
+    """Logwatch mode's coverage, per source: lines read, matched, missed,
+    the last line's time, samples of missed lines that look like failures
+    (worker 0 reads the logs, and answers this)."""
+    for mode in daemon.modes:
+        if isinstance(mode, LogWatch):
+            return {"ok": True, "sources": mode.coverage()}
+    return {"ok": False, "error": "logwatch mode is off: no [[logwatch.sources]]"}
+
+
 COMMANDS: Final[dict[str, Command]] = {
     "reload": reload,
     "stats": stats,
@@ -237,6 +248,7 @@ COMMANDS: Final[dict[str, Command]] = {
     "analysis-run": analysis_run,
     "profile": profile,
     "honeypot-write": honeypot_write,
+    "logwatch-status": logwatch_status,
 }
 
 

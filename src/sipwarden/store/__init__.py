@@ -1,6 +1,7 @@
 """Persistence: SQLite by default (bans: ``store/sqlite.py``; events and
-flows: ``store/observe.py``; the honeypot's calls: ``store/honeypot.py``). Written in batches,
-off the hot path. The store keeps every ban's record; the kernel holds what
+flows: ``store/observe.py``; the honeypot's calls: ``store/honeypot.py``;
+where logwatch mode is in each log: ``store/logwatch.py``). Written in
+batches, off the hot path. The store keeps every ban's record; the kernel holds what
 is in force and, while the store cannot be written, is the record (the
 daemon merges what the store lacks back at start). ``StoreError`` is one
 line naming the file and what to do."""
