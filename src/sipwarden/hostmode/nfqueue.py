@@ -77,7 +77,7 @@ class Packet(NamedTuple):
     data: bytes
 
 
-def _attr(kind: int, value: bytes) -> bytes:
+def attribute(kind: int, value: bytes) -> bytes:
     size = _NLA.size + len(value)
     return _NLA.pack(size, kind) + value + b"\0" * (-size % 4)
 
@@ -96,12 +96,14 @@ class Queue:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
             # a full socket buffer is counted by the kernel, not an error for us
             self._sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
-            self._config(_attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, 0)))
+            self._config(attribute(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, 0)))
             self._config(
-                _attr(NFQA_CFG_PARAMS, struct.pack("!IB", 0xFFFF, NFQNL_COPY_PACKET)),
-                _attr(NFQA_CFG_QUEUE_MAXLEN, struct.pack("!I", length)),
-                _attr(NFQA_CFG_MASK, struct.pack("!I", NFQA_CFG_F_FAIL_OPEN)),
-                _attr(NFQA_CFG_FLAGS, struct.pack("!I", NFQA_CFG_F_FAIL_OPEN if fail_open else 0)),
+                attribute(NFQA_CFG_PARAMS, struct.pack("!IB", 0xFFFF, NFQNL_COPY_PACKET)),
+                attribute(NFQA_CFG_QUEUE_MAXLEN, struct.pack("!I", length)),
+                attribute(NFQA_CFG_MASK, struct.pack("!I", NFQA_CFG_F_FAIL_OPEN)),
+                attribute(
+                    NFQA_CFG_FLAGS, struct.pack("!I", NFQA_CFG_F_FAIL_OPEN if fail_open else 0)
+                ),
             )
         except OSError:
             self._sock.close()
@@ -118,7 +120,7 @@ class Queue:
         try:
             self._sock.setblocking(True)
             self._sock.settimeout(2.0)
-            self._config(_attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_UNBIND, 0)))
+            self._config(attribute(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_UNBIND, 0)))
         except OSError:
             pass  # closing the socket unbinds it as well
         finally:
@@ -141,18 +143,18 @@ class Queue:
                 if exc.errno == errno.ENOBUFS:
                     continue
                 raise
-            packets.extend(_packets(memoryview(buf)[:size]))
+            packets.extend(packets_in(memoryview(buf)[:size]))
         return packets
 
     def verdict(
         self, packet_id: int, verdict: int, *, mark: int | None = None, payload: bytes | None = None
     ) -> None:
         """Queue a verdict for ``flush`` (a new ``payload`` replaces the packet)."""
-        attrs = _attr(NFQA_VERDICT_HDR, struct.pack("!II", verdict, packet_id))
+        attrs = attribute(NFQA_VERDICT_HDR, struct.pack("!II", verdict, packet_id))
         if mark is not None:
-            attrs += _attr(NFQA_MARK, struct.pack("!I", mark))
+            attrs += attribute(NFQA_MARK, struct.pack("!I", mark))
         if payload is not None:
-            attrs += _attr(NFQA_PAYLOAD, payload)
+            attrs += attribute(NFQA_PAYLOAD, payload)
         self._out.append(self._message(NFQNL_MSG_VERDICT, attrs, 0))
 
     def flush(self) -> None:
@@ -209,7 +211,7 @@ def _messages(view: memoryview) -> Iterator[tuple[int, int, memoryview]]:
         offset += (length + 3) & ~3
 
 
-def _packets(view: memoryview) -> Iterator[Packet]:
+def packets_in(view: memoryview) -> Iterator[Packet]:
     for kind, _, payload in _messages(view):
         if kind != (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET:
             continue
