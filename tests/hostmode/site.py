@@ -64,11 +64,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostSite]:
         shutil.which("iptables") is not None, "iptables is not installed (apt-get install iptables)"
     )
     need(kamailio_available(), "kamailio is not installed (apt-get install kamailio)")
-    with namespace_pair() as pair:
-        with kamailio(
-            tmp_path_factory.mktemp("pbx"), netns=pair.edge, address=pair.edge_ip, port=PORT
-        ):
-            yield HostSite(pair)
+    with (
+        namespace_pair() as pair,
+        kamailio(tmp_path_factory.mktemp("pbx"), netns=pair.edge, address=pair.edge_ip, port=PORT),
+    ):
+        yield HostSite(pair)
 
 
 class HostDaemon(Daemon):

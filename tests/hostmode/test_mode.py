@@ -13,8 +13,7 @@ import pytest
 
 from sipwarden.config import ConfigError, config_from_dict, load_config
 from sipwarden.enforce.queue import RESET_MARK, iptables_restore, nft_lines
-from sipwarden.hostmode import HostMode, settings_of
-from sipwarden.hostmode import nfqueue
+from sipwarden.hostmode import HostMode, nfqueue, settings_of
 from sipwarden.hostmode.packets import decode, with_udp_payload
 from sipwarden.policy import build_policy
 from sipwarden.values import Decision
