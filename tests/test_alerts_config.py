@@ -89,7 +89,7 @@ def test_files_are_found_next_to_the_config(tmp_path):
     (tmp_path / "sub").mkdir()
     path = tmp_path / "sub" / "sipwarden.toml"
     path.write_text(
-        '[edge]\n[[alerts]]\ntype = "webhook"\nurl = "https://h.example.com/"\nsecret_file = "hook.key"\n'
+        '[[alerts]]\ntype = "webhook"\nurl = "https://h.example.com/"\nsecret_file = "hook.key"\n'
         '[[alerts]]\ntype = "email"\nhost = "127.0.0.1"\nfrom = "a@example.com"\n'
         'to = ["b@example.com"]\nuser = "u"\npassword_file = "pw"\nca_file = "ca.pem"\n'
     )

@@ -299,9 +299,9 @@ def test_what_needs_the_token():
 
 def test_the_keys_of_the_token_and_the_hosts(tmp_path: Path):
     config = tmp_path / "edge.toml"
-    config.write_text('[edge]\n[storage]\npath = "state/bans.db"\n[api]\ntoken_file = ""\n')
+    config.write_text('[storage]\npath = "state/bans.db"\n[api]\ntoken_file = ""\n')
     assert token_file(load_config(config)) == tmp_path / "state" / "bans.token"
-    config.write_text('[edge]\n[api]\ntoken_file = "api.token"\n')
+    config.write_text('[api]\ntoken_file = "api.token"\n')
     assert token_file(load_config(config)) == tmp_path / "api.token"
     for bad in ("http://sipwarden.test", "sipwarden.test:8080", "[::1]", "a b"):
         with pytest.raises(ConfigError) as refused:

@@ -50,7 +50,7 @@ def test_ipv6_and_tls_endpoints(tmp_path):
         ({"edge": {"backend": "udp:127.0.0.1:70000"}}, ["edge.backend", "from 1 to 65535"]),
         ({"edge": {"lisen": []}}, ["edge.lisen", "unknown key"]),
         ({"edgy": {}}, ["edgy", "unknown key"]),
-        ({"edge": {"listen": []}}, ["no mode configured", "[host] enabled = true"]),
+        ({"edge": {"listen": [], "workers": 2}}, ["edge.workers = 2", "no edge"]),
         ({"edge": {"listen": ["tls:127.0.0.1:5061"]}}, ["edge", "tls_certificate"]),
         ({"edge": {"max_message_size": 10}}, ["edge.max_message_size", "1024", "got 10"]),
         ({"edge": {"advertise": "sip.example.com;x=1"}}, ["edge.advertise", "not a host name"]),
@@ -127,7 +127,7 @@ def test_intel_settings_name_the_key_and_paths_follow_the_config(tmp_path):
             raise AssertionError(f"accepted {bad}")
     cfg = tmp_path / "sw.toml"
     cfg.write_text(
-        '[edge]\n[intel.geoip]\ndatabase = "geo/c.mmdb"\nallow_countries = ["gb"]\n'
+        '[intel.geoip]\ndatabase = "geo/c.mmdb"\nallow_countries = ["gb"]\n'
         '[[intel.feeds]]\nname = "local"\npath = "bad.txt"\n'
     )
     config = load_config(cfg)

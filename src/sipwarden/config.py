@@ -1239,18 +1239,6 @@ class Config(_Section):
     tollfraud: TollFraudConfig = Field(default_factory=TollFraudConfig)
 
     @model_validator(mode="after")
-    def _some_mode(self) -> Config:
-        # a mode: the edge, host mode, or logwatch (its [[logwatch.sources]],
-        # read here by name so that this check holds once that section exists)
-        sources = getattr(getattr(self, "logwatch", None), "sources", None)
-        if not self.edge.listen and not self.host.enabled and not sources:
-            raise ValueError(
-                "no mode configured (no [edge], or edge.listen = []): give [edge] listen,"
-                " set [host] enabled = true, or add [[logwatch.sources]]"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _analysis_bans_no_wider(self) -> Config:
         dist, bans = self.analysis.distributed, self.bans
         for v, prefix, widest in (
@@ -1269,6 +1257,21 @@ class Config(_Section):
                     f" limits.methods ({', '.join(self.limits.methods) or 'none now'})"
                 )
         return self
+
+
+def mode_problem(config: Config) -> str | None:
+    """Why ``config`` gives `sipwarden run` nothing to do (no edge, host mode
+    off, no logwatch source), or None. `run` refuses it (``daemon/preflight.py``);
+    the offline commands (`bans`, `events`...) take any config."""
+    # logwatch's [[logwatch.sources]] is read by name, so that this holds
+    # once that section exists
+    sources = getattr(getattr(config, "logwatch", None), "sources", None)
+    if config.edge.listen or config.host.enabled or sources:
+        return None
+    return (
+        "no mode configured (no [edge], or edge.listen = []): give [edge] listen,"
+        " set [host] enabled = true, or add [[logwatch.sources]]"
+    )
 
 
 # keys whose values an error names by their length, not their text

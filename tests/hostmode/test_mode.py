@@ -12,6 +12,7 @@ import dpkt
 import pytest
 
 from sipwarden.config import ConfigError, config_from_dict, load_config
+from sipwarden.daemon import preflight
 from sipwarden.enforce.queue import RESET_MARK, iptables_restore, nft_lines
 from sipwarden.hostmode import HostMode, nfqueue, settings_of
 from sipwarden.hostmode.packets import decode, with_udp_payload
@@ -229,12 +230,16 @@ def test_a_config_file_without_edge_has_none_and_needs_a_mode(tmp_path: Path):
     path.write_text("[host]\nenabled = true\n")
     config = load_config(path)
     assert config.edge.listen == [] and config.host.enabled
-    path.write_text('[storage]\npath = "x.db"\n')
+    # no edge: none of its files, addresses or backend is checked
+    assert not [line for line in preflight.problems(config) if "edge." in line]
+    # no mode: the offline commands take it, `run` refuses it
+    path.write_text(f'[storage]\npath = "{tmp_path / "x.db"}"\n')
+    config = load_config(path)
+    assert config.edge.listen == [] and not config.host.enabled
     with pytest.raises(ConfigError, match=r"no mode configured.*\[host\] enabled = true"):
-        load_config(path)
+        preflight.check(config)
     path.write_text("[edge]\nlisten = []\n")
-    with pytest.raises(ConfigError, match="no mode configured"):
-        load_config(path)
+    assert "no mode configured" in preflight.problems(load_config(path))[0]
     path.write_text("[edge]\n")  # an [edge] table, even empty: the default listeners
     assert load_config(path).edge.listen
 

@@ -233,7 +233,7 @@ def test_rule_files_are_found_next_to_the_config_and_globs_expand(tmp_path):
     (tmp_path / "rules.d" / "20-b.toml").write_text(
         '[[rule]]\nid = "b"\nmatch = { "from.user" = "bob" }\n'
     )
-    (tmp_path / "edge.toml").write_text('[edge]\n[policy]\nrule_files = ["rules.d/*.toml"]\n')
+    (tmp_path / "edge.toml").write_text('[policy]\nrule_files = ["rules.d/*.toml"]\n')
     config = load_config(tmp_path / "edge.toml")
     ids = [r.id for r in all_rules(config.policy)]
     assert ids[:2] == ["a", "b"] and len(ids) > 2  # then the pack

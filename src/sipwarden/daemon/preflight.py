@@ -17,6 +17,7 @@ What it checks, for the files and addresses the config names:
 - ``edge.listen``: each address can be bound (on this machine, the port
   free), by binding it as the edge will and letting it go at once;
 - ``edge.backend``: this machine has a route to it;
+- a mode: the edge, host mode or a logwatch source (``config.mode_problem``);
 - with no edge (no ``[edge]``, or ``listen = []``), none of the edge's;
 - ``[host]`` on: run as root, and no edge listener on the PBX's ports.
 
@@ -36,7 +37,7 @@ import socket
 import ssl
 from pathlib import Path
 
-from ..config import Config, ConfigError, EdgeConfig, Endpoint
+from ..config import Config, ConfigError, EdgeConfig, Endpoint, mode_problem
 from ..edge import local_address_towards
 from .control import worker_path
 
@@ -59,7 +60,9 @@ def check(config: Config) -> None:
 def problems(config: Config) -> list[str]:
     """Every problem found, one line each (empty: nothing stops start-up)."""
     edge = config.edge
+    no_mode = mode_problem(config)
     found = [
+        *([no_mode] if no_mode else []),
         *_storage(config.storage.path),
         *_control(config.control.socket, edge.workers),
         *_host(config),
