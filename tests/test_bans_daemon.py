@@ -192,7 +192,7 @@ def test_nftables_without_the_right_to_use_it_is_a_clear_error(tmp_path: Path):
     need(shutil.which("setpriv") is not None, "setpriv is not installed (util-linux)")
     need(shutil.which("nft") is not None, "nftables is not installed (apt-get install nftables)")
     config = tmp_path / "edge.toml"
-    config.write_text('[firewall]\nenforcer = "nftables"\n[api]\nlisten = ""\n')
+    config.write_text('[edge]\n[firewall]\nenforcer = "nftables"\n[api]\nlisten = ""\n')
     done = subprocess.run(
         [
             "setpriv",

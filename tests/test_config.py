@@ -50,7 +50,7 @@ def test_ipv6_and_tls_endpoints(tmp_path):
         ({"edge": {"backend": "udp:127.0.0.1:70000"}}, ["edge.backend", "from 1 to 65535"]),
         ({"edge": {"lisen": []}}, ["edge.lisen", "unknown key"]),
         ({"edgy": {}}, ["edgy", "unknown key"]),
-        ({"edge": {"listen": []}}, ["edge.listen", "at least 1"]),
+        ({"edge": {"listen": [], "workers": 2}}, ["edge.workers = 2", "no edge"]),
         ({"edge": {"listen": ["tls:127.0.0.1:5061"]}}, ["edge", "tls_certificate"]),
         ({"edge": {"max_message_size": 10}}, ["edge.max_message_size", "1024", "got 10"]),
         ({"edge": {"advertise": "sip.example.com;x=1"}}, ["edge.advertise", "not a host name"]),

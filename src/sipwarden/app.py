@@ -37,6 +37,7 @@ from .edge import Edge, flow_key
 from .fetch.calendar import open_schedule
 from .fetch.dns import resolve
 from .fetch.geoip import open_geo
+from .hostmode import HostMode
 from .logwatch.mode import LogWatch
 from .observe.schedule import Schedule
 from .policy import Policy, build_policy
@@ -106,16 +107,28 @@ async def serve(
             deceiver.records, config.deception.fake_pbx, config.storage.path, worker=worker
         )
     )
-    modes: list[Mode] = [
-        Edge(
-            config.edge,
-            key,
-            policy=policy,
-            events=events,
-            flows=observe.flows if observe is not None else None,
-            deceiver=deceiver,
+    modes: list[Mode] = []
+    if config.edge.listen:  # a config file without [edge] (or listen = []) has no edge
+        modes.append(
+            Edge(
+                config.edge,
+                key,
+                policy=policy,
+                events=events,
+                flows=observe.flows if observe is not None else None,
+                deceiver=deceiver,
+            )
         )
-    ]
+    if config.host.enabled and worker == 0:  # one reader per queue: worker 0's
+        modes.append(
+            HostMode(
+                config.host,
+                table=config.firewall.table,
+                policy=policy,
+                events=events,
+                flows=observe.flows if observe is not None else None,
+            )
+        )
     # logwatch mode ([[logwatch.sources]]): worker 0 alone reads the PBX's logs
     if worker == 0 and config.logwatch.sources:
         modes.append(LogWatch(config.logwatch, config.storage.path, policy=policy))
@@ -205,7 +218,7 @@ async def start_api(config: Config, daemon: Daemon) -> ApiServer | None:
         return await serve_api(config, daemon)
     except OSError as exc:
         problem = preflight.bind_problem("api.listen", config.api.listen, exc)
-        log.error("%s; the edge runs without the API", problem)
+        log.error("%s; sipwarden runs without the API", problem)
     except TokenError as exc:
         log.error("the API is not running: %s", exc)
     return None
@@ -239,7 +252,9 @@ def _die_with_parent() -> None:
 def run(config: Config, config_path: Path | None = None) -> None:
     """Run ``edge.workers`` processes sharing the listening ports (SO_REUSEPORT;
     the kernel spreads sources across them). The proxy keeps no state, and
-    each worker's own backend socket brings the PBX's answers back to it."""
+    each worker's own backend socket brings the PBX's answers back to it.
+    Host mode runs in worker 0 alone (one reader per queue); with no edge
+    there is one worker (config.py refuses edge.workers > 1 without one)."""
     import uvloop
 
     # a SIGHUP before the loop handles it (logrotate during startup) must
@@ -247,7 +262,8 @@ def run(config: Config, config_path: Path | None = None) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     preflight.check(config)  # before the store, the kernel or a port is touched
     check_alerts(config)  # an alert target's secret that cannot be read
-    key = flow_key(config.edge.flow_key_file)  # before forking: one key for all
+    # before forking: one key for all (no edge, no flow tokens: no key file)
+    key = flow_key(config.edge.flow_key_file) if config.edge.listen else b""
     # a broken rule or an unreadable country database stops startup here
     schedule = open_schedule(config.schedule, time.time())  # a bad timezone or country stops it
     policy = build_policy(

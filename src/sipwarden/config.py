@@ -126,14 +126,15 @@ class ReflectionConfig(_Section):
 
 
 class EdgeConfig(_Section):
-    """``[edge]``: where sipwarden listens and the PBX it protects."""
+    """``[edge]``: where sipwarden listens and the PBX it protects. A config
+    file without ``[edge]``, or with ``listen = []``, has no edge (the
+    embedded defaults, no file at all, keep the loopback edge of the demo)."""
 
     listen: list[ListenEndpoint] = Field(
         default_factory=lambda: [
             parse_endpoint("udp:127.0.0.1:5060"),
             parse_endpoint("tcp:127.0.0.1:5060"),
         ],
-        min_length=1,
     )
     backend: BackendEndpoint = Field(default_factory=lambda: parse_endpoint("udp:127.0.0.1:5080"))
     domains: list[str] = Field(default_factory=list)
@@ -189,6 +190,11 @@ class EdgeConfig(_Section):
 
     @model_validator(mode="after")
     def _workers_need_fixed_ports(self) -> EdgeConfig:
+        if self.workers > 1 and not self.listen:
+            raise ValueError(
+                f"edge.workers = {self.workers} with no edge (edge.listen = []): workers share"
+                " the edge's ports; use 1, or give edge.listen (host mode runs in one process)"
+            )
         if self.workers > 1 and any(ep.port == 0 for ep in self.listen):
             raise ValueError(
                 "edge.workers > 1 needs fixed ports in edge.listen (port 0 picks one per worker)"
@@ -204,6 +210,42 @@ class EdgeConfig(_Section):
             raise ValueError(
                 "a tls: listener or backend needs edge.tls_certificate and edge.tls_key"
             )
+        return self
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class HostConfig(_Section):
+    """``[host]``: host mode (``hostmode/``): protect a PBX on this machine in
+    place. The kernel sends the PBX's inbound SIP to an NFQUEUE (after the
+    bans', feeds' and lane's drops) and sipwarden gives each packet a verdict;
+    the PBX's answers go through a second queue, read (failed logins,
+    enumeration) and accepted. Needs root (CAP_NET_ADMIN)."""
+
+    enabled: bool = False
+    ports: list[Port] = Field(default_factory=lambda: [5060])  # the PBX's SIP ports, UDP and TCP
+    tls_ports: list[Port] = Field(default_factory=lambda: [5061])  # TLS: judged by source only
+    # when sipwarden is not reading the queue (stopped, crashed) or it is
+    # full: "open" lets the PBX's traffic pass, "closed" drops it
+    fail: Literal["open", "closed"] = "open"
+    # the NFQUEUE numbers: `queue` the PBX's inbound packets, `queue + 1` its answers
+    queue: int = Field(default=5060, ge=0, le=65534)
+    queue_length: int = Field(default=4096, ge=16, le=1_000_000)  # packets the kernel holds for us
+    # how packets reach the queue: nft's `queue` statement needs CONFIG_NFT_QUEUE,
+    # else the iptables NFQUEUE target; "auto" tries nft first
+    kernel: Literal["auto", "nftables", "iptables"] = "auto"
+
+    @model_validator(mode="after")
+    def _ports_apart(self) -> HostConfig:
+        both = sorted(set(self.ports) & set(self.tls_ports))
+        if both:
+            raise ValueError(
+                f"host.tls_ports: {both} also in host.ports: a port is either read (ports)"
+                " or judged by source only (tls_ports), not both"
+            )
+        if self.enabled and not self.ports and not self.tls_ports:
+            raise ValueError("host.ports = []: host mode needs at least one port of the PBX")
         return self
 
 
@@ -1229,6 +1271,7 @@ class LogwatchConfig(_Section):
 
 class Config(_Section):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
+    host: HostConfig = Field(default_factory=HostConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     bans: BansConfig = Field(default_factory=BansConfig)
@@ -1268,6 +1311,21 @@ class Config(_Section):
                     f" limits.methods ({', '.join(self.limits.methods) or 'none now'})"
                 )
         return self
+
+
+def mode_problem(config: Config) -> str | None:
+    """Why ``config`` gives `sipwarden run` nothing to do (no edge, host mode
+    off, no logwatch source), or None. `run` refuses it (``daemon/preflight.py``);
+    the offline commands (`bans`, `events`...) take any config."""
+    # logwatch's [[logwatch.sources]] is read by name, so that this holds
+    # once that section exists
+    sources = getattr(getattr(config, "logwatch", None), "sources", None)
+    if config.edge.listen or config.host.enabled or sources:
+        return None
+    return (
+        "no mode configured (no [edge], or edge.listen = []): give [edge] listen,"
+        " set [host] enabled = true, or add [[logwatch.sources]]"
+    )
 
 
 # keys whose values an error names by their length, not their text
@@ -1323,6 +1381,8 @@ def load_config(path: str | Path | None) -> Config:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if "edge" not in data:  # a file without [edge] has no edge (the defaults' is the demo's)
+        data = {**data, "edge": {"listen": []}}
     try:
         config = config_from_dict(data)
     except ConfigError as exc:

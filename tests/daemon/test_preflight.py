@@ -235,7 +235,7 @@ def test_an_api_port_in_use_is_named_and_the_edge_still_starts(tmp_path):
         log = stopped(proc)
     (line,) = [line for line in log.splitlines() if "api.listen" in line]
     assert f"api.listen = '127.0.0.1:{port}': cannot listen (Address already in use)" in line
-    assert "the edge runs without the API" in line
+    assert "sipwarden runs without the API" in line
 
 
 def test_a_second_daemon_on_the_same_config_says_the_first_is_running(tmp_path):

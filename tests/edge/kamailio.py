@@ -26,8 +26,8 @@ children=2
 tcp_children=2
 auto_aliases=no
 alias="{realm}"
-listen=udp:127.0.0.1:{port}
-listen=tcp:127.0.0.1:{port}
+listen=udp:{address}:{port}
+listen=tcp:{address}:{port}
 {tls_listen}
 mpath="{modules}"
 server_header="Server: kamailio-pbx-under-test"
@@ -133,12 +133,15 @@ def kamailio(
     *,
     netns: str | None = None,
     fr_timer: int | None = None,
+    address: str = "127.0.0.1",
+    port: int | None = None,
 ) -> Iterator[int]:
     """Start Kamailio on a free loopback port (UDP and TCP; with ``tls`` =
     (certificate, key), TLS on the port above it); yield the port. With
     ``netns``, inside that network namespace, on its own loopback. With
     ``fr_timer`` (ms), a relayed request no one answers gets its 408 that
-    soon (Kamailio's default: 30 s)."""
+    soon (Kamailio's default: 30 s). ``address`` and ``port``: where it
+    listens instead (host mode's PBX, on its namespace's public address)."""
     db = tmp_path / "kamdb"
     db.mkdir()
     (db / "version").write_text(
@@ -153,7 +156,7 @@ def kamailio(
         "id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) \n"
         + rows
     )
-    port = free_udp_port()
+    port = port or free_udp_port()
     cfg = tmp_path / "kamailio.cfg"
     tls_listen = tls_module = ""
     if tls is not None:
@@ -163,6 +166,7 @@ def kamailio(
     cfg.write_text(
         CONFIG.format(
             realm=REALM,
+            address=address,
             port=port,
             modules=MODULES,
             db=db,
@@ -201,7 +205,9 @@ def kamailio(
                     f"kamailio exited: {(tmp_path / 'kamailio.log').read_text()[-3000:]}"
                 )
             if "listening on" in (tmp_path / "kamailio.log").read_text() or (
-                _answers(port) if netns is None else in_namespace(netns, _answers, port)
+                _answers(port, address)
+                if netns is None
+                else in_namespace(netns, _answers, port, address)
             ):
                 break
             time.sleep(0.1)
@@ -215,17 +221,17 @@ def kamailio(
         log.close()
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, address: str = "127.0.0.1") -> bool:
     probe = (
         f"OPTIONS sip:{REALM} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKprobe\r\n"
         f"From: <sip:probe@{REALM}>;tag=p\r\nTo: <sip:{REALM}>\r\nCall-ID: probe\r\nCSeq: 1 OPTIONS\r\n"
         "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ).encode()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         s.settimeout(0.2)
-        probe = probe.replace(b"127.0.0.1:9", f"127.0.0.1:{s.getsockname()[1]}".encode())
-        s.sendto(probe, ("127.0.0.1", port))
+        probe = probe.replace(b"127.0.0.1:9", f"{address}:{s.getsockname()[1]}".encode())
+        s.sendto(probe, (address, port))
         try:
             return bool(s.recv(4096))
         except TimeoutError:

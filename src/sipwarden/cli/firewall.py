@@ -99,13 +99,18 @@ def firewall_flush(config_file: str | None) -> None:
     """Remove sipwarden's nftables table: the kernel drops nothing more.
 
     The bans stay in the store; the daemon puts them back when it starts.
+    Host mode's queue rules go too (also its iptables chains, if used): the
+    PBX's traffic then passes unjudged, whatever [host] fail says.
     """
     import asyncio
 
     from ..daemon.bans import enforcer_for
+    from ..enforce.queue import QueueRules
+    from ..hostmode import settings_of
 
     config = config_from(config_file)
     try:
+        asyncio.run(QueueRules(settings_of(config.host, config.firewall.table)).remove())
         asyncio.run(enforcer_for(config, "nftables").flush())
     except (OSError, EnforcerError) as exc:
         click.echo(f"sipwarden: {exc}", err=True)

@@ -267,6 +267,13 @@ def status(shown: dict[str, Any], socket: Path) -> None:
         )
     elif shown["running"]:
         click.echo("kernel lane: none")
+    host = shown.get("host")
+    if host is not None:
+        click.echo(
+            f"host mode: {host.get('received', 0):,} packets judged, {host.get('dropped', 0):,}"
+            f" dropped, {host.get('reset', 0):,} TCP connections reset,"
+            f" {host.get('answers-read', 0):,} of the PBX's answers read"
+        )
     feeds = shown["intel"].get("feeds", [])
     if not feeds:
         click.echo("feeds: none configured")

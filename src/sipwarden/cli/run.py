@@ -117,8 +117,9 @@ def status(config_file: str | None, as_json: bool) -> None:
                 for k, v in stats.get("edge", {}).items()
                 if k.startswith("reflection-")
             }
-            if config.edge.reflection.enabled
+            if config.edge.reflection.enabled and config.edge.listen
             else None,
+            "host": stats.get("host"),  # host mode's counters; None: not on
         }
     else:
         from ..daemon.intel_commands import offline_status

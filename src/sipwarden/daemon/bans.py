@@ -441,6 +441,15 @@ def brief(ban: Ban) -> dict[str, Any]:
     }
 
 
+def host_ports(config: Config) -> set[tuple[str, int]]:
+    """The PBX's SIP ports host mode protects, as (transport, port): banned
+    sources and floods are dropped there too, before the queue."""
+    host = config.host
+    if not host.enabled:
+        return set()
+    return {("udp", p) for p in host.ports} | {("tcp", p) for p in (*host.ports, *host.tls_ports)}
+
+
 def enforcer_for(config: Config, kind: str | None = None) -> Enforcer:
     """The configured enforcer (``kind`` overrides ``[firewall] enforcer``:
     `firewall flush` clears the table even after a switch to "none")."""
@@ -453,6 +462,7 @@ def enforcer_for(config: Config, kind: str | None = None) -> Enforcer:
                 ("tcp" if ep.transport == "tls" else ep.transport, ep.port)
                 for ep in config.edge.listen
             }
+            | host_ports(config)
         )
     )
     counting = fw.drop_counts

@@ -52,6 +52,7 @@ M = TypeVar("M")
 # what a reload cannot change: sockets, files and the kernel's table
 RESTART_SECTIONS = (
     "edge",
+    "host",
     "storage",
     "firewall",
     "api",

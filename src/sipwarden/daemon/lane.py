@@ -34,7 +34,7 @@ from ..enforce import Enforcer, EnforcerError, LaneSettings
 from ..enforce.lane import ports_of, total_rate
 from ..policy.known_good import KnownGood
 from ..values import Network
-from .bans import enforcer_for
+from .bans import enforcer_for, host_ports
 
 log = logging.getLogger("sipwarden.lane")
 BATCH_DELAY: Final = 0.2  # seconds a first report waits for others to join its batch
@@ -47,7 +47,9 @@ def lane_settings(config: Config) -> LaneSettings | None:
     if config.firewall.enforcer != "nftables" or not lane.enabled:
         return None
     return LaneSettings(
-        ports=ports_of([(ep.transport, ep.port) for ep in config.edge.listen]),
+        ports=ports_of(
+            [(ep.transport, ep.port) for ep in config.edge.listen] + sorted(host_ports(config))
+        ),
         prefix_rate=lane.prefix_rate,
         total_rate=total_rate(lane.total_rate, config.edge.workers),
         prefix_v4=lane.prefix_v4,

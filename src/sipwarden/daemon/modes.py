@@ -1,7 +1,7 @@
 """Modes: the ways traffic reaches the policy, run side by side by one daemon.
 
-The edge (an inline proxy) is the first; host mode (NFQUEUE), logwatch and
-the fleet come next. The daemon owns the policy, the keepers and the
+The edge (an inline proxy) is the first, host mode (NFQUEUE, ``hostmode/``)
+the second; logwatch and the fleet come next. The daemon owns the policy, the keepers and the
 control socket; a mode owns its sockets (or queue, or log files) and judges
 what it receives with the policy the daemon gives it. Adding a mode is
 writing a class with this shape and listing it where ``app.serve`` builds

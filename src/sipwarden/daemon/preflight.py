@@ -16,7 +16,10 @@ What it checks, for the files and addresses the config names:
   ``edge.backend_ca_file``): they exist and load;
 - ``edge.listen``: each address can be bound (on this machine, the port
   free), by binding it as the edge will and letting it go at once;
-- ``edge.backend``: this machine has a route to it.
+- ``edge.backend``: this machine has a route to it;
+- a mode: the edge, host mode or a logwatch source (``config.mode_problem``);
+- with no edge (no ``[edge]``, or ``listen = []``), none of the edge's;
+- ``[host]`` on: run as root, and no edge listener on the PBX's ports.
 
 Bounds: a handful of system calls, no packet sent. A TCP or TLS backend
 that refuses connections is not a reason to stay down (the PBX may start
@@ -34,7 +37,7 @@ import socket
 import ssl
 from pathlib import Path
 
-from ..config import Config, ConfigError, EdgeConfig, Endpoint
+from ..config import Config, ConfigError, EdgeConfig, Endpoint, mode_problem
 from ..edge import local_address_towards
 from .control import worker_path
 
@@ -57,11 +60,16 @@ def check(config: Config) -> None:
 def problems(config: Config) -> list[str]:
     """Every problem found, one line each (empty: nothing stops start-up)."""
     edge = config.edge
+    no_mode = mode_problem(config)
     found = [
+        *([no_mode] if no_mode else []),
         *_storage(config.storage.path),
         *_control(config.control.socket, edge.workers),
-        *_tls(edge),
+        *_host(config),
     ]
+    if not edge.listen:  # no edge: its files, ports and backend are not used
+        return found
+    found += _tls(edge)
     for i, ep in enumerate(edge.listen):
         try:
             _bind_once(ep)
@@ -75,6 +83,28 @@ def problems(config: Config) -> list[str]:
             f" ({os.strerror(exc.errno or 0)}): check the address, and the routes"
             f" (`ip route get {edge.backend.host}`)"
         )
+    return found
+
+
+def _host(config: Config) -> list[str]:
+    """Host mode reads NFQUEUE: a netlink socket only root (CAP_NET_ADMIN)
+    may bind; the edge must not listen on the PBX's ports."""
+    host = config.host
+    if not host.enabled:
+        return []
+    found = []
+    if os.geteuid() != 0:
+        found.append(
+            f"{_named('host.enabled', True)}: host mode needs root (CAP_NET_ADMIN) to read"
+            " NFQUEUE and set the kernel's rules: run sipwarden as root, or set enabled = false"
+        )
+    taken = {p for p in (*host.ports, *host.tls_ports)}
+    for i, ep in enumerate(config.edge.listen):
+        if ep.port in taken:
+            found.append(
+                f"{_named(f'edge.listen[{i}]', ep)}: port {ep.port} is the PBX's"
+                " (host.ports, host.tls_ports): the edge must listen elsewhere in host mode"
+            )
     return found
 
 

@@ -39,7 +39,11 @@ def protected_networks(config: Config) -> list[tuple[Network, str]]:
         protected.setdefault(net, why)
 
     backend = config.edge.backend
-    add(backend.host, f"the PBX: edge.backend = {backend.transport}:{backend.host}:{backend.port}")
+    if config.edge.listen:  # no edge: no backend (host mode's PBX is this machine)
+        add(
+            backend.host,
+            f"the PBX: edge.backend = {backend.transport}:{backend.host}:{backend.port}",
+        )
     for ep in config.edge.listen:
         if ep.host not in WILDCARDS:
             add(ep.host, f"the edge's own address: edge.listen {ep.host}")

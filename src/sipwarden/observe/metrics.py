@@ -184,6 +184,21 @@ LOGWATCH: Final = Section(
     },
     what="logwatch's",
 )
+HOST: Final = Section(
+    "sipwarden_host_",
+    helps={
+        "received": "packets to the PBX's SIP ports host mode judged (NFQUEUE)",
+        "dropped": "UDP packets host mode dropped (the policy's reasons: sipwarden_verdicts_total)",
+        "reset": "TCP connections host mode reset",
+        "judged-by-source": "TCP segments judged by their source alone (TLS, a part of a message)",
+        "answers-read": "the PBX's final answers host mode read",
+        "answers-made-uniform": "the PBX's 404s to a REGISTER rewritten to the uniform challenge",
+        "not-read": "queued packets host mode could not read (accepted)",
+        "queue-errors": "errors reading NFQUEUE or sending verdicts",
+        "errors": "packets whose judging failed (accepted)",
+    },
+    what="host mode's",
+)
 BANS: Final = Section(
     "sipwarden_ban_keeper_",
     gauges=frozenset({"store-unwritten"}),
@@ -342,6 +357,7 @@ def metric_families(stats: Mapping[str, Any], version: str) -> list[Family]:
     _rules(out, stats)
     _counters(out, EDGE, _section(stats, "edge"))
     _counters(out, LOGWATCH, _section(stats, "logwatch"))
+    _counters(out, HOST, _section(stats, "host"))
     _intel(out, _section(stats, "intel"))
     _lane(out, _section(stats, "lane"))
     _counters(out, KERNEL_DROPS, _section(stats, "kernel-drops"))

@@ -1,0 +1,3 @@
+"""The fixtures of the host-mode site (``site.py``), for every test here."""
+
+from .site import site  # noqa: F401
