@@ -53,10 +53,12 @@ def need_tools() -> None:
 def test_a_spoofed_hostile_source_gets_back_at_most_what_it_sent(tmp_path, name):
     need_tools()
     template = DECEPTION_ATTACKS[name]
-    listen = HOLD + 5.0  # the 486 and three of its retransmissions (0.5, 1, 2 s apart)
+    listen = HOLD + 8.0  # the 486 and its two retransmissions (0.5 and 1 s apart), with room
     with kamailio(tmp_path) as pbx:
         with running_edge(tmp_path, backend_port=pbx, armed=DECEPTION) as run:
             got = reflect(template, run.ports["udp"], "127.0.0.4", seconds=listen)
+            if template is HOSTILE_INVITE:  # (the edge's thread counts them: a busy machine is slow)
+                wait_for(lambda: run.edge.counters["deceive-withheld"] >= 3, 15)
             counters = dict(run.edge.counters)
         with running_edge(
             tmp_path, backend_port=pbx, armed=DECEPTION, reflection={"enabled": False}
