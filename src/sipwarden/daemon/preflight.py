@@ -16,7 +16,13 @@ What it checks, for the files and addresses the config names:
   ``edge.backend_ca_file``): they exist and load;
 - ``edge.listen``: each address can be bound (on this machine, the port
   free), by binding it as the edge will and letting it go at once;
-- ``edge.backend``: this machine has a route to it.
+- ``edge.backend``: this machine has a route to it;
+- the capabilities: with ``firewall.enforcer = "nftables"``, CAP_NET_ADMIN
+  for the ``nft`` and ``conntrack`` it runs (as a non-root user it must be
+  ambient, or the children do not get it); CAP_NET_BIND_SERVICE for a port
+  below 1024 is said by the bind check. ``missing_capabilities`` is public
+  for ``doctor`` and host mode (NFQUEUE needs CAP_NET_ADMIN in the daemon
+  itself: ``in_daemon``).
 
 Bounds: a handful of system calls, no packet sent. A TCP or TLS backend
 that refuses connections is not a reason to stay down (the PBX may start
@@ -45,6 +51,15 @@ TLS_FILES = {
 }
 # sun_path holds 108 bytes, the last a NUL (unix(7))
 UNIX_PATH_MAX = 107
+# capability numbers (linux/capability.h)
+CAP_NET_BIND_SERVICE = 10
+CAP_NET_ADMIN = 12
+# how to give them, said with every missing one
+GRANT = (
+    "run it as the systemd unit does (`sipwarden service install`: AmbientCapabilities="
+    "CAP_NET_ADMIN CAP_NET_BIND_SERVICE), or with `setpriv --inh-caps=+net_admin,"
+    "+net_bind_service --ambient-caps=+net_admin,+net_bind_service`, or as root"
+)
 
 
 def check(config: Config) -> None:
@@ -58,6 +73,7 @@ def problems(config: Config) -> list[str]:
     """Every problem found, one line each (empty: nothing stops start-up)."""
     edge = config.edge
     found = [
+        *missing_capabilities(config),
         *_storage(config.storage.path),
         *_control(config.control.socket, edge.workers),
         *_tls(edge),
@@ -85,13 +101,54 @@ def bind_problem(key: str, address: object, exc: OSError) -> str:
         " stop it or choose another port",
         errno.EADDRNOTAVAIL: "the address is not one of this machine's (`ip addr` lists them):"
         " use one of them, or 0.0.0.0 or [::] for all",
-        errno.EACCES: "not permitted: a port below 1024 needs root or CAP_NET_BIND_SERVICE",
+        errno.EACCES: f"not permitted: a port below 1024 needs CAP_NET_BIND_SERVICE: {GRANT}",
         errno.EAFNOSUPPORT: "IPv6 is off on this machine: use an IPv4 address",
     }.get(exc.errno or 0, "use an address and port this machine can listen on")
     # asyncio words its errors "error while attempting to bind on address ...";
     # the errno's own text is the short, plain one
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     return f"{_named(key, address)}: cannot listen ({reason}): {fix}"
+
+
+def missing_capabilities(config: Config, *, in_daemon: bool = False) -> list[str]:
+    """One line per capability the config needs and this process lacks.
+
+    The kernel's tables are changed by ``nft`` and ``conntrack`` run as
+    children: a non-root process passes a capability on to them only if
+    it is ambient. ``in_daemon``: needed by the daemon itself too (host
+    mode's NFQUEUE socket), so the effective set is enough for that."""
+    if config.firewall.enforcer != "nftables":
+        return []
+    effective, ambient = capability_sets()
+    if effective is None or ambient is None:
+        return []  # not Linux's /proc: nft's own error will say it
+    held = bool(effective >> CAP_NET_ADMIN & 1)
+    passed_on = os.geteuid() == 0 or bool(ambient >> CAP_NET_ADMIN & 1) or in_daemon
+    if held and passed_on:
+        return []
+    key = _named("firewall.enforcer", config.firewall.enforcer)
+    if held:  # e.g. file capabilities on the interpreter, or a unit without AmbientCapabilities
+        why = "holds CAP_NET_ADMIN but not as an ambient capability, so nft and conntrack"
+        return [f"{key}: sipwarden {why} would run without it: {GRANT}"]
+    return [
+        f"{key}: sipwarden (uid {os.geteuid()}) lacks CAP_NET_ADMIN, which nft and conntrack"
+        f' need to change the kernel\'s tables: {GRANT}; or set [firewall] enforcer = "none"'
+    ]
+
+
+def capability_sets() -> tuple[int | None, int | None]:
+    """This process's effective and ambient capability sets (bit masks),
+    from /proc/self/status; None where unknown."""
+    found: dict[str, int] = {}
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name in ("CapEff", "CapAmb"):
+                    found[name] = int(value.strip(), 16)
+    except (OSError, ValueError):
+        return None, None
+    return found.get("CapEff"), found.get("CapAmb")
 
 
 def _named(key: str, value: object) -> str:
