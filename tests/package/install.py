@@ -56,15 +56,15 @@ class Installed:
 
 def clean_env() -> dict[str, str]:
     """This environment without what points Python at the checkout."""
-    return {
-        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SIPWARDEN_PURE_PYTHON")
-    }
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SIPWARDEN_PURE_PYTHON")}
 
 
 def _run(argv: list[str], timeout: float) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=clean_env())
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:4])} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(argv[:4])} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        )
 
 
 def build_and_install(home: Path) -> Installed:

@@ -156,7 +156,10 @@ def test_a_missing_user_is_created_with_useradd_system(tmp_path):
     ("kwargs", "says"),
     [
         ({"user": "Bad User"}, "--user 'Bad User': not a system user name"),
-        ({"config_path": Path("relative.toml")}, "--config 'relative.toml': the unit needs an absolute path"),
+        (
+            {"config_path": Path("relative.toml")},
+            "--config 'relative.toml': the unit needs an absolute path",
+        ),
         ({"exec_start": "/root/.local/bin/sipwarden"}, "ProtectHome=yes"),
         ({"exec_start": "/home/ann/.local/bin/sipwarden"}, "pipx install"),
     ],

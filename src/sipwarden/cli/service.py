@@ -20,7 +20,9 @@ def service() -> None:
 
 
 @service.command("install")
-@click.option("--dry-run", is_flag=True, help="Print what would be done and the unit; change nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would be done and the unit; change nothing."
+)
 @click.option(
     "--user",
     default=svc.DEFAULT_USER,

@@ -19,10 +19,11 @@ What it checks, for the files and addresses the config names:
 - ``edge.backend``: this machine has a route to it;
 - the capabilities: with ``firewall.enforcer = "nftables"``, CAP_NET_ADMIN
   for the ``nft`` and ``conntrack`` it runs (as a non-root user it must be
-  ambient, or the children do not get it); CAP_NET_BIND_SERVICE for a port
-  below 1024 is said by the bind check. ``missing_capabilities`` is public
-  for ``doctor`` and host mode (NFQUEUE needs CAP_NET_ADMIN in the daemon
-  itself: ``in_daemon``).
+  ambient, or the children do not get it); CAP_NET_BIND_SERVICE for a
+  privileged port (below 1024, or the sysctl net.ipv4.ip_unprivileged_port_start)
+  is said by the bind check. ``missing_capabilities`` is public for
+  ``doctor``, and takes host mode's NFQUEUE (CAP_NET_ADMIN in the daemon
+  itself: ``queue=``).
 
 Bounds: a handful of system calls, no packet sent. A TCP or TLS backend
 that refuses connections is not a reason to stay down (the PBX may start
@@ -101,7 +102,8 @@ def bind_problem(key: str, address: object, exc: OSError) -> str:
         " stop it or choose another port",
         errno.EADDRNOTAVAIL: "the address is not one of this machine's (`ip addr` lists them):"
         " use one of them, or 0.0.0.0 or [::] for all",
-        errno.EACCES: f"not permitted: a port below 1024 needs CAP_NET_BIND_SERVICE: {GRANT}",
+        errno.EACCES: "not permitted: a port below net.ipv4.ip_unprivileged_port_start"
+        f" (1024 by default) needs CAP_NET_BIND_SERVICE: {GRANT}",
         errno.EAFNOSUPPORT: "IPv6 is off on this machine: use an IPv4 address",
     }.get(exc.errno or 0, "use an address and port this machine can listen on")
     # asyncio words its errors "error while attempting to bind on address ...";
@@ -110,30 +112,39 @@ def bind_problem(key: str, address: object, exc: OSError) -> str:
     return f"{_named(key, address)}: cannot listen ({reason}): {fix}"
 
 
-def missing_capabilities(config: Config, *, in_daemon: bool = False) -> list[str]:
+def missing_capabilities(config: Config, *, queue: bool = False) -> list[str]:
     """One line per capability the config needs and this process lacks.
 
     The kernel's tables are changed by ``nft`` and ``conntrack`` run as
     children: a non-root process passes a capability on to them only if
-    it is ambient. ``in_daemon``: needed by the daemon itself too (host
-    mode's NFQUEUE socket), so the effective set is enough for that."""
-    if config.firewall.enforcer != "nftables":
-        return []
+    it is ambient. ``queue``: the daemon itself reads packets from NFQUEUE
+    (host mode: the caller passes ``config.host.enabled``), for which the
+    effective set is what counts."""
     effective, ambient = capability_sets()
     if effective is None or ambient is None:
         return []  # not Linux's /proc: nft's own error will say it
     held = bool(effective >> CAP_NET_ADMIN & 1)
-    passed_on = os.geteuid() == 0 or bool(ambient >> CAP_NET_ADMIN & 1) or in_daemon
-    if held and passed_on:
-        return []
+    found: list[str] = []
+    if queue and not held:
+        found.append(
+            f"host.enabled = true: sipwarden (uid {os.geteuid()}) lacks"
+            f" CAP_NET_ADMIN, which reading packets from NFQUEUE needs: {GRANT}"
+        )
+    if config.firewall.enforcer != "nftables":
+        return found
+    passed_on = os.geteuid() == 0 or bool(ambient >> CAP_NET_ADMIN & 1)
     key = _named("firewall.enforcer", config.firewall.enforcer)
-    if held:  # e.g. file capabilities on the interpreter, or a unit without AmbientCapabilities
-        why = "holds CAP_NET_ADMIN but not as an ambient capability, so nft and conntrack"
-        return [f"{key}: sipwarden {why} would run without it: {GRANT}"]
-    return [
-        f"{key}: sipwarden (uid {os.geteuid()}) lacks CAP_NET_ADMIN, which nft and conntrack"
-        f' need to change the kernel\'s tables: {GRANT}; or set [firewall] enforcer = "none"'
-    ]
+    if not held:
+        found.append(
+            f"{key}: sipwarden (uid {os.geteuid()}) lacks CAP_NET_ADMIN, which nft and conntrack"
+            f' need to change the kernel\'s tables: {GRANT}; or set [firewall] enforcer = "none"'
+        )
+    elif not passed_on:  # file capabilities on the interpreter, a unit without AmbientCapabilities
+        found.append(
+            f"{key}: sipwarden holds CAP_NET_ADMIN but not as an ambient capability, so nft"
+            f" and conntrack would run without it: {GRANT}"
+        )
+    return found
 
 
 def capability_sets() -> tuple[int | None, int | None]:
