@@ -24,4 +24,9 @@ bash scripts/setup.sh test
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
 .venv/bin/lint-imports  # the layers of docs/architecture.md ([tool.importlinter] in pyproject.toml)
-.venv/bin/python -m pytest -n auto "$@"
+# the package as a user gets it, built once (sdist, wheel) and installed in a fresh
+# venv for every test worker (tests/package/): readable by the user the capability tests run as
+pkg_home="$(mktemp -d /tmp/sipwarden-pkg.XXXXXX)"
+trap 'rm -rf "$pkg_home"' EXIT
+.venv/bin/python -m tests.package.install "$pkg_home"
+SIPWARDEN_TEST_INSTALL="$pkg_home" .venv/bin/python -m pytest -n auto "$@"

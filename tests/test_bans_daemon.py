@@ -210,9 +210,10 @@ def test_nftables_without_the_right_to_use_it_is_a_clear_error(tmp_path: Path):
         timeout=30,
     )
     assert done.returncode == 1, done.stderr
-    assert 'run sipwarden as root (or with CAP_NET_ADMIN), or set [firewall] enforcer = "none"' in (
-        done.stderr
-    )
+    # said before anything starts (daemon/preflight.py), naming the capability and the ways out
+    assert "lacks CAP_NET_ADMIN" in done.stderr
+    assert "sipwarden service install" in done.stderr
+    assert '[firewall] enforcer = "none"' in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -32,6 +32,7 @@ from .daemon.intel import IntelKeeper
 from .daemon.lane import LaneKeeper, start_lane
 from .daemon.modes import Mode
 from .daemon.observe import ObserveKeeper, as_event
+from .daemon.readiness import notify
 from .deception.deceiver import Deceiver
 from .edge import Edge, flow_key
 from .fetch.calendar import open_schedule
@@ -197,8 +198,12 @@ async def serve(
                 + (f" (token in {api.token_file})" if api and api.token_file else ""),
                 flush=True,
             )
+        if worker == 0:  # every mode's ports are open: `systemctl start` may return
+            notify("READY=1", f"STATUS={'; '.join(mode.describe() for mode in modes)}")
         await stop.wait()
     finally:
+        if worker == 0:
+            notify("STOPPING=1")
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             asyncio.get_running_loop().remove_signal_handler(sig)
         if api is not None:

@@ -258,3 +258,30 @@ def test_a_second_daemon_on_the_same_config_says_the_first_is_running(tmp_path):
         " socket (and ports) of its own"
     )
     assert "edge.listen[0]" in lines[1] and "Address already in use" in lines[1]
+
+
+def test_a_missing_cap_net_admin_is_named_with_the_way_to_grant_it(monkeypatch):
+    """With the nftables enforcer (nft and conntrack are children: a non-root
+    user's capability must be ambient) and with host mode's NFQUEUE."""
+    from sipwarden.config import config_from_dict
+    from sipwarden.daemon import preflight
+
+    config = config_from_dict({"firewall": {"enforcer": "nftables"}})
+    admin = 1 << preflight.CAP_NET_ADMIN
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(preflight, "capability_sets", lambda: (admin, admin))
+    assert preflight.missing_capabilities(config, queue=True) == []
+    monkeypatch.setattr(preflight, "capability_sets", lambda: (admin, 0))
+    [line] = preflight.missing_capabilities(config)
+    assert "firewall.enforcer = 'nftables'" in line and "not as an ambient capability" in line
+    monkeypatch.setattr(preflight, "capability_sets", lambda: (0, 0))
+    lines = preflight.missing_capabilities(config, queue=True)
+    assert [line.split(":")[0] for line in lines] == [
+        "host.enabled = true",
+        "firewall.enforcer = 'nftables'",
+    ]
+    assert all(
+        "lacks CAP_NET_ADMIN" in line and "sipwarden service install" in line for line in lines
+    )
+    none = config_from_dict({"firewall": {"enforcer": "none"}})
+    assert preflight.missing_capabilities(none) == []

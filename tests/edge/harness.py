@@ -351,14 +351,14 @@ class Callee:
 
 
 @contextmanager
-def registrar_thread() -> Iterator[tuple[int, set[int]]]:
-    """The built-in registrar on a UDP port, served by a thread (for edges in
-    another process): yields its port and the set of source ports it heard
-    from (one per edge worker)."""
+def registrar_thread(host: str = "127.0.0.1") -> Iterator[tuple[int, set[int]]]:
+    """The built-in registrar on a UDP port of ``host``, served by a thread
+    (for edges in another process): yields its port and the set of source
+    ports it heard from (one per edge worker)."""
     from sipwarden.values import Peer
 
     backend = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    backend.bind(("127.0.0.1", 0))
+    backend.bind((host, 0))
     backend.settimeout(0.2)
     registrar, seen, stop = Registrar(REALM, USERS), set(), threading.Event()
 

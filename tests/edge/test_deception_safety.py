@@ -57,7 +57,9 @@ def test_a_spoofed_hostile_source_gets_back_at_most_what_it_sent(tmp_path, name)
     with kamailio(tmp_path) as pbx:
         with running_edge(tmp_path, backend_port=pbx, armed=DECEPTION) as run:
             got = reflect(template, run.ports["udp"], "127.0.0.4", seconds=listen)
-            if template is HOSTILE_INVITE:  # (the edge's thread counts them: a busy machine is slow)
+            if (
+                template is HOSTILE_INVITE
+            ):  # (the edge's thread counts them: a busy machine is slow)
                 wait_for(lambda: run.edge.counters["deceive-withheld"] >= 3, 15)
             counters = dict(run.edge.counters)
         with running_edge(

@@ -399,7 +399,7 @@ def test_nft_not_permitted_is_a_clear_error(ns):
     # root without CAP_NET_ADMIN: what nft says to an unprivileged user
     prefix = ns.command("setpriv", "--bounding-set=-net_admin")
     e = NftablesEnforcer(command_prefix=prefix)
-    with pytest.raises(EnforcerError, match=r'not permitted.*run sipwarden as root.*"none"'):
+    with pytest.raises(EnforcerError, match=r'not permitted.*CAP_NET_ADMIN.*or as root.*"none"'):
         asyncio.run(e.start([], 0.0))
 
 

@@ -35,6 +35,7 @@ from .analysis import AnalysisKeeper
 from .commands import run_command
 from .control import ask_async, serve_control, worker_path
 from .protect import protected_networks
+from .readiness import notify
 from .stats import add_intel, add_stats, worker_stats
 
 if TYPE_CHECKING:
@@ -230,8 +231,13 @@ class Daemon:
         return None
 
     async def reload_all(self) -> str | None:
-        """Worker 0's reload: its own, then the others' (they read the same files)."""
-        error = await self.reload()
+        """Worker 0's reload: its own, then the others' (they read the same files).
+        systemd hears of it (``Type=notify``: ``systemctl reload`` waits for READY)."""
+        notify("RELOADING=1")
+        try:
+            error = await self.reload()
+        finally:
+            notify("READY=1")
         if error is None:
             for pid in self.children:
                 with contextlib.suppress(ProcessLookupError):

@@ -19,7 +19,14 @@ What it checks, for the files and addresses the config names:
 - ``edge.backend``: this machine has a route to it;
 - a mode: the edge, host mode or a logwatch source (``config.mode_problem``);
 - with no edge (no ``[edge]``, or ``listen = []``), none of the edge's;
-- ``[host]`` on: run as root, and no edge listener on the PBX's ports.
+- ``[host]`` on: no edge listener on the PBX's ports.
+- the capabilities: with ``firewall.enforcer = "nftables"``, CAP_NET_ADMIN
+  for the ``nft`` and ``conntrack`` it runs (as a non-root user it must be
+  ambient, or the children do not get it); CAP_NET_BIND_SERVICE for a
+  privileged port (below 1024, or the sysctl net.ipv4.ip_unprivileged_port_start)
+  is said by the bind check. ``missing_capabilities`` is public for
+  ``doctor``, and takes host mode's NFQUEUE (CAP_NET_ADMIN in the daemon
+  itself: ``queue=``).
 
 Bounds: a handful of system calls, no packet sent. A TCP or TLS backend
 that refuses connections is not a reason to stay down (the PBX may start
@@ -48,6 +55,15 @@ TLS_FILES = {
 }
 # sun_path holds 108 bytes, the last a NUL (unix(7))
 UNIX_PATH_MAX = 107
+# capability numbers (linux/capability.h)
+CAP_NET_BIND_SERVICE = 10
+CAP_NET_ADMIN = 12
+# how to give them, said with every missing one
+GRANT = (
+    "run it as the systemd unit does (`sipwarden service install`: AmbientCapabilities="
+    "CAP_NET_ADMIN CAP_NET_BIND_SERVICE), or with `setpriv --inh-caps=+net_admin,"
+    "+net_bind_service --ambient-caps=+net_admin,+net_bind_service`, or as root"
+)
 
 
 def check(config: Config) -> None:
@@ -63,6 +79,7 @@ def problems(config: Config) -> list[str]:
     no_mode = mode_problem(config)
     found = [
         *([no_mode] if no_mode else []),
+        *missing_capabilities(config, queue=config.host.enabled),
         *_storage(config.storage.path),
         *_control(config.control.socket, edge.workers),
         *_host(config),
@@ -87,17 +104,12 @@ def problems(config: Config) -> list[str]:
 
 
 def _host(config: Config) -> list[str]:
-    """Host mode reads NFQUEUE: a netlink socket only root (CAP_NET_ADMIN)
-    may bind; the edge must not listen on the PBX's ports."""
+    """The edge must not listen on the PBX's ports in host mode (its
+    capability, CAP_NET_ADMIN for NFQUEUE: ``missing_capabilities``)."""
     host = config.host
     if not host.enabled:
         return []
     found = []
-    if os.geteuid() != 0:
-        found.append(
-            f"{_named('host.enabled', True)}: host mode needs root (CAP_NET_ADMIN) to read"
-            " NFQUEUE and set the kernel's rules: run sipwarden as root, or set enabled = false"
-        )
     taken = {p for p in (*host.ports, *host.tls_ports)}
     for i, ep in enumerate(config.edge.listen):
         if ep.port in taken:
@@ -115,13 +127,64 @@ def bind_problem(key: str, address: object, exc: OSError) -> str:
         " stop it or choose another port",
         errno.EADDRNOTAVAIL: "the address is not one of this machine's (`ip addr` lists them):"
         " use one of them, or 0.0.0.0 or [::] for all",
-        errno.EACCES: "not permitted: a port below 1024 needs root or CAP_NET_BIND_SERVICE",
+        errno.EACCES: "not permitted: a port below net.ipv4.ip_unprivileged_port_start"
+        f" (1024 by default) needs CAP_NET_BIND_SERVICE: {GRANT}",
         errno.EAFNOSUPPORT: "IPv6 is off on this machine: use an IPv4 address",
     }.get(exc.errno or 0, "use an address and port this machine can listen on")
     # asyncio words its errors "error while attempting to bind on address ...";
     # the errno's own text is the short, plain one
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     return f"{_named(key, address)}: cannot listen ({reason}): {fix}"
+
+
+def missing_capabilities(config: Config, *, queue: bool = False) -> list[str]:
+    """One line per capability the config needs and this process lacks.
+
+    The kernel's tables are changed by ``nft`` and ``conntrack`` run as
+    children: a non-root process passes a capability on to them only if
+    it is ambient. ``queue``: the daemon itself reads packets from NFQUEUE
+    (host mode: the caller passes ``config.host.enabled``), for which the
+    effective set is what counts."""
+    effective, ambient = capability_sets()
+    if effective is None or ambient is None:
+        return []  # not Linux's /proc: nft's own error will say it
+    held = bool(effective >> CAP_NET_ADMIN & 1)
+    found: list[str] = []
+    if queue and not held:
+        found.append(
+            f"host.enabled = true: sipwarden (uid {os.geteuid()}) lacks"
+            f" CAP_NET_ADMIN, which reading packets from NFQUEUE needs: {GRANT}"
+        )
+    if config.firewall.enforcer != "nftables":
+        return found
+    passed_on = os.geteuid() == 0 or bool(ambient >> CAP_NET_ADMIN & 1)
+    key = _named("firewall.enforcer", config.firewall.enforcer)
+    if not held:
+        found.append(
+            f"{key}: sipwarden (uid {os.geteuid()}) lacks CAP_NET_ADMIN, which nft and conntrack"
+            f' need to change the kernel\'s tables: {GRANT}; or set [firewall] enforcer = "none"'
+        )
+    elif not passed_on:  # file capabilities on the interpreter, a unit without AmbientCapabilities
+        found.append(
+            f"{key}: sipwarden holds CAP_NET_ADMIN but not as an ambient capability, so nft"
+            f" and conntrack would run without it: {GRANT}"
+        )
+    return found
+
+
+def capability_sets() -> tuple[int | None, int | None]:
+    """This process's effective and ambient capability sets (bit masks),
+    from /proc/self/status; None where unknown."""
+    found: dict[str, int] = {}
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name in ("CapEff", "CapAmb"):
+                    found[name] = int(value.strip(), 16)
+    except (OSError, ValueError):
+        return None, None
+    return found.get("CapEff"), found.get("CapAmb")
 
 
 def _named(key: str, value: object) -> str:

@@ -92,7 +92,11 @@ log = logging.getLogger("sipwarden.enforce")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-ADVICE: Final = 'run sipwarden as root (or with CAP_NET_ADMIN), or set [firewall] enforcer = "none"'
+ADVICE: Final = (
+    "it needs CAP_NET_ADMIN (as a non-root user, ambient, so nft and conntrack get it):"
+    " run sipwarden as its systemd unit does (`sipwarden service install`) or as root,"
+    ' or set [firewall] enforcer = "none"'
+)
 SETS: Final = ("ban4", "ban6", "net4", "net6")
 FEED_SETS: Final = ("feed4", "feed6")
 FEED_MOVED: Final = 60.0  # seconds a feed entry's expiry may move before it is re-added
