@@ -3,7 +3,8 @@
 Each module holds one noun's commands (``run``: run, reload, status;
 ``demo``; ``rules``: rules list, explain; ``replay``; ``parse``; ``bans``;
 ``intel``; ``firewall``; ``observe``: events, flows; ``analysis``;
-``honeypot``: calls, export; ``logwatch``: test), which read their options, call the library or
+``honeypot``: calls, export; ``logwatch``: test; ``init``: a config for this
+machine's PBX), which read their options, call the library or
 the daemon (``common.ask_daemon``; with no daemon, ``daemon.offline`` and
 ``daemon.intel_commands``) and hand the result to ``render``. ``main`` is
 the console script (``sipwarden.cli:main``); ``python -m sipwarden.cli``
@@ -22,6 +23,7 @@ from . import (
     demo,
     firewall,
     honeypot,
+    init,
     intel,
     logwatch,
     observe,
@@ -55,6 +57,7 @@ for command in (
     analysis.analysis,
     honeypot.honeypot,
     logwatch.logwatch,
+    init.init,
 ):
     main.add_command(command)
 
