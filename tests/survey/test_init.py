@@ -157,7 +157,9 @@ def test_kamailio_listens_and_aliases_are_read() -> None:
 def _listeners_after_patch(machine: str, tmp_path: Path) -> tuple[set[tuple[str, str, int]], str]:
     copy = tmp_path / machine
     shutil.copytree(TREES / machine, copy)
-    code, diff, stderr = init("--root", str(copy), "--mode", "edge", "--yes", "-o", str(tmp_path / "x.toml"))
+    code, diff, stderr = init(
+        "--root", str(copy), "--mode", "edge", "--yes", "-o", str(tmp_path / "x.toml")
+    )
     assert code == 0, stderr
     need(shutil.which("patch") is not None, "patch is not installed (apt-get install patch)")
     done = subprocess.run(
@@ -181,7 +183,7 @@ def _listeners_after_patch(machine: str, tmp_path: Path) -> tuple[set[tuple[str,
 def test_the_printed_change_moves_the_pbx_off_the_public_5060(
     machine: str, moved: set[tuple[str, str, int]], tmp_path: Path
 ) -> None:
-    after, diff = _listeners_after_patch(machine, tmp_path)
+    after, _ = _listeners_after_patch(machine, tmp_path)
     assert moved <= after
     public_5060 = {ls for ls in after if ls[2] == 5060}
     assert public_5060 == set(), public_5060
@@ -210,7 +212,9 @@ def test_without_a_public_address_yes_names_the_flag(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "etc/kamailio").mkdir(parents=True)
     (root / "etc/kamailio/kamailio.cfg").write_text('#!KAMAILIO\nloadmodule "sl.so"\n')
-    code, _, stderr = init("--root", str(root), "--mode", "edge", "--yes", "-o", str(tmp_path / "k.toml"))
+    code, _, stderr = init(
+        "--root", str(root), "--mode", "edge", "--yes", "-o", str(tmp_path / "k.toml")
+    )
     assert code == 2
     assert "--public-ip" in stderr
     code, diff, stderr = init(
