@@ -252,3 +252,27 @@ def test_nothing_found_suggests_logwatch_with_the_path_to_check(tmp_path: Path) 
     assert load_config(out).logwatch.sources
     code, _, stderr = init("--root", str(tmp_path), "--mode", "edge", "--yes", "-o", str(out))
     assert code == 2 and "none was found" in stderr
+
+
+def test_a_freeswitch_profile_without_sip_ip_is_bound_to_loopback(tmp_path: Path) -> None:
+    copy = tmp_path / "fs"
+    shutil.copytree(TREES / "freeswitch", copy)
+    internal = copy / "etc/freeswitch/sip_profiles/internal.xml"
+    internal.write_text(
+        "\n".join(line for line in internal.read_text().splitlines() if '"sip-ip"' not in line)
+    )
+    (before,) = look(copy).pbxs
+    assert ("udp", "0.0.0.0", 5060) in {(ls.transport, ls.host, ls.port) for ls in before.listeners}
+    code, diff, stderr = init(
+        "--root", str(copy), "--mode", "edge", "--yes", "-o", str(tmp_path / "f.toml")
+    )
+    assert code == 0, stderr
+    assert '+    <param name="sip-ip" value="127.0.0.1"/>' in diff
+    need(shutil.which("patch") is not None, "patch is not installed (apt-get install patch)")
+    subprocess.run(
+        ["patch", "-p1", "-d", str(copy)], input=diff, text=True, check=True, capture_output=True
+    )
+    (after,) = look(copy).pbxs
+    assert ("udp", "127.0.0.1", 5090) in {
+        (ls.transport, ls.host, ls.port) for ls in after.listeners
+    }

@@ -188,6 +188,11 @@ def find(root: Path) -> Pbx | None:
             for m in opt.value.split(",")
             if _network(m.strip())
         ]
+        if trunks:
+            notes.append(
+                "PJSIP: identify by address (match=) sees only the edge behind it: give"
+                " the trunk a transport of its own on another port (docs/trunks.md)"
+            )
         aors = tree.typed("aor")
         if aors and not all(_yes(tree.lookup(a, "support_path")) for a in aors):
             notes.append("PJSIP: AORs without support_path=yes forget the edge's Path")

@@ -170,6 +170,14 @@ def edge_change(root: Path, pbx: Pbx, public: str | None, port: int) -> list[Fil
             new = _param_line("sip-port").sub(rf"\g<1>{port}\3", new, count=1)
         if "sip-ip" in params:
             new = _param_line("sip-ip").sub(r"\g<1>127.0.0.1\3", new, count=1)
+        else:  # the default is every address: say loopback, after sip-port
+            new = re.sub(
+                r'^(\s*)(<param\s+name="sip-port"[^\n]*\n)',
+                r'\1\2\1<param name="sip-ip" value="127.0.0.1"/>\n',
+                new,
+                count=1,
+                flags=re.M,
+            )
         new = "".join(line for line in new.splitlines(keepends=True) if '"ext-sip-ip"' not in line)
         if new != old:
             changes.append(FileChange(path, old, new))
