@@ -276,3 +276,13 @@ def test_a_freeswitch_profile_without_sip_ip_is_bound_to_loopback(tmp_path: Path
     assert ("udp", "127.0.0.1", 5090) in {
         (ls.transport, ls.host, ls.port) for ls in after.listeners
     }
+
+
+def test_a_public_ip_that_is_no_address_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "k.toml"
+    code, _, stderr = init(
+        "--root", str(TREES / "kamailio"), "--yes", "--public-ip", "pbx example", "-o", str(out)
+    )
+    assert code == 2
+    assert "'pbx example' is not an IP address" in stderr
+    assert not out.exists()

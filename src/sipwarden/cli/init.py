@@ -14,6 +14,7 @@ always loads.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import sys
 import tomllib
 from pathlib import Path
@@ -64,7 +65,11 @@ def fail(message: str) -> NoReturn:
     show_default=True,
     help="Read the machine under this folder (a copy of /etc, /var/log, /proc).",
 )
-@click.option("--public-ip", help="The address phones reach this machine at (default: found).")
+@click.option(
+    "--public-ip",
+    callback=lambda _ctx, _param, value: _address(value),
+    help="The address phones reach this machine at (default: found).",
+)
 @click.option("--pbx-port", type=click.IntRange(1, 65535), help="The PBX's new port on 127.0.0.1.")
 @click.option(
     "--state-dir",
@@ -106,7 +111,11 @@ def init(
             fail("edge mode moves a PBX behind the edge, and none was found: give --pbx and --root")
         public = public_ip or public_address(machine, pbx)
         if public is None and not yes:
-            public = click.prompt("The public address phones reach this machine at", err=True)
+            public = click.prompt(
+                "The public address phones reach this machine at",
+                err=True,
+                value_proc=_address,
+            )
         if public is None:
             fail("no public address found in the PBX's configuration: give --public-ip")
         assert pbx is not None and public is not None  # fail() exits
@@ -117,7 +126,10 @@ def init(
     else:
         plan = Plan(mode, pbx, state_dir=state_dir)
     text = config_text(plan, dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
-    check(text)
+    try:
+        check(text)
+    except ConfigError as exc:  # a value found in the PBX's files that sipwarden refuses
+        fail(f"the config would not load, so it was not written:\n{exc}")
     if output.exists() and not yes:
         click.confirm(f"{output} exists: overwrite it?", abort=True, err=True)
     output.write_text(text, encoding="utf-8")
@@ -153,6 +165,16 @@ def show(machine: Machine) -> None:
     for sock in machine.on_sip_ports():
         owner = f" ({sock.program})" if sock.program else ""
         say(f"bound: {sock.transport} {sock.host}:{sock.port}{owner}")
+
+
+def _address(value: str | None) -> str | None:
+    """An IP address, or a usage error that says so."""
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an IP address (e.g. 203.0.113.5)") from None
 
 
 def choose_pbx(machine: Machine, kind: PbxKind | None, yes: bool) -> Pbx | None:

@@ -14,6 +14,7 @@ default. Kamailio logs a failed login only where its script says so
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -93,8 +94,6 @@ def find(root: Path) -> Pbx | None:
 
 
 def _is_ip(host: str) -> bool:
-    import ipaddress
-
     try:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -102,6 +102,11 @@ def _list(values: list[str] | tuple[str, ...]) -> str:
     return json.dumps(list(values))
 
 
+def _str(value: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's)."""
+    return json.dumps(value)
+
+
 def _endpoint(transport: str, host: str, port: int) -> str:
     return f"{transport}:[{host}]:{port}" if ":" in host else f"{transport}:{host}:{port}"
 
@@ -141,9 +146,9 @@ def _edge(plan: Plan, name: str) -> list[str]:
         f"domains = {_list(domains)}   # hosts we answer for ([]: any); add your SIP domain",
     ]
     if plan.listen_host in ("0.0.0.0", "::") and plan.public:
-        out.append(f'advertise = "{plan.public}"   # what phones are told (Record-Route, Path)')
+        out.append(f"advertise = {_str(plan.public)}   # what phones are told (Record-Route, Path)")
     out.append(
-        f'flow_key_file = "{_state(plan, "sipwarden.key")}"   # keep it: phones stay reachable'
+        f"flow_key_file = {_str(_state(plan, 'sipwarden.key'))}   # keep it: phones stay reachable"
     )
     return out
 
@@ -183,17 +188,17 @@ def _logwatch(plan: Plan, name: str) -> list[str]:
             "",
             "# NOT FOUND on this machine: check the path, then `sipwarden logwatch test`",
             "[[logwatch.sources]]",
-            f'path = "{path}"',
-            f'format = "{fmt}"',
+            f"path = {_str(path)}",
+            f"format = {_str(fmt)}",
         ]
         return out
     for log in logs:
         out += ["", "[[logwatch.sources]]"]
         if log.path is not None:
-            out.append(f'path = "{log.path}"   # followed across rotation')
+            out.append(f"path = {_str(log.path)}   # followed across rotation")
         else:
-            out.append(f'journal = "{log.journal}"   # the unit\'s journal')
-        out.append(f'format = "{log.format}"')
+            out.append(f"journal = {_str(str(log.journal))}   # the unit's journal")
+        out.append(f"format = {_str(log.format)}")
         if log.format == "kamailio":
             out.append(
                 "# Kamailio logs a failed login only where its script says: see docs/kamailio.md"
@@ -218,10 +223,10 @@ def _common(plan: Plan) -> list[str]:
         'enforcer = "nftables"   # bans die in the kernel (table inet sipwarden)',
         "",
         "[storage]",
-        f'path = "{_state(plan, "sipwarden.db")}"',
+        f"path = {_str(_state(plan, 'sipwarden.db'))}",
         "",
         "[control]",
-        f'socket = "{_state(plan, "sipwarden.sock")}"',
+        f"socket = {_str(_state(plan, 'sipwarden.sock'))}",
     ]
     if pbx is not None and pbx.rtp_ports is not None:
         low, high = pbx.rtp_ports
