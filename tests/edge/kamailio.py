@@ -98,6 +98,25 @@ request_route {{
 """
 
 
+def subscribers(tmp_path: Path) -> Path:
+    """The db_text folder with the harness's users, for CONFIG's ``db``."""
+    db = tmp_path / "kamdb"
+    db.mkdir()
+    (db / "version").write_text(
+        "id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n0:location:9\n"
+    )
+    rows = "".join(
+        f"{i}:{user}:{REALM}:{password}:{digest_ha1(user, REALM, password)}:"
+        f"{digest_ha1(f'{user}@{REALM}', REALM, password)}\n"
+        for i, (user, password) in enumerate(USERS.items(), 1)
+    )
+    (db / "subscriber").write_text(
+        "id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) \n"
+        + rows
+    )
+    return db
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -142,20 +161,7 @@ def kamailio(
     ``fr_timer`` (ms), a relayed request no one answers gets its 408 that
     soon (Kamailio's default: 30 s). ``address`` and ``port``: where it
     listens instead (host mode's PBX, on its namespace's public address)."""
-    db = tmp_path / "kamdb"
-    db.mkdir()
-    (db / "version").write_text(
-        "id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n0:location:9\n"
-    )
-    rows = "".join(
-        f"{i}:{user}:{REALM}:{password}:{digest_ha1(user, REALM, password)}:"
-        f"{digest_ha1(f'{user}@{REALM}', REALM, password)}\n"
-        for i, (user, password) in enumerate(USERS.items(), 1)
-    )
-    (db / "subscriber").write_text(
-        "id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) \n"
-        + rows
-    )
+    db = subscribers(tmp_path)
     port = port or free_udp_port()
     cfg = tmp_path / "kamailio.cfg"
     tls_listen = tls_module = ""

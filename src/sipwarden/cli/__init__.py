@@ -3,7 +3,8 @@
 Each module holds one noun's commands (``run``: run, reload, status;
 ``demo``; ``rules``: rules list, explain; ``replay``; ``parse``; ``bans``;
 ``intel``; ``firewall``; ``observe``: events, flows; ``analysis``;
-``honeypot``: calls, export; ``logwatch``: test; ``service``: install), which read their options, call the library or
+``honeypot``: calls, export; ``logwatch``: test; ``service``: install; ``init``: a
+config for this machine's PBX), which read their options, call the library or
 the daemon (``common.ask_daemon``; with no daemon, ``daemon.offline`` and
 ``daemon.intel_commands``) and hand the result to ``render``. ``main`` is
 the console script (``sipwarden.cli:main``); ``python -m sipwarden.cli``
@@ -22,6 +23,7 @@ from . import (
     demo,
     firewall,
     honeypot,
+    init,
     intel,
     logwatch,
     observe,
@@ -57,6 +59,7 @@ for command in (
     honeypot.honeypot,
     logwatch.logwatch,
     service.service,
+    init.init,
 ):
     main.add_command(command)
 
