@@ -246,11 +246,22 @@ def intel_lookup(answer: dict[str, Any]) -> None:
         click.echo("  allow-listed: feeds and countries never drop it (a listing is reported)")
 
 
+MONITOR_BANNER = (
+    "MODE: MONITOR - everything is judged, counted and recorded, NOTHING is dropped,"
+    " banned, rejected or deceived (would-be bans are 'would-ban' events);"
+    ' set [policy] mode = "enforce" to protect'
+)
+
+
 def status(shown: dict[str, Any], socket: Path) -> None:
     """`status`: the daemon (else the ``socket`` it would answer on), the
     bans, the feeds, the country policy, the kernel's feed sets, the
     reflection budget."""
     click.echo("daemon: " + ("running" if shown["running"] else f"not running ({socket})"))
+    if shown.get("mode") == "monitor":  # loudly: an operator must not mistake it for protection
+        click.echo(MONITOR_BANNER)
+    elif shown["running"]:
+        click.echo("mode: enforce")
     click.echo(f"bans in force: {shown['bans_in_force']}")
     store = shown.get("store") or {}
     if store.get("error") or store.get("unwritten"):
