@@ -3,7 +3,7 @@
 Each module holds one noun's commands (``run``: run, reload, status;
 ``demo``; ``rules``: rules list, explain; ``replay``; ``parse``; ``bans``;
 ``intel``; ``firewall``; ``observe``: events, flows; ``analysis``;
-``honeypot``: calls, export; ``logwatch``: test), which read their options, call the library or
+``honeypot``: calls, export; ``logwatch``: test; ``doctor``), which read their options, call the library or
 the daemon (``common.ask_daemon``; with no daemon, ``daemon.offline`` and
 ``daemon.intel_commands``) and hand the result to ``render``. ``main`` is
 the console script (``sipwarden.cli:main``); ``python -m sipwarden.cli``
@@ -20,6 +20,7 @@ from . import (
     analysis,
     bans,
     demo,
+    doctor,
     firewall,
     honeypot,
     intel,
@@ -55,6 +56,7 @@ for command in (
     analysis.analysis,
     honeypot.honeypot,
     logwatch.logwatch,
+    doctor.doctor,
 ):
     main.add_command(command)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ import click
 
 if TYPE_CHECKING:
     from ..daemon.intel_commands import Outcome
+    from ..doctor import Result
     from ..enforce.lane import LaneSettings, LaneView
     from ..enforce.nftables import Overview
     from ..offline.report import ReplayReport
@@ -431,3 +433,15 @@ def logwatch_status(sources: dict[str, Any]) -> None:
             click.echo(f"  {cov['looks_like_failures']} unmatched lines look like failures, e.g.:")
             for sample in cov["samples"]:
                 click.echo(f"    {sample}")
+
+
+def doctor(results: Sequence[Result]) -> None:
+    """`doctor`: one line per check (PASS, FAIL with its fix, SKIP), then the sum."""
+    from ..doctor import summary
+
+    for result in results:
+        line = f"{result.status.upper():4} {result.check}: {result.detail}"
+        if result.fix:
+            line += f" -> fix: {result.fix}"
+        click.echo(line)
+    click.echo(summary(results))
