@@ -55,7 +55,7 @@ from ..intel.screen import IntelScreen
 from ..observe import LOGIN_FAILED as LOGIN_EVENT
 from ..observe import WOULD_BAN, Event, EventQueue
 from ..sip import Peek, SipError, peek
-from ..values import FORWARD, Decision, Peer, Verdict
+from ..values import FORWARD, Decision, Peer, Verdict, canonical
 from .bans import BanBook
 from .failures import LOGGED_IN, LOGIN_FAILED, NOT_FOUND, FailureTracker, failure
 from .hostile import HostileSources
@@ -391,7 +391,10 @@ class Policy:
     def _would(self, decision: Decision, book: BanBook, now: float) -> bool:
         """Monitor mode: what the book would have done, as a ``would-ban``
         event (the book is not asked: nothing is banned); never a ban."""
-        target = decision.target
+        try:
+            target = canonical(decision.target)
+        except ValueError:
+            return False  # not an address or a network: the book would refuse it too
         held = self.would_bans.get(target, 0.0)
         if held is None or held > now:
             return False  # already told, and still "banned"
