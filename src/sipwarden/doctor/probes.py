@@ -93,7 +93,7 @@ def ports(config: Config) -> list[Result]:
                 )
             else:
                 problem = bind_problem(key, ep, exc)
-                results.append(failed(f"port {ep}", problem, problem.split(": ")[-1]))
+                results.append(failed(f"port {ep}", problem, problem.split("): ", 1)[-1]))
             continue
         results.append(passed(f"port {ep}", f"{key} = {str(ep)!r}: free"))
     return results
@@ -443,8 +443,7 @@ def feeds(config: Config, timeout: float = TIMEOUT) -> list[Result]:
 
     results = []
     settings = apiban_settings(config.intel)
-    feeds_ = [f for f in config.intel.feeds if f.url is not None]
-    if settings is None and not feeds_ and not config.intel.feeds:
+    if settings is None and not config.intel.feeds:
         return [skipped("feeds", "none configured")]
     with httpx.Client(timeout=timeout, follow_redirects=True) as http:
         if settings is not None:
