@@ -333,3 +333,24 @@ def test_human_output(box: Box, tmp_path: Path) -> None:
     pbx = next(line for line in lines if line.startswith("FAIL pbx:"))
     assert "-> fix: start the PBX" in pbx
     assert lines[-1].startswith("doctor: ") and "1 failed" in lines[-1]
+
+
+def test_nfqueue_for_host_mode(box: Box) -> None:
+    """Host mode's queue (checked when [host] is on: issue 17's config): a
+    queue rule in a scratch table, or iptables' NFQUEUE target."""
+    script = (
+        "import shutil\n"
+        "from sipwarden.doctor.probes import nfqueue\n"
+        "r = nfqueue(shutil.which('nft'), 'sipwarden_doctor_test')\n"
+        "print(r.status, r.detail)\n"
+    )
+    done = subprocess.run(
+        box.ns.command(sys.executable, "-c", script),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert done.stdout.startswith("pass "), done.stdout + done.stderr
+    left = subprocess.run(box.ns.command("nft", "list", "tables"), capture_output=True, text=True)
+    assert "sipwarden_doctor" not in left.stdout  # the scratch table is gone

@@ -30,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import ConfigError, load_config
-from .judge import Result, failed, passed
+from .judge import Result, failed, passed, skipped
 from .probes import TIMEOUT, bypass, feeds, nftables, pbx, ports, rtp, rtp_range, store, summary
 
 RTP_PORTS = (10000, 20000)  # Asterisk's rtp.conf default, FreeSWITCH's 16384-32768 differs
@@ -56,12 +56,14 @@ def examine(
             )
         ]
     results = [passed("config", f"{config_file}: valid")]
+    edge = bool(config.edge.listen)  # (issue 17: no [edge], or listen = [], is no edge)
+    no_edge = "no edge (edge.listen is empty): nothing stands in front of a PBX"
     results += ports(config)
-    results.append(pbx(config, timeout))
+    results.append(pbx(config, timeout) if edge else skipped("pbx", no_edge))
     results += nftables(config)
     results.append(store(config))
     results += feeds(config, timeout)
-    results.append(bypass(config))
+    results.append(bypass(config) if edge else skipped("bypass", no_edge))
     results.append(rtp(rtp_ports))
     return results
 

@@ -13,6 +13,7 @@ or changes the PBX.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -357,11 +358,40 @@ def nfqueue(nft: str, scratch: str) -> Result:
     )
     if error is None:
         return passed("nfqueue", "a queue rule was accepted in a scratch table")
+    iptables = shutil.which("iptables")
+    if iptables is not None and _iptables_queue(iptables, scratch) is None:
+        return passed(
+            "nfqueue", f"nft has no queue statement here ({error}); iptables' NFQUEUE target works"
+        )
     return failed(
         "nfqueue",
         f"the kernel refused a queue rule: {error}",
         "load nfnetlink_queue and nft_queue (modprobe nfnetlink_queue nft_queue): host mode needs them",
     )
+
+
+def _iptables_queue(iptables: str, scratch: str) -> str | None:
+    """The iptables NFQUEUE target in a scratch chain (host mode's fallback); its error."""
+    chain = scratch[:28]  # iptables' chain names are short
+    steps = (
+        ["-N", chain],
+        ["-A", chain, "-p", "udp", "--dport", "65535", "-j", "NFQUEUE", "--queue-num",
+         "65535", "--queue-bypass"],
+    )  # fmt: skip
+    try:
+        for step in steps:
+            done = subprocess.run(
+                [iptables, "-w", *step], capture_output=True, text=True, timeout=NFT_TIMEOUT
+            )
+            if done.returncode != 0:
+                return " ".join(done.stderr.split())[:300] or f"exit {done.returncode}"
+        return None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    finally:
+        for step in (["-F", chain], ["-X", chain]):
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run([iptables, "-w", *step], capture_output=True, timeout=NFT_TIMEOUT)
 
 
 def _nft_batch(nft: str, script: str) -> str | None:
