@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipwarden")
 
+# the start banner's first words in monitor mode: loud, so it is not mistaken for protection
+MONITOR_SAID = "MONITOR MODE (judged and recorded; nothing dropped, banned or deceived); "
+
 
 async def serve(
     config: Config,
@@ -62,12 +65,14 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[Daemon, ApiServer | None], None] | None = None,
     announce: bool = True,
+    monitor: bool = False,
 ) -> None:
     """Run one worker until SIGTERM or SIGINT (or ``stop`` is set), then
     stop cleanly. SIGHUP reloads the policy (worker 0 passes it on to the
     others). ``on_ready`` is called once it serves, and ``announce`` prints
     the "listening on" line operators and tests wait for (the demo says it
-    its own way)."""
+    its own way). ``monitor``: `run --monitor`, monitor mode whatever the
+    config file says, across reloads too."""
     assert policy.bans is not None and policy.intel is not None
     # events and flows: every worker counts its own and writes them; worker 0
     # tells of the bans (it adopts every worker's) and follows the table
@@ -141,7 +146,11 @@ async def serve(
 
     # the kernel lane's known-good sources, pushed by every worker; worker 0
     # keeps its trusted sets in step with the policy's and reads its counters
-    with_lane = config.firewall.enforcer == "nftables" and config.firewall.lane.enabled
+    # (monitor mode drops nothing: no lane; run() removed any left in the kernel)
+    monitoring = config.policy.mode == "monitor"
+    with_lane = (
+        config.firewall.enforcer == "nftables" and config.firewall.lane.enabled and not monitoring
+    )
     lane = (
         None
         if policy.known_good is None or not with_lane
@@ -160,6 +169,8 @@ async def serve(
         screen=lambda: daemon.policy.intel if daemon is not None else policy.intel,
         widest=(config.bans.widest_v4, config.bans.widest_v6),
         on_event=events.push if worker == 0 and events is not None else None,
+        # monitor mode: the kernel's feed sets are kept empty (a reload may switch)
+        monitoring=lambda: daemon.policy.monitor if daemon is not None else policy.monitor,
     )
     daemon = Daemon(
         config,
@@ -175,6 +186,7 @@ async def serve(
         schedule=schedule,
         worker=worker,
         children=children,
+        monitor=monitor,
     )
     api = None
     try:
@@ -191,6 +203,7 @@ async def serve(
             workers = config.edge.workers
             print(
                 "sipwarden: "
+                + (MONITOR_SAID if daemon.policy.monitor else "")
                 + "; ".join(mode.describe() for mode in modes)
                 + f"; {len(policy.rules.rules)} rules"
                 + (f"; {workers} workers" if workers > 1 else "")
@@ -254,12 +267,23 @@ def _die_with_parent() -> None:
         pass
 
 
-def run(config: Config, config_path: Path | None = None) -> None:
+def monitoring(config: Config) -> Config:
+    """``config`` in monitor mode (`run --monitor`)."""
+    return config.model_copy(
+        update={"policy": config.policy.model_copy(update={"mode": "monitor"})}
+    )
+
+
+def run(config: Config, config_path: Path | None = None, *, monitor: bool = False) -> None:
     """Run ``edge.workers`` processes sharing the listening ports (SO_REUSEPORT;
     the kernel spreads sources across them). The proxy keeps no state, and
     each worker's own backend socket brings the PBX's answers back to it.
     Host mode runs in worker 0 alone (one reader per queue); with no edge
-    there is one worker (config.py refuses edge.workers > 1 without one)."""
+    there is one worker (config.py refuses edge.workers > 1 without one).
+
+    ``monitor``: monitor mode whatever ``[policy] mode`` says (`run --monitor`)."""
+    if monitor:
+        config = monitoring(config)
     import uvloop
 
     # a SIGHUP before the loop handles it (logrotate during startup) must
@@ -276,7 +300,14 @@ def run(config: Config, config_path: Path | None = None) -> None:
     )
     asyncio.run(reconcile(config))  # before any worker bans: the kernel holds what is in force
     assert policy.bans is not None
-    asyncio.run(start_lane(config, policy.bans.allow_networks))  # before any packet is read
+    # before any packet is read; monitor mode drops nothing: a lane left from before goes
+    lane_config = config
+    if config.policy.mode == "monitor":
+        firewall = config.firewall.model_copy(
+            update={"lane": config.firewall.lane.model_copy(update={"enabled": False})}
+        )
+        lane_config = config.model_copy(update={"firewall": firewall})
+    asyncio.run(start_lane(lane_config, policy.bans.allow_networks))
     children: list[int] = []
     for worker in range(1, config.edge.workers):
         pid = os.fork()
@@ -285,7 +316,15 @@ def run(config: Config, config_path: Path | None = None) -> None:
             code = 0
             try:
                 uvloop.run(
-                    serve(config, key, policy, schedule, config_path=config_path, worker=worker)
+                    serve(
+                        config,
+                        key,
+                        policy,
+                        schedule,
+                        config_path=config_path,
+                        worker=worker,
+                        monitor=monitor,
+                    )
                 )
             except BaseException:
                 log.exception("worker %d failed", worker)
@@ -293,7 +332,17 @@ def run(config: Config, config_path: Path | None = None) -> None:
             os._exit(code)
         children.append(pid)
     try:
-        uvloop.run(serve(config, key, policy, schedule, config_path=config_path, children=children))
+        uvloop.run(
+            serve(
+                config,
+                key,
+                policy,
+                schedule,
+                config_path=config_path,
+                children=children,
+                monitor=monitor,
+            )
+        )
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):

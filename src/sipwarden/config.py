@@ -264,6 +264,10 @@ class PolicyConfig(_Section):
     disable: list[str] = Field(default_factory=list)  # pack or operator rule ids
     monitor: list[str] = Field(default_factory=list)  # ids to count and log only
     enforce: list[str] = Field(default_factory=list)  # ids shipped in monitor mode to enforce
+    # "monitor": a first deployment's dry run: every message is judged, counted,
+    # logged and recorded, and forwarded as if allowed; would-be bans are events
+    # ("would-ban"), never bans. "enforce": the verdicts are carried out.
+    mode: Literal["enforce", "monitor"] = "enforce"
     # OPTIONS from anyone but a trusted peer: "drop" silently (scanners probe
     # with OPTIONS) or "forward" to the PBX.
     options: Literal["drop", "forward"] = "drop"
@@ -732,7 +736,15 @@ class LoggingConfig(_Section):
 
 
 AlertKind = Literal[
-    "verdict", "ban", "unban", "login-failed", "feed", "finding", "health", "deception"
+    "verdict",
+    "ban",
+    "unban",
+    "login-failed",
+    "feed",
+    "finding",
+    "health",
+    "deception",
+    "would-ban",
 ]
 SyslogFacility = Literal[
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",

@@ -106,6 +106,28 @@ def test_a_phone_passes_a_scanner_is_dropped_a_keepalive_passes():
     assert host.counters["dropped"] == 1 and host.counters["received"] == 3
 
 
+def test_monitor_mode_judges_and_counts_but_accepts_everything():
+    host = mode(policy={"mode": "monitor"}, failures={"maxretry": 2})
+    scan = register("friendly-scanner")
+    assert host.inbound(ip_udp(SCANNER, PBX, 5070, 5060, scan), 1.0)[0] == ACCEPT
+    tcp_scan = register("friendly-scanner", transport="TCP")
+    assert host.inbound(ip_tcp(SCANNER, PBX, 40000, 5060, tcp_scan), 1.0)[0] == ACCEPT
+    assert host.counters["monitor:accepted"] == 2
+    assert host.counters["dropped"] == host.counters["reset"] == 0
+    assert sum(n for v, n in host.policy.verdicts.items() if not v.passes) == 2  # judged
+    # failures are counted off the PBX's answers: a would-be ban, none made
+    for i in range(2):
+        branch, call = f"z9hG4bKm{i}", f"m{i}"
+        sent = ip_udp(SCANNER, PBX, 5070, 5060, register(auth=True, branch=branch, call_id=call))
+        host.inbound(sent, 2.0 + i)
+        back = ip_udp(
+            PBX, SCANNER, 5060, 5070, answer(401, "Unauthorized", branch=branch, call_id=call)
+        )
+        host.outbound(back, 2.0 + i)
+    assert host.policy.decisions["would-ban:auth.brute-force"] == 1, host.policy.decisions
+    assert host.policy.bans is not None and host.policy.bans.banned(SCANNER, 5.0) is None
+
+
 def test_failed_logins_are_counted_off_the_pbx_answers_and_ban():
     host = mode(failures={"maxretry": 3})
     for i in range(3):

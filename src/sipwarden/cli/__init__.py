@@ -3,8 +3,8 @@
 Each module holds one noun's commands (``run``: run, reload, status;
 ``demo``; ``rules``: rules list, explain; ``replay``; ``parse``; ``bans``;
 ``intel``; ``firewall``; ``observe``: events, flows; ``analysis``;
-``honeypot``: calls, export; ``logwatch``: test; ``service``: install; ``init``: a
-config for this machine's PBX), which read their options, call the library or
+``honeypot``: calls, export; ``logwatch``: test, status; ``service``: install;
+``init``: a config for this machine's PBX; ``doctor``), which read their options, call the library or
 the daemon (``common.ask_daemon``; with no daemon, ``daemon.offline`` and
 ``daemon.intel_commands``) and hand the result to ``render``. ``main`` is
 the console script (``sipwarden.cli:main``); ``python -m sipwarden.cli``
@@ -21,6 +21,7 @@ from . import (
     analysis,
     bans,
     demo,
+    doctor,
     firewall,
     honeypot,
     init,
@@ -60,6 +61,7 @@ for command in (
     logwatch.logwatch,
     service.service,
     init.init,
+    doctor.doctor,
 ):
     main.add_command(command)
 

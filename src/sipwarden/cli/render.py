@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ import click
 
 if TYPE_CHECKING:
     from ..daemon.intel_commands import Outcome
+    from ..doctor import Result
     from ..enforce.lane import LaneSettings, LaneView
     from ..enforce.nftables import Overview
     from ..offline.report import ReplayReport
@@ -246,11 +248,22 @@ def intel_lookup(answer: dict[str, Any]) -> None:
         click.echo("  allow-listed: feeds and countries never drop it (a listing is reported)")
 
 
+MONITOR_BANNER = (
+    "MODE: MONITOR - everything is judged, counted and recorded, NOTHING is dropped,"
+    " banned, rejected or deceived (would-be bans are 'would-ban' events);"
+    ' set [policy] mode = "enforce" to protect'
+)
+
+
 def status(shown: dict[str, Any], socket: Path) -> None:
     """`status`: the daemon (else the ``socket`` it would answer on), the
     bans, the feeds, the country policy, the kernel's feed sets, the
     reflection budget."""
     click.echo("daemon: " + ("running" if shown["running"] else f"not running ({socket})"))
+    if shown.get("mode") == "monitor":  # loudly: an operator must not mistake it for protection
+        click.echo(MONITOR_BANNER)
+    elif shown["running"]:
+        click.echo("mode: enforce")
     click.echo(f"bans in force: {shown['bans_in_force']}")
     store = shown.get("store") or {}
     if store.get("error") or store.get("unwritten"):
@@ -427,3 +440,15 @@ def logwatch_status(sources: dict[str, Any]) -> None:
             click.echo(f"  {cov['looks_like_failures']} unmatched lines look like failures, e.g.:")
             for sample in cov["samples"]:
                 click.echo(f"    {sample}")
+
+
+def doctor(results: Sequence[Result]) -> None:
+    """`doctor`: one line per check (PASS, FAIL with its fix, SKIP), then the sum."""
+    from ..doctor import summary
+
+    for result in results:
+        line = f"{result.status.upper():4} {result.check}: {result.detail}"
+        if result.fix:
+            line += f" -> fix: {result.fix}"
+        click.echo(line)
+    click.echo(summary(results))

@@ -35,7 +35,13 @@ log = logging.getLogger("sipwarden")
     help="The log on stderr: human (lines of text) or json (one object per line)."
     "  [default: [logging] format, else human]",
 )
-def run(config_file: str | None, log_format: LogFormat | None) -> None:
+@click.option(
+    "--monitor",
+    is_flag=True,
+    help="Monitor mode whatever [policy] mode says: judge, count and record everything;"
+    " drop, ban, reject and deceive nothing.",
+)
+def run(config_file: str | None, log_format: LogFormat | None, monitor: bool) -> None:
     """Run the edge until SIGTERM/SIGINT."""
     from ..app import run as run_edge
 
@@ -58,7 +64,7 @@ def run(config_file: str | None, log_format: LogFormat | None) -> None:
         log_format = config.logging.format
         setup_logging(log_format)
     try:
-        run_edge(config, Path(config_file) if config_file else None)
+        run_edge(config, Path(config_file) if config_file else None, monitor=monitor)
     except (RuleError, PolicyError) as exc:
         fail(2, f"bad policy: {exc}")
     except ConfigError as exc:  # a file or an address the config names: one line each
@@ -101,6 +107,7 @@ def status(config_file: str | None, as_json: bool) -> None:
     if stats is not None:
         shown: dict[str, Any] = {
             "running": True,
+            "mode": stats.get("mode", "enforce"),  # "monitor": nothing dropped or banned
             "bans_in_force": stats.get("bans-in-force", 0),
             "store": {
                 "unwritten": stats.get("bans", {}).get("store-unwritten", 0),
@@ -127,6 +134,7 @@ def status(config_file: str | None, as_json: bool) -> None:
 
         shown = {
             "running": False,
+            "mode": config.policy.mode,  # as the config says (a --monitor run says so itself)
             "bans_in_force": len(bans_in_force(config)),
             "intel": {"feeds": offline_status(config)},
         }

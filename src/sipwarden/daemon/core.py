@@ -84,6 +84,7 @@ class Daemon:
         schedule: Schedule | None = None,
         worker: int = 0,
         children: list[int] | None = None,
+        monitor: bool = False,
     ) -> None:
         self.config = config  # in force: a reload updates what it can change
         self.config_path = config_path
@@ -99,6 +100,7 @@ class Daemon:
         self.analysis = AnalysisKeeper(self) if worker == 0 and observe is not None else None
         self.worker = worker
         self.children = children or []
+        self.forced_monitor = monitor  # `run --monitor`: monitor mode across reloads too
         self.socket_path = worker_path(config.control.socket, worker)
         self._policy = policy
         for mode in self.modes:
@@ -195,6 +197,9 @@ class Daemon:
 
         def build() -> tuple[Config, Policy, Countries | None, Schedule]:
             config = load_config(self.config_path)
+            if self.forced_monitor:
+                monitor = config.policy.model_copy(update={"mode": "monitor"})
+                config = config.model_copy(update={"policy": monitor})
             policy = rules_policy(config.policy, previous=previous, resolve=resolve)
             # a new country database is opened (and walked) here, not on the packets' thread
             countries = open_geo(config.intel.geoip) if config.intel.geoip != geo_before else None
@@ -227,6 +232,14 @@ class Daemon:
             self.analysis.configure()
         self.intel.configure(config.intel)
         await self.intel.reopen_countries()  # the same file name, new content (geoipupdate)
+        if policy.monitor != previous.monitor:
+            log.warning(
+                "reload: [policy] mode is now %s%s",
+                "monitor: nothing is dropped, banned or deceived (bans already in force stay)"
+                if policy.monitor
+                else "enforce",
+                "; the kernel lane follows at the next restart" if self.lane is not None else "",
+            )
         log.info("worker %d: reloaded, %d rules in force", self.worker, len(policy.rules.rules))
         return None
 

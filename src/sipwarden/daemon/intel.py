@@ -263,8 +263,11 @@ class IntelKeeper:
         clock: Callable[[], float] = time.time,
         widest: tuple[int, int] = (0, 0),
         on_event: Callable[[Event], None] | None = None,
+        monitoring: Callable[[], bool] = lambda: False,
     ) -> None:
         self.intel = intel
+        # monitor mode in force ([policy] mode): the kernel's feed sets are loaded empty
+        self.monitoring = monitoring
         self.on_event = on_event  # where feed changes are told (worker 0: it fetches)
         self.widest = widest
         self.screen = screen  # the intel stage in force (a reload makes a new one)
@@ -468,7 +471,7 @@ class IntelKeeper:
         assert self.enforcer is not None
         self._kernel_dirty = False
         self._kernel_next = self.clock() + KERNEL_EVERY
-        tables = list(self._loaded.values())
+        tables = [] if self.monitoring() else list(self._loaded.values())
         exclude = [str(n) for n in self.exclude()]
         now = self.clock()
 

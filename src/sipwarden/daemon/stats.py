@@ -39,6 +39,8 @@ def worker_stats(
     now = time.time()
     stats: dict[str, Any] = {
         "ok": True,
+        # [policy] mode: "monitor" judges and records, enforces nothing (a string: worker 0's)
+        "mode": "monitor" if policy.monitor else "enforce",
         "hits": dict(policy.rules.hits),
         "monitored": dict(policy.rules.monitored),
         "verdicts": dict(policy.counters),

@@ -4,7 +4,9 @@ Public listeners (UDP, TCP, TLS; IPv4 and IPv6) take client traffic; one
 internal UDP socket talks to the backend. Every inbound message is framed,
 peeked, judged by the policy pipeline and, if it passes, handed to the
 StatelessProxy, whose actions are carried out here. A dropped message gets
-no answer at all; a hostile source's message judged ``deceive`` goes to
+no answer at all (in monitor mode, ``[policy] mode = "monitor"``, every
+message is judged and recorded as ever, then forwarded as if allowed: no
+drop, reject or deception); a hostile source's message judged ``deceive`` goes to
 the deceiver (``deception/``, with ``[deception]`` on) and its answers and
 timers are carried out here; every answer to a UDP client passes the reflection budget
 (``policy.reflection``: a source not yet verified gets back at most a small
@@ -32,6 +34,7 @@ from ..deception.deceiver import Deceiver
 from ..deception.honeypot import Send as DeceiverSend
 from ..deception.honeypot import Wake
 from ..observe import DECEPTION, VERDICT, Event, EventQueue, FlowKey, FlowTable
+from ..observe.events import Field
 from ..policy import Policy, ReflectionBudget
 from ..proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
 from ..proxy.base import AUTH_FLAG, BRANCH_PREFIX, TOKEN_PARAM
@@ -307,16 +310,25 @@ class Edge:
         if self.flows is not None:
             self._observe(data, source, listener, verdict, view, now)
         if view is None:
-            return False
+            if not self.policy.monitor:
+                return False
+            view = _peek_or_none(data)  # monitor: refused on its source, forwarded all the same
+            if view is None:
+                return False  # not SIP: nothing to forward
         passes, reflection = verdict.passes, self.reflection
         if (
             reflection is not None
             and source.transport == "udp"
-            and (passes or verdict.kind in ANSWERED)
+            and (passes or verdict.kind in ANSWERED or self.policy.monitor)
         ):
             # what it sent earns answers; what it sends may prove it receives
             reflection.received(source.host, len(data), view, self.clock())
         if passes:
+            assert self.proxy is not None
+            self._execute(self.proxy.from_client(data, source, local, view))
+            return True
+        if self.policy.monitor:  # judged, counted and recorded; carried out as if allowed
+            self.counters["monitor:forwarded"] += 1
             assert self.proxy is not None
             self._execute(self.proxy.from_client(data, source, local, view))
             return True
@@ -355,12 +367,14 @@ class Edge:
         )
         events = self.events
         if events is not None and not passed and verdict.reason != "keepalive":
-            fields = (
+            fields: tuple[Field, ...] = (
                 ("verdict", kind),
                 ("transport", source.transport),
                 ("port", source.port),
                 ("user_agent", view.user_agent if view is not None else None),
             )
+            if self.policy.monitor:  # judged, not carried out
+                fields += (("enforced", "no"),)
             events.push(Event(now, VERDICT, source.host, verdict.reason, fields))
 
     def _deceive(self, data: bytes, source: Peer, view: Peek, verdict: Verdict, now: float) -> None:
@@ -533,10 +547,17 @@ class Edge:
         refused = self.policy.screen(host, now)
         if refused is not None and not refused.passes:
             self.counters[f"refused:{refused.reason}"] += 1
+            monitor = self.policy.monitor  # monitor mode: told, and let in all the same
             if self.events is not None:  # a connection, not a message: no flow
-                fields = (("verdict", refused.kind), ("transport", conn.listener.transport))
+                fields: tuple[tuple[str, str], ...] = (
+                    ("verdict", refused.kind),
+                    ("transport", conn.listener.transport),
+                )
+                if monitor:
+                    fields += (("enforced", "no"),)
                 self.events.push(Event(now, VERDICT, host, refused.reason, fields))
-            return False
+            if not monitor:
+                return False
         if len(self._conns) >= cfg.max_connections:
             self.counters["refused:max-connections"] += 1
             return False
@@ -633,6 +654,14 @@ def _unreachable(backend: Endpoint, exc: BaseException, timeout: float) -> str:
         f"edge.backend = {str(backend)!r}: {why}; the edge serves meanwhile"
         " and tries again with the next message"
     )
+
+
+def _peek_or_none(data: bytes) -> Peek | None:
+    """The message peeked, or None when it is not SIP."""
+    try:
+        return peek(data)
+    except SipError:
+        return None
 
 
 def _sendto(sock: socket.socket, data: bytes, flow: Peer) -> bool:

@@ -11,7 +11,8 @@ whether its request carried credentials is remembered per transaction, by
 Call-ID and the top Via's branch).
 
 Verdicts: forward and allow accept the packet; drop, ban, deceive and reject
-drop it (host mode sends nothing of its own: no reject, no deception). A
+drop it (host mode sends nothing of its own: no reject, no deception); in
+monitor mode every packet is accepted, its verdict counted and recorded. A
 keep-alive (CRLFs) is accepted. The PBX's 404 to a REGISTER is rewritten
 to the uniform challenge over UDP (over TCP it is read only: a new length
 would break the stream's sequence numbers).
@@ -205,11 +206,9 @@ class HostMode:
         verdict = self._judge(d.payload, source, d, now)
         if verdict.passes or verdict.reason == "keepalive":
             return ACCEPT
-        counters["dropped"] += 1
-        return DROP
+        return self._refuse(DROP, "dropped")
 
     def _tcp(self, d: Decoded, now: float) -> Action:
-        counters = self.counters
         if d.dport in self._tls_ports:
             if not d.payload:
                 return ACCEPT
@@ -233,10 +232,7 @@ class HostMode:
         for arrival in arrivals:
             verdict = self._judge(arrival.data, arrival.source, d, now)
             hostile = hostile or not verdict.passes
-        if hostile:
-            counters["reset"] += 1
-            return RESET
-        return ACCEPT
+        return self._refuse(RESET, "reset") if hostile else ACCEPT
 
     def _by_source(self, d: Decoded, now: float) -> Action:
         """A segment no message is read from: what its source alone decides."""
@@ -244,8 +240,16 @@ class HostMode:
         verdict = self.policy.screen(d.src, now)
         if verdict is None or verdict.passes:
             return ACCEPT
-        self.counters["reset"] += 1
-        return RESET
+        return self._refuse(RESET, "reset")
+
+    def _refuse(self, action: Action, counted: str) -> Action:
+        """``action`` (a drop or a reset), counted; in monitor mode
+        (``[policy] mode = "monitor"``) judged and counted, but accepted."""
+        if self.policy.monitor:
+            self.counters["monitor:accepted"] += 1
+            return ACCEPT
+        self.counters[counted] += 1
+        return action
 
     def _judge(self, data: bytes, source: Peer, d: Decoded, now: float) -> Verdict:
         verdict, view = self.policy.judge_bytes(data, source, d.dport, now)

@@ -14,6 +14,7 @@ from .events import (
     LOGIN_FAILED,
     UNBAN,
     VERDICT,
+    WOULD_BAN,
     Event,
     EventQueue,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "OVERFLOW",
     "UNBAN",
     "VERDICT",
+    "WOULD_BAN",
     "Event",
     "EventQueue",
     "FlowKey",

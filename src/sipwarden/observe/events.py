@@ -41,7 +41,8 @@ FEED: Final = "feed"
 FINDING: Final = "finding"
 HEALTH: Final = "health"  # sipwarden's own: the PBX silent, the store not writable...
 DECEPTION: Final = "deception"  # an answer deception sent a hostile source
-KINDS: Final = (VERDICT, BAN, UNBAN, LOGIN_FAILED, FEED, FINDING, HEALTH, DECEPTION)
+WOULD_BAN: Final = "would-ban"  # monitor mode: a ban the book was not asked for
+KINDS: Final = (VERDICT, BAN, UNBAN, LOGIN_FAILED, FEED, FINDING, HEALTH, DECEPTION, WOULD_BAN)
 
 
 class Event(NamedTuple):

@@ -431,6 +431,13 @@ def _bans(out: _Families, stats: Mapping[str, Any]) -> None:
             "counter",
             refused,
         )
+    if "mode" in stats:
+        out.add(
+            "sipwarden_monitor_mode",
+            "1: monitor mode ([policy] mode), judged and recorded, nothing dropped or banned",
+            "gauge",
+            int(stats["mode"] == "monitor"),
+        )
     if "store-error" in stats:
         out.add(
             "sipwarden_store_writable",

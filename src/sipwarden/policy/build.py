@@ -353,7 +353,7 @@ def with_state(
         country_policy=country_policy,
         exempt=book.allowed,
     )
-    return _assemble(
+    built = _assemble(
         config.policy,
         policy.trusted,
         policy.rules,
@@ -368,6 +368,9 @@ def with_state(
         verdicts=policy.verdicts,
         decisions=old.decisions if old is not None else None,
     )
+    if old is not None and old.monitor and built.monitor:  # the would-be bans already told
+        built.would_bans = old.would_bans
+    return built
 
 
 def build_policy(
@@ -486,6 +489,7 @@ def _assemble(
     )
     if tollfraud is not None:
         policy.dialplan, policy.tollfraud = tollfraud.plan, tollfraud.detector
+    policy.monitor = config.mode == "monitor"
     return policy
 
 

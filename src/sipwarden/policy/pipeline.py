@@ -33,6 +33,12 @@ and a failed login or a probe for a user is told to the event queue
 (``events``, observe's: the analysis reads them).
 Each verdict is counted by kind and reason; the rules count their own hits. Everything here is sans-I/O (the clock is
 passed in): the edge, ``explain`` and ``replay`` share it.
+
+Monitor mode (``monitor``, ``[policy] mode = "monitor"``): the verdicts
+are given and counted as ever (the edge forwards them all as if allowed),
+but ``ban`` asks the ban book nothing: a would-be ban is a ``would-ban``
+event (logged once per target and ban length, in a bounded table) and
+the backend's answers are never rewritten to be uniform.
 """
 
 from __future__ import annotations
@@ -47,9 +53,9 @@ from typing import Any, Final
 from ..intel.numbers import Dialplan
 from ..intel.screen import IntelScreen
 from ..observe import LOGIN_FAILED as LOGIN_EVENT
-from ..observe import Event, EventQueue
+from ..observe import WOULD_BAN, Event, EventQueue
 from ..sip import Peek, SipError, peek
-from ..values import FORWARD, Decision, Peer, Verdict
+from ..values import FORWARD, Decision, Peer, Verdict, canonical
 from .bans import BanBook
 from .failures import LOGGED_IN, LOGIN_FAILED, NOT_FOUND, FailureTracker, failure
 from .hostile import HostileSources
@@ -72,6 +78,7 @@ from .uniform import UniformAnswers
 log = logging.getLogger("sipwarden.policy")
 
 TINY: Final = 32  # bytes: no SIP request is shorter; probes that short are scans
+WOULD_BANS_KEPT: Final = 65_536  # monitor mode: targets whose would-be ban is remembered
 
 
 class Policy:
@@ -112,6 +119,12 @@ class Policy:
         # them; a reload hands them on)
         self.dialplan: Dialplan | None = None
         self.tollfraud: TollFraud | None = None
+        # monitor mode: judge and record everything, enforce nothing (the
+        # builder sets it from [policy] mode; the edge reads it off the hot path)
+        self.monitor = False
+        # monitor mode: target -> when its would-be ban would end (None: never),
+        # so a source over a limit is one would-ban, not one per packet
+        self.would_bans: dict[str, float | None] = {}
         # where failed logins are told (observe's queue; set by the daemon,
         # handed to the next policy on reload); None: not told
         self.events: EventQueue | None = None
@@ -301,7 +314,9 @@ class Policy:
                 decision = tracker.answer(client, status, method, who or "", credentials, now)
                 if decision is not None:
                     self.ban(decision, now)
-        return None if uniform is None else uniform.rewrite(data, view, credentials)
+        if uniform is None or self.monitor:  # monitor: the PBX's own answer goes back
+            return None
+        return uniform.rewrite(data, view, credentials)
 
     def report(
         self,
@@ -352,6 +367,8 @@ class Policy:
         book = self._bans
         if book is None:
             return False
+        if self.monitor:
+            return self._would(decision, book, now)
         ban = book.decide(
             decision.target,
             reason=decision.reason,
@@ -370,6 +387,52 @@ class Policy:
                 ban.detector,
             )
         return ban is not None
+
+    def _would(self, decision: Decision, book: BanBook, now: float) -> bool:
+        """Monitor mode: what the book would have done, as a ``would-ban``
+        event (the book is not asked: nothing is banned); never a ban."""
+        try:
+            target = canonical(decision.target)
+        except ValueError:
+            return False  # not an address or a network: the book would refuse it too
+        held = self.would_bans.get(target, 0.0)
+        if held is None or held > now:
+            return False  # already told, and still "banned"
+        refusal = book.refusal(target)
+        if refusal is not None:
+            self.decisions["refused"] += 1
+            return False
+        length: float | None
+        if decision.duration == "progressive":
+            steps = book.steps
+            length = steps[min(book.offences(target, now) + 1, len(steps)) - 1]
+        else:
+            length = decision.duration
+        if len(self.would_bans) >= WOULD_BANS_KEPT:
+            self.would_bans.clear()  # bounded: at worst a source is told twice
+        self.would_bans[target] = None if length is None else now + length
+        self.decisions[f"would-ban:{decision.detector}"] += 1
+        log.warning(
+            "monitor mode: would ban %s for %s: %s (%s); not enforced",
+            target,
+            "ever" if length is None else f"{length:g} s",
+            decision.reason,
+            decision.detector,
+        )
+        self.tell(
+            Event(
+                now,
+                WOULD_BAN,
+                target,
+                decision.reason,
+                (
+                    ("detector", decision.detector),
+                    ("duration", length),
+                    ("enforced", "no"),
+                ),
+            )
+        )
+        return False
 
     # ------------------------------------------------------------ explaining
 
