@@ -185,6 +185,27 @@ def test_tcp_whole_messages_by_message_partial_by_source_handshake_accepted():
     assert host.counters["judged-by-source"] == 1 and host.counters["reset"] == 1
 
 
+def test_tcp_a_ping_passes_only_after_a_passed_message_on_its_connection():
+    """nmap -sV's GenericLines probe is a bare CRLFCRLF, a keep-alive ping
+    the PBX would pong: refused (reset) on a connection that sent nothing
+    the policy passed, let through after a phone's REGISTER on it."""
+    host = mode()
+    ping = b"\r\n\r\n"
+    host.inbound(ip_tcp(SCANNER, PBX, 40010, 5060, b"", seq=99, flags=dpkt.tcp.TH_SYN), 1.0)
+    verdict, mark, _ = host.inbound(ip_tcp(SCANNER, PBX, 40010, 5060, ping, seq=100), 1.0)
+    assert (verdict, mark) == (nfqueue.NF_REPEAT, RESET_MARK)
+    msg = register(transport="TCP")
+    host.inbound(ip_tcp(PHONE, PBX, 40011, 5060, b"", seq=199, flags=dpkt.tcp.TH_SYN), 1.0)
+    assert host.inbound(ip_tcp(PHONE, PBX, 40011, 5060, msg, seq=200), 1.0)[0] == ACCEPT
+    after = 200 + len(msg)
+    assert host.inbound(ip_tcp(PHONE, PBX, 40011, 5060, ping, seq=after), 2.0)[0] == ACCEPT
+    # the same ports on a new connection: vouched no more
+    host.inbound(ip_tcp(PHONE, PBX, 40011, 5060, b"", seq=7000, flags=dpkt.tcp.TH_SYN), 3.0)
+    verdict, _, _ = host.inbound(ip_tcp(PHONE, PBX, 40011, 5060, ping, seq=7001), 3.0)
+    assert verdict == nfqueue.NF_REPEAT
+    assert host.counters["pings-refused"] == 2 and host.counters["reset"] == 2
+
+
 def test_tls_is_judged_by_source():
     host = mode()
     hello = b"\x16\x03\x01\x00\x05hello"

@@ -20,13 +20,18 @@ TCP: segments go through the replay's reassembly (``packet.TcpReassembler``);
 a segment that completes messages gets their verdicts (any drop: the
 connection is reset), one that completes none (a partial message) is
 judged by its source; a segment without data is accepted (the kernel's
-handshake: host mode cannot hide an open TCP port). TLS ports: judged by
+handshake: host mode cannot hide an open TCP port). A keep-alive ping
+(CRLFCRLF, RFC 5626) is let through only on a connection that has sent a
+message the policy passed, as the edge pongs only those: elsewhere it is
+a scanner's probe (nmap's GenericLines), and the PBX's pong would show a
+SIP stack, so the connection is reset. TLS ports: judged by
 source only (``Policy.screen``). A dropped TCP segment is handed back to
 the kernel marked (``RESET_MARK``, verdict ``repeat``), which refuses it
 with a TCP reset, so a hostile connection ends rather than stalls.
 
 Bounds: ``MAX_TRANSACTIONS`` requests with credentials remembered (the
-oldest forgotten first); the reassemblers' own bounds; at most
+oldest forgotten first); ``MAX_VOUCHED`` TCP connections whose pings pass
+(the least recently vouched forgotten first); the reassemblers' own bounds; at most
 ``BATCH`` packets per readable event, their verdicts sent in one write.
 """
 
@@ -52,6 +57,7 @@ from .packets import TCP, TH_FIN, TH_RST, TH_SYN, Decoded, decode, with_udp_payl
 log = logging.getLogger("sipwarden.host")
 
 MAX_TRANSACTIONS: Final = 65_536  # requests with credentials awaiting their answer
+MAX_VOUCHED: Final = 65_536  # TCP connections that sent a passed message: their pings pass
 BATCH: Final = 256  # packets read per readable event
 UNEVENTFUL: Final = frozenset({"forward", "allow"})  # verdicts that make no event
 # (netfilter verdict, mark, new payload)
@@ -102,6 +108,8 @@ class HostMode:
         self.kernel: Kernel | None = None  # the way the rules went in, once started
         self._tls_ports = frozenset(config.tls_ports)
         self._credentials: dict[tuple[str, str], None] = {}  # (Call-ID, branch) with credentials
+        # (source, source port, PBX, PBX port) of TCP connections that sent a passed message
+        self._vouched: dict[tuple[str, int, str, int], None] = {}
         self._counts = PacketCounts()
         self._inbound_tcp = TcpReassembler(self._counts)
         self._outbound_tcp = TcpReassembler(PacketCounts())
@@ -226,17 +234,41 @@ class HostMode:
             rst=bool(d.flags & TH_RST),
             data=d.payload,
         )
+        key = (d.src, d.sport, d.dst, d.dport)
+        vouched = self._vouched
+        if segment.syn:
+            vouched.pop(key, None)  # a new connection on these ports
+        known = key in vouched
+        pings = self._counts.keepalives
         arrivals = self._inbound_tcp.add(segment)
-        if not arrivals:
-            return self._by_source(d, now) if d.payload else ACCEPT
+        pinged = self._counts.keepalives > pings
+        if segment.fin or segment.rst:
+            vouched.pop(key, None)  # the connection ends (this segment is still judged)
         hostile = False
         for arrival in arrivals:
             verdict = self._judge(arrival.data, arrival.source, d, now)
             hostile = hostile or not verdict.passes
         if hostile:
+            vouched.pop(key, None)
             counters["reset"] += 1
             return RESET
-        return ACCEPT
+        if arrivals:
+            if not (segment.fin or segment.rst):
+                self._vouch(key)
+            return ACCEPT
+        if pinged and not known:
+            counters["pings-refused"] += 1  # the PBX's pong would answer a scanner's probe
+            counters["reset"] += 1
+            return RESET
+        return self._by_source(d, now) if d.payload else ACCEPT
+
+    def _vouch(self, key: tuple[str, int, str, int]) -> None:
+        """A TCP connection sent a passed message: its pings pass from now on."""
+        vouched = self._vouched
+        vouched.pop(key, None)
+        vouched[key] = None
+        if len(vouched) > MAX_VOUCHED:
+            del vouched[next(iter(vouched))]
 
     def _by_source(self, d: Decoded, now: float) -> Action:
         """A segment no message is read from: what its source alone decides."""
