@@ -47,6 +47,10 @@ def test_a_phone_registers_through_host_mode(site: HostSite, tmp_path: Path):
         host = d.stats()["host"]
         assert host["received"] >= 6 and host["answers-read"] >= 3, host
         assert host.get("dropped", 0) == 0, host
+        # Kamailio's answers counted in the phone's flows, as the edge counts its own
+        flows = d.json("flows", "--source", site.phone)
+        assert sum(f["answers"].get("200", 0) for f in flows) == 3, flows
+        assert sum(f["answers"].get("401", 0) for f in flows) == 3, flows
 
 
 SCANS = {  # name: (argv after the tool, what its output says when it found nothing)

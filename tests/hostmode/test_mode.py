@@ -16,6 +16,7 @@ from sipwarden.daemon import preflight
 from sipwarden.enforce.queue import RESET_MARK, iptables_restore, nft_lines
 from sipwarden.hostmode import HostMode, nfqueue, settings_of
 from sipwarden.hostmode.packets import decode, with_udp_payload
+from sipwarden.observe import FlowTable
 from sipwarden.policy import build_policy
 from sipwarden.values import Decision
 
@@ -126,6 +127,20 @@ def test_a_challenge_without_credentials_is_no_failure():
     host.inbound(ip_udp(PHONE, PBX, 5062, 5060, register()), 1.0)
     host.outbound(ip_udp(PBX, PHONE, 5060, 5062, answer(401, "Unauthorized")), 1.0)
     assert host.policy.bans is not None and host.policy.bans.banned(PHONE, 2.0) is None
+
+
+def test_the_pbx_answers_are_counted_in_their_client_flows():
+    """As the edge counts what it sends back: the analysis finds a phone's
+    2xx there (no register-no-success for a phone that logs in)."""
+    cfg = config_from_dict({"host": {"enabled": True}})
+    flows = FlowTable()
+    host = HostMode(cfg.host, table="sipwarden", policy=build_policy(cfg), flows=flows)
+    host.inbound(ip_udp(PHONE, PBX, 5062, 5060, register()), 1.0)
+    host.outbound(ip_udp(PBX, PHONE, 5060, 5062, answer(401, "Unauthorized")), 1.0)
+    host.outbound(ip_udp(PBX, PHONE, 5060, 5062, answer(200, "OK")), 1.0)
+    (flow,) = flows.current()
+    assert (flow["source"], flow["source_port"], flow["transport"]) == (PHONE, 5062, "udp")
+    assert flow["packets"] == 1 and flow["answers"] == {"401": 1, "200": 1}, flow
 
 
 def test_the_404_to_a_register_is_rewritten_to_the_uniform_challenge_with_good_checksums():

@@ -8,7 +8,8 @@ message gets the edge's pipeline (``Policy.judge_bytes``); outbound, the
 PBX's final answers feed the failure tracker, the known-good record and the
 uniform answers (``Policy.answer``: the client is the packet's destination;
 whether its request carried credentials is remembered per transaction, by
-Call-ID and the top Via's branch).
+Call-ID and the top Via's branch), and every answer is counted in its
+client's flow (``answers``), as the edge counts what it sends back.
 
 Verdicts: forward and allow accept the packet; drop, ban, deceive and reject
 drop it (host mode sends nothing of its own: no reject, no deception). A
@@ -353,17 +354,25 @@ class HostMode:
                 data=d.payload,
             )
             for arrival in self._outbound_tcp.add(segment):
-                self._answer(arrival.data, d.dst, now)  # read only (see the module doc)
+                self._answer(arrival.data, d, now)  # read only (see the module doc)
             return None
-        uniform = self._answer(d.payload, d.dst, now)
+        uniform = self._answer(d.payload, d, now)
         if uniform is None:
             return None
         self.counters["answers-made-uniform"] += 1
         return with_udp_payload(packet, d, uniform)
 
-    def _answer(self, data: bytes, client: str, now: float) -> bytes | None:
+    def _answer(self, data: bytes, d: Decoded, now: float) -> bytes | None:
+        """One answer of the PBX's (``d``: its packet, to the client)."""
         if not data.startswith(b"SIP/2.0 "):
             return None  # a request of the PBX's own, or not SIP
+        client = d.dst
+        if self.flows is not None and data[8:11].isdigit():
+            # counted in the client's flow, as the edge counts what it sends
+            # back (the analysis reads a source's 2xx there: register-no-success)
+            transport = "tcp" if d.proto == TCP else "udp"
+            flow = FlowKey(client, d.dport, d.src, d.sport, transport)
+            self.flows.answer(flow, now, int(data[8:11]))
         try:
             view = peek(data)
             status = view.status
