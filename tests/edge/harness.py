@@ -225,23 +225,29 @@ class Callee:
         *,
         nat: bool = False,
         host: str = "127.0.0.1",
+        pbx: str = "127.0.0.1",
+        contact_host: str = "192.168.1.50",
     ) -> None:
         """``mode``: "answer" the call, only "ring" (then take the CANCEL), or
         answer and "hangup" (send the BYE itself) after the ACK; ``host``:
-        the loopback address it sends from (the edge is on 127.0.0.1)."""
+        the loopback address it sends from (the edge is on 127.0.0.1);
+        ``pbx``: where it registers instead (host mode's Kamailio, no edge
+        between); ``contact_host``: the address its REGISTER's Via and
+        Contact name (by default a private one: the edge's Path reaches it;
+        with no edge, its own, for Kamailio to call it there)."""
         from sipwarden.sip import StreamFramer
 
         self.user, self.transport, self.mode, self.nat = user, transport, mode, nat
-        self.host = host
+        self.host, self.contact_host = host, contact_host
         self.seen: list[str] = []
         self.received: list[bytes] = []  # every message as it arrived
         self.error: BaseException | None = None
         if transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sock.bind((host, 0))
-            self.sock.connect(("127.0.0.1", edge_port))
+            self.sock.connect((pbx, edge_port))
         else:
-            self.sock = socket.create_connection(("127.0.0.1", edge_port), source_address=(host, 0))
+            self.sock = socket.create_connection((pbx, edge_port), source_address=(host, 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.framer = StreamFramer()
@@ -284,11 +290,16 @@ class Callee:
             t = self.transport.upper()
             # behind NAT, the phone believes it is 192.168.1.50:5060
             said = 5060 if self.nat else self.port
-            self.sock.send(register_request(self.user, port=said, transport=t))
+            at = self.contact_host
+            self.sock.send(register_request(self.user, port=said, transport=t, contact_host=at))
             challenge = self._recv()
             assert challenge is not None and challenge.status == 401, challenge
             auth = authorization(self.user, challenge.www_authenticate[0])
-            self.sock.send(register_request(self.user, port=said, transport=t, cseq=2, auth=auth))
+            self.sock.send(
+                register_request(
+                    self.user, port=said, transport=t, cseq=2, auth=auth, contact_host=at
+                )
+            )
             ok = self._recv()
             assert ok is not None and ok.status == 200, ok
             self.registered.set()

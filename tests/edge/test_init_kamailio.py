@@ -150,8 +150,10 @@ def test_following_inits_change_gives_a_working_edge(tmp_path: Path) -> None:
         (root / "etc/kamailio").mkdir(parents=True)
         (root / "proc").symlink_to("/proc")  # init reads the namespace's /proc/net
         cfg = root / "etc/kamailio/kamailio.cfg"
+        # the registrar on the public address, as it ran before sipwarden
         text = CONFIG.format(
             realm=REALM,
+            address=pair.edge_ip,
             port=5060,
             modules=MODULES,
             db=subscribers(tmp_path),
@@ -159,8 +161,7 @@ def test_following_inits_change_gives_a_working_edge(tmp_path: Path) -> None:
             tls_module="",
             tm_params="",
         )
-        # the registrar on the public address, as it ran before sipwarden
-        cfg.write_text(text.replace("127.0.0.1:5060", f"{pair.edge_ip}:5060"))
+        cfg.write_text(text)
         assert f"listen=udp:{pair.edge_ip}:5060" in cfg.read_text()
         phone_ip, scanner_ip = pair.client_ips[1], pair.client_ips[0]
         config = tmp_path / "sipwarden.toml"

@@ -16,6 +16,7 @@ from sipwarden.daemon import preflight
 from sipwarden.enforce.queue import RESET_MARK, iptables_restore, nft_lines
 from sipwarden.hostmode import HostMode, nfqueue, settings_of
 from sipwarden.hostmode.packets import decode, with_udp_payload
+from sipwarden.observe import FlowTable
 from sipwarden.policy import build_policy
 from sipwarden.values import Decision
 
@@ -150,6 +151,20 @@ def test_a_challenge_without_credentials_is_no_failure():
     assert host.policy.bans is not None and host.policy.bans.banned(PHONE, 2.0) is None
 
 
+def test_the_pbx_answers_are_counted_in_their_client_flows():
+    """As the edge counts what it sends back: the analysis finds a phone's
+    2xx there (no register-no-success for a phone that logs in)."""
+    cfg = config_from_dict({"host": {"enabled": True}})
+    flows = FlowTable()
+    host = HostMode(cfg.host, table="sipwarden", policy=build_policy(cfg), flows=flows)
+    host.inbound(ip_udp(PHONE, PBX, 5062, 5060, register()), 1.0)
+    host.outbound(ip_udp(PBX, PHONE, 5060, 5062, answer(401, "Unauthorized")), 1.0)
+    host.outbound(ip_udp(PBX, PHONE, 5060, 5062, answer(200, "OK")), 1.0)
+    (flow,) = flows.current()
+    assert (flow["source"], flow["source_port"], flow["transport"]) == (PHONE, 5062, "udp")
+    assert flow["packets"] == 1 and flow["answers"] == {"401": 1, "200": 1}, flow
+
+
 def test_the_404_to_a_register_is_rewritten_to_the_uniform_challenge_with_good_checksums():
     host = mode()
     host.inbound(ip_udp(SCANNER, PBX, 5070, 5060, register()), 1.0)
@@ -205,6 +220,27 @@ def test_tcp_whole_messages_by_message_partial_by_source_handshake_accepted():
     assert host.inbound(first, 1.0)[0] == ACCEPT
     assert host.inbound(second, 1.0)[0] == ACCEPT
     assert host.counters["judged-by-source"] == 1 and host.counters["reset"] == 1
+
+
+def test_tcp_a_ping_passes_only_after_a_passed_message_on_its_connection():
+    """nmap -sV's GenericLines probe is a bare CRLFCRLF, a keep-alive ping
+    the PBX would pong: refused (reset) on a connection that sent nothing
+    the policy passed, let through after a phone's REGISTER on it."""
+    host = mode()
+    ping = b"\r\n\r\n"
+    host.inbound(ip_tcp(SCANNER, PBX, 40010, 5060, b"", seq=99, flags=dpkt.tcp.TH_SYN), 1.0)
+    verdict, mark, _ = host.inbound(ip_tcp(SCANNER, PBX, 40010, 5060, ping, seq=100), 1.0)
+    assert (verdict, mark) == (nfqueue.NF_REPEAT, RESET_MARK)
+    msg = register(transport="TCP")
+    host.inbound(ip_tcp(PHONE, PBX, 40011, 5060, b"", seq=199, flags=dpkt.tcp.TH_SYN), 1.0)
+    assert host.inbound(ip_tcp(PHONE, PBX, 40011, 5060, msg, seq=200), 1.0)[0] == ACCEPT
+    after = 200 + len(msg)
+    assert host.inbound(ip_tcp(PHONE, PBX, 40011, 5060, ping, seq=after), 2.0)[0] == ACCEPT
+    # the same ports on a new connection: vouched no more
+    host.inbound(ip_tcp(PHONE, PBX, 40011, 5060, b"", seq=7000, flags=dpkt.tcp.TH_SYN), 3.0)
+    verdict, _, _ = host.inbound(ip_tcp(PHONE, PBX, 40011, 5060, ping, seq=7001), 3.0)
+    assert verdict == nfqueue.NF_REPEAT
+    assert host.counters["pings-refused"] == 2 and host.counters["reset"] == 2
 
 
 def test_tls_is_judged_by_source():

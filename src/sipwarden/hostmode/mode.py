@@ -8,7 +8,8 @@ message gets the edge's pipeline (``Policy.judge_bytes``); outbound, the
 PBX's final answers feed the failure tracker, the known-good record and the
 uniform answers (``Policy.answer``: the client is the packet's destination;
 whether its request carried credentials is remembered per transaction, by
-Call-ID and the top Via's branch).
+Call-ID and the top Via's branch), and every answer is counted in its
+client's flow (``answers``), as the edge counts what it sends back.
 
 Verdicts: forward and allow accept the packet; drop, ban, deceive and reject
 drop it (host mode sends nothing of its own: no reject, no deception); in
@@ -21,13 +22,18 @@ TCP: segments go through the replay's reassembly (``packet.TcpReassembler``);
 a segment that completes messages gets their verdicts (any drop: the
 connection is reset), one that completes none (a partial message) is
 judged by its source; a segment without data is accepted (the kernel's
-handshake: host mode cannot hide an open TCP port). TLS ports: judged by
+handshake: host mode cannot hide an open TCP port). A keep-alive ping
+(CRLFCRLF, RFC 5626) is let through only on a connection that has sent a
+message the policy passed, as the edge pongs only those: elsewhere it is
+a scanner's probe (nmap's GenericLines), and the PBX's pong would show a
+SIP stack, so the connection is reset. TLS ports: judged by
 source only (``Policy.screen``). A dropped TCP segment is handed back to
 the kernel marked (``RESET_MARK``, verdict ``repeat``), which refuses it
 with a TCP reset, so a hostile connection ends rather than stalls.
 
 Bounds: ``MAX_TRANSACTIONS`` requests with credentials remembered (the
-oldest forgotten first); the reassemblers' own bounds; at most
+oldest forgotten first); ``MAX_VOUCHED`` TCP connections whose pings pass
+(the least recently vouched forgotten first); the reassemblers' own bounds; at most
 ``BATCH`` packets per readable event, their verdicts sent in one write.
 """
 
@@ -53,6 +59,7 @@ from .packets import TCP, TH_FIN, TH_RST, TH_SYN, Decoded, decode, with_udp_payl
 log = logging.getLogger("sipwarden.host")
 
 MAX_TRANSACTIONS: Final = 65_536  # requests with credentials awaiting their answer
+MAX_VOUCHED: Final = 65_536  # TCP connections that sent a passed message: their pings pass
 BATCH: Final = 256  # packets read per readable event
 UNEVENTFUL: Final = frozenset({"forward", "allow"})  # verdicts that make no event
 # (netfilter verdict, mark, new payload)
@@ -103,6 +110,8 @@ class HostMode:
         self.kernel: Kernel | None = None  # the way the rules went in, once started
         self._tls_ports = frozenset(config.tls_ports)
         self._credentials: dict[tuple[str, str], None] = {}  # (Call-ID, branch) with credentials
+        # (source, source port, PBX, PBX port) of TCP connections that sent a passed message
+        self._vouched: dict[tuple[str, int, str, int], None] = {}
         self._counts = PacketCounts()
         self._inbound_tcp = TcpReassembler(self._counts)
         self._outbound_tcp = TcpReassembler(PacketCounts())
@@ -225,14 +234,39 @@ class HostMode:
             rst=bool(d.flags & TH_RST),
             data=d.payload,
         )
+        key = (d.src, d.sport, d.dst, d.dport)
+        vouched = self._vouched
+        if segment.syn:
+            vouched.pop(key, None)  # a new connection on these ports
+        known = key in vouched
+        pings = self._counts.keepalives
         arrivals = self._inbound_tcp.add(segment)
-        if not arrivals:
-            return self._by_source(d, now) if d.payload else ACCEPT
+        pinged = self._counts.keepalives > pings
+        if segment.fin or segment.rst:
+            vouched.pop(key, None)  # the connection ends (this segment is still judged)
         hostile = False
         for arrival in arrivals:
             verdict = self._judge(arrival.data, arrival.source, d, now)
             hostile = hostile or not verdict.passes
-        return self._refuse(RESET, "reset") if hostile else ACCEPT
+        if hostile:
+            vouched.pop(key, None)
+            return self._refuse(RESET, "reset")
+        if arrivals:
+            if not (segment.fin or segment.rst):
+                self._vouch(key)
+            return ACCEPT
+        if pinged and not known:
+            self.counters["pings-refused"] += 1  # the PBX's pong would answer a scanner's probe
+            return self._refuse(RESET, "reset")
+        return self._by_source(d, now) if d.payload else ACCEPT
+
+    def _vouch(self, key: tuple[str, int, str, int]) -> None:
+        """A TCP connection sent a passed message: its pings pass from now on."""
+        vouched = self._vouched
+        vouched.pop(key, None)
+        vouched[key] = None
+        if len(vouched) > MAX_VOUCHED:
+            del vouched[next(iter(vouched))]
 
     def _by_source(self, d: Decoded, now: float) -> Action:
         """A segment no message is read from: what its source alone decides."""
@@ -325,17 +359,25 @@ class HostMode:
                 data=d.payload,
             )
             for arrival in self._outbound_tcp.add(segment):
-                self._answer(arrival.data, d.dst, now)  # read only (see the module doc)
+                self._answer(arrival.data, d, now)  # read only (see the module doc)
             return None
-        uniform = self._answer(d.payload, d.dst, now)
+        uniform = self._answer(d.payload, d, now)
         if uniform is None:
             return None
         self.counters["answers-made-uniform"] += 1
         return with_udp_payload(packet, d, uniform)
 
-    def _answer(self, data: bytes, client: str, now: float) -> bytes | None:
+    def _answer(self, data: bytes, d: Decoded, now: float) -> bytes | None:
+        """One answer of the PBX's (``d``: its packet, to the client)."""
         if not data.startswith(b"SIP/2.0 "):
             return None  # a request of the PBX's own, or not SIP
+        client = d.dst
+        if self.flows is not None and data[8:11].isdigit():
+            # counted in the client's flow, as the edge counts what it sends
+            # back (the analysis reads a source's 2xx there: register-no-success)
+            transport = "tcp" if d.proto == TCP else "udp"
+            flow = FlowKey(client, d.dport, d.src, d.sport, transport)
+            self.flows.answer(flow, now, int(data[8:11]))
         try:
             view = peek(data)
             status = view.status

@@ -191,6 +191,7 @@ HOST: Final = Section(
         "dropped": "UDP packets host mode dropped (the policy's reasons: sipwarden_verdicts_total)",
         "reset": "TCP connections host mode reset",
         "judged-by-source": "TCP segments judged by their source alone (TLS, a part of a message)",
+        "pings-refused": "TCP keep-alive pings on a connection with no passed message (reset)",
         "answers-read": "the PBX's final answers host mode read",
         "answers-made-uniform": "the PBX's 404s to a REGISTER rewritten to the uniform challenge",
         "not-read": "queued packets host mode could not read (accepted)",
