@@ -10,6 +10,7 @@ each told to systemd. Without either capability the start-up error names it.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import need
+from ..edge.harness import register_request
 from .install import Installed, clean_env
 from .site import PORT, Site, first_line
 
@@ -183,3 +185,92 @@ def test_without_a_capability_the_error_names_it(
     assert missing in done.stderr and says in done.stderr, done.stderr
     assert "sipwarden service install" in done.stderr  # how to grant it
     assert "Traceback" not in done.stderr
+
+
+HOST_PORT = 5062  # host mode's PBX port in the namespace (nothing listens: packets are judged only)
+
+
+def host_config(site: Site, directory: Path, table: str) -> Path:
+    """Host mode alone (no [edge]), the files under ``directory``."""
+    path = directory / "host.toml"
+    path.write_text(
+        f"""
+[host]
+enabled = true
+ports = [{HOST_PORT}]
+tls_ports = []
+
+[firewall]
+enforcer = "nftables"
+table = "{table}"
+
+[storage]
+path = "{directory / "sipwarden.db"}"
+
+[control]
+socket = "{directory / "sipwarden.sock"}"
+
+[api]
+listen = ""
+"""
+    )
+    return path
+
+
+def test_host_mode_queues_with_the_unit_s_capabilities(
+    installed: Installed, site: Site, state: Path
+):
+    need(
+        shutil.which("iptables") is not None, "iptables is not installed (apt-get install iptables)"
+    )
+    table = f"swcaph{os.getpid() % 100000}"
+    config = host_config(site, state, table)
+    with notify_socket(state) as notified:
+        env = {**clean_env(), "NOTIFY_SOCKET": str(state / "notify.sock")}
+        proc = subprocess.Popen(
+            site.ns.command(*setpriv(CAPS), str(installed.sipwarden), "run", "-c", str(config)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        try:
+            notifications(notified, "READY=1")  # the queue is bound, its rules in the kernel
+            assert b"host mode on" in first_line(proc, 5)
+            # a phone's REGISTER and a scanner's, from our end to the host port: both queued
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                sender.bind((site.ns.outside, 0))
+                for ua in ("Yealink SIP-T46S", "friendly-scanner"):
+                    message = register_request("100", port=sender.getsockname()[1], ua=ua)
+                    sender.sendto(message, (site.ns.inside, HOST_PORT))
+
+            def judged() -> dict[str, int]:
+                done = subprocess.run(
+                    [str(installed.sipwarden), "status", "--json", "-c", str(config)],
+                    capture_output=True, text=True, timeout=30, env=clean_env(),
+                )  # fmt: skip
+                return (json.loads(done.stdout).get("host") or {}) if done.stdout else {}
+
+            assert eventually(lambda: judged().get("received", 0) >= 2), judged()
+            assert judged().get("dropped", 0) == 1, judged()  # the scanner's
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            assert proc.stderr is not None
+            print(proc.stderr.read().decode(errors="replace")[-4000:])
+            subprocess.run(
+                [str(installed.sipwarden), "firewall", "flush", "-c", str(config)],
+                capture_output=True, timeout=60, env=clean_env(),
+            )  # fmt: skip
+
+
+def test_host_mode_without_cap_net_admin_names_it(installed: Installed, site: Site, state: Path):
+    config = host_config(site, state, f"swcaph{os.getpid() % 100000}")
+    done = subprocess.run(
+        site.ns.command(*setpriv(("net_bind_service",)), str(installed.sipwarden), "run", "-c",
+                        str(config)),
+        capture_output=True, text=True, timeout=60, env=clean_env(),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "host.enabled = true" in done.stderr and "CAP_NET_ADMIN" in done.stderr, done.stderr
+    assert "NFQUEUE" in done.stderr and "Traceback" not in done.stderr, done.stderr
