@@ -53,12 +53,15 @@ def test_a_registered_phone_keeps_registering_through_a_spoofed_flood(tmp_path: 
         end = time.monotonic()
         during = registering.within(start, end)
         lane = edge.cli("firewall", "lane")
+        read_at = time.monotonic()
         stats = edge.stats()
         # a restart keeps the lane's known-good sources, with their time left
         edge.stop()
         edge.start()
         kept = edge.cli("firewall", "lane")
-        assert abs(kept["known_good"][site.phone_ip] - lane["known_good"][site.phone_ip]) < 10
+        restart = time.monotonic() - read_at  # (seconds, more on a busy machine)
+        left, before = kept["known_good"][site.phone_ip], lane["known_good"][site.phone_ip]
+        assert before - restart - 2 <= left <= before + 1, (before, left, restart)
         assert set(kept["counters"].values()) == {0}  # the counts start again
         assert phone.login() == 200
         phone.close()
