@@ -16,6 +16,7 @@ from ..config import Config, api_address, parse_duration, parse_since
 from ..daemon.commands import run_command
 from .guard import Guard, guard_middleware
 from .metrics import metrics
+from .pages import add_pages
 from .stream import EventStream
 from .token import api_token
 
@@ -235,6 +236,7 @@ def make_app(daemon: Daemon, guard: Guard) -> web.Application:
     app.router.add_get("/api/v1/profile", profile)
     app.router.add_get("/api/v1/honeypot/calls", list_honeypot_calls)
     app.router.add_get("/metrics", prometheus)
+    add_pages(app, guard)  # the dashboard at /
     return app
 
 
