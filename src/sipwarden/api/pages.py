@@ -43,7 +43,7 @@ HEADERS: Final = {
         " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make form posts say Origin: null
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
