@@ -1,12 +1,14 @@
 """The operator's browser, for the dashboard's acceptance test: Debian's
 chromium driven by selenium (chromium-driver), run as a script inside the
-clients' namespace (``python -m tests.edge.browser URL TOKEN OUT SOURCE``),
+clients' namespace (``python -m tests.edge.browser URL TOKEN OUT SOURCE
+SCANNER``),
 where the dashboard is off loopback: it must log in.
 
 It prints one JSON object a line, flushed, for the test to follow:
 ``{"step": "ready"}`` once the dashboard is open (the test then starts the
 attack), then ``{"step": "banned", ...}`` when SOURCE's ban row appears
 without a reload (or ``{"step": "timeout"}`` after ``BAN_WAIT`` seconds),
+and SCANNER among the top sources,
 then ``{"step": "story"}`` on the source's story page, where it waits for
 a line on its stdin (the test stops the attack) before it unbans, then
 ``{"step": "done", ...}``: the story's evidence, the unban, the
@@ -99,7 +101,7 @@ def tab_to(driver: WebDriver, css: str, presses: int = 400) -> bool:
     return False
 
 
-def main(url: str, token: str, out: Path, source: str) -> None:
+def main(url: str, token: str, out: Path, source: str, scanner: str) -> None:
     driver = browser(out / "profile")
     shots = out / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
@@ -129,7 +131,10 @@ def main(url: str, token: str, out: Path, source: str) -> None:
         reloaded = not driver.execute_script("return window.sipwardenNoReload === true")
         say(step="banned", shown_at=shown_at, seen=seen, reloaded=reloaded)
 
-        time.sleep(1.0)  # the refresh the ban set off settles
+        # the scanner among the top sources (the panels refresh every 15 s)
+        WebDriverWait(driver, 40).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, f'#sources tr[data-ip="{scanner}"]')
+        )
         console = errors(driver)
         driver.save_screenshot(str(shots / "dashboard-1280x720.png"))
         viewport(driver, PHONE)
@@ -175,4 +180,4 @@ def main(url: str, token: str, out: Path, source: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4])
+    main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4], sys.argv[5])

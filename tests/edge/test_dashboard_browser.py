@@ -90,6 +90,7 @@ def test_the_dashboard_in_a_browser_while_sipvicious_attacks(site: Site, tmp_pat
                 TOKEN,
                 str(tmp_path),
                 site.attacker,
+                site.flooder,
             ),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -112,7 +113,7 @@ def test_the_dashboard_in_a_browser_while_sipvicious_attacks(site: Site, tmp_pat
         attackers.append(
             subprocess.Popen(
                 site.pair.in_clients(
-                    str(BIN / "sipvicious_svmap"), "-b", site.flooder, f"{site.pair.edge_ip}:5060"
+                    str(BIN / "sipvicious_svmap"), "-b", site.flooder, "-p", "5060", site.pair.edge_ip
                 ),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
