@@ -159,6 +159,9 @@ def test_reads_open_on_loopback_but_a_ban_needs_the_token_or_the_session(tmp_pat
         page = httpx.get(f"{api}/")
         assert page.status_code == 200 and "<h2" in page.text
         assert httpx.get(f"{api}/api/v1/session").json() == {"acts": False, "reads_open": True}
+        assert httpx.get(f"{api}/api/v1/sources?since=1h").json() == []  # no traffic yet
+        bad = httpx.get(f"{api}/api/v1/sources?limit=0")
+        assert bad.status_code == 400 and "limit" in bad.json()["error"]
         token = (tmp_path / "sipwarden.token").read_text().strip()
         for path in ("/", "/static/app.js", "/static/common.js", "/login"):
             assert token not in httpx.get(api + path).text

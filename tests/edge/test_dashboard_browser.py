@@ -113,7 +113,12 @@ def test_the_dashboard_in_a_browser_while_sipvicious_attacks(site: Site, tmp_pat
         attackers.append(
             subprocess.Popen(
                 site.pair.in_clients(
-                    str(BIN / "sipvicious_svmap"), "-b", site.flooder, "-p", "5060", site.pair.edge_ip
+                    str(BIN / "sipvicious_svmap"),
+                    "-b",
+                    site.flooder,
+                    "-p",
+                    "5060",
+                    site.pair.edge_ip,
                 ),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -4,7 +4,9 @@ Bans: ``GET /api/v1/bans`` (the array `sipwarden bans list --json` prints),
 ``POST /api/v1/bans`` with ``{"ip": ..., "for": "1h" | "permanent": true,
 "reason": ...}``, ``GET /api/v1/bans/{ip}`` (why, evidence, history) and
 ``DELETE /api/v1/bans/{ip}`` (a CIDR's slash may be written as is or %2F).
-``GET /api/v1/status`` gives the counters. Intel: ``GET /api/v1/intel``
+``GET /api/v1/status`` gives the counters, ``GET /api/v1/sources`` the
+busiest sources over ``?since=`` (each source's flows summed). The
+dashboard is at ``/`` (``pages``). Intel: ``GET /api/v1/intel``
 (each feed's size, last success and last error; the country policy) and
 ``GET /api/v1/intel/lookup/{ip}`` (country, the feeds that list it since
 when, ban, and what its next packet meets). Sharing: ``GET

@@ -73,14 +73,9 @@ function showBans(bans) {
 
 async function who(bans, events) {
   showBans(bans);
-  const flows = await sw.get("/api/v1/flows?since=1h&limit=5000");
-  const sources = new Map();
-  for (const flow of flows) {
-    const s = sources.get(flow.source) || { packets: 0, reasons: {}, tools: new Set() };
-    s.packets += flow.packets;
-    for (const [reason, n] of Object.entries(flow.verdicts || {})) s.reasons[reason] = (s.reasons[reason] || 0) + n;
-    sources.set(flow.source, s);
-  }
+  // the busiest sources, summed by the daemon (not 100,000 flow records here)
+  const busiest = await sw.get("/api/v1/sources?since=1h&limit=15");
+  const sources = new Map(busiest.map((s) => [s.source, { packets: s.packets, reasons: s.verdicts, tools: new Set() }]));
   const hour = Date.now() / 1000 - 3600;
   for (const e of events) {
     if (e.time < hour || !e.source || !sources.has(e.source)) continue;
@@ -88,7 +83,7 @@ async function who(bans, events) {
     if (tool) sources.get(e.source).tools.add(tool);
   }
   const detector = new Map(bans.map((b) => [b.ip, b.detector]));
-  const top = [...sources.entries()].sort((a, b) => b[1].packets - a[1].packets).slice(0, 15);
+  const top = [...sources.entries()];
   const countries = await Promise.all(top.map(([ip]) => country(ip)));
   sw.fill(document.getElementById("sources"), ["Source", "Country", "Tool", "Packets#", "Rule or detector"],
     top.map(([ip, s], i) => {
