@@ -14,9 +14,10 @@ when, ban, and what its next packet meets). Sharing: ``GET
 (``metrics``: the counters of ``status``, summed over workers).
 
 Every request that changes state needs ``Authorization: Bearer <token>``
-(on loopback too), and every request must name this API in its Host
-header (``guard``); the token is configured or made at first start and
-kept in a 0600 file (``token``).
+or the dashboard's login session with this API's Origin (on loopback
+too), and every request must name this API in its Host header
+(``guard``); the token is configured or made at first start and kept in
+a 0600 file (``token``); a login session is a cookie (``session``).
 """
 
 from .guard import Guard, Refusal, guard_middleware

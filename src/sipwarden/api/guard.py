@@ -49,9 +49,8 @@ _AUTHORITY = re.compile(
     r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9.-]+))(?::(?P<port>\d{1,5}))?"
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-OPEN = frozenset(
-    {"/login", "/static/style.css", "/static/icon.svg"}
-)  # how one gives the token: no token needed
+# how one gives the token (the login form, its stylesheet and icon): no token needed
+OPEN = frozenset({"/login", "/static/style.css", "/static/icon.svg"})
 LOGIN = "/login"
 
 
