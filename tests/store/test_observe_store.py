@@ -122,3 +122,26 @@ def test_what_deception_gave_a_source_counts_each_sampled_row_by_its_repeats(
     }
     assert store.deceived("198.51.100.1") == {}
     store.close()
+
+
+def test_the_busiest_sources_sum_their_flows_and_reasons(tmp_path: Path) -> None:
+    table = FlowTable()
+    other_port = FlowKey("203.0.113.7", 5071, "10.0.0.1", 5060, "udp")
+    for i in range(3):  # the scanner: two ports, three minutes
+        table.record(SCANNER, T0 + 60 * i + 1, 100, method="OPTIONS", verdict="scan.x")
+        table.record(other_port, T0 + 60 * i + 2, 100, method="OPTIONS", verdict="rate")
+    table.record(PHONE, T0 + 5, 500, method="REGISTER")
+    table.record(PHONE, T0 + 6, 500, method="REGISTER")
+    store = ObserveStore(tmp_path / "s.db")
+    store.write_flows(table.drain(T0 + 240))
+    busiest = store.sources(since=T0, limit=15)
+    assert [(s["source"], s["packets"], s["bytes"], s["flows"]) for s in busiest] == [
+        ("203.0.113.7", 6, 600, 6),
+        ("198.51.100.20", 2, 1000, 1),
+    ]
+    assert busiest[0]["verdicts"] == {"scan.x": 3, "rate": 3}
+    assert busiest[0]["first_seen"] == T0 + 1 and busiest[0]["last_seen"] == T0 + 122
+    assert busiest[1]["verdicts"] == {}
+    assert [s["source"] for s in store.sources(since=T0, limit=1)] == ["203.0.113.7"]
+    assert [s["source"] for s in store.sources(since=T0 + 100, limit=15)] == ["203.0.113.7"]
+    store.close()

@@ -19,8 +19,12 @@ loopback with the made token they are open.
 A refusal is a 400, 403 or 401 (with ``WWW-Authenticate: Bearer``) and
 ``{"error": ...}`` saying why. ``Guard.refusal`` is the one check, over
 plain values; ``guard_middleware`` runs it before every handler, found or
-not. The dashboard's pages will reuse both (its login session joining the
-bearer token as a way to be ``authenticated``).
+not. The dashboard's login session (``session``: a cookie) is as good as
+the token, but a change made with it must carry this API's own Origin
+(browsers send one with every such request: a request without one did not
+come from the dashboard's page). The login form, its stylesheet and
+icon (``OPEN``) need no token: they are how one gives it. A page (not the API)
+refused for want of the token is a redirection to the login form.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from ..config import ApiConfig, api_address
+from .session import Sessions, session_of
 from .token import ApiToken
 
 READS = frozenset({"GET", "HEAD"})  # every other method may change state
@@ -44,6 +49,9 @@ _AUTHORITY = re.compile(
     r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9.-]+))(?::(?P<port>\d{1,5}))?"
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# how one gives the token (the login form, its stylesheet and icon): no token needed
+OPEN = frozenset({"/login", "/static/style.css", "/static/icon.svg"})
+LOGIN = "/login"
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class Guard:
     token: str
     reads_open: bool  # GET and HEAD need no token
     names: frozenset[str] = frozenset()  # [api] hosts, as _normal() gives them
+    sessions: Sessions = field(default_factory=Sessions, compare=False)  # the dashboard's logins
 
     @classmethod
     def for_api(cls, config: ApiConfig, token: ApiToken) -> Guard:
@@ -68,10 +77,14 @@ class Guard:
         )
 
     def refusal(
-        self, method: str, headers: Mapping[str, str], local: tuple[str, int] | None
+        self,
+        method: str,
+        headers: Mapping[str, str],
+        local: tuple[str, int] | None,
+        path: str = "/api/v1",
     ) -> Refusal | None:
         """Why this request may not go on (None: it may). ``local`` is the
-        (address, port) the connection arrived on."""
+        (address, port) the connection arrived on, ``path`` the one asked."""
         host = headers.get("Host")
         if not host:
             return Refusal(400, "a request must carry a Host header naming this API")
@@ -85,14 +98,24 @@ class Guard:
                 f"Origin {_shown(origin)} is not this API's own: a page of another site"
                 " may not change anything here",
             )
-        if (changes or not self.reads_open) and not self.authenticated(headers):
-            what = "a request that changes state" if changes else "this request"
-            return Refusal(
-                401,
-                f"{what} needs the API token (Authorization: Bearer <token>; the token is"
-                " [api] token, SIPWARDEN_API_TOKEN, or the content of [api] token_file)",
-            )
-        return None
+        if path in OPEN:
+            return None
+        if (not changes and self.reads_open) or self.authenticated(headers):
+            return None
+        if self.logged_in(headers):
+            if changes and origin is None:
+                return Refusal(
+                    403,
+                    "a change made with the dashboard's session must carry this API's Origin"
+                    " (the dashboard's page sends it; other clients use the token)",
+                )
+            return None
+        what = "a request that changes state" if changes else "this request"
+        return Refusal(
+            401,
+            f"{what} needs the API token (Authorization: Bearer <token>; the token is"
+            " [api] token, SIPWARDEN_API_TOKEN, or the content of [api] token_file)",
+        )
 
     def authenticated(self, headers: Mapping[str, str]) -> bool:
         scheme, _, given = headers.get("Authorization", "").strip().partition(" ")
@@ -101,6 +124,10 @@ class Guard:
         return hmac.compare_digest(
             given.strip().encode("utf-8", "surrogatepass"), self.token.encode()
         )
+
+    def logged_in(self, headers: Mapping[str, str]) -> bool:
+        """Whether the request carries a live dashboard session."""
+        return self.sessions.live(session_of(headers))
 
     def ours(self, authority: str, default_port: int, local: tuple[str, int] | None) -> bool:
         """Whether ``authority`` (a Host header, an origin's host[:port])
@@ -131,8 +158,10 @@ def guard_middleware(guard: Guard) -> Any:
 
     @web.middleware
     async def check(request: web.Request, handler: Any) -> web.StreamResponse:
-        refused = guard.refusal(request.method, request.headers, _local(request))
+        refused = guard.refusal(request.method, request.headers, _local(request), request.path)
         if refused is not None:
+            if refused.status == 401 and request.method in READS and _a_page(request.path):
+                raise web.HTTPSeeOther(LOGIN)  # a person: the login form, not JSON
             return refusal_response(refused)
         response: web.StreamResponse = await handler(request)
         return response
@@ -148,6 +177,11 @@ def refusal_response(refused: Refusal) -> web.Response:
         content_type="application/json",
         headers=headers,
     )
+
+
+def _a_page(path: str) -> bool:
+    """The dashboard's pages and files (not the API's JSON, not /metrics)."""
+    return not (path.startswith("/api/") or path == "/metrics")
 
 
 def _local(request: web.Request) -> tuple[str, int] | None:

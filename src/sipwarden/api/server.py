@@ -16,6 +16,7 @@ from ..config import Config, api_address, parse_duration, parse_since
 from ..daemon.commands import run_command
 from .guard import Guard, guard_middleware
 from .metrics import metrics
+from .pages import add_pages
 from .stream import EventStream
 from .token import api_token
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 STREAMS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("streams")  # the live streams open
+# the last answers of /api/v1/sources, by query: every open dashboard asks the same
+RECENT: web.AppKey[dict[str, tuple[float, asyncio.Future[dict[str, Any]]]]] = web.AppKey("recent")
+RECENT_FOR = 5.0  # seconds an answer of /api/v1/sources is given again
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -171,6 +175,22 @@ async def list_flows(request: web.Request) -> web.Response:
     return await _listed(request, "flows")
 
 
+async def list_sources(request: web.Request) -> web.Response:
+    """The busiest sources (``sources``): ``?since=1h&limit=15``. Every open
+    dashboard asks the same every few seconds: one reading (in flight or
+    done less than ``RECENT_FOR`` seconds ago) answers them all."""
+    window = _window(request)
+    if isinstance(window, str):
+        return _error(400, window)
+    recent, now, key = request.app[RECENT], time.monotonic(), request.query_string
+    if key not in recent or now - recent[key][0] >= RECENT_FOR:
+        if len(recent) > 100:  # bounded: distinct queries are few
+            recent.clear()
+        recent[key] = (now, asyncio.ensure_future(_run(request, "sources", **window)))
+    answer = await asyncio.shield(recent[key][1])
+    return _json(answer["sources"]) if answer["ok"] else _error(400, answer["error"])
+
+
 async def list_honeypot_calls(request: web.Request) -> web.Response:
     """The honeypot's call records; ``?since=``, ``&source=``, ``&limit=`` as for events."""
     window = _window(request)
@@ -219,6 +239,7 @@ def make_app(daemon: Daemon, guard: Guard) -> web.Application:
     app = web.Application(middlewares=[guard_middleware(guard)])
     app[DAEMON] = daemon
     app[STREAMS] = set()
+    app[RECENT] = {}
     app.router.add_get("/api/v1/bans", list_bans)
     app.router.add_post("/api/v1/bans", add_ban)
     app.router.add_get("/api/v1/bans/{ip:.+}", show_ban)
@@ -232,9 +253,11 @@ def make_app(daemon: Daemon, guard: Guard) -> web.Application:
     app.router.add_get("/api/v1/events", list_events)
     app.router.add_get("/api/v1/events/stream", stream_events)
     app.router.add_get("/api/v1/flows", list_flows)
+    app.router.add_get("/api/v1/sources", list_sources)
     app.router.add_get("/api/v1/profile", profile)
     app.router.add_get("/api/v1/honeypot/calls", list_honeypot_calls)
     app.router.add_get("/metrics", prometheus)
+    add_pages(app, guard)  # the dashboard at /
     return app
 
 

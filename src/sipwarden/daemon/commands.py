@@ -173,6 +173,50 @@ async def flows(daemon: Daemon, request: Request) -> Answer:
     return {"ok": True, "flows": merged[:limit]}
 
 
+async def sources(daemon: Daemon, request: Request) -> Answer:
+    """The busiest sources over the window (the dashboard's "who"): per
+    source its packets, bytes, flow records, first and last seen and
+    verdict reasons: the store's ``limit`` busiest and every worker's
+    minute under way (not written yet) summed, the ``limit`` busiest of them."""
+    limit = request.get("limit", 15)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+        return {"ok": False, "error": "limit: a whole number from 1 to 1000"}
+    window = _window({**request, "limit": 1})
+    if isinstance(window, str):
+        return {"ok": False, "error": window}
+    if daemon.observe is None:
+        return {"ok": False, "error": "flows are not kept"}
+    since = window[0] or 0.0
+    live = await written_everywhere(daemon, kernel=True)
+    try:
+        stored = await daemon.observe.sources_since(since, limit=limit)
+    except StoreError as exc:
+        return {"ok": False, "error": str(exc)}
+    found = {one["source"]: one for one in stored}
+    for record in live:
+        if record["last_seen"] < since:
+            continue
+        one = found.get(record["source"])
+        if one is None:
+            one = found[record["source"]] = {
+                "source": record["source"],
+                "packets": 0,
+                "bytes": 0,
+                "flows": 0,
+                "first_seen": record["first_seen"],
+                "last_seen": record["last_seen"],
+                "verdicts": {},
+            }
+        one["packets"] += record["packets"]
+        one["bytes"] += record["bytes"]
+        one["flows"] += 1
+        one["last_seen"] = max(one["last_seen"], record["last_seen"])
+        for reason, count in record["verdicts"].items():
+            one["verdicts"][reason] = one["verdicts"].get(reason, 0) + count
+    busiest = sorted(found.values(), key=lambda one: (-one["packets"], one["source"]))
+    return {"ok": True, "sources": busiest[:limit]}
+
+
 async def honeypot_calls(daemon: Daemon, request: Request) -> Answer:
     """The honeypot's call records (the contract's: one per source and
     dialled number), the most recently called first, as the store has them."""
@@ -244,6 +288,7 @@ COMMANDS: Final[dict[str, Command]] = {
     "observe-write": observe_write,
     "events": events,
     "flows": flows,
+    "sources": sources,
     "honeypot-calls": honeypot_calls,
     "analysis-run": analysis_run,
     "profile": profile,

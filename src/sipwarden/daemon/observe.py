@@ -318,6 +318,10 @@ class ObserveKeeper:
         store = await self._reader()
         return await self._thread.run(lambda: store.flows(since=since, source=source, limit=limit))
 
+    async def sources_since(self, since: float, *, limit: int = 15) -> list[dict[str, Any]]:
+        store = await self._reader()
+        return await self._thread.run(lambda: store.sources(since=since, limit=limit))
+
     async def _reader(self) -> ObserveStore:
         if not await self._open():
             raise StoreError(self.store_error or "the store cannot be opened")
