@@ -3,8 +3,10 @@ one self-contained HTML file with plots (``-o report.html``), or the same
 report as JSON (``--json``).
 
 With a daemon running it is asked first to write every worker's queued
-events (the `events` command does), then the store is read: the numbers
-agree with `bans list`, `flows` and `honeypot calls` over the same window.
+events (the `events` command does), and for its flows and bans in force
+(the minute under way, the bans the store has not taken yet); the rest is
+read from the store: the numbers agree with `bans list`, `flows` and
+`honeypot calls` over the same window.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 import click
 
 from .common import CONFIG_OPTION, ask_daemon, config_from
+
+DAEMON_ROWS = 100_000  # the most flows the daemon's `flows` command gives
 
 
 def _since(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -61,9 +65,22 @@ def report(
     from ..store import StoreError
 
     config = config_from(config_file)
-    ask_daemon(config, {"cmd": "events", "since": time.time(), "limit": 1})  # its queue written
+    # a running daemon: its queued events written first; its flows (with the
+    # minute under way) and bans (with those the store has not taken yet)
+    ask_daemon(config, {"cmd": "events", "since": time.time(), "limit": 1})
+    flows = ask_daemon(config, {"cmd": "flows", "since": since, "limit": DAEMON_ROWS})
+    bans = ask_daemon(config, {"cmd": "bans-list"})
     try:
-        found = gather(config, since, top=top)
+        found = gather(
+            config,
+            since,
+            top=top,
+            # all of them, or (past the daemon's limit) the store's
+            flows=flows["flows"]
+            if flows and flows.get("ok") and len(flows["flows"]) < DAEMON_ROWS
+            else None,
+            in_force=bans["bans"] if bans and bans.get("ok") else None,
+        )
     except StoreError as exc:
         click.echo(f"sipwarden: {exc}", err=True)
         sys.exit(1)

@@ -27,12 +27,21 @@ MAX_ROWS: Final = 1_000_000
 
 
 def gather(
-    config: Config, since: float, until: float | None = None, *, top: int = 20
+    config: Config,
+    since: float,
+    until: float | None = None,
+    *,
+    top: int = 20,
+    flows: list[dict[str, Any]] | None = None,
+    in_force: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The report over [``since``, ``until`` or now] from ``config``'s store
     (raises StoreError, one line naming the file, when it cannot be read).
-    Its ``notes`` say what it could not know (no country database, a
-    schedule that would not open, rows past the bounds)."""
+    ``flows`` and ``in_force``: the running daemon's answers to `flows` and
+    `bans list`, which know the minute under way and the bans the store has
+    not taken yet (default: the store's). Its ``notes`` say what it could
+    not know (no country database, a schedule that would not open, rows
+    past the bounds)."""
     now = time.time() if until is None else until
     notes: list[str] = []
     countries = None
@@ -51,11 +60,13 @@ def gather(
     observe, bans, honeypot = ObserveStore(path), BanStore(path), HoneypotStore(path)
     try:
         events = observe.events(since=since, limit=MAX_ROWS)
-        flows = observe.flows(since=since, until=now, limit=MAX_ROWS)
+        if flows is None:
+            flows = observe.flows(since=since, until=now, limit=MAX_ROWS)
         traffic = observe.traffic(since=since, until=now)
         calls = honeypot.calls(since=since, limit=MAX_ROWS)
         made = bans.made(since, now)
-        in_force = bans.in_force(now)
+        if in_force is None:
+            in_force = bans.in_force(now)
     finally:
         observe.close()
         bans.close()
