@@ -52,9 +52,8 @@ def fill(path: Path, now: float) -> None:
                       (("account", "100" if i % 3 else "<admin>"), ("status", 401)))  # fmt: skip
         packets.append((t, FlowKey("198.51.100.9", 5060, "192.0.2.1", 5060, "udp"), 600,
                         "REGISTER", event))  # fmt: skip
-    for i in range(30):  # the phone: forwarded, no event
-        packets.append((start + 60 * i + 0.5, FlowKey("192.0.3.5", 5060, "192.0.2.1", 5060, "tcp"),
-                        500, "REGISTER", None))  # fmt: skip
+    phone = FlowKey("192.0.3.5", 5060, "192.0.2.1", 5060, "tcp")  # forwarded, no event
+    packets.extend((start + 60 * i + 0.5, phone, 500, "REGISTER", None) for i in range(30))
     flows, queue, store = FlowTable(), EventQueue(sample=5), ObserveStore(path)
     minute = -1
     for t, key, size, method, event in sorted(packets, key=lambda p: p[0]):
