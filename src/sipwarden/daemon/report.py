@@ -9,7 +9,8 @@ JSON attached. A send that fails is tried again after ``RETRY_FIRST``
 seconds, doubling, at most ``RETRIES`` times; then the keeper waits for
 the next week (the error is in the log and ``status``). Bounds: one task,
 one report at a time, the mail sender's own thread and timeout; nothing on
-the packet path. A restart past the due time does not send the missed one.
+the packet path (matplotlib is imported when the first report is made, not
+at the daemon's start). A restart past the due time does not send the missed one.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from ..config import Config
 from ..fetch.calendar import timezone_named
 from ..notify import MailSender, NotifyError
 from ..observe.report import next_due
-from ..reports import make, render_json
-from ..reports.html import when
 from .alerts import GRACE, sender_for
 
 log = logging.getLogger("sipwarden.report")
@@ -39,6 +38,8 @@ WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 def summary_text(report: dict[str, Any], host: str) -> str:
     """The mail's plain-text part: the window and the summary's numbers."""
+    from ..reports.html import when
+
     window, summary = report["window"], report["summary"]
     lines = [
         f"sipwarden report for {host}: {when(window['since'])} to {when(window['until'])}",
@@ -114,6 +115,8 @@ class ReportKeeper:
     async def send_now(self) -> None:
         """Make the report over the last ``since`` and mail it; raises
         NotifyError (or StoreError) when it cannot."""
+        from ..reports import make, render_json  # matplotlib: imported when a report is due
+
         settings = self.config.report
         now = self.clock()
         report, html = await asyncio.to_thread(
