@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from ..config import Config
+from ..config import WEEKDAY_NAMES, Config
 from ..fetch.calendar import timezone_named
 from ..notify import MailSender, NotifyError
 from ..observe.report import next_due
@@ -33,7 +33,6 @@ log = logging.getLogger("sipwarden.report")
 
 RETRY_FIRST: Final = 60.0
 RETRIES: Final = 4
-WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def summary_text(report: dict[str, Any], host: str) -> str:
@@ -110,7 +109,7 @@ class ReportKeeper:
 
     def due(self, now: float) -> float:
         report = self.config.report
-        return next_due(now, WEEKDAYS.index(report.weekday), report.minute, self.timezone)
+        return next_due(now, WEEKDAY_NAMES.index(report.weekday), report.minute, self.timezone)
 
     async def send_now(self) -> None:
         """Make the report over the last ``since`` and mail it; raises
