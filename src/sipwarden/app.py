@@ -33,6 +33,7 @@ from .daemon.lane import LaneKeeper, start_lane
 from .daemon.modes import Mode
 from .daemon.observe import ObserveKeeper, as_event
 from .daemon.readiness import notify
+from .daemon.report import ReportKeeper
 from .deception.deceiver import Deceiver
 from .edge import Edge, flow_key
 from .fetch.calendar import open_schedule
@@ -189,9 +190,13 @@ async def serve(
         monitor=monitor,
     )
     api = None
+    # [report]: the weekly mail, from worker 0 (made after the fork: its sender's thread)
+    reports = ReportKeeper.from_config(config) if worker == 0 else None
     try:
         await daemon.start()
         api = await start_api(config, daemon) if worker == 0 else None
+        if reports is not None:
+            await reports.start()
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -221,6 +226,8 @@ async def serve(
             asyncio.get_running_loop().remove_signal_handler(sig)
         if api is not None:
             await api.cleanup()
+        if reports is not None:
+            await reports.stop()
         await daemon.stop()
 
 

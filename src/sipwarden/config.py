@@ -1281,6 +1281,42 @@ class LogwatchConfig(_Section):
         return self
 
 
+_CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+
+
+class ReportConfig(_Section):
+    """``[report]``: the report mailed weekly (`sipwarden report`'s HTML,
+    its JSON attached) through the ``[[alerts]]`` email target named
+    ``target``, on ``weekday`` at ``time`` in ``[schedule] timezone``."""
+
+    enabled: bool = False
+    weekday: str = "mon"  # mon .. sun
+    time: str = "08:00"  # HH:MM, the wall clock of [schedule] timezone
+    since: Duration = 7 * 86400.0  # the window: the last week
+    target: str | None = None  # the name of an [[alerts]] target of type "email"
+    top: int = Field(default=20, ge=1, le=1000)  # rows per list
+
+    @field_validator("weekday")
+    @classmethod
+    def _weekday(cls, value: str) -> str:
+        if value not in WEEKDAY_NAMES:
+            raise ValueError(f"{value!r} is not a day: use {', '.join(WEEKDAY_NAMES)}")
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not _CLOCK.fullmatch(value):
+            raise ValueError(f'{value!r} is not a time of day: use "HH:MM", e.g. "08:00"')
+        return value
+
+    @property
+    def minute(self) -> int:
+        """``time`` as the minute of the day."""
+        hours, minutes = self.time.split(":")
+        return int(hours) * 60 + int(minutes)
+
+
 class Config(_Section):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     host: HostConfig = Field(default_factory=HostConfig)
@@ -1303,6 +1339,19 @@ class Config(_Section):
     dialplan: DialplanConfig = Field(default_factory=DialplanConfig)
     tollfraud: TollFraudConfig = Field(default_factory=TollFraudConfig)
     logwatch: LogwatchConfig = Field(default_factory=LogwatchConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)  # the weekly report by mail
+
+    @model_validator(mode="after")
+    def _report_target(self) -> Config:
+        report = self.report
+        if report.enabled:
+            mail = [t.name for t in self.alerts if t.type == "email" and t.name]
+            if report.target not in mail:
+                raise ValueError(
+                    f"report.target = {report.target!r} is not the name of an [[alerts]] target"
+                    f" of type email: use one of {', '.join(mail) or 'none yet (name one)'}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _analysis_bans_no_wider(self) -> Config:

@@ -4,7 +4,7 @@ Each module holds one noun's commands (``run``: run, reload, status;
 ``demo``; ``rules``: rules list, explain; ``replay``; ``parse``; ``bans``;
 ``intel``; ``firewall``; ``observe``: events, flows; ``analysis``;
 ``honeypot``: calls, export; ``logwatch``: test, status; ``service``: install;
-``init``: a config for this machine's PBX; ``doctor``), which read their options, call the library or
+``init``: a config for this machine's PBX; ``doctor``; ``report``), which read their options, call the library or
 the daemon (``common.ask_daemon``; with no daemon, ``daemon.offline`` and
 ``daemon.intel_commands``) and hand the result to ``render``. ``main`` is
 the console script (``sipwarden.cli:main``); ``python -m sipwarden.cli``
@@ -30,6 +30,7 @@ from . import (
     observe,
     parse,
     replay,
+    report,
     rules,
     run,
     service,
@@ -62,6 +63,7 @@ for command in (
     service.service,
     init.init,
     doctor.doctor,
+    report.report,
 ):
     main.add_command(command)
 

@@ -82,8 +82,30 @@ class MailSender:
         message.set_content(body)
         return message
 
+    def report(
+        self, subject: str, text: str, html: str, attachments: Sequence[tuple[str, str, bytes]]
+    ) -> EmailMessage:
+        """A report (`[report]`): ``text`` with ``html`` as its alternative,
+        and ``attachments`` as (file name, MIME type, bytes)."""
+        message = EmailMessage()
+        message["Subject"] = subject
+        message["From"] = self.sender
+        message["To"] = ", ".join(self.to)
+        message["Date"] = formatdate(localtime=True)
+        message["Message-ID"] = make_msgid("sipwarden", domain=self.sender.rpartition("@")[2])
+        message["X-Sipwarden-Kind"] = "report"
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
+        for name, mime, data in attachments:
+            maintype, _, subtype = mime.partition("/")
+            message.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+        return message
+
     async def send(self, alert: Alert) -> None:
-        message = self.message(alert)
+        await self.post(self.message(alert))
+
+    async def post(self, message: EmailMessage) -> None:
+        """Send ``message`` within the timeout, or raise NotifyError."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):

@@ -260,6 +260,17 @@ class ObserveStore:
             )
         return found
 
+    @explained
+    def traffic(self, *, since: float, until: float) -> list[tuple[float, str, int]]:
+        """The packets of the window per (minute, transport), every flow and
+        worker added up: the report's volume over time."""
+        rows = self._db.execute(
+            "SELECT minute, transport, SUM(packets) FROM flows"
+            " WHERE minute >= ? AND minute <= ? GROUP BY minute, transport ORDER BY minute",
+            (since - 60, until),
+        )
+        return [(float(minute), str(transport), int(n)) for minute, transport, n in rows]
+
 
 def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     total: dict[str, int] = {}

@@ -183,6 +183,27 @@ class BanStore:
         ]
 
     @explained
+    def made(self, since: float, until: float) -> list[dict[str, Any]]:
+        """The bans made in [``since``, ``until``], oldest first (the report's
+        bans by reason): target, reason, detector, created, expires, ended."""
+        rows = self._db.execute(
+            "SELECT target, reason, detector, created_at, expires_at, ended_at FROM bans"
+            " WHERE created_at >= ? AND created_at <= ? ORDER BY created_at, id",
+            (since, until),
+        )
+        return [
+            {
+                "ip": target,
+                "reason": reason,
+                "detector": detector,
+                "created_at": created,
+                "expires_at": expires,
+                "ended_at": ended,
+            }
+            for target, reason, detector, created, expires, ended in rows
+        ]
+
+    @explained
     def history(self, target: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT reason, detector, created_at, expires_at, offence, evidence, ended_at"
