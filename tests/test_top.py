@@ -130,6 +130,10 @@ def test_top_shows_a_ban_appear_in_a_real_terminal(tmp_path: Path):
                 assert added.returncode == 0, added.stderr
                 terminal.wait_for("203.0.113.7", "bans in force 2")
 
+                piped = cli("top", "-c", str(config), "--interval", "0.2")  # once, not live
+                assert piped.returncode == 0, piped.stderr
+                assert "bans in force 2" in piped.stdout and "sipvicious" in piped.stdout
+
                 assert "top exited 0" in terminal.quit("q")
             with tmux(top_command(config)) as terminal:  # Ctrl-C quits too, as cleanly
                 terminal.wait_for("203.0.113.7", "127.0.0.2")

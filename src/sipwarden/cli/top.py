@@ -7,8 +7,10 @@ Every ``--interval`` seconds it asks the running daemon (the control socket
 each new top source (``intel-lookup``, once per source); ``topview.Board``
 keeps what the panels need and draws them in a rich ``Live`` view on the
 terminal's alternate screen. ``q`` or Ctrl-C quits; the terminal is given
-back as it was. With no daemon running it says so and exits 1; a daemon
-that stops answering is said in the header, and asked again each round.
+back as it was. Not on a terminal (piped, a script), it prints the panels
+once, after two rounds (so that the rates are known), and exits. With no
+daemon running it says so and exits 1; a daemon that stops answering is said
+in the header, and asked again each round.
 
 Reads only: it asks no command that changes anything. Bounds: one round
 is at most seven requests plus ``topview.ROWS`` country look-ups, each
@@ -138,6 +140,11 @@ def top(config_file: str | None, interval: float, window: float) -> None:
         sys.exit(1)
 
     console = Console()
+    if not console.is_terminal:
+        time.sleep(interval)
+        round_()
+        console.print(board.view(time.time()))
+        return
     try:
         with (
             _keys() as keys,
