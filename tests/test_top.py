@@ -194,9 +194,10 @@ def test_the_board_rates_sources_and_health():
     later = {"forward:": 14, "drop:scan.sipvicious-tag": 25, "drop:banned": 2}
     board.take(102.0, stats(later, 6, "monitor"), [ban], flows, events)  # events again: ignored
     assert board.rates == {"forward:": 2.0, "drop:scan.sipvicious-tag": 10.0, "drop:banned": 1.0}
-    assert board.answered_at == 102.0 and board.events_since() == 100.5 - 60
+    assert board.answered_at == 102.0 and board.events_since(200.0) == 100.5 - 60
     text = drawn(board, 110.0)
     assert "mode: monitor" in text and "bans in force 1" in text
+    assert "would drop by reason" in text  # monitor mode drops nothing
     assert "6 answers seen, the last 8 s ago" in text
     lines = [line.strip("│ ") for line in text.splitlines()]
     who = next(line for line in lines if line.startswith("198.51.100.4"))

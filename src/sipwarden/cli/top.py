@@ -105,13 +105,13 @@ def top(config_file: str | None, interval: float, window: float) -> None:
 
     board = Board(socket=str(path), interval=interval, window=window)
 
-    def round_() -> None:
+    def one_round() -> None:
         now = time.time()
         try:
             stats = asked({"cmd": "stats"})
             bans = asked({"cmd": "bans-list"})["bans"]
             flows = asked({"cmd": "flows", "since": now - window, "limit": FLOWS})["flows"]
-            since = board.events_since()
+            since = board.events_since(now)
             events = asked({"cmd": "events", "since": since, "limit": EVENTS})["events"]
         except ControlDenied:
             raise
@@ -127,7 +127,7 @@ def top(config_file: str | None, interval: float, window: float) -> None:
             board.learn_country(ip, found.get("country") if found.get("ok") else None)
 
     try:
-        round_()
+        one_round()
     except ControlDenied as exc:
         click.echo(f"sipwarden top: {exc}", err=True)
         sys.exit(1)
@@ -142,7 +142,7 @@ def top(config_file: str | None, interval: float, window: float) -> None:
     console = Console()
     if not console.is_terminal:
         time.sleep(interval)
-        round_()
+        one_round()
         console.print(board.view(time.time()))
         return
     try:
@@ -157,7 +157,7 @@ def top(config_file: str | None, interval: float, window: float) -> None:
                 if _wait_for_quit(interval, keys):
                     return
                 try:
-                    round_()
+                    one_round()
                 except ControlDenied as exc:
                     board.lost(time.time(), str(exc))
     except KeyboardInterrupt:

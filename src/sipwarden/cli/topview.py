@@ -142,11 +142,11 @@ class Board:
             self.lost_at = now
         self.lost_why = why
 
-    def events_since(self) -> float:
+    def events_since(self, now: float) -> float:
         """The ``since`` of the next ``events`` request: a minute before the
         newest event seen (events are written late: their ids tell the new)."""
         if self.last_event_time is None:
-            return time.time() - self.window
+            return now - self.window
         return self.last_event_time - 60.0
 
     def _hear(self, event: dict[str, Any]) -> None:
@@ -194,9 +194,9 @@ class Board:
     # ------------------------------------------------------------ drawing
 
     def view(self, now: float) -> RenderableType:
-        return Group(self._header(now), self._now_panel(now), self._who_panel())
+        return Group(self._header(), self._now_panel(now), self._who_panel())
 
-    def _header(self, now: float) -> Text:
+    def _header(self) -> Text:
         mode = self.stats.get("mode") or "?"
         text = Text.assemble(
             ("sipwarden top", "bold"),
@@ -233,10 +233,12 @@ class Board:
                 rated = rate_by_kind.get(kind, 0.0) if self.rated else None
                 kinds.add_row(kind, _rate(rated), str(by_kind[kind]))
 
+        # monitor mode judges as enforce mode does, but forwards everything
+        stopping = "would drop" if self.stats.get("mode") == "monitor" else "dropped"
         passed = sum(c for k, c in by_kind.items() if k in PASSED)
         stopped = sum(c for k, c in by_kind.items() if k not in PASSED)
         reasons = Table(box=None, pad_edge=False, header_style="bold")
-        reasons.add_column("dropped by reason", overflow="fold")
+        reasons.add_column(f"{stopping} by reason", overflow="fold")
         reasons.add_column("msg/s", justify="right")
         reasons.add_column("total", justify="right")
         dropped = sorted(
@@ -248,7 +250,7 @@ class Board:
                 name, _rate(self.rates.get(name, 0.0) if self.rated else None), str(count)
             )
         if not dropped:
-            reasons.add_row("nothing dropped", "", "")
+            reasons.add_row(f"nothing {stopping}", "", "")
 
         bans = Table(box=None, pad_edge=False, header_style="bold")
         bans.add_column("banned", overflow="fold")
@@ -267,7 +269,7 @@ class Board:
         summary = Text.assemble(
             ("passed ", "bold"),
             (f"{passed}", "green"),
-            ("  dropped ", "bold"),
+            (f"  {stopping} ", "bold"),
             (f"{stopped}", "red"),
             ("  bans in force ", "bold"),
             (f"{in_force}", "bold red" if in_force else ""),
