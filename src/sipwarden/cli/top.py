@@ -13,13 +13,15 @@ daemon running it says so and exits 1; a daemon that stops answering is said
 in the header, and asked again each round.
 
 Reads only: it asks no command that changes anything. Bounds: one round
-is at most seven requests plus ``topview.ROWS`` country look-ups, each
-with a timeout of ``TIMEOUT`` seconds.
+is four requests plus at most ``topview.ROWS`` country look-ups, each with
+a timeout of ``TIMEOUT`` seconds; ``FLOWS`` flow records and ``EVENTS``
+events a round.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import sys
 import time
@@ -62,7 +64,11 @@ def _wait_for_quit(seconds: float, keys: bool) -> bool:
             time.sleep(left)
             return False
         ready, _, _ = select.select([sys.stdin], [], [], left)
-        if ready and sys.stdin.read(1) in ("q", "Q"):
+        if not ready:
+            continue
+        # every key pressed meanwhile, unbuffered (a buffer would hide a q from select)
+        keys = os.read(sys.stdin.fileno(), 64)
+        if not keys or b"q" in keys.lower():  # nothing: the terminal is gone
             return True
     return False
 
