@@ -67,8 +67,8 @@ def _wait_for_quit(seconds: float, keys: bool) -> bool:
         if not ready:
             continue
         # every key pressed meanwhile, unbuffered (a buffer would hide a q from select)
-        keys = os.read(sys.stdin.fileno(), 64)
-        if not keys or b"q" in keys.lower():  # nothing: the terminal is gone
+        pressed = os.read(sys.stdin.fileno(), 64)
+        if not pressed or b"q" in pressed.lower():  # nothing: the terminal is gone
             return True
     return False
 
