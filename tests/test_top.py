@@ -42,6 +42,7 @@ class Tmux:
         self.name, self.session = f"sipwarden-top-{os.getpid()}-{next(SERVERS)}", "top"
         shell = f"{shlex.join(command)}; echo top exited $?; sleep 60"
         self.run("new-session", "-d", "-s", self.session, "-x", "160", "-y", "50", shell)
+        self.socket = Path(self.run("display-message", "-p", "#{socket_path}").strip())
 
     def run(self, *args: str) -> str:
         done = subprocess.run(
@@ -73,6 +74,7 @@ class Tmux:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True, timeout=10)
+        self.socket.unlink(missing_ok=True)  # the server may leave it behind
 
 
 @contextmanager
