@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import select
+import signal
 import subprocess
 import sys
+import time
 from urllib.parse import urlsplit
+
+import httpx
+import pytest
 
 from sipwarden.demo.cast import ENUMERATOR, GUESSER, PHONE, PROBES, USERS, probe_bytes
 
@@ -101,6 +108,8 @@ def test_demo_plain_output():
         "/api/v1/bans",
         "curl http://127.0.0.1:",
         "as expected",
+        "The dashboard: http://127.0.0.1:",
+        "`sipwarden demo --hold` keeps it up until Ctrl-C",
     ):
         assert phrase in text, phrase
     assert "Traceback" not in out.stderr
@@ -110,3 +119,42 @@ def test_probes_are_the_captured_bytes():
     """The demo replays the real captures, unchanged."""
     for probe in PROBES:
         assert probe_bytes(probe) == (SCANNERS / "captured" / probe.file).read_bytes()
+
+
+def test_demo_hold_keeps_the_api_up_until_sigterm():
+    """`demo --hold` (no seconds): the summary names the dashboard, then the
+    edge and its API stay up until SIGTERM, and the demo ends cleanly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sipwarden.cli", "demo", "--hold", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        out = b""
+        deadline = time.monotonic() + 60  # a bound on a hung demo, not a speed test
+        while not out.endswith(b"\n}\n"):  # the summary's JSON, printed before holding
+            left = max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([proc.stdout], [], [], left)
+            assert ready, f"the demo printed no summary in 60 s: {out!r}"
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            assert chunk, f"the demo ended before its summary: {out!r}"
+            out += chunk
+        summary = json.loads(out)
+        assert summary["ok"] is True, summary["problems"]
+        api = summary["api"]["url"]
+        assert summary["dashboard"] == api.removesuffix("api/v1")
+        assert urlsplit(summary["dashboard"]).path == "/"
+        for _ in range(3):  # held: it keeps answering, with the demo's bans
+            bans = httpx.get(f"{api}/bans", timeout=5)
+            assert bans.status_code == 200 and len(bans.json()) == 2
+            assert proc.poll() is None
+            time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{api}/bans", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -4,7 +4,8 @@ Each module holds one noun's commands (``run``: run, reload, status;
 ``demo``; ``rules``: rules list, explain; ``replay``; ``parse``; ``bans``;
 ``intel``; ``firewall``; ``observe``: events, flows; ``analysis``;
 ``honeypot``: calls, export; ``logwatch``: test, status; ``service``: install;
-``init``: a config for this machine's PBX; ``doctor``; ``report``), which read their options, call the library or
+``init``: a config for this machine's PBX; ``doctor``; ``report``; ``top``: the live
+terminal view), which read their options, call the library or
 the daemon (``common.ask_daemon``; with no daemon, ``daemon.offline`` and
 ``daemon.intel_commands``) and hand the result to ``render``. ``main`` is
 the console script (``sipwarden.cli:main``); ``python -m sipwarden.cli``
@@ -34,6 +35,7 @@ from . import (
     rules,
     run,
     service,
+    top,
 )
 
 
@@ -64,6 +66,7 @@ for command in (
     init.init,
     doctor.doctor,
     report.report,
+    top.top,
 ):
     main.add_command(command)
 

@@ -6,6 +6,7 @@ this is only its command line.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import click
@@ -15,10 +16,12 @@ import click
 @click.option(
     "--hold",
     type=click.FloatRange(min=0),
+    is_flag=False,
+    flag_value=math.inf,
     default=0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Keep the edge and its API running this long after the summary.",
+    metavar="[SECONDS]",
+    help="Keep the edge, its API and the dashboard up after the summary: until Ctrl-C"
+    " or SIGTERM, or SECONDS.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the edge's log on stderr.")
@@ -28,7 +31,7 @@ def demo(hold: float, as_json: bool, verbose: bool) -> None:
     It starts an edge in front of a small built-in PBX, replays real scanner
     probes, an enumeration and a password-guessing run against it while a
     phone registers alongside, and prints what was blocked, who was banned
-    and why, and where the API is. It needs no config, privileges or
+    and why, and where the API and the dashboard are. It needs no config, privileges or
     firewall, and leaves nothing behind. Exits 1 if the edge did not behave.
     """
     from ..demo import run_demo

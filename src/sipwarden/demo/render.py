@@ -7,6 +7,7 @@ Reads the scenario's records and the summary dict; decides nothing.
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -210,10 +211,11 @@ class Renderer:
                 self.say("  " + " " * 27 + self._banned_line(GUESSER, r["banned_now"]))
 
     def holding(self, hold: float, api: ApiServer | None) -> None:
-        where = "" if api is None else f" ({api.url}/api/v1)"
+        where = "" if api is None else f" ({api.url}/api/v1, the dashboard at {api.url}/)"
+        how_long = "until Ctrl-C (or SIGTERM)" if math.isinf(hold) else f"for {hold:g} s"
         self.say(
-            f"\nThe edge and its API{where} stay up for {hold:g} s: try the curl commands"
-            " above (Ctrl-C ends the demo)."
+            f"\nThe edge and its API{where} stay up {how_long}: try the curl commands"
+            " above, or open the dashboard (Ctrl-C ends the demo)."
         )
 
     def summary(self, s: dict[str, Any], hold: float) -> None:
@@ -264,7 +266,7 @@ class Renderer:
                 self.say(f"  curl {api['url']}/{path}", soft_wrap=True)
             if hold <= 0:
                 self.say(
-                    "  it stops with the demo: `sipwarden demo --hold 300` keeps it up to try these"
+                    "  it stops with the demo: `sipwarden demo --hold` keeps it up until Ctrl-C"
                 )
 
         if s["ok"]:
@@ -276,3 +278,6 @@ class Renderer:
             self.say(f"\n[bold red]✗ sipwarden demo: {len(s['problems'])} things went wrong:[/]")
             for problem in s["problems"]:
                 self.say(f"  - {escape(problem)}")
+        if s["dashboard"] is not None:
+            kept = "" if hold > 0 else " (`sipwarden demo --hold` keeps it up until Ctrl-C)"
+            self.say(f"\n[bold]The dashboard[/]: {s['dashboard']}{kept}", soft_wrap=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -114,8 +115,8 @@ async def _run(hold: float, render: Renderer) -> dict[str, Any]:
                 render.finish(summary, hold)
                 if hold > 0 and not stop.is_set():
                     render.holding(hold, api)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), hold)
+                    with contextlib.suppress(TimeoutError):  # math.inf: until a signal
+                        await asyncio.wait_for(stop.wait(), None if math.isinf(hold) else hold)
                 return summary
             finally:
                 stop.set()

@@ -75,6 +75,8 @@ def summarise(
             "bans": len(from_api) if isinstance(from_api, list) else None,
             "error": None if isinstance(from_api, list) else from_api,
         },
+        # the dashboard at / on the API's listener
+        "dashboard": None if api is None else f"{api.url}/",
         "scanners": res.scanners,
         "enumerator": enum,
         "guesser": guess,

@@ -231,6 +231,7 @@ class ObserveStore:
             records.append(record)
         return records
 
+    @explained
     def sources(self, *, since: float, limit: int = 15) -> list[dict[str, Any]]:
         """The ``limit`` busiest sources over the window (the dashboard's
         "who"), their flows summed: packets, bytes, flows, first and last
