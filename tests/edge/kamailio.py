@@ -118,9 +118,21 @@ def subscribers(tmp_path: Path) -> Path:
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free for UDP and for TCP on loopback (Kamailio listens on both:
+    a port only UDP had free made its start fail now and then)."""
+    for _ in range(100):
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+        ):
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken for TCP: another
+            return int(port)
+    raise RuntimeError("no port free for both UDP and TCP in 100 tries")
 
 
 def available(*, tls: bool = False) -> bool:
