@@ -150,6 +150,9 @@ listen = "127.0.0.1:0"
         self.api: str | None = None
         self.starts = 0
 
+    # what the start banner says once it serves, and how long it may take
+    ready_marker, ready_within = b"listening on", 15.0
+
     def start(self) -> None:
         self.starts += 1
         log = (self.tmp / f"edge-{self.starts}.log").open("wb")
@@ -162,9 +165,10 @@ listen = "127.0.0.1:0"
         )
         log.close()
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 15)
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.ready_within)
         line = self.proc.stdout.readline() if ready else b""
-        if b"listening on" not in line:
+        self.banner = line.decode(errors="replace")
+        if self.ready_marker not in line:
             self.proc.kill()
             self.proc.wait(10)
             pytest.fail(f"sipwarden run did not start: {line!r}\n{self.log()}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shutil
 import subprocess
 import sys
@@ -118,25 +117,7 @@ listen = ""
 """
         )
 
-    def start(self) -> None:
-        self.starts += 1
-        log = (self.tmp / f"edge-{self.starts}.log").open("wb")
-        self.proc = subprocess.Popen(
-            self.site.pair.in_edge(
-                sys.executable, "-m", "sipwarden.cli", "run", "-c", str(self.config)
-            ),
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-        log.close()
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline() if ready else b""
-        if b"host mode on" not in line:
-            self.proc.kill()
-            self.proc.wait(10)
-            pytest.fail(f"sipwarden run did not start: {line!r}\n{self.log()}")
-        self.banner = line.decode()
+    ready_marker, ready_within = b"host mode on", 30.0  # (no edge: no "listening on")
 
 
 @contextlib.contextmanager

@@ -222,18 +222,7 @@ class HostMode:
             if not d.payload:
                 return ACCEPT
             return self._by_source(d, now)
-        segment = TcpSegment(
-            now,
-            d.src,
-            d.sport,
-            d.dst,
-            d.dport,
-            d.seq,
-            syn=bool(d.flags & TH_SYN),
-            fin=bool(d.flags & TH_FIN),
-            rst=bool(d.flags & TH_RST),
-            data=d.payload,
-        )
+        segment = _segment(d, now)
         key = (d.src, d.sport, d.dst, d.dport)
         vouched = self._vouched
         if segment.syn:
@@ -346,18 +335,7 @@ class HostMode:
         if d is None or not d.payload or d.sport in self._tls_ports:
             return None
         if d.proto == TCP:
-            segment = TcpSegment(
-                now,
-                d.src,
-                d.sport,
-                d.dst,
-                d.dport,
-                d.seq,
-                syn=bool(d.flags & TH_SYN),
-                fin=bool(d.flags & TH_FIN),
-                rst=bool(d.flags & TH_RST),
-                data=d.payload,
-            )
+            segment = _segment(d, now)
             for arrival in self._outbound_tcp.add(segment):
                 self._answer(arrival.data, d, now)  # read only (see the module doc)
             return None
@@ -391,3 +369,19 @@ class HostMode:
         if credentials and status >= 200:
             del self._credentials[key]
         return self.policy.answer(data, view, client, credentials, now)
+
+
+def _segment(d: Decoded, now: float) -> TcpSegment:
+    """A decoded TCP packet as the reassembly takes it."""
+    return TcpSegment(
+        now,
+        d.src,
+        d.sport,
+        d.dst,
+        d.dport,
+        d.seq,
+        syn=bool(d.flags & TH_SYN),
+        fin=bool(d.flags & TH_FIN),
+        rst=bool(d.flags & TH_RST),
+        data=d.payload,
+    )
