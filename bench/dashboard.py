@@ -218,7 +218,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dashboards", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument(
+        "--replay",
+        metavar="API",
+        help="only hold --dashboards open on this daemon for --seconds (bench/proxy.py uses it)",
+    )
     args = ap.parse_args()
+    if args.replay:
+        daemon_cpu_while = time.monotonic() + args.seconds
+
+        async def replay() -> None:
+            await asyncio.gather(
+                *(dashboard(args.replay, daemon_cpu_while) for _ in range(args.dashboards))
+            )
+
+        asyncio.run(replay())
+        return
     print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

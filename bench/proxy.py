@@ -10,12 +10,15 @@ forward(), the cheapest configuration it has. sipwarden runs with its whole
 policy (sanity checks and the built-in scanner pack, OPTIONS forwarded so
 they meet every rule, every message counted in its traffic flow), and once
 more with the pack off, and once with observation off (no flows, no events),
-to show their price.
+to show their price. With --dashboards N (issue 19), once more beside N open
+dashboards (``bench/dashboard.py --replay``: the page's requests and the
+live stream, on a store filled with 100,000 flow records and 1,000 bans):
+the packet path must not slow while operators watch.
 
 It also prints, per edge, the highest tested rate with < 1 % failed
 transactions: give --rates up to where it breaks to find the knee.
 
-Run: .venv/bin/python bench/proxy.py [--rates 1000,2000,4000] [--seconds 5]
+Run: .venv/bin/python bench/proxy.py [--rates 1000,2000,4000] [--seconds 5] [--dashboards 10]
 Needs sipp (sip-tester) and kamailio on PATH.
 """
 
@@ -113,6 +116,7 @@ def start_edge(
     workers: int,
     pack: bool = True,
     observe: bool = True,
+    api: str = "",
 ) -> subprocess.Popen[bytes]:
     if kind == "kamailio":
         cfg = workdir / "kamailio.cfg"
@@ -147,7 +151,7 @@ def start_edge(
             # ...and never verified: the reflection budget weighs every answer
             # (its cost is measured) but its total (1 MiB/s) is lifted
             "[edge.reflection]\ntotal = 0\n"
-            '[api]\nlisten = ""\n'
+            f'[api]\nlisten = "{api}"\n[storage]\npath = "{workdir / "bench.db"}"\n'
             # events and flows (on by default): every message counted in its flow
             f"[observe]\nenabled = {'true' if observe else 'false'}\n"
         )
@@ -204,6 +208,39 @@ def run_step(
     }
 
 
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def open_dashboards(
+    api: str, workdir: Path, dashboards: int, rates: list[int], args: argparse.Namespace
+) -> subprocess.Popen[bytes]:
+    """1,000 bans made through the API, then ``dashboards`` open on it for
+    every step (``bench/dashboard.py --replay``), after their first load."""
+    from dashboard import make_bans
+
+    make_bans(api, (workdir / "bench.token").read_text().strip())
+    seconds = len(rates) * (args.seconds * 4 + 30)  # longer than every step; killed after
+    watching = subprocess.Popen(
+        [
+            sys.executable,
+            str(HERE / "dashboard.py"),
+            "--replay",
+            api,
+            "--dashboards",
+            str(dashboards),
+            "--seconds",
+            str(seconds),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "dashboards.log").open("wb"),
+    )
+    time.sleep(3.0)  # every dashboard's first load done before the steps count
+    return watching
+
+
 def _stat(out: str, name: str) -> int:
     m = re.search(rf"{name}\s*\|\s*\d+\s*\|\s*(\d+)", out)
     return int(m.group(1)) if m else 0
@@ -213,6 +250,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", default="1000,2000,4000", help="transactions per second, per step")
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument(
+        "--dashboards",
+        type=int,
+        default=0,
+        help="also run one worker beside this many open dashboards (0: not)",
+    )
     args = ap.parse_args()
     for tool in ("sipp", "kamailio"):
         if shutil.which(tool) is None:
@@ -220,21 +263,23 @@ def main() -> None:
     rates = [int(r) for r in args.rates.split(",")]
     print(f"OPTIONS + 200 over UDP on loopback; {args.seconds:.0f} s per step; CPU from /proc")
     print(
-        f"{'edge':32}{'rate tx/s':>10}{'ok':>9}{'failed':>8}{'edge µs/msg':>13}{'edge core':>11}{'sipp UAS core':>15}"
+        f"{'edge':38}{'rate tx/s':>10}{'ok':>9}{'failed':>8}{'edge µs/msg':>13}{'edge core':>11}{'sipp UAS core':>15}"
     )
     results: dict[str, list[dict[str, float]]] = {}
-    setups = (  # kind, workers, the pack, observation (flows and events)
-        ("sipwarden", 1, True, True),
-        ("sipwarden", 1, True, False),
-        ("sipwarden", 1, False, True),
-        ("sipwarden", 2, True, True),
-        ("kamailio", 1, True, True),
-        ("kamailio", 2, True, True),
-    )
-    for kind, workers, pack, observe in setups:
+    setups = [  # kind, workers, the pack, observation (flows and events), dashboards
+        ("sipwarden", 1, True, True, 0),
+        ("sipwarden", 1, True, False, 0),
+        ("sipwarden", 1, False, True, 0),
+        ("sipwarden", 2, True, True, 0),
+        ("kamailio", 1, True, True, 0),
+        ("kamailio", 2, True, True, 0),
+    ]
+    if args.dashboards:
+        setups.insert(1, ("sipwarden", 1, True, True, args.dashboards))
+    for kind, workers, pack, observe, dashboards in setups:
         label = (
             f"{kind} ({workers} worker{'s' if workers > 1 else ''}{'' if pack else ', no pack'}"
-            f"{'' if observe else ', no flows'})"
+            f"{'' if observe else ', no flows'}{f', {dashboards} dashboards' if dashboards else ''})"
         )
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
@@ -256,20 +301,31 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
                 cwd=workdir,
             )
-            edge = start_edge(kind, edge_port, uas_port, workdir, workers, pack, observe)
+            api = f"127.0.0.1:{free_tcp_port()}" if dashboards else ""
+            if dashboards:  # the store the dashboards read: 100,000 flow records
+                from dashboard import fill_flows
+
+                fill_flows(workdir / "bench.db", time.time())
+            edge = start_edge(kind, edge_port, uas_port, workdir, workers, pack, observe, api)
+            watching: subprocess.Popen[bytes] | None = None
             try:
                 wait_port(edge_port, edge)
                 time.sleep(0.5)  # let every worker come up before counting them
                 pids = children(edge.pid)
+                if dashboards:
+                    watching = open_dashboards(f"http://{api}", workdir, dashboards, rates, args)
                 for rate in rates:
                     r = run_step(pids, uas.pid, edge_port, rate, args.seconds, workdir)
                     results.setdefault(label, []).append(r)
                     print(
-                        f"{label:32}{rate:>10}{r['ok']:>9.0f}{r['failed']:>8.0f}{r['edge_us']:>13.1f}"
+                        f"{label:38}{rate:>10}{r['ok']:>9.0f}{r['failed']:>8.0f}{r['edge_us']:>13.1f}"
                         f"{r['edge_core']:>11.2f}{r['uas_core']:>15.2f}",
                         flush=True,
                     )
             finally:
+                if watching is not None:
+                    watching.kill()
+                    watching.wait()
                 for proc in (edge, uas):
                     proc.send_signal(signal.SIGTERM)
                     try:
@@ -283,7 +339,16 @@ def main() -> None:
             for r in steps
             if r["ok"] + r["failed"] > 0 and r["failed"] < 0.01 * (r["ok"] + r["failed"])
         ]
-        print(f"  {label:32}{max(good) if good else 0:>8.0f} tx/s")
+        print(f"  {label:38}{max(good) if good else 0:>8.0f} tx/s")
+    watched = results.get(f"sipwarden (1 worker, {args.dashboards} dashboards)", [])
+    alone = results.get("sipwarden (1 worker)", [])
+    if watched and alone:
+        print(
+            f"{args.dashboards} dashboards open, edge µs per message: "
+            + ", ".join(
+                f"{a['edge_us'] - b['edge_us']:+.1f}" for a, b in zip(watched, alone, strict=True)
+            )
+        )
     ours = results.get("sipwarden (1 worker)", [])
     theirs = results.get("kamailio (1 worker)", [])
     if ours and theirs:

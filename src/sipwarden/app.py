@@ -184,19 +184,17 @@ async def serve(
         observe=observe,
         alerts=alerts,
         honeypot=honeypot,
+        # [report]: the weekly mail, from worker 0 (made after the fork: its sender's thread)
+        reports=ReportKeeper.from_config(config) if worker == 0 else None,
         schedule=schedule,
         worker=worker,
         children=children,
         monitor=monitor,
     )
     api = None
-    # [report]: the weekly mail, from worker 0 (made after the fork: its sender's thread)
-    reports = ReportKeeper.from_config(config) if worker == 0 else None
     try:
         await daemon.start()
         api = await start_api(config, daemon) if worker == 0 else None
-        if reports is not None:
-            await reports.start()
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -226,8 +224,6 @@ async def serve(
             asyncio.get_running_loop().remove_signal_handler(sig)
         if api is not None:
             await api.cleanup()
-        if reports is not None:
-            await reports.stop()
         await daemon.stop()
 
 

@@ -11,6 +11,17 @@ def test_counters_add_up_key_by_key() -> None:
     assert total["edge"] == {"received": 8}
 
 
+def test_the_pbx_last_answer_is_the_latest_of_the_workers() -> None:
+    total = {"edge": {"from-backend": 2}, "pbx-answered-at": 100.0}
+    add_stats(total, {"edge": {"from-backend": 1}, "pbx-answered-at": 130.0})
+    add_stats(total, {"edge": {}, "pbx-answered-at": None})  # a worker that saw none
+    add_stats(total, {"edge": {"from-backend": 1}, "pbx-answered-at": 120.0})
+    assert total["pbx-answered-at"] == 130.0 and total["edge"] == {"from-backend": 4}
+    nothing: dict[str, object] = {"pbx-answered-at": None}
+    add_stats(nothing, {"pbx-answered-at": None})
+    assert nothing["pbx-answered-at"] is None
+
+
 def test_a_listed_trusted_source_seen_by_another_worker_is_reported() -> None:
     # the trunk's OPTIONS reached worker 1: worker 0 never saw it
     total = {"intel": {"feeds": [{"feed": "blocklist"}], "listed_but_exempt": {}}}

@@ -19,7 +19,10 @@ from sipwarden.config import ConfigError, config_from_dict
 from sipwarden.daemon.report import ReportKeeper
 from sipwarden.observe.report import SECTIONS
 
+from ..conftest import free_udp_port, start_edge_process
+from ..edge.harness import UdpPhone, registrar_thread
 from ..notify.receivers import Mailbox, free_tcp_port, smtp_server
+from ..test_bans_daemon import answered, cli, stop
 from ..test_report import fill
 
 
@@ -128,3 +131,38 @@ def test_a_server_that_refuses_is_retried_and_named(tmp_path: Path) -> None:
 
     status = asyncio.run(scenario())
     assert status["sent"] == 0 and f"127.0.0.1:{port}" in status["last-error"]
+
+
+def test_status_names_the_next_report_and_the_pbxs_last_answer(tmp_path: Path) -> None:
+    """The running daemon's `status`: when the weekly report goes out and to
+    whom, and when the PBX last answered (the daemon's own time of it)."""
+    port, smtp = free_udp_port(), free_tcp_port()
+    extra = (
+        f'[storage]\npath = "{tmp_path / "store.db"}"\n'
+        f'[[alerts]]\ntype = "email"\nname = "ops"\nhost = "127.0.0.1"\nport = {smtp}\n'
+        'from = "sipwarden@example.com"\nto = ["boss@example.com"]\n'
+        '[report]\nenabled = true\ntarget = "ops"\nweekday = "mon"\ntime = "07:00"\n'
+    )
+    with registrar_thread() as (backend, _):
+        proc, _line = start_edge_process(tmp_path, port, backend, extra=extra)
+        try:
+            config = str(tmp_path / "edge.toml")
+            before = cli("status", "-c", config)
+            assert before.returncode == 0, before.stderr
+            assert "PBX: last answer none yet" in before.stdout, before.stdout
+            assert f"weekly report to smtp://127.0.0.1:{smtp} to boss@example.com" in before.stdout
+            shown = json.loads(cli("status", "-c", config, "--json").stdout)
+            due = shown["report"]["next"]
+            # the next Monday at 07:00, local time (the schedule's timezone is the machine's)
+            assert time.localtime(due).tm_wday == 0
+            assert time.strftime("%H:%M", time.localtime(due)) == "07:00"
+            assert 0 < due - time.time() <= 7 * 86400
+            assert shown["report"]["sent"] == 0 and shown["report"]["last-error"] is None
+
+            sent_at = time.time()
+            assert answered(UdpPhone(), port)
+            after = json.loads(cli("status", "-c", config, "--json").stdout)
+            assert sent_at <= after["pbx_answered_at"] <= time.time()
+            assert "PBX: last answer 20" in cli("status", "-c", config).stdout
+        finally:
+            stop(proc)

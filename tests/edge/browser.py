@@ -129,7 +129,12 @@ def main(url: str, token: str, out: Path, source: str, scanner: str) -> None:
         seen = time.time()
         shown_at = float(driver.find_element(By.CSS_SELECTOR, row).get_attribute("data-shown-at"))
         reloaded = not driver.execute_script("return window.sipwardenNoReload === true")
-        say(step="banned", shown_at=shown_at, seen=seen, reloaded=reloaded)
+        # the PBX's health: svcrack's guesses got Kamailio's 401s (within 2 s: the counters' refresh)
+        WebDriverWait(driver, 10).until(
+            lambda d: d.find_element(By.ID, "pbx-last").text.startswith("the last")
+        )
+        pbx = driver.find_element(By.ID, "pbx-answers").text
+        say(step="banned", shown_at=shown_at, seen=seen, reloaded=reloaded, pbx=pbx)
 
         # the scanner among the top sources (the panels refresh every 15 s)
         WebDriverWait(driver, 40).until(

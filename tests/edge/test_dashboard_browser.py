@@ -151,6 +151,7 @@ def test_the_dashboard_in_a_browser_while_sipvicious_attacks(site: Site, tmp_pat
         banned = read_step(browser.stdout, deadline)
         assert banned["step"] == "banned", (banned, daemon.log())
         assert banned["reloaded"] is False
+        assert banned["pbx"].endswith(" answers") and int(banned["pbx"].split()[0]) > 0
         (ban,) = [b for b in daemon.bans() if b["ip"] == site.attacker]
         delay = banned["shown_at"] - ban["created_at"]
         print(f"the ban of {site.attacker} appeared on the page {delay:.3f} s after it was made")

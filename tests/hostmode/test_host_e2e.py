@@ -44,8 +44,10 @@ def test_a_phone_registers_through_host_mode(site: HostSite, tmp_path: Path):
         assert "by iptables" in d.banner or "by nftables" in d.banner, d.banner
         assert "listening on" not in d.banner  # no edge: nothing of ours listens
         assert [p.login() for _ in range(3)] == [200, 200, 200]
-        host = d.stats()["host"]
+        stats = d.stats()
+        host = stats["host"]
         assert host["received"] >= 6 and host["answers-read"] >= 3, host
+        assert time.time() - 30 < stats["pbx-answered-at"] <= time.time(), stats
         assert host.get("dropped", 0) == 0, host
         # Kamailio's answers counted in the phone's flows, as the edge counts its own
         flows = d.json("flows", "--source", site.phone)

@@ -28,7 +28,12 @@ def samples(family: Family) -> dict[tuple[str, ...], Any]:
     return {s.labels: s.value for s in family.samples}
 
 
-def worker(verdicts: dict[str, int], latencies: list[float], made: dict[str, int]) -> dict:
+def worker(
+    verdicts: dict[str, int],
+    latencies: list[float],
+    made: dict[str, int],
+    answered_at: float | None = None,
+) -> dict:
     """A worker's stats as ``daemon/stats.py`` builds them (the sections the model reads)."""
     histogram = Histogram()
     for seconds in latencies:
@@ -40,6 +45,7 @@ def worker(verdicts: dict[str, int], latencies: list[float], made: dict[str, int
         "verdicts": verdicts,
         "edge": {"received": sum(verdicts.values()), "drop:backend-unreachable": 1},
         "decisions": {"refused": 2},
+        "pbx-answered-at": answered_at,
         "bans-in-force": 3,
         "bans": {
             "changes": len(latencies),
@@ -65,11 +71,19 @@ def worker(verdicts: dict[str, int], latencies: list[float], made: dict[str, int
 
 def test_the_contracts_names_summed_over_workers():
     total = worker(
-        {"forward:": 5, "drop:scan.sipvicious-tag": 3}, [0.003, 0.02], {"operator": 1, "r.x": 1}
+        {"forward:": 5, "drop:scan.sipvicious-tag": 3},
+        [0.003, 0.02],
+        {"operator": 1, "r.x": 1},
+        answered_at=1.7e9,
     )
     add_stats(
         total,
-        worker({"drop:scan.sipvicious-tag": 4, "ban:limits.requests": 1}, [0.5], {"r.x": 2}),
+        worker(
+            {"drop:scan.sipvicious-tag": 4, "ban:limits.requests": 1},
+            [0.5],
+            {"r.x": 2},
+            answered_at=1.7e9 + 5,
+        ),
     )
     families = by_name(metric_families(total, "1.2.3"))
     assert samples(families["sipwarden_build_info"]) == {("1.2.3",): 1}
@@ -106,6 +120,8 @@ def test_the_contracts_names_summed_over_workers():
     assert families["sipwarden_enforcer_feed_elements"].kind == "gauge"
     assert families["sipwarden_ban_keeper_store_unwritten"].kind == "gauge"
     assert samples(families["sipwarden_store_writable"]) == {(): 1}
+    # the PBX's last answer: the latest of the workers'
+    assert samples(families["sipwarden_pbx_last_answer_timestamp_seconds"]) == {(): 1.7e9 + 5}
     assert samples(families["sipwarden_tracked_sources"]) == {("rate",): 8, ("failure",): 2}
     # feeds: intel is worker 0's; a feed never fetched has no last success
     assert samples(families["sipwarden_feed_entries"]) == {("apiban",): 120, ("spamhaus",): 0}

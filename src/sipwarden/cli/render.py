@@ -280,6 +280,9 @@ def status(shown: dict[str, Any], socket: Path) -> None:
         )
     elif shown["running"]:
         click.echo("kernel lane: none")
+    if "pbx_answered_at" in shown:  # (the daemon runs)
+        answered = shown["pbx_answered_at"]
+        click.echo("PBX: last answer " + (when(answered) if answered else "none yet"))
     host = shown.get("host")
     if host is not None:
         click.echo(
@@ -340,6 +343,15 @@ def status(shown: dict[str, Any], socket: Path) -> None:
                 f"; last error {when(target.get('last-error-at'))}: {target['last-error']},"
                 f" next attempt {when(target.get('next-attempt'))}"
             )
+        click.echo(line)
+    report = shown.get("report")
+    if report:
+        line = (
+            f"weekly report to {report.get('to')}: next {when(report.get('next'))},"
+            f" {report.get('sent', 0)} sent, {report.get('failed', 0)} failed"
+        )
+        if report.get("last-error"):
+            line += f"; last error: {report['last-error']}"
         click.echo(line)
 
 

@@ -118,6 +118,9 @@ def status(config_file: str | None, as_json: bool) -> None:
             "lane": stats.get("lane"),  # None: no kernel lane
             "observe": stats.get("observe"),  # events and flows
             "alerts": stats.get("alert-targets"),  # None: no [[alerts]]
+            "report": stats.get("report"),  # None: no weekly mail
+            # when the PBX last answered through the edge or host mode (None: not yet)
+            "pbx_answered_at": stats.get("pbx-answered-at"),
             # the reflection budget: what it held back from unverified sources
             "reflection": {
                 k.removeprefix("reflection-"): v

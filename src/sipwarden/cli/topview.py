@@ -4,10 +4,10 @@ daemon's answers, as rich renderables.
 ``Board.take`` is handed one round of answers (``stats``, ``bans-list``,
 ``flows``, ``events``; the command asks them, see ``cli/top.py``) and keeps
 what the panels need: the verdict counters of the round before (rates are
-their difference over the time between two rounds), what the events said
-of each source (the rule or detector, the tool a fingerprint names), and
-when the PBX's answer count last grew (the time since its last answer, to
-within one interval). ``Board.view`` draws it. Nothing here reads a socket
+their difference over the time between two rounds) and what the events said
+of each source (the rule or detector, the tool a fingerprint names); the
+PBX's last answer is the daemon's (``pbx-answered-at``). ``Board.view``
+draws it. Nothing here reads a socket
 or a file: the tests hand it answers.
 
 Bounds: the per-source memory keeps the ``MEMORY`` sources heard of last;
@@ -92,7 +92,7 @@ class Board:
     rates: dict[str, float] = field(default_factory=dict)
     rated: bool = False  # two rounds were taken: the rates are known
     _verdicts_before: dict[str, int] | None = None
-    # the PBX's answers: the count, and when top saw it grow
+    # the PBX's answers: the count, and when the daemon saw the last
     answers: int = 0
     answered_at: float | None = None
     # per source
@@ -125,10 +125,8 @@ class Board:
             }
             self.rated = True
         self._verdicts_before = verdicts
-        answers = _pbx_answers(stats)
-        if answers > self.answers and self.taken_at is not None:
-            self.answered_at = now
-        self.answers = answers
+        self.answers = _pbx_answers(stats)
+        self.answered_at = stats.get("pbx-answered-at")
         self.stats, self.bans, self.flows, self.taken_at = stats, bans, flows, now
         self.lost_at = None
         for event in events:
@@ -260,12 +258,9 @@ class Board:
             bans.add_row(ban["ip"], ban.get("detector") or "", _until(ban.get("expires_at"), now))
 
         in_force = self.stats.get("bans-in-force", len(self.bans))
-        if self.answers == 0:
-            last = "none yet"
-        elif self.answered_at is None:
-            last = "before top started"
-        else:
-            last = _ago(now - self.answered_at)
+        seen = f"{self.answers} answers seen"
+        if self.answered_at is not None:
+            seen += f", the last {_ago(now - self.answered_at)}"
         summary = Text.assemble(
             ("passed ", "bold"),
             (f"{passed}", "green"),
@@ -274,7 +269,7 @@ class Board:
             ("  bans in force ", "bold"),
             (f"{in_force}", "bold red" if in_force else ""),
             ("  PBX ", "bold"),
-            f"{self.answers} answers seen, the last {last}",
+            seen,
         )
         if self.stats.get("store-error"):
             summary.append(f"\nthe store fails: {self.stats['store-error']}", style="red")

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .lane import LaneKeeper
     from .modes import Mode
     from .observe import ObserveKeeper
+    from .report import ReportKeeper
 
 log = logging.getLogger("sipwarden")
 M = TypeVar("M")
@@ -61,6 +62,7 @@ RESTART_SECTIONS = (
     "logging",
     "observe",
     "alerts",
+    "report",  # its mail goes through an [[alerts]] target
     "deception",
 )
 
@@ -81,6 +83,7 @@ class Daemon:
         observe: ObserveKeeper | None = None,
         alerts: AlertKeeper | None = None,
         honeypot: HoneypotKeeper | None = None,
+        reports: ReportKeeper | None = None,
         schedule: Schedule | None = None,
         worker: int = 0,
         children: list[int] | None = None,
@@ -95,6 +98,7 @@ class Daemon:
         self.observe = observe  # None: no events or flows kept
         self.alerts = alerts  # worker 0's, when [[alerts]] names targets
         self.honeypot = honeypot  # the honeypot's records to the store ([deception] on)
+        self.reports = reports  # worker 0's weekly mail, when [report] is on
         self.schedule = schedule  # [schedule]: quiet time (None: never quiet)
         # worker 0 runs the analysis over every worker's events and flows
         self.analysis = AnalysisKeeper(self) if worker == 0 and observe is not None else None
@@ -153,12 +157,16 @@ class Daemon:
             self._background(self.observe.watch_health(self.all_stats))
         if self.analysis is not None:
             self._background(self.analysis.loop())
+        if self.reports is not None:
+            await self.reports.start()
 
     async def stop(self) -> None:
         if self._control is None:
             return  # it never started: the socket (maybe another daemon's) is not ours
         for task in list(self._tasks):
             task.cancel()
+        if self.reports is not None:
+            await self.reports.stop()
         self._control.close()
         with contextlib.suppress(OSError):
             self.socket_path.unlink()
@@ -278,6 +286,7 @@ class Daemon:
             self.lane.status() if self.lane is not None else None,
             self.observe.stats() if self.observe is not None else None,
             self.alerts.status() if self.alerts else None,
+            self.reports.status() if self.reports is not None else None,
             self.analysis.stats() if self.analysis is not None else None,
             self.observe.kernel_stats() if self.observe is not None else None,
         )

@@ -24,6 +24,9 @@ class Mode(Protocol):
     policy: Policy
     # what the mode saw and did, summed over the workers in `status`
     counters: Counter[str]
+    # when the PBX last answered through this mode (wall clock; None: not
+    # yet, or a mode that sees no answers): the dashboard's PBX health
+    pbx_answered_at: float | None
 
     async def start(self) -> None:
         """Open what the mode listens on; raise if it cannot (startup stops)."""

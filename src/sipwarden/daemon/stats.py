@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # one per worker, not summed: the latency is worker 0's; intel is joined
 # (feeds are the same in every worker, see add_intel)
-NOT_SUMMED: Final = frozenset({"enforcement", "intel", "alert-targets"})
+NOT_SUMMED: Final = frozenset({"enforcement", "intel", "alert-targets", "report"})
 
 
 def worker_stats(
@@ -30,6 +30,7 @@ def worker_stats(
     lane: dict[str, Any] | None = None,
     observe: dict[str, Any] | None = None,
     alerts: dict[str, Any] | None = None,
+    report: dict[str, Any] | None = None,
     analysis: dict[str, Any] | None = None,
     kernel_drops: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -37,6 +38,7 @@ def worker_stats(
     there is one; its ``kernel-*`` counters come from worker 0 alone;
     ``observe``: its events and flows, if it keeps them)."""
     now = time.time()
+    modes = list(modes)
     stats: dict[str, Any] = {
         "ok": True,
         # [policy] mode: "monitor" judges and records, enforces nothing (a string: worker 0's)
@@ -45,6 +47,10 @@ def worker_stats(
         "monitored": dict(policy.rules.monitored),
         "verdicts": dict(policy.counters),
         **{mode.name: dict(mode.counters) for mode in modes},
+        # when the PBX last answered, through any mode (the latest over workers)
+        "pbx-answered-at": max(
+            (t for mode in modes if (t := mode.pbx_answered_at) is not None), default=None
+        ),
         "decisions": dict(policy.decisions),
         # every worker enforces every ban (adopted from the store): not summed
         "bans-in-force": len(policy.bans.active(now)) if policy.bans else 0,
@@ -76,6 +82,8 @@ def worker_stats(
             if isinstance(value := target.get(what), int)
         }
         stats["alert-targets"] = alerts["targets"]
+    if report is not None:  # worker 0's: the weekly mail's next time and outcome
+        stats["report"] = report
     if analysis is not None:  # worker 0's
         stats["analysis"] = analysis
     if kernel_drops is not None:  # worker 0's: it reads the kernel's per-source counts
@@ -85,13 +93,17 @@ def worker_stats(
 
 def add_stats(total: dict[str, Any], part: dict[str, Any]) -> None:
     """Sum one worker's stats into ``total``: every section of counters adds
-    up key by key, but those in ``NOT_SUMMED``; intel is joined."""
+    up key by key, but those in ``NOT_SUMMED``; intel is joined; the PBX's
+    last answer is the latest."""
     for key, value in part.items():
         if key in NOT_SUMMED or not isinstance(value, dict):
             continue
         counts = Counter(total.get(key, {}))
         counts.update(value)
         total[key] = dict(counts)
+    theirs = part.get("pbx-answered-at")
+    if theirs is not None and theirs > (total.get("pbx-answered-at") or 0):
+        total["pbx-answered-at"] = theirs
     if "intel" in total and "intel" in part:
         add_intel(total["intel"], part["intel"])
 

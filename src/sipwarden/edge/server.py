@@ -105,6 +105,7 @@ class Edge:
         self.now = now  # wall clock, for the policy (bans are dated)
         self.tokens = FlowTokens(flow_key)
         self.counters: Counter[str] = Counter()
+        self.pbx_answered_at: float | None = None  # when the PBX last answered (wall clock)
         # what observe keeps (None: not kept): an event for every verdict
         # that is not a pass, every message in its traffic flow
         self.events = events
@@ -430,6 +431,7 @@ class Edge:
             self.counters["backend-socket-stranger"] += 1
             return
         self.counters["from-backend"] += 1  # the PBX is alive (health: pbx-silent)
+        self.pbx_answered_at = self.now()
         try:
             view = peek(data)
         except SipError as exc:

@@ -106,6 +106,7 @@ class HostMode:
         self.flows = flows
         self.clock = clock
         self.counters: Counter[str] = Counter()
+        self.pbx_answered_at: float | None = None  # when the PBX last answered (wall clock)
         self.rules = rules or QueueRules(settings_of(config, table), config.kernel)
         self.kernel: Kernel | None = None  # the way the rules went in, once started
         self._tls_ports = frozenset(config.tls_ports)
@@ -349,6 +350,7 @@ class HostMode:
         """One answer of the PBX's (``d``: its packet, to the client)."""
         if not data.startswith(b"SIP/2.0 "):
             return None  # a request of the PBX's own, or not SIP
+        self.pbx_answered_at = now
         client = d.dst
         if self.flows is not None and data[8:11].isdigit():
             # counted in the client's flow, as the edge counts what it sends

@@ -125,6 +125,7 @@ class LogWatch:
         self.storage = storage
         self.policy = policy
         self.counters: Counter[str] = Counter()
+        self.pbx_answered_at: float | None = None  # a log tells of failures, not of answers
         self.clock = clock
         self.sources: list[Source] = []
         self._store: LogPositions | None = None

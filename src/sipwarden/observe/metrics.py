@@ -359,6 +359,13 @@ def metric_families(stats: Mapping[str, Any], version: str) -> list[Family]:
     _counters(out, EDGE, _section(stats, "edge"))
     _counters(out, LOGWATCH, _section(stats, "logwatch"))
     _counters(out, HOST, _section(stats, "host"))
+    if isinstance(answered := stats.get("pbx-answered-at"), int | float):
+        out.add(
+            "sipwarden_pbx_last_answer_timestamp_seconds",
+            "when the PBX last answered through the edge or host mode (Unix time)",
+            "gauge",
+            answered,
+        )
     _intel(out, _section(stats, "intel"))
     _lane(out, _section(stats, "lane"))
     _counters(out, KERNEL_DROPS, _section(stats, "kernel-drops"))

@@ -9,7 +9,6 @@ const GROUPS = [ // a verdict reason's family, as the operator names it
   [/^(rate|limit|flood)/, "rate"], [/^bann?ed|^ban/, "ban"], [/^(sanity|malformed|parse|size)/, "sanity"],
 ];
 let previous = null; // the last counters, to make rates
-let pbxSeen = { answers: null, at: null };
 let refreshing = null;
 
 function group(reason) {
@@ -38,11 +37,12 @@ async function now() {
     Object.entries(byReason).sort((a, b) => b[1] - a[1]).map(([k, n]) => ({ cells: [k, n] })));
   document.getElementById("bans-count").textContent = status["bans-in-force"] ?? 0;
   document.getElementById("mode").textContent = `mode: ${status.mode}`;
-  const answers = (status.edge || {})["from-backend"];
-  if (answers !== undefined && answers !== pbxSeen.answers) pbxSeen = { answers, at: pbxSeen.answers === null ? null : at };
-  document.getElementById("pbx-answers").textContent = answers === undefined ? "no edge" : `${answers} answers`;
-  document.getElementById("pbx-last").textContent = answers === undefined ? "" :
-    pbxSeen.at === null ? "none since this page opened" : `the last ${sw.ago(pbxSeen.at)}`;
+  const answers = ((status.edge || {})["from-backend"] || 0) + ((status.host || {})["answers-read"] || 0);
+  const edgeOrHost = status.edge !== undefined || status.host !== undefined;
+  const last = status["pbx-answered-at"];
+  document.getElementById("pbx-answers").textContent = edgeOrHost ? `${answers} answers` : "no edge or host mode";
+  document.getElementById("pbx-last").textContent = !edgeOrHost ? "" :
+    last ? `the last ${sw.ago(last)}` : "none since sipwarden started";
   const kernel = status["kernel-drops"];
   sw.fill(document.getElementById("kernel"), ["Counter", "value#"],
     kernel ? Object.entries(kernel).map(([k, v]) => ({ cells: [k, v] })) : [], "no kernel enforcer");
