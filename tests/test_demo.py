@@ -145,6 +145,8 @@ def test_demo_hold_keeps_the_api_up_until_sigterm():
         api = summary["api"]["url"]
         assert summary["dashboard"] == api.removesuffix("api/v1")
         assert urlsplit(summary["dashboard"]).path == "/"
+        page = httpx.get(summary["dashboard"], timeout=5)  # the URL it points at is the dashboard
+        assert page.status_code == 200 and 'src="/static/app.js"' in page.text, page.text[:300]
         for _ in range(3):  # held: it keeps answering, with the demo's bans
             bans = httpx.get(f"{api}/bans", timeout=5)
             assert bans.status_code == 200 and len(bans.json()) == 2

@@ -198,7 +198,9 @@ def test_the_board_rates_sources_and_health():
     ban = {"ip": "203.0.113.9", "detector": "auth.brute-force", "reason": "5 failed logins",
            "created_at": 101.0, "expires_at": 701.0}  # fmt: skip
     later = {"forward:": 14, "drop:scan.sipvicious-tag": 25, "drop:banned": 2}
-    board.take(102.0, stats(later, 6, "monitor", 101.5), [ban], flows, events)  # events again: ignored
+    board.take(
+        102.0, stats(later, 6, "monitor", 101.5), [ban], flows, events
+    )  # events again: ignored
     assert board.rates == {"forward:": 2.0, "drop:scan.sipvicious-tag": 10.0, "drop:banned": 1.0}
     assert board.answered_at == 101.5 and board.events_since(200.0) == 100.5 - 60
     text = drawn(board, 110.0)
