@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages used by the real-tool tests. Later issues add to this list.
-APT_PACKAGES=(sip-tester kamailio kamailio-tls-modules baresip openssl nmap sipsak tcpdump iproute2 nftables conntrack systemd-journal-remote iptables patch chromium chromium-driver tmux)
+APT_PACKAGES=(sip-tester kamailio kamailio-tls-modules baresip openssl nmap sipsak tcpdump iproute2 nftables conntrack systemd-journal-remote iptables patch chromium chromium-driver tmux redis-server)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -1317,6 +1317,71 @@ class ReportConfig(_Section):
         return int(hours) * 60 + int(minutes)
 
 
+FLEET_PASSWORD_ENV = "SIPWARDEN_FLEET_PASSWORD"
+_NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+class FleetConfig(_Section):
+    """``[fleet]``: several sipwarden nodes sharing bans, failure counts and
+    intel through Redis (``fleet/``). ``redis`` empty: a single node.
+
+    Each node authenticates (an ACL ``username`` and ``password``, in the URL
+    or here; the password also from ``SIPWARDEN_FLEET_PASSWORD``), over TLS
+    with a ``rediss://`` URL (``tls_ca_file`` verifies the server;
+    ``tls_cert_file`` and ``tls_key_file`` when Redis asks for a client
+    certificate). ``node`` names this node in every ban it publishes
+    (default: the host name). ``prefix`` begins every key, so fleets can
+    share one Redis. ``publish_limit`` bans a minute is what this node
+    publishes at most, and what it applies at most from each other node: a
+    broken or compromised node cannot ban the world. ``queue`` changes are
+    held while Redis is unreachable, then published in order."""
+
+    redis: str = ""  # redis://[user:password@]host:port/db or rediss:// (TLS); "": no fleet
+    node: str = ""  # this node's name ("" : the host name)
+    username: str | None = None  # the ACL user (or in the URL)
+    password: str | None = None  # or in the URL, or SIPWARDEN_FLEET_PASSWORD
+    tls_ca_file: Path | None = None  # verifies the Redis server (rediss://)
+    tls_cert_file: Path | None = None  # this node's client certificate, if Redis asks
+    tls_key_file: Path | None = None
+    prefix: str = "sipwarden"  # every key begins with it
+    publish_limit: int = Field(default=60, ge=1, le=100_000)  # bans a minute, each way
+    queue: int = Field(default=10_000, ge=1, le=1_000_000)  # changes held while Redis is down
+    timeout: float = Field(default=2.0, gt=0, le=60)  # seconds for one Redis call
+    share_failures: bool = True  # failed logins and enumeration counted fleet-wide
+    share_intel: bool = True  # one node fetches the feeds, the others take them from Redis
+
+    @field_validator("redis")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"{value!r} is not a Redis URL: use redis://host:port/db, rediss://host:port/db"
+                " (TLS) or unix:///path/to/redis.sock"
+            )
+        return value
+
+    @field_validator("node")
+    @classmethod
+    def _node_name(cls, value: str) -> str:
+        if value and not _NODE.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a node name: letters, digits, '.', '_' and '-', at most 63"
+            )
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        if not _NODE.fullmatch(value):
+            raise ValueError(f"{value!r}: a key prefix is letters, digits, '.', '_' and '-'")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.redis)
+
+
 class Config(_Section):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     host: HostConfig = Field(default_factory=HostConfig)
@@ -1340,6 +1405,7 @@ class Config(_Section):
     tollfraud: TollFraudConfig = Field(default_factory=TollFraudConfig)
     logwatch: LogwatchConfig = Field(default_factory=LogwatchConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)  # the weekly report by mail
+    fleet: FleetConfig = Field(default_factory=FleetConfig)  # nodes sharing state through Redis
 
     @model_validator(mode="after")
     def _report_target(self) -> Config:
