@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import Config
+from .config import Config, ConfigError
 from .daemon import preflight
 from .daemon.alerts import AlertKeeper, check_alerts
 from .daemon.bans import BanKeeper, enforcer_for, reconcile
@@ -47,6 +47,7 @@ from .values import Network
 
 if TYPE_CHECKING:
     from .api import ApiServer
+    from .daemon.fleet import FleetKeeper
 
 log = logging.getLogger("sipwarden")
 
@@ -140,6 +141,13 @@ async def serve(
     if worker == 0 and config.logwatch.sources:
         modes.append(LogWatch(config.logwatch, config.storage.path, policy=policy))
     daemon: Daemon | None = None
+    # [fleet]: worker 0 publishes this node's bans and applies the others' (redis imported only then)
+    fleet: FleetKeeper | None = None
+    if worker == 0 and config.fleet.enabled:
+        from .daemon.fleet import FleetKeeper
+        from .fleet import FleetLink
+
+        fleet = FleetKeeper(FleetLink(config.fleet), keeper.book, config.storage.path)
 
     def never_dropped() -> list[Network]:  # the policy in force: a reload may change them
         book = daemon.policy.bans if daemon is not None else policy.bans
@@ -186,6 +194,7 @@ async def serve(
         honeypot=honeypot,
         # [report]: the weekly mail, from worker 0 (made after the fork: its sender's thread)
         reports=ReportKeeper.from_config(config) if worker == 0 else None,
+        fleet=fleet,
         schedule=schedule,
         worker=worker,
         children=children,
@@ -245,6 +254,19 @@ async def start_api(config: Config, daemon: Daemon) -> ApiServer | None:
     return None
 
 
+async def check_fleet(config: Config) -> None:
+    """ConfigError (one line) if Redis refuses ``[fleet]``'s credentials."""
+    from .fleet import FleetAuthError, FleetLink
+
+    link = FleetLink(config.fleet)
+    try:
+        await link.connect()
+    except FleetAuthError as exc:
+        raise ConfigError(f"[fleet] {exc}") from None
+    finally:
+        await link.close()
+
+
 def make_deceiver(config: Config, policy: Policy) -> Deceiver:
     """The deceiver, its honeypot's numbers read by the policy's dialplan."""
     plan = policy.dialplan
@@ -301,6 +323,8 @@ def run(config: Config, config_path: Path | None = None, *, monitor: bool = Fals
     policy = build_policy(
         config, countries=open_geo(config.intel.geoip), resolve=resolve, schedule=schedule
     )
+    if config.fleet.enabled:  # credentials Redis refuses stop the start (unreachable: alone)
+        asyncio.run(check_fleet(config))
     asyncio.run(reconcile(config))  # before any worker bans: the kernel holds what is in force
     assert policy.bans is not None
     # before any packet is read; monitor mode drops nothing: a lane left from before goes

@@ -123,6 +123,7 @@ class Ban:
     expires_at: float | None  # None: permanent
     offence: int = 1  # the target's n-th ban within the book's memory
     evidence: tuple[str, ...] = ()  # a few sample messages or counts
+    origin: str = ""  # the fleet node that made it ("": this node; see fleet/)
 
     @property
     def permanent(self) -> bool:

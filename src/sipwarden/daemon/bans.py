@@ -85,6 +85,10 @@ class BanKeeper:
         # written), the last few hundred: `stats` reports them
         self.latencies: deque[float] = deque(maxlen=512)
         self.latency_histogram = Histogram()  # all of them, in buckets: for /metrics
+        # told, after the kernel and the store took them, of every change this
+        # worker's book carried out and of the bans it adopted from the other
+        # workers (worker 0's fleet keeper publishes this node's own)
+        self.listeners: list[Callable[[list[Change]], None]] = []
 
     # ----------------------------------------------------------------- life
 
@@ -153,7 +157,8 @@ class BanKeeper:
             return
         now = self.clock()
         self.counters["changes"] += len(changes)
-        made = [c.ban for c in changes if c.op == "add"]  # the book's new bans (this worker's)
+        # the book's new bans (this worker's; those received from the fleet are the fleet's)
+        made = [c.ban for c in changes if c.op == "add" and not c.ban.origin]
         for ban in made:
             self.counters[f"made:{ban.detector}"] += 1
         await asyncio.gather(self.enforcer.apply(changes, now), self._write(changes, now))
@@ -164,6 +169,15 @@ class BanKeeper:
         if self.on_event is not None:
             for change in changes:
                 self.on_event(ban_event(change, now))
+        self._tell(changes)
+
+    def _tell(self, changes: list[Change]) -> None:
+        for listener in self.listeners if changes else ():
+            try:
+                listener(changes)
+            except Exception:
+                self.counters["listener-errors"] += 1
+                log.exception("a ban listener failed")
 
     async def _write(self, changes: list[Change], now: float) -> None:
         """Write the held changes and ``changes``, in order; on failure hold them."""
@@ -269,11 +283,15 @@ class BanKeeper:
         assert self._store is not None
         last, bans = await self._store_thread.run(self._store.newer, self._seen, now)
         self._seen = last
+        adopted = []
         for ban in bans:
             before = self.book.get(ban.target)
             self.book.adopt(ban, now)
-            if self.on_event is not None and before != ban and self.book.get(ban.target) == ban:
-                self.on_event(ban_event(Change("add", ban), now))
+            if before != ban and self.book.get(ban.target) == ban:
+                adopted.append(Change("add", ban))
+                if self.on_event is not None:
+                    self.on_event(ban_event(Change("add", ban), now))
+        self._tell(adopted)
 
     # ------------------------------------------------------------- operator
 
@@ -438,6 +456,7 @@ def brief(ban: Ban) -> dict[str, Any]:
         "created_at": ban.created_at,
         "expires_at": ban.expires_at,
         "offence": ban.offence,
+        "origin": ban.origin,  # the fleet node that made it ("": this one)
     }
 
 

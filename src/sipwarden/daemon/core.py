@@ -41,6 +41,7 @@ from .stats import add_intel, add_stats, worker_stats
 if TYPE_CHECKING:
     from .alerts import AlertKeeper
     from .bans import BanKeeper
+    from .fleet import FleetKeeper
     from .honeypot import HoneypotKeeper
     from .intel import IntelKeeper
     from .lane import LaneKeeper
@@ -84,6 +85,7 @@ class Daemon:
         alerts: AlertKeeper | None = None,
         honeypot: HoneypotKeeper | None = None,
         reports: ReportKeeper | None = None,
+        fleet: FleetKeeper | None = None,
         schedule: Schedule | None = None,
         worker: int = 0,
         children: list[int] | None = None,
@@ -99,6 +101,7 @@ class Daemon:
         self.alerts = alerts  # worker 0's, when [[alerts]] names targets
         self.honeypot = honeypot  # the honeypot's records to the store ([deception] on)
         self.reports = reports  # worker 0's weekly mail, when [report] is on
+        self.fleet = fleet  # worker 0's share of the fleet's bans, when [fleet] is set
         self.schedule = schedule  # [schedule]: quiet time (None: never quiet)
         # worker 0 runs the analysis over every worker's events and flows
         self.analysis = AnalysisKeeper(self) if worker == 0 and observe is not None else None
@@ -148,6 +151,9 @@ class Daemon:
         if self.honeypot is not None:
             await self.honeypot.start()
         await self.keeper.start()
+        if self.fleet is not None:  # after the bans restored: it publishes what follows
+            self.keeper.listeners.append(self.fleet.offer)
+            await self.fleet.start()
         await self.intel.start()
         if self.lane is not None:
             await self.lane.start()
@@ -175,6 +181,8 @@ class Daemon:
         if self.lane is not None:
             await self.lane.stop()
         await self.intel.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
         await self.keeper.stop()
         if self.observe is not None:  # last: what the others said on their way out is written
             await self.observe.stop()
@@ -278,7 +286,7 @@ class Daemon:
 
     def stats(self) -> dict[str, Any]:
         """This worker's counters (``stats`` sums them over the workers)."""
-        return worker_stats(
+        stats = worker_stats(
             self.policy,
             self.modes,
             self.keeper,
@@ -290,6 +298,9 @@ class Daemon:
             self.analysis.stats() if self.analysis is not None else None,
             self.observe.kernel_stats() if self.observe is not None else None,
         )
+        if self.fleet is not None:  # worker 0's: the fleet's bans, up or degraded
+            stats["fleet"] = self.fleet.status()
+        return stats
 
     def intel_status(self) -> dict[str, Any]:
         """Feeds, country policy and the listed sources that pass anyway

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # one per worker, not summed: the latency is worker 0's; intel is joined
 # (feeds are the same in every worker, see add_intel)
-NOT_SUMMED: Final = frozenset({"enforcement", "intel", "alert-targets", "report"})
+NOT_SUMMED: Final = frozenset({"enforcement", "intel", "alert-targets", "report", "fleet"})
 
 
 def worker_stats(

@@ -61,6 +61,8 @@ BAN_LATENCY_BUCKETS: Final = (
     5.0,
     10.0,
 )
+# a ban published by one fleet node to another applying it (Redis between): the goal is a second
+PROPAGATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
 INF: Final = float("inf")
 
 
@@ -368,6 +370,7 @@ def metric_families(stats: Mapping[str, Any], version: str) -> list[Family]:
         )
     _intel(out, _section(stats, "intel"))
     _lane(out, _section(stats, "lane"))
+    _fleet(out, _section(stats, "fleet"))
     _counters(out, KERNEL_DROPS, _section(stats, "kernel-drops"))
     _counters(out, OBSERVE, _section(stats, "observe"))
     _counters(out, ANALYSIS, _section(stats, "analysis"))
@@ -460,6 +463,47 @@ def _bans(out: _Families, stats: Mapping[str, Any]) -> None:
             "seconds from a ban's decision to the kernel and the store holding it",
             "histogram",
             latency,
+        )
+
+
+def _fleet(out: _Families, fleet: Mapping[str, Any]) -> None:
+    """The fleet's bans (``[fleet]``; worker 0's keeper): degraded or not,
+    the queue and lag, the bans by what became of them, the propagation delay."""
+    if not fleet:
+        return
+    out.add(
+        "sipwarden_fleet_degraded",
+        "1: this node works alone (Redis does not answer, or it is catching up)",
+        "gauge",
+        int(bool(fleet.get("degraded"))),
+    )
+    out.add(
+        "sipwarden_fleet_queue",
+        "this node's bans and unbans waiting to be published (Redis away)",
+        "gauge",
+        fleet.get("queue"),
+    )
+    out.add(
+        "sipwarden_fleet_lag_seconds",
+        "the ban stream's last entry minus the last one this node applied",
+        "gauge",
+        fleet.get("lag"),
+    )
+    name, labels = "sipwarden_fleet_bans_total", ("what",)
+    help = (
+        "the fleet's bans on this node: published, held-back (over the publish limit),"
+        " applied (from other nodes), refused-over-limit (another node over it), queue-dropped"
+    )
+    out.declare(name, help, "counter", labels)
+    for key, value in _section(fleet, "counters").items():
+        out.add(name, help, "counter", value, labels, (key,))
+    delay = _buckets(_section(fleet, "propagation"))
+    if delay is not None:
+        out.add(
+            "sipwarden_fleet_propagation_seconds",
+            "seconds from a ban's publication by another node to its application here",
+            "histogram",
+            delay,
         )
 
 

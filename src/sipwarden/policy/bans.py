@@ -19,6 +19,13 @@ passed in, persistence is the store's job (it replays ``changes``).
   length must be more than 0 and at most ``MAX_DURATION`` (ValueError).
 - Targets are addresses or networks (CIDRs), IPv4 and IPv6. ``banned(host)``
   is the hot-path lookup: one dict probe, then the (few) network bans.
+- A ban received from the fleet (``receive``: another node made it) goes
+  through the same refusals (this node's allow list and trusted peers, the
+  protected networks, the widest prefix win over it), keeps its origin and
+  its offence (the origin counted it), and counts in this book's history,
+  so a source's third ban anywhere is its third here. Applying one twice,
+  or one a longer ban outlasts, changes nothing; an unban received
+  (``lift_received``) lifts only that ban or an older one, never allows.
 - Bounded: at most ``max_bans`` active bans and ``max_history`` targets
   remembered (oldest forgotten first), because sources can be spoofed.
 """
@@ -29,7 +36,7 @@ import heapq
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from ..values import (
@@ -46,6 +53,7 @@ from ..values import (
 DEFAULT_STEPS: Final[tuple[float | None, ...]] = (600.0, 3600.0, 86400.0, None)
 EVIDENCE_KEPT: Final = 5  # sample lines per ban
 MAX_EVIDENCE_CHARS: Final = 2000  # per sample
+SAME_TIME: Final = 0.001  # creation times this close are one ban (the store's precision)
 # never banned, whatever asks: a ban on them cuts the machine off from itself
 # (the loopback address local programs use; the rest of 127.0.0.0/8 is free,
 # which is how the demo and the tests give each simulated attacker its own)
@@ -273,6 +281,41 @@ class BanBook:
         ):
             self._store(ban)
 
+    def receive(self, ban: Ban, now: float) -> Ban | None:
+        """A ban another fleet node made (``ban.origin`` names it; its
+        ``expires_at`` already on this node's clock: now plus the time it has
+        left). Returns the ban made here, or None when it changes nothing:
+        refused here (``refusal``), already over, already applied (the same
+        target and creation time), outlasted by the ban in force, or the book
+        is full."""
+        key = canonical(ban.target)
+        if self.refusal(key) is not None or not ban.active(now):
+            return None
+        self._remember(key, ban.created_at)  # the same ban twice is remembered once
+        current = self.get(key)
+        if current is not None and current.active(now):
+            if _same(current, ban) or _outlasts(current.expires_at, ban.expires_at):
+                return None
+        elif len(self._hosts) + len(self._networks) >= self.max_bans:
+            return None
+        ban = replace(
+            ban,
+            target=key,
+            evidence=tuple(e[:MAX_EVIDENCE_CHARS] for e in ban.evidence[:EVIDENCE_KEPT]),
+        )
+        self._store(ban)
+        self._changed(Change("add", ban))
+        return ban
+
+    def lift_received(self, target: str, created_at: float) -> Ban | None:
+        """An unban another fleet node made, of its ban created at
+        ``created_at``: lift the ban in force on ``target`` if it is that one
+        or older (a newer ban, made since, stays). None: nothing lifted."""
+        current = self.get(target)
+        if current is None or current.created_at > created_at + SAME_TIME:
+            return None
+        return self.lift(target)
+
     def drain(self) -> list[Change]:
         changes, self.changes = self.changes, []
         return changes
@@ -296,7 +339,9 @@ class BanBook:
 
     def _remember(self, key: str, when: float) -> None:
         times = self._history.pop(key, [])
-        times.append(when)
+        if not any(abs(t - when) <= SAME_TIME for t in times):  # one ban, one offence
+            times.append(when)
+            times.sort()
         self._history[key] = times[-len(self.steps) - 1 :]  # enough to pick the next step
         while len(self._history) > self.max_history:
             self._history.popitem(last=False)
@@ -337,6 +382,11 @@ def _lookup(
             if ban is not None and ban.active(now):
                 return ban
     return None
+
+
+def _same(a: Ban, b: Ban) -> bool:
+    """The same ban (its target and creation time), seen twice."""
+    return a.target == b.target and abs(a.created_at - b.created_at) <= SAME_TIME
 
 
 def _outlasts(current: float | None, new: float | None) -> bool:

@@ -132,5 +132,15 @@ CREATE TABLE logwatch_positions (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4)
+# 4 -> 5: the fleet (fleet/): the node that made each ban ("": this one), and
+# where this node is in the fleet's ban stream (store/fleet.py)
+_V5: Final = """
+ALTER TABLE bans ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+CREATE TABLE fleet_state (
+    key         TEXT PRIMARY KEY,   -- "stream-id", "epoch"
+    value       TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5)
 VERSION: Final = len(MIGRATIONS)  # what this release writes

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ class BanStore:
                     )
                     self._db.execute(
                         "INSERT INTO bans (target, reason, detector, created_at, expires_at,"
-                        " offence, evidence) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        " offence, evidence, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             ban.target,
                             ban.reason,
@@ -67,6 +68,7 @@ class BanStore:
                             ban.expires_at,
                             ban.offence,
                             json.dumps(list(ban.evidence)),
+                            ban.origin,
                         ),
                     )
                 else:
@@ -85,17 +87,15 @@ class BanStore:
         is their expiry for ``BanBook.restore``)."""
         rows = self._db.execute(
             "SELECT target, reason, detector, created_at, expires_at, offence, evidence,"
-            " ended_at FROM bans ORDER BY created_at, id"
+            " origin, ended_at FROM bans ORDER BY created_at, id"
         )
         bans = []
-        for target, reason, detector, created, expires, offence, evidence, ended in rows:
+        for *columns, ended in rows:
+            ban = _ban(columns)
             if ended is not None:
-                expires = ended if expires is None else min(expires, ended)
-            bans.append(
-                Ban(
-                    target, reason, detector, created, expires, offence, tuple(json.loads(evidence))
-                )
-            )
+                expires = ended if ban.expires_at is None else min(ban.expires_at, ended)
+                ban = replace(ban, expires_at=expires)
+            bans.append(ban)
         return bans
 
     @explained
@@ -165,7 +165,7 @@ class BanStore:
     def in_force(self, now: float) -> list[dict[str, Any]]:
         """The bans in force, as `bans list --json` prints them."""
         rows = self._db.execute(
-            "SELECT target, reason, detector, created_at, expires_at, offence FROM bans"
+            "SELECT target, reason, detector, created_at, expires_at, offence, origin FROM bans"
             " WHERE ended_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
             " ORDER BY created_at, id",
             (now,),
@@ -178,8 +178,9 @@ class BanStore:
                 "created_at": created,
                 "expires_at": expires,
                 "offence": offence,
+                "origin": origin,
             }
-            for target, reason, detector, created, expires, offence in rows
+            for target, reason, detector, created, expires, offence, origin in rows
         ]
 
     @explained
@@ -206,8 +207,8 @@ class BanStore:
     @explained
     def history(self, target: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
-            "SELECT reason, detector, created_at, expires_at, offence, evidence, ended_at"
-            " FROM bans WHERE target = ? ORDER BY created_at, id",
+            "SELECT reason, detector, created_at, expires_at, offence, evidence, ended_at,"
+            " origin FROM bans WHERE target = ? ORDER BY created_at, id",
             (target,),
         )
         return [
@@ -219,17 +220,20 @@ class BanStore:
                 "offence": offence,
                 "evidence": json.loads(evidence),
                 "ended_at": ended,
+                "origin": origin,
             }
-            for reason, detector, created, expires, offence, evidence, ended in rows
+            for reason, detector, created, expires, offence, evidence, ended, origin in rows
         ]
 
     def _transaction(self) -> Transaction:
         return Transaction(self._db)
 
 
-_BAN_COLUMNS = "target, reason, detector, created_at, expires_at, offence, evidence"
+_BAN_COLUMNS = "target, reason, detector, created_at, expires_at, offence, evidence, origin"
 
 
 def _ban(row: Any) -> Ban:
-    target, reason, detector, created, expires, offence, evidence = row
-    return Ban(target, reason, detector, created, expires, offence, tuple(json.loads(evidence)))
+    target, reason, detector, created, expires, offence, evidence, origin = row
+    return Ban(
+        target, reason, detector, created, expires, offence, tuple(json.loads(evidence)), origin
+    )
