@@ -5,7 +5,7 @@ Each module holds one noun's commands (``run``: run, reload, status;
 ``intel``; ``firewall``; ``observe``: events, flows; ``analysis``;
 ``honeypot``: calls, export; ``logwatch``: test, status; ``service``: install;
 ``init``: a config for this machine's PBX; ``doctor``; ``report``; ``top``: the live
-terminal view), which read their options, call the library or
+terminal view; ``fleet``: status), which read their options, call the library or
 the daemon (``common.ask_daemon``; with no daemon, ``daemon.offline`` and
 ``daemon.intel_commands``) and hand the result to ``render``. ``main`` is
 the console script (``sipwarden.cli:main``); ``python -m sipwarden.cli``
@@ -24,6 +24,7 @@ from . import (
     demo,
     doctor,
     firewall,
+    fleet,
     honeypot,
     init,
     intel,
@@ -67,6 +68,7 @@ for command in (
     doctor.doctor,
     report.report,
     top.top,
+    fleet.fleet,
 ):
     main.add_command(command)
 

@@ -187,7 +187,8 @@ def ban_record(shown: dict[str, Any]) -> None:
             else f"until {when(ban['expires_at'])}"
         )
         click.echo(f"\n#{n} {when(ban['created_at'])}, {end} (offence {ban['offence']})")
-        click.echo(f"   {ban['reason']} [{ban['detector']}]")
+        origin = f", from fleet node {ban['origin']}" if ban.get("origin") else ""
+        click.echo(f"   {ban['reason']} [{ban['detector']}{origin}]")
         for line in ban["evidence"]:
             click.echo("   | " + line.replace("\n", "\n   | ").rstrip())
     deceived(shown.get("deceived"), "\ndeceived: ")
@@ -280,6 +281,19 @@ def status(shown: dict[str, Any], socket: Path) -> None:
         )
     elif shown["running"]:
         click.echo("kernel lane: none")
+    fleet = shown.get("fleet")
+    if fleet is not None:
+        counters = fleet.get("counters", {})
+        state = (
+            f"DEGRADED, working alone ({fleet.get('last-error') or 'catching up'})"
+            if fleet.get("degraded")
+            else "up"
+        )
+        click.echo(
+            f"fleet: node {fleet.get('node')}, {state}; {counters.get('published', 0)} bans"
+            f" published, {counters.get('applied', 0)} applied, {fleet.get('queue', 0)} queued,"
+            f" {counters.get('held-back', 0)} held back"
+        )
     if "pbx_answered_at" in shown:  # (the daemon runs)
         answered = shown["pbx_answered_at"]
         click.echo("PBX: last answer " + (when(answered) if answered else "none yet"))
@@ -464,3 +478,26 @@ def doctor(results: Sequence[Result]) -> None:
             line += f" -> fix: {result.fix}"
         click.echo(line)
     click.echo(summary(results))
+
+
+def fleet_status(answer: dict[str, Any]) -> None:
+    """`fleet status`: one line per node, as its heartbeat says."""
+    now = answer.get("now") or time.time()
+    state = "DEGRADED (working alone)" if answer.get("degraded") else "up"
+    click.echo(f"fleet at {answer.get('redis')}: this node {answer.get('node')} is {state}")
+    if answer.get("error"):
+        click.echo(f"  Redis: {answer['error']}")
+    click.echo(
+        f"{'node':<20} {'state':<9} {'last seen':>10} {'lag':>8} {'published':>10}"
+        f" {'applied':>8} {'held back':>10} {'queue':>6} {'delay ms':>9}"
+    )
+    for name, node in sorted(answer.get("nodes", {}).items()):
+        seen = node.get("last_seen")
+        ago = "?" if not isinstance(seen, int | float) else f"{max(0.0, now - seen):.1f} s ago"
+        delay = node.get("delay_median_ms")
+        click.echo(
+            f"{name:<20} {node.get('state', '?'):<9} {ago:>10} {node.get('lag', 0):>6.1f} s"
+            f" {node.get('published', 0):>10} {node.get('applied', 0):>8}"
+            f" {node.get('held_back', 0):>10} {node.get('queue', 0):>6}"
+            f" {'-' if delay is None else delay:>9}"
+        )

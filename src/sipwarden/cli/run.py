@@ -130,6 +130,7 @@ def status(config_file: str | None, as_json: bool) -> None:
             if config.edge.reflection.enabled and config.edge.listen
             else None,
             "host": stats.get("host"),  # host mode's counters; None: not on
+            "fleet": stats.get("fleet"),  # the fleet's bans; None: no [fleet]
         }
     else:
         from ..daemon.intel_commands import offline_status

@@ -276,6 +276,14 @@ async def logwatch_status(daemon: Daemon, request: Request) -> Answer:
     return {"ok": False, "error": "logwatch mode is off: no [[logwatch.sources]]"}
 
 
+async def fleet_status(daemon: Daemon, request: Request) -> Answer:
+    """The fleet's nodes as their heartbeats say (last seen, lag, bans
+    published and applied, held back, queue, up or degraded); worker 0's."""
+    if daemon.fleet is None:
+        return {"ok": False, "error": "this node is in no fleet ([fleet] redis is not set)"}
+    return await daemon.fleet.fleet_status()
+
+
 COMMANDS: Final[dict[str, Command]] = {
     "reload": reload,
     "stats": stats,
@@ -294,6 +302,7 @@ COMMANDS: Final[dict[str, Command]] = {
     "profile": profile,
     "honeypot-write": honeypot_write,
     "logwatch-status": logwatch_status,
+    "fleet-status": fleet_status,
 }
 
 

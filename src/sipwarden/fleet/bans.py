@@ -175,7 +175,9 @@ class BanStream:
         """The entries after ``after`` (waiting up to ``block_ms`` for one);
         an entry that does not decode comes back as an unban of nothing
         (``Entry.ban.target`` empty) so the caller moves past its id."""
-        reply = await self.link.client.xread({self.stream: after}, count=READ_COUNT, block=block_ms)
+        reply: Any = await self.link.client.xread(
+            {self.stream: after}, count=READ_COUNT, block=block_ms
+        )
         entries = []
         for _, rows in reply or ():
             for raw_id, fields in rows:
