@@ -248,12 +248,10 @@ def test_redis_away_twenty_seconds_then_back_b_and_c_catch_up_none_lost_none_dou
         assert caught, node.log()
     assert eventually(lambda: not a.fleet()["degraded"] and a.fleet()["queue"] == 0, 10, 0.2)
     for node in (b, c):
-        for target in targets:
-            history = eventually(
-                lambda n=node, t=target: n.json("bans", "show", t)["history"], 10, 0.2
-            )
-            assert len(history) == 1, (node.name, target, history)  # none doubled
-            assert history[0]["origin"] == "node-a"
+        rows = node.bans()
+        assert all(rows[t]["origin"] == "node-a" for t in targets), rows
+        # none doubled: each applied once (the svcrack ban of the first test, then these)
+        assert node.fleet()["counters"].get("applied") == 1 + len(targets), node.fleet()
 
 
 def test_b_killed_and_restarted_holds_every_ban_in_force(fleet: dict[str, Node]) -> None:
