@@ -211,3 +211,24 @@ def test_redis_away_the_node_counts_alone_and_catches_up(tmp_path: Path) -> None
                 await n.stop()
 
         asyncio.run(scenario())
+
+
+def test_the_status_adds_up_over_workers_and_becomes_metrics() -> None:
+    from sipwarden.daemon.stats import add_stats
+    from sipwarden.observe.metrics import metric_families
+
+    one = {"sent": 7, "flushes": 2, "pending": 1, "workers-up": 1, "workers-down": 0}
+    two = {"sent": 3, "pending": 0, "workers-up": 0, "workers-down": 1, "redis-errors": 4}
+    one["decisions:auth.brute-force"] = 1
+    total: dict[str, object] = {}
+    for part in (one, two):
+        add_stats(total, {"fleet-counters": part})
+    summed = total["fleet-counters"]
+    assert isinstance(summed, dict) and summed["sent"] == 10 and summed["workers-down"] == 1
+    families = {f.name: f for f in metric_families(total, "0")}
+    sent = families["sipwarden_fleet_counters_events_sent_total"]
+    assert sent.kind == "counter" and sent.samples[0].value == 10
+    down = families["sipwarden_fleet_counters_workers_down"]
+    assert down.kind == "gauge" and down.samples[0].value == 1
+    made = families["sipwarden_fleet_counters_decisions_total"]
+    assert made.labels == ("detector",) and made.samples[0].labels == ("auth.brute-force",)
