@@ -130,6 +130,8 @@ def status(config_file: str | None, as_json: bool) -> None:
             if config.edge.reflection.enabled and config.edge.listen
             else None,
             "host": stats.get("host"),  # host mode's counters; None: not on
+            # failure counts shared through the fleet's Redis; None: not shared
+            "fleet_counters": stats.get("fleet-counters"),
         }
     else:
         from ..daemon.intel_commands import offline_status
