@@ -156,8 +156,8 @@ for i = 12, #ARGV, 4 do
     redis.call('ZREMRANGEBYSCORE', uk, '-inf', t - uwin)
     redis.call('ZREMRANGEBYRANK', uk, 0, -(distinct + 1))
     redis.call('EXPIRE', uk, math.ceil(uwin))
-    local users = redis.call('ZRANGE', uk, 0, -1, 'WITHSCORES')
-    if #users / 2 >= distinct then
+    if redis.call('ZCARD', uk) >= distinct then
+      local users = redis.call('ZRANGE', uk, 0, -1, 'WITHSCORES')
       local entries = {}
       for j = 1, #users, 2 do entries[#entries + 1] = users[j + 1] .. ' - ' .. users[j] end
       decide('u', host, #users / 2, users[2], users[#users], 0, entries)
