@@ -171,6 +171,10 @@ def test_the_tap_survives_a_reload_and_costs_nothing_unset() -> None:
     again.failures.answer("203.0.113.1", 404, "REGISTER", "101", False, NOW)
     again.failures.answer("203.0.113.2", 200, "REGISTER", "100", True, NOW)
     again.failures.answer("203.0.113.2", 200, "OPTIONS", "", False, NOW)  # no account: untold
+    empty = build_policy(config_from_dict({"fingerprints": {"ban": False}}))  # no known-good
+    assert empty.failures is not None and not empty.reads_answer(200)  # nothing to clear here
+    empty.failures.tap = lambda *event: None
+    assert empty.reads_answer(200)  # ... but the fleet may track the source: told
     assert [kind for _, kind, _, _ in told] == [
         "auth.refused",
         "auth.failed",
