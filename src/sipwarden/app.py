@@ -181,6 +181,14 @@ async def serve(
         # monitor mode: the kernel's feed sets are kept empty (a reload may switch)
         monitoring=lambda: daemon.policy.monitor if daemon is not None else policy.monitor,
     )
+    counters = None
+    if config.fleet.enabled and config.fleet.share_failures:  # failure counts fleet-wide
+        from .fleet import FleetLink  # lazily: no fleet, no redis imported
+        from .fleet.counters import FleetCounters
+
+        counters = FleetCounters(
+            FleetLink(config.fleet), lambda: daemon.policy if daemon is not None else policy
+        )
     daemon = Daemon(
         config,
         config_path,
@@ -188,6 +196,7 @@ async def serve(
         modes,
         keeper,
         intel,
+        fleet_counters=counters,
         lane=lane,
         observe=observe,
         alerts=alerts,

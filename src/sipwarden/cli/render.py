@@ -304,6 +304,18 @@ def status(shown: dict[str, Any], socket: Path) -> None:
             f" dropped, {host.get('reset', 0):,} TCP connections reset,"
             f" {host.get('answers-read', 0):,} of the PBX's answers read"
         )
+    shared = shown.get("fleet_counters")
+    if shared is not None:
+        click.echo(
+            f"fleet failure counts: {shared.get('sent', 0):,} events shared,"
+            f" {sum(v for k, v in shared.items() if k.startswith('decisions:')):,} bans asked"
+            + (
+                f"; Redis does not answer {shared['workers-down']} worker(s): counted locally,"
+                f" {shared.get('pending', 0):,} events held ({shared.get('dropped', 0):,} dropped)"
+                if shared.get("workers-down")
+                else ""
+            )
+        )
     feeds = shown["intel"].get("feeds", [])
     if not feeds:
         click.echo("feeds: none configured")

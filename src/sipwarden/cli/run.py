@@ -131,6 +131,8 @@ def status(config_file: str | None, as_json: bool) -> None:
             else None,
             "host": stats.get("host"),  # host mode's counters; None: not on
             "fleet": stats.get("fleet"),  # the fleet's bans; None: no [fleet]
+            # failure counts shared through the fleet's Redis; None: not shared
+            "fleet_counters": stats.get("fleet-counters"),
         }
     else:
         from ..daemon.intel_commands import offline_status

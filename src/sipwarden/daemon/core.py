@@ -39,6 +39,7 @@ from .readiness import notify
 from .stats import add_intel, add_stats, worker_stats
 
 if TYPE_CHECKING:
+    from ..fleet.counters import FleetCounters
     from .alerts import AlertKeeper
     from .bans import BanKeeper
     from .fleet import FleetKeeper
@@ -86,6 +87,7 @@ class Daemon:
         honeypot: HoneypotKeeper | None = None,
         reports: ReportKeeper | None = None,
         fleet: FleetKeeper | None = None,
+        fleet_counters: FleetCounters | None = None,
         schedule: Schedule | None = None,
         worker: int = 0,
         children: list[int] | None = None,
@@ -102,6 +104,7 @@ class Daemon:
         self.honeypot = honeypot  # the honeypot's records to the store ([deception] on)
         self.reports = reports  # worker 0's weekly mail, when [report] is on
         self.fleet = fleet  # worker 0's share of the fleet's bans, when [fleet] is set
+        self.fleet_counters = fleet_counters  # failure counts shared ([fleet] share_failures)
         self.schedule = schedule  # [schedule]: quiet time (None: never quiet)
         # worker 0 runs the analysis over every worker's events and flows
         self.analysis = AnalysisKeeper(self) if worker == 0 and observe is not None else None
@@ -154,6 +157,8 @@ class Daemon:
         if self.fleet is not None:  # after the bans restored: it publishes what follows
             self.keeper.listeners.append(self.fleet.offer)
             await self.fleet.start()
+        if self.fleet_counters is not None:  # before the modes: their first failures count
+            await self.fleet_counters.start()
         await self.intel.start()
         if self.lane is not None:
             await self.lane.start()
@@ -183,6 +188,8 @@ class Daemon:
         await self.intel.stop()
         if self.fleet is not None:
             await self.fleet.stop()
+        if self.fleet_counters is not None:
+            await self.fleet_counters.stop()
         await self.keeper.stop()
         if self.observe is not None:  # last: what the others said on their way out is written
             await self.observe.stop()
@@ -297,6 +304,9 @@ class Daemon:
             self.reports.status() if self.reports is not None else None,
             self.analysis.stats() if self.analysis is not None else None,
             self.observe.kernel_stats() if self.observe is not None else None,
+            fleet_counters=(
+                self.fleet_counters.status() if self.fleet_counters is not None else None
+            ),
         )
         if self.fleet is not None:  # worker 0's: the fleet's bans, up or degraded
             stats["fleet"] = self.fleet.status()

@@ -33,6 +33,8 @@ def worker_stats(
     report: dict[str, Any] | None = None,
     analysis: dict[str, Any] | None = None,
     kernel_drops: dict[str, Any] | None = None,
+    *,
+    fleet_counters: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """This worker's counters, by section (``lane``: the kernel lane's, if
     there is one; its ``kernel-*`` counters come from worker 0 alone;
@@ -88,6 +90,8 @@ def worker_stats(
         stats["analysis"] = analysis
     if kernel_drops is not None:  # worker 0's: it reads the kernel's per-source counts
         stats["kernel-drops"] = kernel_drops
+    if fleet_counters is not None:  # every worker's, summed ([fleet] share_failures)
+        stats["fleet-counters"] = fleet_counters
     return stats
 
 

@@ -283,6 +283,27 @@ LANE: Final = Section(
     },
     what="the kernel lane's",
 )
+FLEET_COUNTERS: Final = Section(
+    "sipwarden_fleet_counters_",
+    label="detector",
+    gauges=frozenset({"pending", "workers-up", "workers-down"}),
+    names={"sent": "events_sent", "dropped": "events_dropped", "lost": "events_lost"},
+    helps={
+        "sent": "failure events counted in the fleet's Redis",
+        "flushes": "round trips to Redis (one script call each)",
+        "pending": "failure events waiting for the next flush",
+        "dropped": "failure events let go: the batch was full while Redis was away",
+        "lost": "failure events Redis refused (an ACL or script error)",
+        "skipped": "failure events not sent: too old to count, or a repeated success",
+        "redis-errors": "failed round trips to Redis (retried)",
+        "errors": "flushes that failed for another reason (logged)",
+        "already-banned": "fleet-wide crossings for a source already banned here",
+        "decisions": "bans asked of the ban book for fleet-wide counts, by detector",
+        "workers-up": "workers whose Redis answers (failure counts shared)",
+        "workers-down": "workers whose Redis does not answer (failure counts local only)",
+    },
+    what="the fleet's failure counters'",
+)
 # the lane's kernel counters: what the lane's rules did to packets
 LANE_PASSED: Final = {"good": "good", "trusted": "trusted", "unknown-passed": "unknown"}
 LANE_DROPPED: Final = {"prefix-dropped": "lane-prefix", "total-dropped": "lane-total"}
@@ -375,6 +396,7 @@ def metric_families(stats: Mapping[str, Any], version: str) -> list[Family]:
     _counters(out, OBSERVE, _section(stats, "observe"))
     _counters(out, ANALYSIS, _section(stats, "analysis"))
     _counters(out, ALERTS, _section(stats, "alerts"))
+    _counters(out, FLEET_COUNTERS, _section(stats, "fleet-counters"))
     tracked = _section(stats, "tracked")
     for key, value in tracked.items():
         out.add(

@@ -33,6 +33,14 @@ schedule's ``quiet(now)``, answered per minute), ``quiet_maxretry`` and
 now is quiet; the failures kept are those either needs, so a count begun by
 day carries into the night.
 
+The fleet (``fleet/counters.py``) counts the same failures across nodes: a
+``tap`` (a plain callable, None by default: one attribute test when unset)
+is told ``(host, kind, user, now)`` of each failed login (``LOGIN_FAILED``),
+probe (``NOT_FOUND``), other refusal of a named user (``REFUSED``: the
+distinct-users count) and success for a named user (``LOGGED_IN``, told
+even for a source not tracked here: its failures may be elsewhere). It
+must only record (the packet path waits for it); the tracker stays pure.
+
 Bounded: at most ``max_sources`` sources (least recently touched forgotten
 first) and ``max_accounts`` accounts; per source, only as many timestamps as a
 threshold needs.
@@ -52,6 +60,7 @@ FAILED: Final = frozenset((401, 403, 407))
 LOGIN_FAILED: Final = "auth.failed"  # what `failure` calls a failed login
 NOT_FOUND: Final = "auth.not-found"  # ... and a probe for a user or extension
 LOGGED_IN: Final = "auth.ok"  # ... and a login that succeeded (a PBX's log says so)
+REFUSED: Final = "auth.refused"  # the tap's word for a named user refused otherwise (a challenge)
 EVIDENCE_KEPT: Final = 5
 
 
@@ -80,6 +89,8 @@ class FailureTracker:
     quiet: Callable[[float], bool] | None = None  # the schedule: is now quiet time?
     quiet_maxretry: int | None = None  # in quiet time (None: maxretry)
     quiet_findtime: float | None = None  # in quiet time (None: findtime)
+    # told of each counted event (see the module doc); kept across reloads with the tracker
+    tap: Callable[[str, str, str, float], None] | None = None
 
     def __post_init__(self) -> None:
         self._sources: OrderedDict[str, _Source] = OrderedDict()
@@ -105,7 +116,7 @@ class FailureTracker:
         now: float,
     ) -> Decision | None:
         if 200 <= status < 300:
-            self._succeeded(host, user)
+            self._succeeded(host, user, now)
             return None
         kind = failure(status, method, credentials)
         failed, not_found = kind == LOGIN_FAILED, kind == NOT_FOUND
@@ -123,7 +134,7 @@ class FailureTracker:
         ``evidence`` is the line's words for the ban's evidence. Counted as
         an answer saying the same would be."""
         if kind == LOGGED_IN:
-            self._succeeded(host, user)
+            self._succeeded(host, user, now)
             return None
         if kind not in (LOGIN_FAILED, NOT_FOUND):
             raise ValueError(f"{kind!r}: report {LOGIN_FAILED}, {NOT_FOUND} or {LOGGED_IN}")
@@ -132,6 +143,9 @@ class FailureTracker:
     def _refused(
         self, host: str, failed: bool, not_found: bool, user: str, now: float, line: str
     ) -> Decision | None:
+        tap = self.tap
+        if tap is not None and (failed or not_found or user):
+            tap(host, LOGIN_FAILED if failed else NOT_FOUND if not_found else REFUSED, user, now)
         src = self._source(host)
         src.evidence = (*src.evidence[1 - EVIDENCE_KEPT :], f"{utc(now)} {line}")
         if failed:
@@ -213,7 +227,10 @@ class FailureTracker:
         src = self._sources.pop(host)
         return Decision(host, detector, reason, duration, src.evidence)
 
-    def _succeeded(self, host: str, user: str) -> None:
+    def _succeeded(self, host: str, user: str, now: float) -> None:
+        tap = self.tap
+        if tap is not None and user:
+            tap(host, LOGGED_IN, user, now)
         src = self._sources.get(host)
         if src is None:
             return

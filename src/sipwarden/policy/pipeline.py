@@ -278,7 +278,10 @@ class Policy:
         if status < 200 or 300 <= status < 400:
             return False  # provisional, redirect: say nothing about the source
         if status < 300:  # a success clears what is tracked, and makes a source known-good
-            return bool(self.failures) or self.known_good is not None
+            tracker = self.failures  # with a tap, told even when empty: the fleet may track it
+            if tracker is not None and tracker.tap is not None:
+                return True
+            return bool(tracker) or self.known_good is not None
         return self.failures is not None or self.uniform is not None or self.events is not None
 
     def answer(
