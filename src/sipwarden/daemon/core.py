@@ -156,6 +156,7 @@ class Daemon:
         await self.keeper.start()
         if self.fleet is not None:  # after the bans restored: it publishes what follows
             self.keeper.listeners.append(self.fleet.offer)
+            self.fleet.on_lifted = self._lifted_by_fleet
             await self.fleet.start()
         if self.fleet_counters is not None:  # before the modes: their first failures count
             await self.fleet_counters.start()
@@ -282,6 +283,14 @@ class Daemon:
 
     def on_sighup(self) -> None:
         self._background(self.reload_all() if self.worker == 0 else self.reload())
+
+    def _lifted_by_fleet(self, target: str) -> None:
+        """Another node's unban, lifted in worker 0's book: the other workers
+        lift their own copies (as an operator's ``bans-remove`` does)."""
+        if self.children:
+            self._background(
+                self.ask_others({"cmd": "bans-remove", "target": target, "local": True})
+            )
 
     def _background(self, work: Awaitable[Any]) -> None:
         """Run ``work`` until it ends or the daemon stops."""

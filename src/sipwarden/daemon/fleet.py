@@ -83,6 +83,8 @@ class FleetKeeper:
         # (target, created_at) of the bans this keeper lifted (an unban or a
         # snapshot received), until the ban keeper reports their removal
         self._lifted: set[tuple[str, float]] = set()
+        # told of every ban the fleet lifted here (the daemon: the other workers lift theirs)
+        self.on_lifted: Callable[[str], None] | None = None
         self._published: deque[float] = deque()  # times of the bans published this minute
         self._applied: dict[str, deque[float]] = {}  # origin -> times applied this minute
         self._wake = asyncio.Event()
@@ -295,6 +297,8 @@ class FleetKeeper:
                 if lifted and current is not None:
                     self._lifted.add((current.target, current.created_at))
                     self.book.lift_received(ban.target, ban.created_at)
+                    if self.on_lifted is not None:
+                        self.on_lifted(ban.target)
                 self.counters["applied-unbans" if lifted else "unchanged"] += 1
                 return
             if not self._may_apply(ban.origin, now):
@@ -324,7 +328,10 @@ class FleetKeeper:
 
     def _lift(self, target: str, ban: Ban) -> bool:
         self._lifted.add((ban.target, ban.created_at))
-        return self.book.lift(target) is not None
+        lifted = self.book.lift(target) is not None
+        if lifted and self.on_lifted is not None:
+            self.on_lifted(target)
+        return lifted
 
     def _may_apply(self, origin: str, now: float) -> bool:
         times = self._applied.setdefault(origin, deque())
