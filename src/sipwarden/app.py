@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .daemon import preflight
@@ -47,6 +47,7 @@ from .values import Network
 
 if TYPE_CHECKING:
     from .api import ApiServer
+    from .fleet.intel import FleetIntel
 
 log = logging.getLogger("sipwarden")
 
@@ -160,6 +161,8 @@ async def serve(
         )
     )
 
+    # [fleet] share_intel: worker 0 of one node fetches each feed, the others take it from Redis
+    fleet_intel = make_fleet_intel(config, lambda: intel.specs) if worker == 0 else None
     intel = IntelKeeper(
         config.intel,
         config.storage.path,
@@ -172,6 +175,7 @@ async def serve(
         on_event=events.push if worker == 0 and events is not None else None,
         # monitor mode: the kernel's feed sets are kept empty (a reload may switch)
         monitoring=lambda: daemon.policy.monitor if daemon is not None else policy.monitor,
+        gate=fleet_intel.may_fetch if fleet_intel is not None else None,
     )
     daemon = Daemon(
         config,
@@ -186,6 +190,7 @@ async def serve(
         honeypot=honeypot,
         # [report]: the weekly mail, from worker 0 (made after the fork: its sender's thread)
         reports=ReportKeeper.from_config(config) if worker == 0 else None,
+        fleet_intel=fleet_intel,
         schedule=schedule,
         worker=worker,
         children=children,
@@ -243,6 +248,22 @@ async def start_api(config: Config, daemon: Daemon) -> ApiServer | None:
     except TokenError as exc:
         log.error("the API is not running: %s", exc)
     return None
+
+
+def make_fleet_intel(config: Config, specs: Callable[[], dict[str, Any]]) -> FleetIntel | None:
+    """The fleet's shared intel ([fleet] with share_intel), on a link of its
+    own for now; None without a fleet (redis is not even imported then)."""
+    if not (config.fleet.enabled and config.fleet.share_intel):
+        return None
+    from .fleet import FleetLink
+    from .fleet.intel import FleetIntel
+
+    return FleetIntel(
+        FleetLink(config.fleet),
+        config.storage.path,
+        lambda: {name: spec.life for name, spec in specs().items()},
+        close_link=True,
+    )
 
 
 def make_deceiver(config: Config, policy: Policy) -> Deceiver:

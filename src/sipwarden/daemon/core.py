@@ -39,6 +39,7 @@ from .readiness import notify
 from .stats import add_intel, add_stats, worker_stats
 
 if TYPE_CHECKING:
+    from ..fleet.intel import FleetIntel
     from .alerts import AlertKeeper
     from .bans import BanKeeper
     from .honeypot import HoneypotKeeper
@@ -84,6 +85,7 @@ class Daemon:
         alerts: AlertKeeper | None = None,
         honeypot: HoneypotKeeper | None = None,
         reports: ReportKeeper | None = None,
+        fleet_intel: FleetIntel | None = None,
         schedule: Schedule | None = None,
         worker: int = 0,
         children: list[int] | None = None,
@@ -99,6 +101,8 @@ class Daemon:
         self.alerts = alerts  # worker 0's, when [[alerts]] names targets
         self.honeypot = honeypot  # the honeypot's records to the store ([deception] on)
         self.reports = reports  # worker 0's weekly mail, when [report] is on
+        # worker 0's: one node of the fleet fetches each feed ([fleet] share_intel)
+        self.fleet_intel = fleet_intel
         self.schedule = schedule  # [schedule]: quiet time (None: never quiet)
         # worker 0 runs the analysis over every worker's events and flows
         self.analysis = AnalysisKeeper(self) if worker == 0 and observe is not None else None
@@ -148,6 +152,8 @@ class Daemon:
         if self.honeypot is not None:
             await self.honeypot.start()
         await self.keeper.start()
+        if self.fleet_intel is not None:  # first: it says which feeds this node fetches
+            await self.fleet_intel.start()
         await self.intel.start()
         if self.lane is not None:
             await self.lane.start()
@@ -175,6 +181,8 @@ class Daemon:
         if self.lane is not None:
             await self.lane.stop()
         await self.intel.stop()
+        if self.fleet_intel is not None:
+            await self.fleet_intel.stop()
         await self.keeper.stop()
         if self.observe is not None:  # last: what the others said on their way out is written
             await self.observe.stop()
@@ -289,6 +297,7 @@ class Daemon:
             self.reports.status() if self.reports is not None else None,
             self.analysis.stats() if self.analysis is not None else None,
             self.observe.kernel_stats() if self.observe is not None else None,
+            fleet_intel=self.fleet_intel.status() if self.fleet_intel is not None else None,
         )
 
     def intel_status(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # one per worker, not summed: the latency is worker 0's; intel is joined
 # (feeds are the same in every worker, see add_intel)
-NOT_SUMMED: Final = frozenset({"enforcement", "intel", "alert-targets", "report"})
+NOT_SUMMED: Final = frozenset({"enforcement", "intel", "alert-targets", "report", "fleet-intel"})
 
 
 def worker_stats(
@@ -33,6 +33,8 @@ def worker_stats(
     report: dict[str, Any] | None = None,
     analysis: dict[str, Any] | None = None,
     kernel_drops: dict[str, Any] | None = None,
+    *,
+    fleet_intel: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """This worker's counters, by section (``lane``: the kernel lane's, if
     there is one; its ``kernel-*`` counters come from worker 0 alone;
@@ -88,6 +90,8 @@ def worker_stats(
         stats["analysis"] = analysis
     if kernel_drops is not None:  # worker 0's: it reads the kernel's per-source counts
         stats["kernel-drops"] = kernel_drops
+    if fleet_intel is not None:  # worker 0's: who fetches each feed, where this node's came from
+        stats["fleet-intel"] = fleet_intel
     return stats
 
 
