@@ -13,6 +13,7 @@ that fails keeps the last good list on every node."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -143,6 +144,13 @@ class Node:
                 return dict(item)
         return {}
 
+    def cli(self, *args: str) -> str:
+        """`sipwarden ARGS -c node.toml`'s output (the control socket: no namespace needed)."""
+        argv = [sys.executable, "-m", "sipwarden.cli", *args, "-c", str(self.dir / "node.toml")]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=self.dir)
+        assert done.returncode == 0, f"{args}: {done.stderr}"
+        return done.stdout
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)  # its lease is not given back: it runs out
@@ -248,6 +256,16 @@ refresh = "2s"
                 else:
                     assert (shown["role"], shown["taken_from"]) == ("fleet", fetcher.name), shown
             assert apiban.rate_limited == 0
+            # what an operator sees: where each feed's list came from
+            follower = next(n for n in nodes if n is not fetcher)
+            said = follower.cli("status")
+            assert (
+                f"feed {APIBAN_FEED} in the fleet: taken from the fleet: node {fetcher.name}"
+                in said
+            )
+            assert "fetched by this node for the fleet" in fetcher.cli("status")
+            looked = json.loads(follower.cli("intel", "lookup", ATTACKER, "--json"))
+            assert [i["feed"] for i in looked["listed"]] == [APIBAN_FEED]
             # every node drops the listed sources (APIBAN's and the list's)
             for node in nodes:
                 send_from(netns, ATTACKER, node.port)

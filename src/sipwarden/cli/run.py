@@ -130,6 +130,8 @@ def status(config_file: str | None, as_json: bool) -> None:
             if config.edge.reflection.enabled and config.edge.listen
             else None,
             "host": stats.get("host"),  # host mode's counters; None: not on
+            # [fleet] share_intel: who fetches each feed, where this node's list came from
+            "fleet_intel": stats.get("fleet-intel"),
         }
     else:
         from ..daemon.intel_commands import offline_status
