@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
+import random
 import shutil
 import socket
 import statistics
@@ -72,10 +73,19 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def addresses(round_: int, count: int) -> list[str]:
-    """``count`` distinct public addresses, a new list each round."""
-    base = (round_ * count) % (1 << 22)
-    return [f"45.{((base + i) >> 16) & 63 | 64}.{((base + i) >> 8) & 255}.{(base + i) & 255}"
-            for i in range(count)]  # fmt: skip
+    """``count`` distinct addresses scattered as a real list's are (a tenth
+    of them /24 networks), a new list each round."""
+    pick = random.Random(round_)
+    found: set[str] = set()
+    while len(found) < count:
+        a, b, c, d = (
+            pick.randrange(1, 224),
+            pick.randrange(256),
+            pick.randrange(256),
+            pick.randrange(256),
+        )
+        found.add(f"{a}.{b}.{c}.0/24" if pick.random() < 0.1 else f"{a}.{b}.{c}.{d}")
+    return sorted(found)
 
 
 def fleet(url: str, node: str, store: Path, *, timed: bool) -> FleetIntel:
