@@ -171,3 +171,37 @@ def test_one_node_fetches_the_other_takes_its_list_and_takes_over(tmp_path: Path
                 await a.stop()
 
         asyncio.run(scenario())
+
+
+def test_a_new_fetcher_with_a_later_list_of_its_own_publishes_it(tmp_path: Path) -> None:
+    """A node that fetched alone while Redis was away, and then takes the
+    lease, keeps its later list and gives it to the fleet (rather than
+    taking the fleet's older one)."""
+    with redis_server(tmp_path / "redis") as server:
+
+        async def scenario() -> None:
+            b = node(server.url, "b", tmp_path / "b.db", lease=1.5)
+            await b.start()
+            b.store.replace("blocklist", ["203.0.113.1"], time.time(), {})
+            await b.round()  # b's list is the fleet's
+            a = node(server.url, "a", tmp_path / "a.db", lease=1.5)
+            await a.start()  # a takes b's list
+            assert set(a.store.entries("blocklist")) == {"203.0.113.1"}
+            a.store.replace("blocklist", ["203.0.113.2"], time.time() + 1, {})  # a, alone
+            try:
+                # b hangs: its lease runs out, a takes it with its own later list
+                deadline = time.monotonic() + 10
+                while not a.may_fetch("blocklist") and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+                    await a.round()
+                assert a.may_fetch("blocklist")
+                await a.round()
+                assert set(a.store.entries("blocklist")) == {"203.0.113.2"}
+                await b.round()  # b finds its lease gone and takes a's list
+                assert not b.may_fetch("blocklist")
+                assert set(b.store.entries("blocklist")) == {"203.0.113.2"}
+            finally:
+                await a.stop()
+                await b.stop()
+
+        asyncio.run(scenario())

@@ -420,6 +420,8 @@ class FleetIntel:
             if remote is None:
                 continue
             version, meta = remote
+            if feed in taken and await self._newer_here(feed, meta):
+                continue  # fetched alone while Redis was away: this node publishes its own
             ident = (version, meta.get("node"), meta.get("entries_at"))
             now = self.clock()
             if version and ident != self._imported.get(feed):
@@ -458,6 +460,14 @@ class FleetIntel:
                 self._state_taken[feed] = meta["state"]
             if feed in taken:  # what the fleet had is what this node has: no need to say it again
                 self._published[feed] = await self._thread.run(self._snapshot, feed)
+
+    async def _newer_here(self, feed: str, meta: Mapping[str, Any]) -> bool:
+        """Whether this node's last good fetch of ``feed`` is later than the
+        fleet's (it fetched alone while Redis was away)."""
+        mine = await self._thread.run(self._snapshot, feed)
+        ours = None if mine is None else mine[1].last_success
+        theirs = _number(meta["state"].get("last_success"))
+        return ours is not None and (theirs is None or ours > theirs)
 
     def _snapshot(self, feed: str) -> tuple[float | None, FeedState] | None:
         state = self.store.state(feed)
@@ -523,7 +533,8 @@ class FleetIntel:
         for feed in self.feeds():
             version, meta = self._remote.get(feed, (0, {}))
             state = meta.get("state") or {}
-            if feed in self._held:
+            held = self._held.get(feed, 0.0) > now
+            if held:
                 role = "fetcher"
             elif feed in self._alone:
                 role = "alone"
@@ -547,8 +558,8 @@ class FleetIntel:
                 item["taken_from"] = taken["from"]
                 item["taken_at"] = taken["at"]
                 item["taken_version"] = taken["version"]
-            if feed in self._held:
-                item["lease_left"] = round(max(0.0, self._held[feed] - now), 1)
+            if held:
+                item["lease_left"] = round(self._held[feed] - now, 1)
             feeds.append(item)
         return {
             "node": self.link.node,
