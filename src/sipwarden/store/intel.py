@@ -16,8 +16,8 @@ takes minutes, and must not be repeated for nothing).
 ``save`` writes a batch (the state and the addresses of one page, or an
 expiry sweep) in one transaction; ``replace`` makes a list feed's entries
 exactly its new list; ``adopt`` takes a feed another node of the fleet
-fetched (its entries and its state). WAL mode, so the CLI and the workers read while the
-daemon writes. The file may be the ban store's (its own tables). Feed-
+fetched (its entries and its state). WAL mode, so the CLI and the workers
+read while the daemon writes. The file may be the ban store's (its own tables). Feed-
 agnostic: the feeds' logic lives in ``sipwarden.intel``.
 """
 
