@@ -91,7 +91,7 @@ def addresses(round_: int, count: int) -> list[str]:
 def fleet(url: str, node: str, store: Path, *, timed: bool) -> FleetIntel:
     link = FleetLink(FleetConfig(redis=url, node=node, timeout=10.0))
     options = {} if timed else {"poll": 3600.0, "remote_every": 0.0}
-    return FleetIntel(link, store, lambda: {FEED: None}, close_link=True, **options)  # type: ignore[arg-type]
+    return FleetIntel(link, store, lambda: {FEED: None}, close_link=True, **options)
 
 
 def keeper(tmp: Path, store: Path) -> IntelKeeper:
