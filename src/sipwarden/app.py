@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import Config, ConfigError
 from .daemon import preflight
@@ -48,6 +48,8 @@ from .values import Network
 if TYPE_CHECKING:
     from .api import ApiServer
     from .daemon.fleet import FleetKeeper
+    from .fleet import FleetLink
+    from .fleet.intel import FleetIntel
 
 log = logging.getLogger("sipwarden")
 
@@ -143,11 +145,13 @@ async def serve(
     daemon: Daemon | None = None
     # [fleet]: worker 0 publishes this node's bans and applies the others' (redis imported only then)
     fleet: FleetKeeper | None = None
+    link: FleetLink | None = None  # worker 0's, shared by its bans and its intel
     if worker == 0 and config.fleet.enabled:
         from .daemon.fleet import FleetKeeper
         from .fleet import FleetLink
 
-        fleet = FleetKeeper(FleetLink(config.fleet), keeper.book, config.storage.path)
+        link = FleetLink(config.fleet)
+        fleet = FleetKeeper(link, keeper.book, config.storage.path)
 
     def never_dropped() -> list[Network]:  # the policy in force: a reload may change them
         book = daemon.policy.bans if daemon is not None else policy.bans
@@ -168,6 +172,8 @@ async def serve(
         )
     )
 
+    # [fleet] share_intel: worker 0 of one node fetches each feed, the others take it from Redis
+    fleet_intel = make_fleet_intel(config, lambda: intel.specs, link) if link is not None else None
     intel = IntelKeeper(
         config.intel,
         config.storage.path,
@@ -180,6 +186,7 @@ async def serve(
         on_event=events.push if worker == 0 and events is not None else None,
         # monitor mode: the kernel's feed sets are kept empty (a reload may switch)
         monitoring=lambda: daemon.policy.monitor if daemon is not None else policy.monitor,
+        gate=fleet_intel.may_fetch if fleet_intel is not None else None,
     )
     counters = None
     if config.fleet.enabled and config.fleet.share_failures:  # failure counts fleet-wide
@@ -204,6 +211,7 @@ async def serve(
         # [report]: the weekly mail, from worker 0 (made after the fork: its sender's thread)
         reports=ReportKeeper.from_config(config) if worker == 0 else None,
         fleet=fleet,
+        fleet_intel=fleet_intel,
         schedule=schedule,
         worker=worker,
         children=children,
@@ -274,6 +282,23 @@ async def check_fleet(config: Config) -> None:
         raise ConfigError(f"[fleet] {exc}") from None
     finally:
         await link.close()
+
+
+def make_fleet_intel(
+    config: Config, specs: Callable[[], dict[str, Any]], link: FleetLink
+) -> FleetIntel | None:
+    """The fleet's shared intel ([fleet] with share_intel) on worker 0's
+    link (the fleet keeper closes it); None when the fleet shares no intel."""
+    if not config.fleet.share_intel:
+        return None
+    from .fleet.intel import FleetIntel
+
+    return FleetIntel(
+        link,
+        config.storage.path,
+        lambda: {name: spec.life for name, spec in specs().items()},
+        close_link=False,
+    )
 
 
 def make_deceiver(config: Config, policy: Policy) -> Deceiver:

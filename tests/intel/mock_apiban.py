@@ -8,7 +8,7 @@ ID the Unix time of the next entry; every end-of-list variant selectable; a
 ``rate_window`` seconds (every request counts, as the real one). Canned
 answers can be queued (``script``) for the next requests.
 
-Counters for the tests: ``requests`` (arrival time, route, ID asked),
+Counters for the tests: ``requests`` (arrival time, route, ID asked, status, the Host asked),
 ``max_in_window`` (the most requests seen in any window), ``rate_limited``.
 """
 
@@ -45,6 +45,7 @@ class Seen:
     route: str  # "v1-banned", "v2-get", "v1-check", "v2-check"
     id: str | None  # the ID asked for (None: none given)
     status: int
+    host: str = ""  # the Host the client asked (nodes of a fleet each name the mock their way)
 
 
 class MockApiban:
@@ -57,7 +58,9 @@ class MockApiban:
         rate_window: float = 120.0,
         end: EndVariant = "400-list",
         last_page_id: Literal["next", "none"] = "next",
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host  # where it listens ("0.0.0.0" only inside a test's own namespace)
         self.key = key
         self.batch = batch
         self.rate_requests = rate_requests
@@ -73,6 +76,8 @@ class MockApiban:
         self.script: deque[tuple[int, bytes]] = deque()  # canned answers, next first
         self._window: deque[float] = deque()
         self._runner: web.AppRunner | None = None
+        self._asked_host = ""  # the request being answered's Host (one at a time: one loop)
+        self.port = 0
         self.base = ""
 
     # ---------------------------------------------------------------- data
@@ -103,12 +108,13 @@ class MockApiban:
         app.router.add_post("/api/check", self._v2_check)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, 0)
         await site.start()
         server = site._server
         assert server is not None
         port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base = f"http://127.0.0.1:{port}/api/"
+        self.base = f"http://{'127.0.0.1' if self.host == '0.0.0.0' else self.host}:{port}/api/"
+        self.port = port
         return self.base
 
     async def stop(self) -> None:
@@ -125,21 +131,25 @@ class MockApiban:
     # -------------------------------------------------------------- routes
 
     async def _v1_banned(self, request: web.Request) -> web.Response:
+        self._asked_host = request.host
         return self._answer("v1-banned", request.match_info["key"], request.match_info.get("id"))
 
     async def _v2_get(self, request: web.Request) -> web.Response:
         body = await _body(request)
         id_ = body.get("id") if isinstance(body, dict) else None
         set_ = body.get("set", "sip") if isinstance(body, dict) else "sip"
+        self._asked_host = request.host
         return self._answer("v2-get", _bearer(request), None if id_ is None else str(id_), set_)
 
     async def _v1_check(self, request: web.Request) -> web.Response:
+        self._asked_host = request.host
         return self._check("v1-check", request.match_info["key"], request.match_info["ip"])
 
     async def _v2_check(self, request: web.Request) -> web.Response:
         body = await _body(request)
         ip = body.get("ipaddress") if isinstance(body, dict) else None
         set_ = body.get("set", "sip") if isinstance(body, dict) else "sip"
+        self._asked_host = request.host
         return self._check("v2-check", _bearer(request), str(ip), set_)
 
     # -------------------------------------------------------------- inside
@@ -161,7 +171,7 @@ class MockApiban:
         elif key != self.key:
             answer = _reply(*REFUSED)
         if answer is not None:
-            self.requests.append(Seen(now, route, id_, answer.status))
+            self.requests.append(Seen(now, route, id_, answer.status, self._asked_host))
         return answer
 
     def _answer(
@@ -183,7 +193,7 @@ class MockApiban:
             else:
                 next_id = str(page[-1][0] + 1)
             status, body = 200, {"ipaddress": [a for _, a, _ in page], "ID": next_id}
-        self.requests.append(Seen(time.monotonic(), route, id_, status))
+        self.requests.append(Seen(time.monotonic(), route, id_, status, self._asked_host))
         return _reply(status, body)
 
     def _check(self, route: str, key: str | None, ip: str, set_: str = "sip") -> web.Response:
@@ -197,7 +207,7 @@ class MockApiban:
             status, body = 200, {"ipaddress": [ip], "ID": str(found[-1][0])}
         else:
             status, body = 400, {"ipaddress": ["not blocked"], "ID": "none"}
-        self.requests.append(Seen(time.monotonic(), route, None, status))
+        self.requests.append(Seen(time.monotonic(), route, None, status, self._asked_host))
         return _reply(status, body)
 
 

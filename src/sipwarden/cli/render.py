@@ -256,6 +256,28 @@ MONITOR_BANNER = (
 )
 
 
+def fleet_intel_line(item: dict[str, Any]) -> str:
+    """`status`: where one feed's list comes from in a fleet."""
+    role = item.get("role")
+    if role == "fetcher":
+        line = "fetched by this node for the fleet"
+    elif role == "alone":
+        line = "fetched by this node alone (Redis away)"
+    elif role == "fleet":
+        line = (
+            f"taken from the fleet: node {item.get('taken_from')}, version"
+            f" {item.get('taken_version')}, {when(item.get('taken_at'))}"
+        )
+    else:
+        line = f"waiting for the fleet's fetcher ({item.get('fetcher') or 'none yet'})"
+    if item.get("fetcher_last_error") and role != "fetcher":
+        line += (
+            f"; the fetcher's last error {when(item.get('fetcher_last_error_at'))}:"
+            f" {item['fetcher_last_error']}"
+        )
+    return f"feed {item['feed']} in the fleet: {line}"
+
+
 def status(shown: dict[str, Any], socket: Path) -> None:
     """`status`: the daemon (else the ``socket`` it would answer on), the
     bans, the feeds, the country policy, the kernel's feed sets, the
@@ -329,6 +351,8 @@ def status(shown: dict[str, Any], socket: Path) -> None:
         if feed["last_error"]:
             line += f"; last error {when(feed['last_error_at'])}: {feed['last_error']}"
         click.echo(line)
+    for item in (shown.get("fleet_intel") or {}).get("feeds", []):
+        click.echo(fleet_intel_line(item))
     countries = shown["intel"].get("countries")
     if countries:
         rule = (

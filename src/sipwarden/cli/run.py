@@ -133,6 +133,8 @@ def status(config_file: str | None, as_json: bool) -> None:
             "fleet": stats.get("fleet"),  # the fleet's bans; None: no [fleet]
             # failure counts shared through the fleet's Redis; None: not shared
             "fleet_counters": stats.get("fleet-counters"),
+            # [fleet] share_intel: who fetches each feed, where this node's list came from
+            "fleet_intel": stats.get("fleet-intel"),
         }
     else:
         from ..daemon.intel_commands import offline_status

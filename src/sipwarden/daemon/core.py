@@ -40,6 +40,7 @@ from .stats import add_intel, add_stats, worker_stats
 
 if TYPE_CHECKING:
     from ..fleet.counters import FleetCounters
+    from ..fleet.intel import FleetIntel
     from .alerts import AlertKeeper
     from .bans import BanKeeper
     from .fleet import FleetKeeper
@@ -88,6 +89,7 @@ class Daemon:
         reports: ReportKeeper | None = None,
         fleet: FleetKeeper | None = None,
         fleet_counters: FleetCounters | None = None,
+        fleet_intel: FleetIntel | None = None,
         schedule: Schedule | None = None,
         worker: int = 0,
         children: list[int] | None = None,
@@ -105,6 +107,8 @@ class Daemon:
         self.reports = reports  # worker 0's weekly mail, when [report] is on
         self.fleet = fleet  # worker 0's share of the fleet's bans, when [fleet] is set
         self.fleet_counters = fleet_counters  # failure counts shared ([fleet] share_failures)
+        # worker 0's: one node of the fleet fetches each feed ([fleet] share_intel)
+        self.fleet_intel = fleet_intel
         self.schedule = schedule  # [schedule]: quiet time (None: never quiet)
         # worker 0 runs the analysis over every worker's events and flows
         self.analysis = AnalysisKeeper(self) if worker == 0 and observe is not None else None
@@ -160,6 +164,8 @@ class Daemon:
             await self.fleet.start()
         if self.fleet_counters is not None:  # before the modes: their first failures count
             await self.fleet_counters.start()
+        if self.fleet_intel is not None:  # before the intel keeper: which feeds this node fetches
+            await self.fleet_intel.start()
         await self.intel.start()
         if self.lane is not None:
             await self.lane.start()
@@ -187,10 +193,12 @@ class Daemon:
         if self.lane is not None:
             await self.lane.stop()
         await self.intel.stop()
-        if self.fleet is not None:
-            await self.fleet.stop()
+        if self.fleet_intel is not None:  # its lease given back before the shared link closes
+            await self.fleet_intel.stop()
         if self.fleet_counters is not None:
             await self.fleet_counters.stop()
+        if self.fleet is not None:  # last of the fleet: it closes worker 0's link
+            await self.fleet.stop()
         await self.keeper.stop()
         if self.observe is not None:  # last: what the others said on their way out is written
             await self.observe.stop()
@@ -316,6 +324,7 @@ class Daemon:
             fleet_counters=(
                 self.fleet_counters.status() if self.fleet_counters is not None else None
             ),
+            fleet_intel=self.fleet_intel.status() if self.fleet_intel is not None else None,
         )
         if self.fleet is not None:  # worker 0's: the fleet's bans, up or degraded
             stats["fleet"] = self.fleet.status()

@@ -15,7 +15,9 @@ kernel in step, on the event loop's spare time and on threads.
   rate limit), each list feed every its own ``refresh``. What it gets goes
   to the store, where every worker's loader finds it. One fetcher per feed
   across processes (``store/lock.py``): `sipwarden intel sync` and the
-  daemon take turns.
+  daemon take turns. In a fleet (``fleet/intel.py``) one node fetches each
+  feed: ``gate`` says whether this node may fetch a feed now; while it may
+  not, its fetcher waits (the fleet writes the fetcher's list to the store).
 - Worker 0 with the nftables enforcer keeps the kernel's feed sets equal to
   what the feeds list minus the allow list and the trusted peers
   (``intel/kernel.py``), after every change and every few minutes.
@@ -69,6 +71,7 @@ KERNEL_EVERY = 600.0  # seconds between kernel loads when nothing changed (an ou
 EXPIRY_SLACK = 60.0  # a feed with an entry life is re-read at most this often for expiry
 APPLY_SLICE = 10_000  # index changes applied per turn of the event loop
 ENV_KEY = "SIPWARDEN_APIBAN_KEY"
+GATE_POLL = 1.0  # seconds between asking the gate while this node may not fetch a feed
 
 
 @dataclass(frozen=True)
@@ -264,8 +267,11 @@ class IntelKeeper:
         widest: tuple[int, int] = (0, 0),
         on_event: Callable[[Event], None] | None = None,
         monitoring: Callable[[], bool] = lambda: False,
+        gate: Callable[[str], bool] | None = None,
     ) -> None:
         self.intel = intel
+        # may this node fetch feed X now? (a fleet's: one fetcher per feed; None: always)
+        self.gate = gate
         # monitor mode in force ([policy] mode): the kernel's feed sets are loaded empty
         self.monitoring = monitoring
         self.on_event = on_event  # where feed changes are told (worker 0: it fetches)
@@ -573,8 +579,14 @@ class IntelKeeper:
             if name not in self._fetchers:
                 self._fetchers[name] = (held, asyncio.create_task(make()))
 
+    async def _turn(self, feed: str) -> None:
+        """Wait until the gate lets this node fetch ``feed``."""
+        while self.gate is not None and not self.gate(feed):
+            await asyncio.sleep(GATE_POLL)
+
     async def _apiban_loop(self, settings: apiban.ApibanSettings, refresh: float) -> None:
         while True:
+            await self._turn(settings.feed)
             delay = refresh
             try:
                 result = await sync_apiban(self.store_path, self.store, settings)
@@ -592,6 +604,7 @@ class IntelKeeper:
     async def _list_loop(self, config: FeedConfig) -> None:
         feed = list_feed(config)
         while True:
+            await self._turn(config.name)
             try:
                 await refresh_list(
                     self.store_path, self.store, feed, in_store=self._store_thread.run

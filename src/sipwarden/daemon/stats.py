@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 # one per worker, not summed: the latency is worker 0's; intel is joined
 # (feeds are the same in every worker, see add_intel)
-NOT_SUMMED: Final = frozenset({"enforcement", "intel", "alert-targets", "report", "fleet"})
+NOT_SUMMED: Final = frozenset(
+    {"enforcement", "intel", "alert-targets", "report", "fleet", "fleet-intel"}
+)
 
 
 def worker_stats(
@@ -35,6 +37,7 @@ def worker_stats(
     kernel_drops: dict[str, Any] | None = None,
     *,
     fleet_counters: dict[str, int] | None = None,
+    fleet_intel: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """This worker's counters, by section (``lane``: the kernel lane's, if
     there is one; its ``kernel-*`` counters come from worker 0 alone;
@@ -92,6 +95,8 @@ def worker_stats(
         stats["kernel-drops"] = kernel_drops
     if fleet_counters is not None:  # every worker's, summed ([fleet] share_failures)
         stats["fleet-counters"] = fleet_counters
+    if fleet_intel is not None:  # worker 0's: who fetches each feed, where this node's came from
+        stats["fleet-intel"] = fleet_intel
     return stats
 
 

@@ -15,8 +15,9 @@ takes minutes, and must not be repeated for nothing).
 
 ``save`` writes a batch (the state and the addresses of one page, or an
 expiry sweep) in one transaction; ``replace`` makes a list feed's entries
-exactly its new list. WAL mode, so the CLI and the workers read while the
-daemon writes. The file may be the ban store's (its own tables). Feed-
+exactly its new list; ``adopt`` takes a feed another node of the fleet
+fetched (its entries and its state). WAL mode, so the CLI and the workers
+read while the daemon writes. The file may be the ban store's (its own tables). Feed-
 agnostic: the feeds' logic lives in ``sipwarden.intel``.
 """
 
@@ -279,6 +280,71 @@ class IntelStore:
                 " updated_at = excluded.updated_at,"
                 " changed_at = COALESCE(excluded.changed_at, intel_feeds.changed_at)",
                 (feed, now, json.dumps(dict(info)), now if (added or removed) else None, now),
+            )
+        return len(added), len(removed)
+
+    @_locked
+    def adopt(
+        self,
+        feed: str,
+        state: FeedState,
+        entries: Iterable[tuple[str, float, float]] | None,
+        info: Mapping[str, Any] | None,
+        now: float,
+    ) -> tuple[int, int]:
+        """A feed another node fetched (the fleet, ``fleet/intel.py``), in one
+        transaction. ``entries`` (address, first seen, last seen; None: the
+        state alone) become exactly the feed's, with the fetcher's sightings,
+        so an entry's life runs out here when it does there. The state (the
+        paging ID, the last full pull, the rate window's request times, the
+        last success) becomes the fetcher's, so that this node, if it takes
+        the fetching over, resumes where it stopped and paces under the same
+        key's limit. The fetcher's last error is not taken (this node's own
+        status says its own; the fleet's status says the fetcher's); a good
+        list taken clears this node's. Returns (added or changed, removed)."""
+        added: list[tuple[str, str, float, float]] = []
+        removed: list[str] = []
+        with Transaction(self._db):
+            if entries is not None:
+                wanted = {a: (first, last) for a, first, last in entries}
+                held = {
+                    a: (first, last)
+                    for a, first, last in self._db.execute(
+                        "SELECT address, first_seen, last_seen FROM intel_entries WHERE feed = ?",
+                        (feed,),
+                    )
+                }
+                added = [(feed, a, f, s) for a, (f, s) in wanted.items() if held.get(a) != (f, s)]
+                removed = [a for a in held if a not in wanted]
+                self._db.executemany(
+                    "INSERT INTO intel_entries (feed, address, first_seen, last_seen)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (feed, address) DO UPDATE SET"
+                    " first_seen = excluded.first_seen, last_seen = excluded.last_seen",
+                    added,
+                )
+                self._db.executemany(
+                    "DELETE FROM intel_entries WHERE feed = ? AND address = ?",
+                    [(feed, a) for a in removed],
+                )
+            clear = ", last_error = NULL, last_error_at = NULL" if entries is not None else ""
+            self._db.execute(
+                "INSERT INTO intel_feeds (feed, last_id, last_success, last_full, sent, info,"
+                " changed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (feed) DO UPDATE SET last_id = excluded.last_id,"
+                " last_success = excluded.last_success, last_full = excluded.last_full,"
+                " sent = excluded.sent, info = COALESCE(excluded.info, intel_feeds.info),"
+                " updated_at = excluded.updated_at,"
+                f" changed_at = COALESCE(excluded.changed_at, intel_feeds.changed_at){clear}",
+                (
+                    feed,
+                    state.last_id,
+                    state.last_success,
+                    state.last_full,
+                    json.dumps(list(state.sent)),
+                    None if info is None else json.dumps(dict(info)),
+                    now if (added or removed) else None,
+                    now,
+                ),
             )
         return len(added), len(removed)
 
