@@ -152,6 +152,7 @@ def main(url: str, token: str, out: Path, source: str, scanner: str) -> None:
         driver.find_element(By.CSS_SELECTOR, f'{row} a[href^="/source/"]').click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#ban ul.evidence li"))
         evidence = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#ban ul.evidence li")]
+        deceived = driver.find_element(By.CSS_SELECTOR, "#deceived tbody").text
         driver.save_screenshot(str(shots / "story-1280x720.png"))
         labels += unlabelled(driver)
         console += errors(driver)
@@ -168,6 +169,7 @@ def main(url: str, token: str, out: Path, source: str, scanner: str) -> None:
         say(
             step="done",
             evidence=evidence,
+            deceived=deceived,
             unbanned_at=unbanned_at,
             unlabelled=labels,
             tab_reaches_unban=reachable,

@@ -168,6 +168,7 @@ def test_the_dashboard_in_a_browser_while_sipvicious_attacks(site: Site, tmp_pat
         done = read_step(browser.stdout, deadline)
         assert done["step"] == "done", done
         print(f"screenshots: {done['screenshots']}")
+        assert done["deceived"] == "never deceived", done  # deception is off here
         assert done["evidence"] and all("401 to REGISTER for 100" in e for e in done["evidence"]), (
             done
         )

@@ -1,5 +1,6 @@
 /* One source's story: its ban and the evidence, its history, its country
-   and the feeds that list it, its flows and events; ban or unban it. */
+   and the feeds that list it, what deception gave it, its flows and events;
+   ban or unban it. */
 "use strict";
 
 const ip = decodeURIComponent(location.pathname.replace(/^\/source\//, ""));
@@ -38,6 +39,12 @@ async function story() {
       sw.el("p", {}, (found.listed || []).length ? "Listed by:" : "Listed by no feed."),
       sw.el("ul", {}, ...(found.listed || []).map((l) => sw.el("li", {}, typeof l === "string" ? l : `${l.feed || l.name || "?"} since ${sw.time(l.since)}`))));
   }
+  // deception's answers by kind, then the numbers it dialled into the honeypot
+  const deceived = shown.deceived || { answers: {}, calls: [] };
+  sw.fill(document.getElementById("deceived"), ["Answer or number dialled", "Country", "count#", "Last"],
+    [...Object.entries(deceived.answers || {}).map(([kind, a]) => ({ cells: [kind, "", a.count, sw.time(a.last)] })),
+      ...(deceived.calls || []).map((c) => ({ cells: [`dialled ${c.number}`, c.country || "?", c.count, sw.time(c.last_seen)] }))],
+    "never deceived");
   sw.fill(document.getElementById("flows"), ["Port", "To", "Transport", "First", "Last", "packets#", "Verdicts"],
     flows.map((f) => ({ cells: [f.source_port ?? "kernel", `${f.destination}:${f.destination_port ?? ""}`, f.transport,
       sw.time(f.first_seen), sw.time(f.last_seen), f.packets,
