@@ -272,10 +272,14 @@ async def start_api(config: Config, daemon: Daemon) -> ApiServer | None:
 
 
 async def check_fleet(config: Config) -> None:
-    """ConfigError (one line) if Redis refuses ``[fleet]``'s credentials."""
+    """ConfigError (one line) if Redis refuses ``[fleet]``'s credentials
+    (or its password file cannot be read)."""
     from .fleet import FleetAuthError, FleetLink
 
-    link = FleetLink(config.fleet)
+    try:
+        link = FleetLink(config.fleet)
+    except FleetAuthError as exc:
+        raise ConfigError(f"[fleet] {exc}") from None
     try:
         await link.connect()
     except FleetAuthError as exc:

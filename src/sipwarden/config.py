@@ -1326,7 +1326,8 @@ class FleetConfig(_Section):
     intel through Redis (``fleet/``). ``redis`` empty: a single node.
 
     Each node authenticates (an ACL ``username`` and ``password``, in the URL
-    or here; the password also from ``SIPWARDEN_FLEET_PASSWORD``), over TLS
+    or here; the password also from ``password_file`` or
+    ``SIPWARDEN_FLEET_PASSWORD``), over TLS
     with a ``rediss://`` URL (``tls_ca_file`` verifies the server;
     ``tls_cert_file`` and ``tls_key_file`` when Redis asks for a client
     certificate). ``node`` names this node in every ban it publishes
@@ -1339,7 +1340,8 @@ class FleetConfig(_Section):
     redis: str = ""  # redis://[user:password@]host:port/db or rediss:// (TLS); "": no fleet
     node: str = ""  # this node's name ("" : the host name)
     username: str | None = None  # the ACL user (or in the URL)
-    password: str | None = None  # or in the URL, or SIPWARDEN_FLEET_PASSWORD
+    password: str | None = None  # or in the URL, password_file, or SIPWARDEN_FLEET_PASSWORD
+    password_file: Path | None = None  # the password alone in a file (0600), beside the config
     tls_ca_file: Path | None = None  # verifies the Redis server (rediss://)
     tls_cert_file: Path | None = None  # this node's client certificate, if Redis asks
     tls_key_file: Path | None = None
@@ -1529,6 +1531,12 @@ def load_config(path: str | Path | None) -> Config:
             ),
             "intel": _intel_paths(config.intel, here),
             "alerts": [_alert_paths(a, here) for a in config.alerts],
+            "fleet": config.fleet.model_copy(
+                update={
+                    name: getattr(config.fleet, name) and here / getattr(config.fleet, name)
+                    for name in ("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file")
+                }
+            ),
         }
     )
 

@@ -68,3 +68,29 @@ def test_the_password_is_never_shown() -> None:
     assert shown_url("redis://u:secret@h:6379/0") == "redis://u:***@h:6379/0"
     assert shown_url("rediss://:secret@[::1]:6380/1") == "rediss://:***@[::1]:6380/1"
     assert shown_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_the_password_from_a_file_beside_the_config(tmp_path: Path) -> None:
+    """``password_file`` is read (relative to the config file); one that
+    cannot be read names the key and stops the start."""
+    from sipwarden.config import load_config
+
+    with redis_server(tmp_path / "redis") as server:
+        (tmp_path / "fleet.password").write_text(PASSWORD + "\n")
+        config = tmp_path / "node.toml"
+        config.write_text(
+            f'[fleet]\nredis = "{server.url}"\nusername = "{USER}"\n'
+            'password_file = "fleet.password"\n'
+        )
+        fleet = load_config(config).fleet
+        assert fleet.password_file == tmp_path / "fleet.password"
+
+        async def scenario() -> None:
+            link = FleetLink(fleet)
+            assert await link.connect() is True
+            await link.close()
+
+        asyncio.run(scenario())
+        missing = fleet.model_copy(update={"password_file": tmp_path / "nope"})
+        with pytest.raises(FleetAuthError, match=r"fleet\.password_file = .*nope.*cannot read"):
+            FleetLink(missing)

@@ -67,6 +67,7 @@ RESTART_SECTIONS = (
     "alerts",
     "report",  # its mail goes through an [[alerts]] target
     "deception",
+    "fleet",  # the connection to Redis and what it shares
 )
 
 

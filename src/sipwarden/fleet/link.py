@@ -70,6 +70,23 @@ def shown_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def fleet_password(config: FleetConfig) -> str | None:
+    """The password: ``password``, else ``password_file``'s first line, else
+    ``SIPWARDEN_FLEET_PASSWORD`` (None: the URL's, or none). A file that
+    cannot be read is an error naming the key (the node does not start)."""
+    if config.password:
+        return config.password
+    if config.password_file is not None:
+        try:
+            text = config.password_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise FleetAuthError(
+                f"fleet.password_file = {str(config.password_file)!r}: cannot read: {exc.strerror}"
+            ) from None
+        return text.strip() or None
+    return os.environ.get(FLEET_PASSWORD_ENV) or None
+
+
 def make_client(config: FleetConfig) -> aioredis.Redis:
     """The client ``[fleet]`` describes (it connects at its first call)."""
     options: dict[str, Any] = {
@@ -80,7 +97,7 @@ def make_client(config: FleetConfig) -> aioredis.Redis:
     }
     if config.username is not None:
         options["username"] = config.username
-    password = config.password or os.environ.get(FLEET_PASSWORD_ENV) or None
+    password = fleet_password(config)
     if password is not None:
         options["password"] = password
     if config.redis.startswith("rediss://"):
