@@ -252,6 +252,10 @@ def test_redis_away_twenty_seconds_then_back_b_and_c_catch_up_none_lost_none_dou
         assert all(rows[t]["origin"] == "node-a" for t in targets), rows
         # none doubled: each applied once (the svcrack ban of the first test, then these)
         assert node.fleet()["counters"].get("applied") == 1 + len(targets), node.fleet()
+        for target in targets:  # and the store, read by another process, one row each
+            history = node.json("bans", "show", target)["history"]
+            assert len(history) == 1, (node.name, target, history)
+            assert history[0]["origin"] == "node-a" and history[0]["ended_at"] is None
 
 
 def test_b_killed_and_restarted_holds_every_ban_in_force(fleet: dict[str, Node]) -> None:
