@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..fleet.bans import BanStream, Entry, encode, parse_id
-from ..fleet.link import RETRY, UNREACHABLE, FleetLink
+from ..fleet.link import RETRY, UNREACHABLE, FleetAuthError, FleetLink
 from ..observe.metrics import PROPAGATION_BUCKETS, Histogram
 from ..policy.bans import BanBook
 from ..store import FleetCursor, StoreError
@@ -213,13 +213,15 @@ class FleetKeeper:
                 raise
             except UNREACHABLE as exc:
                 self._lost(exc)
+            except FleetAuthError as exc:  # refused after the start (a password or certificate
+                self._lost(str(exc))  # changed): degraded, said once, tried again
             except Exception as exc:
                 self.counters["follow-errors"] += 1
                 log.exception("fleet: following the ban stream failed")
                 self._lost(exc)
                 await asyncio.sleep(RETRY)
 
-    def _lost(self, exc: BaseException) -> None:
+    def _lost(self, exc: BaseException | str) -> None:
         self.link.mark_down(exc)
         self.synced = False
 
