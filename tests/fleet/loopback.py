@@ -19,9 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sipwarden.daemon.control import ask
+from sipwarden.daemon.control import ask, worker_path
 
-from .redis_server import Redis, free_tcp_port
+from ..conftest import free_udp_port
+from .redis_server import Redis
 
 
 class NodeFailed(Exception):
@@ -29,16 +30,27 @@ class NodeFailed(Exception):
 
 
 class LoopbackNode:
-    def __init__(self, folder: Path, name: str, redis: Redis, **fleet: object) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        name: str,
+        redis: Redis,
+        *,
+        backend_port: int = 0,
+        workers: int = 1,
+        **fleet: object,
+    ) -> None:
         self.name, self.folder = name, folder / name
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config = self.folder / "edge.toml"
         self.socket = self.folder / "sipwarden.sock"
+        self.port = free_udp_port()
         self.config.write_text(
             f"""
 [edge]
-listen = ["udp:127.0.0.1:{free_tcp_port()}"]
-backend = "udp:127.0.0.1:{free_tcp_port()}"
+listen = ["udp:127.0.0.1:{self.port}"]
+backend = "udp:127.0.0.1:{backend_port or free_udp_port()}"
+workers = {workers}
 flow_key_file = "flow.key"
 
 [policy]
@@ -99,6 +111,6 @@ listen = ""
         assert done.returncode == 0, f"{self.name} {args}: {done.stderr}"
         return json.loads(done.stdout)
 
-    def ask(self, request: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
-        """One request to the control socket, its answer."""
-        return ask(self.socket, request, timeout)
+    def ask(self, request: dict[str, Any], timeout: float = 10, worker: int = 0) -> dict[str, Any]:
+        """One request to a worker's control socket, its answer."""
+        return ask(worker_path(self.socket, worker), request, timeout)
