@@ -38,6 +38,7 @@ class LoopbackNode:
         *,
         backend_port: int = 0,
         workers: int = 1,
+        api: bool = False,
         **fleet: object,
     ) -> None:
         self.name, self.folder = name, folder / name
@@ -63,13 +64,14 @@ path = "bans.db"
 socket = "{self.socket}"
 
 [api]
-listen = ""
+listen = "{"127.0.0.1:0" if api else ""}"
 
 {redis.fleet_toml(f"node-{name}", **fleet)}
 """
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr = self.folder / "run.log"
+        self.line = b""  # what it printed once listening (the API's URL among it)
 
     def start(self, timeout: float = 20) -> None:
         with self.stderr.open("wb") as log:
@@ -80,7 +82,7 @@ listen = ""
             )
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else b""
+        line = self.line = self.proc.stdout.readline() if ready else b""
         if b"listening on" not in line:
             self.stop()
             raise NodeFailed(f"node {self.name} did not start: {line!r}\n{self.log()}")

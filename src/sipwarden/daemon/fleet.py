@@ -53,6 +53,7 @@ PUBLISH_BATCH: Final = 500  # changes in one transaction
 CLOCK_EVERY: Final = 10.0  # seconds between measures of the offset to Redis's clock
 PRUNE_EVERY: Final = 60.0  # seconds between sweeps of the snapshot's bans that are over
 SAID_EVERY: Final = 60.0  # seconds between log lines of one kind (held back, dropped)
+GONE_AFTER: Final = 10.0  # seconds without a heartbeat: a node no longer counts as up
 
 
 class FleetKeeper:
@@ -95,6 +96,8 @@ class FleetKeeper:
         self.synced = False  # following (the replay or snapshot done since the last connect)
         self.offset = 0.0  # Redis's clock minus ours
         self.lag = 0.0  # seconds between the stream's last entry and the last one applied
+        self.nodes = 0  # nodes with a heartbeat in Redis (this one too), at the last beat
+        self.nodes_up = 0  # those that beat within GONE_AFTER seconds
         self._said: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -372,6 +375,7 @@ class FleetKeeper:
                 if self.last_id is not None:
                     self.lag = max(0.0, (parse_id(last)[0] - parse_id(self.last_id)[0]) / 1000)
                 await self.stream.beat(self.node, self.state())
+                self._count_nodes(await self.stream.nodes(), now + self.offset)
                 if now - pruned >= PRUNE_EVERY:
                     self.counters["snapshot-pruned"] += await self.stream.prune(now + self.offset)
                     pruned = now
@@ -382,6 +386,14 @@ class FleetKeeper:
             except Exception:
                 self.counters["beat-errors"] += 1
                 log.exception("fleet: publishing or the heartbeat failed")
+
+    def _count_nodes(self, nodes: dict[str, dict[str, Any]], fleet_now: float) -> None:
+        self.nodes = len(nodes)
+        self.nodes_up = 0
+        for state in nodes.values():
+            with contextlib.suppress(TypeError, ValueError):
+                if fleet_now - float(state.get("last_seen", 0)) <= GONE_AFTER:
+                    self.nodes_up += 1
 
     def _say(self, kind: str, message: str, *args: Any) -> None:
         """A warning at most once a minute per kind (the count says the rest)."""
@@ -423,6 +435,8 @@ class FleetKeeper:
             "degraded": self.degraded,
             "stream-id": self.last_id,
             "lag": round(self.lag, 3),
+            "nodes": self.nodes,
+            "nodes-up": self.nodes_up,
             "queue": len(self._queue),
             "counters": dict(self.counters),
             "applied-from": dict(self.applied_from),
