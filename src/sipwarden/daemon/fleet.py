@@ -423,9 +423,14 @@ class FleetKeeper:
         }
 
     def _median_ms(self) -> float | None:
+        return self._quantile_ms(0.5)
+
+    def _quantile_ms(self, q: float) -> float | None:
+        """The recent propagation delays' ``q`` quantile, in ms (None: none yet)."""
         if not self.delays:
             return None
-        return round(1000 * sorted(self.delays)[len(self.delays) // 2], 2)
+        ordered = sorted(self.delays)
+        return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
     def status(self) -> dict[str, Any]:
         """This node's fleet state, for ``status`` (under "fleet") and /metrics."""
@@ -443,6 +448,7 @@ class FleetKeeper:
             "refused-from": dict(self.refused_from),
             "propagation": self.delay.as_stats(),
             "delay-median-ms": self._median_ms(),
+            "delay-p99-ms": self._quantile_ms(0.99),  # of the last 512 bans received live
         }
 
     async def fleet_status(self) -> dict[str, Any]:
