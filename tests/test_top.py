@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from sipwarden.cli.topview import Board, tool_of
+from sipwarden.cli.topview import Board, fleet_line, tool_of
 from sipwarden.demo.cast import PROBES, probe_bytes
 
 from .conftest import free_udp_port, need, start_edge_process
@@ -227,3 +227,20 @@ def test_tool_of_a_fingerprint():
     assert tool_of("scan.digest-qop-without-cnonce") == "svcrack"
     assert tool_of("ua.friendly-scanner") == "friendly-scanner"
     assert tool_of("auth.brute-force") is None and tool_of("banned") is None
+
+
+def test_the_fleet_in_one_line():
+    assert fleet_line(None) is None  # no [fleet]: no line
+    up = {"degraded": False, "nodes": 3, "nodes-up": 3, "lag": 0.25, "last-error": None,
+          "counters": {"published": 4, "applied": 7}}  # fmt: skip
+    line = fleet_line(up)
+    assert line is not None
+    assert line.plain == "fleet up  nodes 3/3 up  lag 0.25 s  bans published 4 applied 7"
+    down = {**up, "degraded": True, "nodes-up": 1, "last-error": "Connection refused"}
+    line = fleet_line(down)
+    assert line is not None and line.plain.startswith("fleet DEGRADED (Redis: Connection refused)")
+    assert "nodes 1/3 up" in line.plain
+
+    board = Board(socket="/run/x.sock", interval=1.0, window=900)
+    board.take(100.0, {**stats({"forward:": 1}, 0), "fleet": down}, [], [], [])
+    assert "fleet DEGRADED (Redis: Connection refused)" in drawn(board, 100.0)

@@ -102,3 +102,43 @@ def test_a_full_disk_at_start_is_one_line(tmp_path: Path) -> None:
         fill(disk)
         message = refusal(disk / "sipwarden.db")
     assert "the disk is full" in message and "free some space" in message
+
+
+def test_a_second_store_opened_in_a_process_keeps_the_first_ones_writes_visible(
+    tmp_path: Path,
+) -> None:
+    """Opening a second connection (the fleet's cursor beside the bans) must
+    not drop the first one's lock: another process that opens and closes the
+    file (`bans show`) would take itself for the last user and delete the
+    WAL, and the daemon's later commits would go where no one reads them."""
+    import subprocess
+    import sys
+
+    from sipwarden.store import FleetCursor
+    from sipwarden.values import Ban, Change
+
+    path = tmp_path / "sipwarden.db"
+    bans = BanStore(path)
+    cursor = FleetCursor(path)  # the second connection of this process
+    read = (
+        "import sys; from sipwarden.store import BanStore; s = BanStore(sys.argv[1]);"
+        " print(len(s.history('203.0.113.9'))); s.close()"
+    )
+    try:
+
+        def rows_seen_elsewhere() -> int:
+            done = subprocess.run(
+                [sys.executable, "-c", read, str(path)], capture_output=True, text=True, timeout=30
+            )
+            assert done.returncode == 0, done.stderr
+            return int(done.stdout)
+
+        assert rows_seen_elsewhere() == 0  # another process opened and closed the file
+        ban = Ban("203.0.113.9", "test", "operator", 1000.0, 2000.0)
+        bans.apply([Change("add", ban)], 1000.0)
+        cursor.save("1-0", "epoch")
+        assert rows_seen_elsewhere() == 1
+        assert os.path.exists(f"{path}-wal")
+    finally:
+        cursor.close()
+        bans.close()

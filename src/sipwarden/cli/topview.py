@@ -273,6 +273,10 @@ class Board:
         )
         if self.stats.get("store-error"):
             summary.append(f"\nthe store fails: {self.stats['store-error']}", style="red")
+        fleet = fleet_line(self.stats.get("fleet"))
+        if fleet is not None:
+            summary.append("\n")
+            summary.append_text(fleet)
         grid = Table.grid(padding=(0, 4))
         grid.add_row(kinds, reasons, bans)
         return Panel(Group(summary, grid), title="now", title_align="left")
@@ -297,6 +301,27 @@ class Board:
         if not self.flows:
             table.add_row(f"no traffic in the last {minutes}", "", "", "", "", "")
         return Panel(table, title=f"who (the last {minutes}, busiest first)", title_align="left")
+
+
+def fleet_line(fleet: Any) -> Text | None:
+    """The fleet in one line (``status``'s "fleet", set with ``[fleet]``): up
+    or DEGRADED with Redis's error, the nodes up, the lag, the bans this node
+    published and applied. None: no fleet."""
+    if not isinstance(fleet, dict):
+        return None
+    counters = fleet.get("counters") or {}
+    line = Text.assemble(("fleet ", "bold"))
+    if fleet.get("degraded"):
+        line.append("DEGRADED", style="bold red")
+        line.append(f" (Redis: {fleet.get('last-error') or 'catching up'})", style="red")
+    else:
+        line.append("up", style="green")
+    line.append(
+        f"  nodes {fleet.get('nodes-up', 0)}/{fleet.get('nodes', 0)} up"
+        f"  lag {fleet.get('lag') or 0:g} s"
+        f"  bans published {counters.get('published', 0)} applied {counters.get('applied', 0)}"
+    )
+    return line
 
 
 def _pbx_answers(stats: dict[str, Any]) -> int:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..fleet.bans import BanStream, Entry, encode, parse_id
-from ..fleet.link import RETRY, UNREACHABLE, FleetLink
+from ..fleet.link import RETRY, UNREACHABLE, FleetAuthError, FleetLink
 from ..observe.metrics import PROPAGATION_BUCKETS, Histogram
 from ..policy.bans import BanBook
 from ..store import FleetCursor, StoreError
@@ -53,6 +53,7 @@ PUBLISH_BATCH: Final = 500  # changes in one transaction
 CLOCK_EVERY: Final = 10.0  # seconds between measures of the offset to Redis's clock
 PRUNE_EVERY: Final = 60.0  # seconds between sweeps of the snapshot's bans that are over
 SAID_EVERY: Final = 60.0  # seconds between log lines of one kind (held back, dropped)
+GONE_AFTER: Final = 10.0  # seconds without a heartbeat: a node no longer counts as up
 
 
 class FleetKeeper:
@@ -95,6 +96,8 @@ class FleetKeeper:
         self.synced = False  # following (the replay or snapshot done since the last connect)
         self.offset = 0.0  # Redis's clock minus ours
         self.lag = 0.0  # seconds between the stream's last entry and the last one applied
+        self.nodes = 0  # nodes with a heartbeat in Redis (this one too), at the last beat
+        self.nodes_up = 0  # those that beat within GONE_AFTER seconds
         self._said: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -213,13 +216,15 @@ class FleetKeeper:
                 raise
             except UNREACHABLE as exc:
                 self._lost(exc)
+            except FleetAuthError as exc:  # refused after the start (a password or certificate
+                self._lost(str(exc))  # changed): degraded, said once, tried again
             except Exception as exc:
                 self.counters["follow-errors"] += 1
                 log.exception("fleet: following the ban stream failed")
                 self._lost(exc)
                 await asyncio.sleep(RETRY)
 
-    def _lost(self, exc: BaseException) -> None:
+    def _lost(self, exc: BaseException | str) -> None:
         self.link.mark_down(exc)
         self.synced = False
 
@@ -370,6 +375,7 @@ class FleetKeeper:
                 if self.last_id is not None:
                     self.lag = max(0.0, (parse_id(last)[0] - parse_id(self.last_id)[0]) / 1000)
                 await self.stream.beat(self.node, self.state())
+                self._count_nodes(await self.stream.nodes(), now + self.offset)
                 if now - pruned >= PRUNE_EVERY:
                     self.counters["snapshot-pruned"] += await self.stream.prune(now + self.offset)
                     pruned = now
@@ -380,6 +386,14 @@ class FleetKeeper:
             except Exception:
                 self.counters["beat-errors"] += 1
                 log.exception("fleet: publishing or the heartbeat failed")
+
+    def _count_nodes(self, nodes: dict[str, dict[str, Any]], fleet_now: float) -> None:
+        self.nodes = len(nodes)
+        self.nodes_up = 0
+        for state in nodes.values():
+            with contextlib.suppress(TypeError, ValueError):
+                if fleet_now - float(state.get("last_seen", 0)) <= GONE_AFTER:
+                    self.nodes_up += 1
 
     def _say(self, kind: str, message: str, *args: Any) -> None:
         """A warning at most once a minute per kind (the count says the rest)."""
@@ -409,9 +423,14 @@ class FleetKeeper:
         }
 
     def _median_ms(self) -> float | None:
+        return self._quantile_ms(0.5)
+
+    def _quantile_ms(self, q: float) -> float | None:
+        """The recent propagation delays' ``q`` quantile, in ms (None: none yet)."""
         if not self.delays:
             return None
-        return round(1000 * sorted(self.delays)[len(self.delays) // 2], 2)
+        ordered = sorted(self.delays)
+        return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
     def status(self) -> dict[str, Any]:
         """This node's fleet state, for ``status`` (under "fleet") and /metrics."""
@@ -421,12 +440,15 @@ class FleetKeeper:
             "degraded": self.degraded,
             "stream-id": self.last_id,
             "lag": round(self.lag, 3),
+            "nodes": self.nodes,
+            "nodes-up": self.nodes_up,
             "queue": len(self._queue),
             "counters": dict(self.counters),
             "applied-from": dict(self.applied_from),
             "refused-from": dict(self.refused_from),
             "propagation": self.delay.as_stats(),
             "delay-median-ms": self._median_ms(),
+            "delay-p99-ms": self._quantile_ms(0.99),  # of the last 512 bans received live
         }
 
     async def fleet_status(self) -> dict[str, Any]:

@@ -11,6 +11,15 @@ Rules:
 - Credentials Redis refuses stop the start (``FleetAuthError``, naming the
   user and the URL without its password): a node that is set up wrong must
   not pass for one that works alone.
+- So does a TLS peer this node cannot trust, or that will not trust it: a
+  server certificate ``tls_ca_file`` did not sign (or made for another
+  name), a client certificate Redis rejects or asked for and did not get,
+  a ``tls_*_file`` that cannot be read. Waiting does not mend any of them
+  (someone must change a file), and a node that took them for an outage
+  would work alone for good while its operator believes it is in the
+  fleet; an untrusted server may also be an impostor, which must not be
+  given the password. Only the network failing (refused, reset, timed
+  out) is "unreachable".
 - Redis unreachable at start, or lost later, is not an error of the node:
   it works alone (``up`` is False; ``status`` and the metrics say the fleet
   is degraded) and the users of the link try again (``probe`` every
@@ -25,9 +34,12 @@ their own module, which marks the link ``down`` when a call fails and
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -49,7 +61,46 @@ UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class FleetAuthError(Exception):
-    """Redis refused this node's credentials: the node does not start."""
+    """Redis refused this node's credentials, or TLS trust failed either way
+    (see the module doc): the node does not start."""
+
+
+# TLS alerts a server sends when it rejects this node's certificate (or its lack of one)
+_CLIENT_CERT_REFUSED: Final = frozenset(
+    {
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "TLSV1_ALERT_ACCESS_DENIED",
+        "PEER_DID_NOT_RETURN_A_CERTIFICATE",
+    }
+)
+
+
+def tls_refusal(exc: BaseException) -> str | None:
+    """Why TLS trust failed, if that is what ``exc`` (a connection error
+    and the errors it was raised from) says; None: something else."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return (
+                f"its certificate is not trusted ({error.verify_message or error.reason}):"
+                " check [fleet] tls_ca_file is the CA that signed it and the URL's host is"
+                " the name it was made for"
+            )
+        if isinstance(error, ssl.SSLError) and error.reason in _CLIENT_CERT_REFUSED:
+            return (
+                f"it refused this node's client certificate ({error.reason}): check [fleet]"
+                " tls_cert_file and tls_key_file (Redis's tls-ca-cert-file must have signed it)"
+            )
+        if isinstance(error, ssl.SSLError) and error.library == "PEM":
+            return f"a [fleet] tls_*_file cannot be read as PEM ({error.reason})"
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def node_name(config: FleetConfig) -> str:
@@ -111,6 +162,42 @@ def make_client(config: FleetConfig) -> aioredis.Redis:
     return aioredis.Redis.from_url(config.redis, **options)
 
 
+async def tls_diagnosis(config: FleetConfig) -> str | None:
+    """Why TLS trust fails with this Redis, if it does (None: it does not, or
+    Redis cannot be reached at all). At start only, after a failed first
+    contact: with TLS 1.3 a server that rejects the client's certificate
+    says so after the handshake, and a client that has sent its first
+    command meanwhile often sees the connection reset instead of the
+    server's alert. This handshake sends nothing and reads, so the alert
+    arrives."""
+    parts = urlsplit(config.redis)
+    host, port = parts.hostname or "localhost", parts.port or 6379
+    try:
+        context = ssl.create_default_context(
+            cafile=None if config.tls_ca_file is None else str(config.tls_ca_file)
+        )
+        if config.tls_cert_file is not None:
+            context.load_cert_chain(
+                str(config.tls_cert_file),
+                None if config.tls_key_file is None else str(config.tls_key_file),
+            )
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context, server_hostname=host),
+            config.timeout,
+        )
+    except (OSError, TimeoutError) as exc:
+        return tls_refusal(exc)
+    try:
+        await asyncio.wait_for(reader.read(1), min(config.timeout, 1.0))
+    except (OSError, TimeoutError) as exc:  # a healthy server waits for a command: a timeout
+        return tls_refusal(exc)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+    return None
+
+
 class FleetLink:
     """The connection and whether it works (see the module doc)."""
 
@@ -137,11 +224,44 @@ class FleetLink:
     async def connect(self) -> bool:
         """The first contact, at start: True when Redis answers; False when it
         cannot be reached (the node starts alone); ``FleetAuthError`` when it
-        refuses the credentials."""
-        return await self.probe()
+        refuses the credentials, TLS trust fails or a TLS file cannot be read."""
+        for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            path = getattr(self.config, key)
+            if path is None:
+                continue
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise FleetAuthError(f"{key} {str(path)!r}: {exc.strerror or exc}") from None
+        try:
+            await self._ping()
+        except UNREACHABLE as exc:
+            why = tls_refusal(exc)
+            if why is None and self.config.redis.startswith("rediss://"):
+                why = await tls_diagnosis(self.config)
+            if why is not None:
+                raise FleetAuthError(f"Redis at {shown_url(self.config.redis)}: {why}") from None
+            self.mark_down(exc)
+            return False
+        self.mark_up()
+        return True
 
     async def probe(self) -> bool:
         """Ask Redis whether it answers (PING); the link's state follows."""
+        try:
+            await self._ping()
+        except UNREACHABLE as exc:
+            why = tls_refusal(exc)
+            if why is not None:
+                raise FleetAuthError(f"Redis at {shown_url(self.config.redis)}: {why}") from None
+            self.mark_down(exc)
+            return False
+        self.mark_up()
+        return True
+
+    async def _ping(self) -> None:
+        """PING; refused credentials raise ``FleetAuthError``."""
         try:
             await self.client.ping()
         except AuthenticationError as exc:
@@ -150,11 +270,6 @@ class FleetLink:
             if "WRONGPASS" in str(exc) or "NOAUTH" in str(exc) or "NOPERM" in str(exc):
                 raise FleetAuthError(self._refused(exc)) from None
             raise
-        except UNREACHABLE as exc:
-            self.mark_down(exc)
-            return False
-        self.mark_up()
-        return True
 
     def mark_up(self) -> None:
         if self.up:

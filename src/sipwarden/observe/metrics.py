@@ -511,6 +511,12 @@ def _fleet(out: _Families, fleet: Mapping[str, Any]) -> None:
         "gauge",
         fleet.get("lag"),
     )
+    out.add(
+        "sipwarden_fleet_nodes_up",
+        "fleet nodes (this one too) whose heartbeat Redis holds from the last 10 s",
+        "gauge",
+        fleet.get("nodes-up"),
+    )
     name, labels = "sipwarden_fleet_bans_total", ("what",)
     help = (
         "the fleet's bans on this node: published, held-back (over the publish limit),"

@@ -92,9 +92,21 @@ def explain(path: Path, exc: BaseException) -> str:
 
 def _create_private(path: Path) -> None:
     """Create the file owner-only (SQLite gives its -wal and -shm files the
-    same mode), or narrow an existing one's mode."""
+    same mode), or narrow an existing one's mode.
+
+    An existing file is never opened here, only stat'ed and chmod'ed by
+    name: closing any descriptor of a file drops every POSIX lock this
+    process holds on it (POSIX, not SQLite, decides that), so a second
+    store opened in a process that already had one (the fleet's cursor
+    beside the bans) would drop the first connection's shared lock. Another
+    process closing the file (``sipwarden bans show``) then believes it is
+    the last user: it checkpoints and deletes the WAL, and this process
+    goes on committing into a deleted WAL no one else can read until it
+    stops."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, MODE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, MODE)
+    except FileExistsError:
+        fd = None
     except IsADirectoryError:
         raise StoreError(f"storage.path {str(path)!r} is a folder: name a file in it") from None
     except OSError as exc:
@@ -103,13 +115,18 @@ def _create_private(path: Path) -> None:
                 f"storage.path {str(path)!r}: the folder {str(path.parent)!r} does not exist"
             ) from None
         raise StoreError(explain(path, exc)) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_IMODE(mode) & 0o077:
-            with contextlib.suppress(OSError):  # not ours to change: SQLite still opens it
-                os.fchmod(fd, MODE)
-    finally:
+    if fd is not None:  # new: no lock of this process on it yet to drop
         os.close(fd)
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise StoreError(explain(path, exc)) from None
+    if stat.S_ISDIR(mode):
+        raise StoreError(f"storage.path {str(path)!r} is a folder: name a file in it")
+    if stat.S_IMODE(mode) & 0o077:
+        with contextlib.suppress(OSError):  # not ours to change: SQLite still opens it
+            os.chmod(path, MODE)
 
 
 def _migrate(db: sqlite3.Connection, path: Path) -> None:

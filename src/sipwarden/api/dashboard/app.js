@@ -43,9 +43,23 @@ async function now() {
   document.getElementById("pbx-answers").textContent = edgeOrHost ? `${answers} answers` : "no edge or host mode";
   document.getElementById("pbx-last").textContent = !edgeOrHost ? "" :
     last ? `the last ${sw.ago(last)}` : "none since sipwarden started";
+  showFleet(status.fleet);
   const kernel = status["kernel-drops"];
   sw.fill(document.getElementById("kernel"), ["Counter", "value#"],
     kernel ? Object.entries(kernel).map(([k, v]) => ({ cells: [k, v] })) : [], "no kernel enforcer");
+}
+
+function showFleet(fleet) { // [fleet]: up or DEGRADED (Redis's error), nodes, lag, bans each way
+  document.getElementById("fleet-card").hidden = !fleet;
+  if (!fleet) return;
+  const state = document.getElementById("fleet-state");
+  state.textContent = fleet.degraded ? "DEGRADED" : "up";
+  state.classList.toggle("error", Boolean(fleet.degraded));
+  const counters = fleet.counters || {};
+  const parts = [`${fleet["nodes-up"] ?? 0} of ${fleet.nodes ?? 0} nodes up`, `lag ${fleet.lag ?? 0} s`,
+    `bans published ${counters.published || 0}, applied ${counters.applied || 0}`];
+  if (fleet.degraded) parts.unshift(`Redis: ${fleet["last-error"] || "catching up"}`);
+  document.getElementById("fleet-detail").textContent = parts.join(" · ");
 }
 
 function banRow(ban) {
