@@ -29,4 +29,4 @@ bash scripts/setup.sh test
 pkg_home="$(mktemp -d /tmp/sipwarden-pkg.XXXXXX)"
 trap 'rm -rf "$pkg_home"' EXIT
 .venv/bin/python -m tests.package.install "$pkg_home"
-SIPWARDEN_TEST_INSTALL="$pkg_home" .venv/bin/python -m pytest -n auto "$@"
+SIPWARDEN_TEST_INSTALL="$pkg_home" .venv/bin/python -m pytest -n auto --dist loadgroup "$@"
