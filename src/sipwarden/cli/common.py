@@ -1,5 +1,6 @@
 """What the `sipwarden` commands share: the ``-c`` option, the config and
-the policy it names, and asking the daemon when none may be running.
+the policy it names, asking the daemon when none may be running, and
+writing a command's output to ``-o FILE`` or stdout.
 
 A bad config or policy is one line on stderr and exit 2, never a
 traceback; a daemon that does not answer is ``None``, for the commands
@@ -9,6 +10,7 @@ that then do the work themselves (the ``daemon.offline`` functions).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -56,3 +58,17 @@ def ask_daemon(
         sys.exit(1)
     except ControlError:
         return None
+
+
+def write_out(text: str, output: Path | None, said: str) -> None:
+    """``text`` to stdout, or to ``output`` with ``said`` on stderr once
+    written; a file that cannot be written is one line and exit 1."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"sipwarden: cannot write {str(output)!r}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    click.echo(said, err=True)

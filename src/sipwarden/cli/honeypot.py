@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from . import render
-from .common import CONFIG_OPTION, ask_daemon, config_from
+from .common import CONFIG_OPTION, ask_daemon, config_from, write_out
 from .observe import LIMIT, SINCE, SOURCE
 
 
@@ -88,12 +88,4 @@ def export(
 
     rows = _calls(config_file, {"since": since, "source": source, "limit": 100_000})
     text = EXPORTS[fmt](rows)
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        click.echo(f"sipwarden: cannot write {str(output)!r}: {exc.strerror or exc}", err=True)
-        sys.exit(1)
-    click.echo(f"{len(rows)} records written to {output}", err=True)
+    write_out(text, output, f"{len(rows)} records written to {output}")

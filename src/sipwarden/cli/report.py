@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from .common import CONFIG_OPTION, ask_daemon, config_from
+from .common import CONFIG_OPTION, ask_daemon, config_from, write_out
 
 DAEMON_ROWS = 100_000  # the most flows the daemon's `flows` command gives
 
@@ -88,12 +88,4 @@ def report(
         text = render_json(found)
     else:
         text = render_html(found, plots(found), host=socket.gethostname())
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        click.echo(f"sipwarden: cannot write {str(output)!r}: {exc.strerror or exc}", err=True)
-        sys.exit(1)
-    click.echo(f"report written to {output}", err=True)
+    write_out(text, output, f"report written to {output}")

@@ -169,13 +169,7 @@ class FleetKeeper:
         self._wake.set()
 
     def _within_limit(self, now: float) -> bool:
-        times = self._published
-        while times and now - times[0] >= WINDOW:
-            times.popleft()
-        if len(times) >= self.limit:
-            return False
-        times.append(now)
-        return True
+        return _counted_within(self._published, now, self.limit)
 
     async def _publish(self) -> None:
         """What waits, in order, a transaction per batch; what fails stays."""
@@ -339,13 +333,7 @@ class FleetKeeper:
         return lifted
 
     def _may_apply(self, origin: str, now: float) -> bool:
-        times = self._applied.setdefault(origin, deque())
-        while times and now - times[0] >= WINDOW:
-            times.popleft()
-        if len(times) >= self.limit:
-            return False
-        times.append(now)
-        return True
+        return _counted_within(self._applied.setdefault(origin, deque()), now, self.limit)
 
     async def _save(self) -> None:
         if self._cursor is None or self.last_id is None or self.epoch is None:
@@ -472,6 +460,17 @@ class FleetKeeper:
             "now": self.clock() + self.offset,
             "nodes": nodes,
         }
+
+
+def _counted_within(times: deque[float], now: float, limit: int) -> bool:
+    """Whether one more fits ``limit`` a ``WINDOW`` (``times``: this
+    window's, oldest first); if so it is counted."""
+    while times and now - times[0] >= WINDOW:
+        times.popleft()
+    if len(times) >= limit:
+        return False
+    times.append(now)
+    return True
 
 
 def _with_expiry(ban: Ban, expires: float | None) -> Ban:

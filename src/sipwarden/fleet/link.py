@@ -234,25 +234,19 @@ class FleetLink:
                     pass
             except OSError as exc:
                 raise FleetAuthError(f"{key} {str(path)!r}: {exc.strerror or exc}") from None
-        try:
-            await self._ping()
-        except UNREACHABLE as exc:
-            why = tls_refusal(exc)
-            if why is None and self.config.redis.startswith("rediss://"):
-                why = await tls_diagnosis(self.config)
-            if why is not None:
-                raise FleetAuthError(f"Redis at {shown_url(self.config.redis)}: {why}") from None
-            self.mark_down(exc)
-            return False
-        self.mark_up()
-        return True
+        return await self.probe(diagnose=True)
 
-    async def probe(self) -> bool:
-        """Ask Redis whether it answers (PING); the link's state follows."""
+    async def probe(self, *, diagnose: bool = False) -> bool:
+        """Ask Redis whether it answers (PING); the link's state follows.
+        ``diagnose``: a failed ``rediss://`` contact is looked into with a
+        handshake of its own (``tls_diagnosis``: a TLS 1.3 refusal of this
+        node's certificate often arrives as a mere reset)."""
         try:
             await self._ping()
         except UNREACHABLE as exc:
             why = tls_refusal(exc)
+            if why is None and diagnose and self.config.redis.startswith("rediss://"):
+                why = await tls_diagnosis(self.config)
             if why is not None:
                 raise FleetAuthError(f"Redis at {shown_url(self.config.redis)}: {why}") from None
             self.mark_down(exc)
