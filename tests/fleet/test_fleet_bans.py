@@ -19,9 +19,7 @@ password refuses to start.
 
 from __future__ import annotations
 
-import json
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -33,7 +31,7 @@ from typing import Any
 import pytest
 
 from ..edge.phone import PORT
-from ..edge.site import BIN, Site, eventually
+from ..edge.site import BIN, Daemon, Site, eventually
 from ..edge.site import site as site  # the fixture
 from .redis_server import Redis, redis_server
 
@@ -46,8 +44,11 @@ LIMITED = "c"  # the node with a small publish limit
 LIMIT = 4
 
 
-class Node:
-    """One `sipwarden run` of the fleet, in the edge namespace."""
+class Node(Daemon):
+    """One `sipwarden run` of the fleet, in the edge namespace: the edge
+    tests' daemon (its start, log, cli) with a config of its own."""
+
+    ready_within = 20.0
 
     def __init__(
         self, site: Site, tmp: Path, name: str, redis: Redis, port: int = 0, **fleet: object
@@ -89,56 +90,15 @@ listen = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self) -> None:
-        self.starts += 1
-        log = (self.tmp / f"run-{self.starts}.log").open("wb")
-        self.proc = subprocess.Popen(
-            self.site.pair.in_edge(
-                sys.executable, "-m", "sipwarden.cli", "run", "-c", str(self.config)
-            ),
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-        log.close()
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
-        line = self.proc.stdout.readline() if ready else b""
-        if b"listening on" not in line:
-            self.proc.kill()
-            self.proc.wait(10)
-            pytest.fail(f"node {self.name} did not start: {line!r}\n{self.log()}")
-
-    def log(self) -> str:
-        return (self.tmp / f"run-{self.starts}.log").read_text(errors="replace")[-4000:]
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "sipwarden.cli", *args, "-c", str(self.config)]
-        return subprocess.run(
-            self.site.pair.in_edge(*argv), capture_output=True, text=True, timeout=30
-        )
-
-    def json(self, *args: str) -> Any:
-        done = self.cli(*args, "--json")
-        assert done.returncode == 0, f"{self.name} {args}: {done.stderr}"
-        return json.loads(done.stdout)
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        return 0 if self.proc is None else super().stop(sig)
 
     def kernel(self) -> dict[str, Any]:
         """The node's kernel set: target -> seconds left (None: permanent)."""
         return self.json("firewall", "show")["elements"]  # type: ignore[no-any-return]
 
-    def bans(self) -> dict[str, dict[str, Any]]:
-        return {row["ip"]: row for row in self.json("bans", "list")}
+    def by_ip(self) -> dict[str, dict[str, Any]]:
+        return {row["ip"]: row for row in self.bans()}
 
     def fleet(self) -> dict[str, Any]:
         return self.json("status")["fleet"]  # type: ignore[no-any-return]
@@ -198,10 +158,10 @@ def test_svcrack_banned_on_a_is_dropped_by_b_and_c_and_an_unban_on_c_lifts_it(
         svcrack.wait(10)
     held = eventually(lambda: site.attacker in b.kernel() and site.attacker in c.kernel(), 15, 0.05)
     assert held, f"{b.log()}\n{c.log()}"
-    ban_a = a.bans()[site.attacker]
+    ban_a = a.by_ip()[site.attacker]
     assert ban_a["origin"] == "" and ban_a["detector"].startswith("auth")
     for node in (b, c):
-        row = node.bans()[site.attacker]
+        row = node.by_ip()[site.attacker]
         assert row["origin"] == "node-a", row
         assert row["detector"] == ban_a["detector"] and row["offence"] == ban_a["offence"]
         assert abs(row["expires_at"] - ban_a["expires_at"]) < 5  # the remaining time, kept
@@ -219,7 +179,7 @@ def test_svcrack_banned_on_a_is_dropped_by_b_and_c_and_an_unban_on_c_lifts_it(
     assert done.returncode == 0, done.stderr
     lifted = eventually(lambda: all(site.attacker not in n.kernel() for n in (a, b, c)), 15, 0.1)
     assert lifted, f"{a.log()}\n{b.log()}"
-    assert site.attacker not in a.bans() and site.attacker not in b.bans()
+    assert site.attacker not in a.by_ip() and site.attacker not in b.by_ip()
 
     status = a.json("fleet", "status")
     assert set(status["nodes"]) == {"node-a", "node-b", "node-c"}, status
@@ -255,7 +215,7 @@ def test_redis_away_twenty_seconds_then_back_b_and_c_catch_up_none_lost_none_dou
         assert caught, node.log()
     assert eventually(lambda: not a.fleet()["degraded"] and a.fleet()["queue"] == 0, 10, 0.2)
     for node in (b, c):
-        rows = node.bans()
+        rows = node.by_ip()
         assert all(rows[t]["origin"] == "node-a" for t in targets), rows
         # none doubled: each applied once
         assert node.fleet()["counters"].get("applied") == applied[node.name] + len(targets), (
@@ -273,11 +233,11 @@ def test_b_killed_and_restarted_holds_every_ban_in_force(fleet: dict[str, Node])
     late = "203.0.113.20"
     a.ban(late)  # made while B is away
     b.start()
-    in_force = set(a.bans())
+    in_force = set(a.by_ip())
     assert late in in_force
     caught = eventually(lambda: in_force <= set(b.kernel()), 20, 0.2)
     assert caught, (in_force, b.kernel(), b.log())
-    assert in_force <= set(b.bans())
+    assert in_force <= set(b.by_ip())
 
 
 def test_a_node_over_its_publish_limit_is_held_back_and_reported(fleet: dict[str, Node]) -> None:
