@@ -27,12 +27,13 @@ and the limits are the daemon's fleet keeper's (``daemon/fleet.py``).
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from ..values import Ban, Change
+from ..values import MAX_DURATION, Ban, Change
 from .link import FleetLink
 
 STREAM_LENGTH: Final = 100_000  # entries kept (about: MAXLEN ~)
@@ -108,17 +109,23 @@ def decode(fields: dict[Any, Any], entry_id: str = "") -> Entry | None:
         if not isinstance(evidence, list):
             return None
         remaining = float(got["remaining"]) if got["remaining"] else None
+        created, published = float(got["created_at"]), float(got["published_at"])
+        # NaN or infinity (a broken or hostile node) would date a ban NaN: refused
+        if not (math.isfinite(created) and math.isfinite(published)):
+            return None
+        if remaining is not None and not 0 <= remaining <= MAX_DURATION:
+            return None
         ban = Ban(
             got["target"],
             got["reason"][:TEXT_CHARS],
             got["detector"][:TEXT_CHARS],
-            float(got["created_at"]),
+            created,
             None,
             max(1, int(got["offence"])),
             tuple(str(e)[:EVIDENCE_CHARS] for e in evidence[:EVIDENCE_KEPT]),
             got["origin"] or "?",
         )
-        return Entry(op, ban, remaining, float(got["published_at"]), entry_id)
+        return Entry(op, ban, remaining, published, entry_id)
     except (KeyError, ValueError, TypeError, UnicodeDecodeError):
         return None
 
