@@ -42,6 +42,10 @@ def test_the_payload_round_trips_and_refuses_what_is_not_its_feed(
         decode_entries("other", packed)  # another feed's list is never taken for this one
     with pytest.raises(FleetIntelError, match="not zlib"):
         decode_entries("blocklist", b"not compressed")
+    for bad in (("not-an-address", 1.0, 2.0), ("203.0.113.5", float("nan"), 2.0),
+                ("203.0.113.5", 1.0, float("inf"))):  # fmt: skip
+        with pytest.raises(FleetIntelError, match="malformed"):  # refused whole
+            decode_entries("blocklist", encode_entries("blocklist", [*ENTRIES, bad]))
     big = encode_entries("blocklist", [(f"203.0.113.{i}", 1.0, 2.0) for i in range(200)])
     monkeypatch.setattr(fleet_intel, "MAX_PAYLOAD", 1000)
     with pytest.raises(FleetIntelError, match="past 1000 bytes"):

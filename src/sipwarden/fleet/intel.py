@@ -48,8 +48,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
+import math
 import secrets
 import time
 import zlib
@@ -126,9 +128,21 @@ def decode_entries(feed: str, payload: bytes) -> list[tuple[str, float, float]]:
         found = json.loads(body)
         if found.get("format") != FORMAT or found.get("feed") != feed:
             raise ValueError("another feed or format")
-        return [(str(a), float(f), float(s)) for a, f, s in found["entries"]]
+        return [_entry(a, f, s) for a, f, s in found["entries"]]
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise FleetIntelError(f"{feed}: the fleet's list is malformed: {exc}") from None
+
+
+def _entry(address: Any, first: Any, last: Any) -> tuple[str, float, float]:
+    """One entry as received, checked (ValueError): an address or network,
+    and times that are numbers (a NaN would date its expiry NaN). A list
+    with one bad entry is refused whole: never half taken."""
+    text = str(address)
+    ipaddress.ip_network(text, strict=False)
+    first_seen, last_seen = float(first), float(last)
+    if not (math.isfinite(first_seen) and math.isfinite(last_seen)):
+        raise ValueError(f"{text}: its times are not numbers")
+    return text, first_seen, last_seen
 
 
 def state_as_dict(state: FeedState) -> dict[str, Any]:
