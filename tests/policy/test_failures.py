@@ -17,6 +17,18 @@ def test_a_first_challenge_is_not_a_failure():
         assert tracker.answer(SRC, 200, "REGISTER", "100", True, i * 60.0 + 0.1) is None
 
 
+def test_a_success_without_credentials_wipes_nothing():
+    """A guesser cannot reset its count with a 200 anyone gets (an OPTIONS
+    naming the account, a REGISTER the PBX lets through without a login)."""
+    tracker = FailureTracker(maxretry=5)
+    for k in range(4):
+        assert tracker.answer(SRC, 401, "REGISTER", "100", True, k * 0.1) is None
+        assert tracker.answer(SRC, 200, "OPTIONS", "100", False, k * 0.1 + 0.05) is None
+        assert tracker.answer(SRC, 200, "REGISTER", "100", False, k * 0.1 + 0.06) is None
+    decision = tracker.answer(SRC, 401, "REGISTER", "100", True, 0.5)
+    assert decision is not None and decision.detector == "auth.brute-force"
+
+
 def test_a_phone_that_fails_once_or_twice_is_not_banned():
     tracker = FailureTracker()
     now = 0.0

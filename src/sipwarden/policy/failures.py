@@ -25,7 +25,8 @@ ban: longer each time), otherwise ``auth.failures`` and a fixed
 ``slow_bantime``: the phone is slowed, never banned for good. A 2xx for an
 account wipes that account's failures from that source (wiping all of them
 would let an attacker with one cracked account reset the count between
-guesses).
+guesses). Only a 2xx to a request that carried credentials is a login: any
+source can get a 200 to an OPTIONS naming an account.
 
 Quiet time (``[schedule.quiet]``): with a ``quiet`` callable (the
 schedule's ``quiet(now)``, answered per minute), ``quiet_maxretry`` and
@@ -116,7 +117,11 @@ class FailureTracker:
         now: float,
     ) -> Decision | None:
         if 200 <= status < 300:
-            self._succeeded(host, user, now)
+            # only a login that worked: a 2xx to a request without
+            # credentials proves nothing (an OPTIONS naming the account
+            # would wipe a guesser's count between its guesses)
+            if credentials:
+                self._succeeded(host, user, now)
             return None
         kind = failure(status, method, credentials)
         failed, not_found = kind == LOGIN_FAILED, kind == NOT_FOUND

@@ -295,6 +295,8 @@ class Policy:
         status = view.status
         if status is None or client in self._trusted:
             return None
+        if 200 <= status < 300 and not credentials:
+            return None  # not a login: nothing here learns from it (most of what passes)
         good = self.known_good
         if good is not None and credentials and 200 <= status < 300:
             with contextlib.suppress(SipError):
