@@ -3,10 +3,10 @@ registered phone fares at ten times it, without and with the kernel lane.
 
 The site is the flood test's (``tests/edge/flood.py``): two network
 namespaces of its own, `sipwarden run` (one worker, UDP) in front of a real
-Kamailio with digest auth, and ``tests/edge/flooder.py`` sending raw
-REGISTERs from 65,024 spoofed sources (198.18.0.0/16, shuffled: every
-source sends the same request a few times a second or less, so no
-per-source limit trips).
+Kamailio with digest auth, and ``tests/edge/flooder.py``
+sending raw REGISTERs from ``--sources`` spoofed sources (100,000 by
+default, from 198.18.0.0/15; shuffled: every source sends the same request
+a few times a second or less, so no per-source limit trips).
 
 1. capacity: with no lane, a flood well above what the edge can take; the
    edge's capacity is the answers it relayed from Kamailio per second
@@ -22,10 +22,12 @@ per-source limit trips).
 Printed per run: the phone's and the newcomer's logins that succeeded, the
 datagrams the edge read and the answers it relayed per second (over the
 flood's length, the backlog read after it included), the datagrams its socket
-had no room for (RcvbufErrors), and the lane's kernel counters.
+had no room for (RcvbufErrors), the edge's CPU (user and system) per
+datagram it read (what a flood packet costs once it reaches user space:
+issue 21), and the lane's kernel counters (what it absorbed).
 
 Run (root; kamailio, nft, ip): .venv/bin/python bench/flood.py [--times 10]
-[--seconds 15] [--totals 1000,4000]
+[--seconds 15] [--totals 1000,4000] [--sources 100000]
 """
 
 from __future__ import annotations
@@ -78,14 +80,25 @@ def capacity(site: FloodSite, seconds: float, warm: float = 3.0) -> dict[str, fl
     }
 
 
-def run(site: FloodSite, name: str, firewall: str, rate: int, seconds: float) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(
+    site: FloodSite, name: str, firewall: str, rate: int, seconds: float, sources: int
+) -> dict[str, Any]:
     with EdgeDaemon(site, name, firewall) as edge:
+        assert edge.proc is not None
+        pid = edge.proc.pid  # (`ip netns exec` execs sipwarden: the same process)
         phone = Phone(site, site.phone_ip, "100")
         newcomer = Phone(site, site.newcomer_ip, "200")
         assert phone.login() == 200, edge.log()
         time.sleep(1.0)  # the lane keeper's batch (a fraction of a second)
         before, drops = edge.stats()["edge"], socket_drops(site)
-        flooder = flood(site, rate, seconds)
+        cpu = cpu_seconds(pid)
+        flooder = flood(site, rate, seconds, sources)
         start = time.monotonic()
         with Registering(phone) as registered:
             time.sleep(NEWCOMER_AFTER)  # the limit's first burst is spent: the flood is steady
@@ -93,6 +106,7 @@ def run(site: FloodSite, name: str, firewall: str, rate: int, seconds: float) ->
                 sent = flood_result(flooder, seconds + 30)
         end = time.monotonic()
         after = edge.stats()["edge"]
+        cpu = cpu_seconds(pid) - cpu
         received = after.get("received", 0) - before.get("received", 0)
         relayed = after.get("to-client", 0) - before.get("to-client", 0)
         drops = socket_drops(site) - drops
@@ -110,6 +124,9 @@ def run(site: FloodSite, name: str, firewall: str, rate: int, seconds: float) ->
         "received": received / sent["seconds"],
         "relayed": relayed / sent["seconds"],
         "socket_drops": drops,
+        # the edge's CPU per datagram it read (the flood's and the phones')
+        "us_per_read": cpu / max(1, received) * 1e6,
+        "core": cpu / (end - start),
         "lane": lane,
     }
 
@@ -123,6 +140,7 @@ def show(result: dict[str, Any]) -> None:
         f" ({success(phone):.0%}) | {sum(a.status == 200 for a in newcomer)}/{len(newcomer)}"
         f" ({'never' if first is None else f'in after {first:.0f} s'})"
         f" | {result['received']:,.0f} / {result['relayed']:,.0f}"
+        f" | {result['us_per_read']:.1f} µs ({result['core']:.2f} core)"
         f" | {result['socket_drops']:,} | "
         + (
             "no lane"
@@ -142,6 +160,9 @@ def main() -> int:
     parser.add_argument("--times", type=float, default=10.0, help="the flood, times the capacity")
     parser.add_argument("--seconds", type=float, default=15.0, help="each flood's length")
     parser.add_argument("--totals", default="", help="lane total rates to try besides the default")
+    parser.add_argument(
+        "--sources", type=int, default=100_000, help="spoofed source addresses (up to 131,072)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.error("network namespaces and nftables need root")
@@ -155,18 +176,20 @@ def main() -> int:
         )
         rate = min(int(args.times * cap["relayed"]), MAX_RATE)
         print(
-            f"flood: {rate:,} REGISTERs/s ({rate / cap['relayed']:.1f}x), {args.seconds:g} s each"
+            f"flood: {rate:,} REGISTERs/s ({rate / cap['relayed']:.1f}x) from {args.sources:,}"
+            f" spoofed sources, {args.seconds:g} s each"
         )
         print(
             "\n| run | flood /s | registered phone | newcomer | edge read / relayed, per s"
-            " | socket overflows | kernel lane (packets) |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+            " | edge CPU per datagram read | socket overflows | kernel lane (packets) |"
+            "\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
         )
         runs = [("no lane", NO_LANE), ("lane, defaults", LANE)] + [
             (f"lane, total {int(t):,}/s", f"{LANE}\nlane = {{ total_rate = {int(t)} }}")
             for t in filter(None, args.totals.split(","))
         ]
         for i, (name, firewall) in enumerate(runs):
-            show(run(site, f"run{i}", firewall, rate, args.seconds) | {"name": name})
+            show(run(site, f"run{i}", firewall, rate, args.seconds, args.sources) | {"name": name})
             subprocess.run(  # the next run starts from no table
                 site.pair.in_edge("nft", "delete", "table", "inet", "sipwarden"),
                 capture_output=True,
