@@ -179,7 +179,8 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
     via_text, parts = top
     assert line is not None
     token = None
-    for name, value in simple_params(parts.params):
+    params = view.simple_via_params()  # (read already by the edge, for the policy: kept)
+    for name, value in params if params is not None else simple_params(parts.params):
         if name == TOKEN_PARAM:
             token = value
             break

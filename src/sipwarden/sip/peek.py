@@ -116,8 +116,10 @@ class Peek:
 
     __slots__ = (
         "_cache",
+        "_cseq_method",
         "_parts",
         "_values",
+        "_via_params",
         "body_at",
         "body_end",
         "data",
@@ -146,6 +148,9 @@ class Peek:
         self._cache: dict[object, object] = {}
         # parts of simple shapes per slot (+ the Request-URI), _UNSET until read
         self._parts: list[Any] = [_UNSET] * (len(_KEYS) + 1)
+        # read more than once a message (the policy, the splice, the answer's reading)
+        self._cseq_method: Any = _UNSET
+        self._via_params: Any = _UNSET
 
     @property
     def is_request(self) -> bool:
@@ -302,21 +307,26 @@ class Peek:
 
     @property
     def cseq_method(self) -> str | None:
+        known = self._cseq_method
+        if known is not _UNSET:
+            return known  # type: ignore[no-any-return]
         value = self._values[CSEQ]
         if value is None:
-            return None
-        number, space, method = value.partition(" ")
-        # the common request shape; anything else takes the full CSeq parser
-        if (
-            space
-            and method == self.method
-            and number.isascii()
-            and number.isdigit()
-            and len(number) <= 9
-        ):
-            return method
-        cseq = self.cseq
-        return None if cseq is None else cseq.method
+            method: str | None = None
+        else:
+            number, space, method = value.partition(" ")
+            # the common request shape; anything else takes the full CSeq parser
+            if not (
+                space
+                and method == self.method
+                and number.isascii()
+                and number.isdigit()
+                and len(number) <= 9
+            ):
+                cseq = self.cseq  # (raises for a broken CSeq: nothing kept, it raises again)
+                method = None if cseq is None else cseq.method
+        self._cseq_method = method
+        return method
 
     def _via_field(self, index: int, name: str) -> str | int | None:
         parts = self._parts[VIA]
@@ -359,10 +369,13 @@ class Peek:
         """The top Via's parameters as (name, value) pairs when the Via has
         the simple shape the C scanner reads (as every Via the edge writes
         does), else None: for reading back a Via of our own, cheaply."""
-        parts = self._parts[VIA]
-        if parts is _UNSET:
-            parts = self._via_parts()
-        return None if parts is None else simple_params(parts[3])
+        params = self._via_params
+        if params is _UNSET:
+            parts = self._parts[VIA]
+            if parts is _UNSET:
+                parts = self._via_parts()
+            params = self._via_params = None if parts is None else simple_params(parts[3])
+        return params  # type: ignore[no-any-return]
 
     # typed values ---------------------------------------------------------
     @property
