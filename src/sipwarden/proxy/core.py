@@ -72,8 +72,12 @@ class StatelessProxy:
             f"Via: SIP/2.0/{settings.backend.transport.upper()} {inside.hostport()};branch="
         )
         self._path_suffix = f"@{inside.hostport()};transport={inside.transport};lr>\r\n"
-        self._token_of: dict[Peer, str] = {}
-        self._flow_of: dict[str, Peer] = {}
+        # flows and tokens remembered, as exact tuples of atomics (a Peer
+        # equals its tuple and hashes alike): the garbage collector does not
+        # track those, so a spoofed flood's 65,536 flows add nothing to what
+        # a full collection walks
+        self._token_of: dict[tuple[str, str, int, int], str] = {}
+        self._flow_of: dict[str, tuple[str, str, int, int]] = {}
         self._sealed_contacts: dict[str, str] = {}
         outside = [*settings.public.values(), *settings.listeners]
         self._public = {(loc.host.strip("[]").lower(), loc.port) for loc in outside}
@@ -91,20 +95,22 @@ class StatelessProxy:
         if token is None:
             if len(self._token_of) >= _TOKEN_CACHE:
                 self._token_of.clear()
-            token = self._token_of[flow] = self.tokens.encode(flow)
+            token = self.tokens.encode(flow)
+            self._token_of[(flow.transport, flow.host, flow.port, flow.conn)] = token
         return token
 
     def flow_of(self, token: str | None) -> Peer | None:
         """The flow of a token we issued (verified once, then remembered)."""
         if token is None:
             return None
-        flow = self._flow_of.get(token)
-        if flow is None:
-            flow = self.tokens.decode(token)
-            if flow is not None:
-                if len(self._flow_of) >= _TOKEN_CACHE:
-                    self._flow_of.clear()
-                self._flow_of[token] = flow
+        known = self._flow_of.get(token)
+        if known is not None:
+            return Peer(*known)
+        flow = self.tokens.decode(token)
+        if flow is not None:
+            if len(self._flow_of) >= _TOKEN_CACHE:
+                self._flow_of.clear()
+            self._flow_of[token] = (flow.transport, flow.host, flow.port, flow.conn)
         return flow
 
     def _drop(self, reason: str) -> list[Action]:
