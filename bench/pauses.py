@@ -21,7 +21,8 @@ the longest batch callback and the longest stall the ticker saw; the
 objects the collector tracks (per generation and frozen); each per-source
 structure's size and the GC-tracked containers it holds.
 
-Run: .venv/bin/python bench/pauses.py [--sources 1000000] [--batch 32]
+Run (PYTHONPATH picks the tree measured, else the venv's install):
+     .venv/bin/python bench/pauses.py [--sources 1000000] [--batch 32]
      [--per-source 1] [--no-freeze] (see bench/README.md)
 """
 
@@ -32,7 +33,6 @@ import asyncio
 import gc
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -41,8 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from sipwarden.app import serve
 from sipwarden.config import load_config

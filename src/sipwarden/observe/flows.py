@@ -170,7 +170,7 @@ class FlowTable:
                 key = (OVERFLOW, None, key[2], key[3], key[4])
                 flow = flows.get(key)
             if flow is None:
-                key = tuple(key)  # exact: not tracked by the collector (a FlowKey is)
+                key = _exact(key)
                 flow = flows[key] = (now, now, 0, 0, -1, 0, 0)
         return key, flow
 
@@ -184,12 +184,17 @@ class FlowTable:
         self._methods, self._answers, self._verdicts = {}, {}, {}
 
 
+def _exact(key: _Key) -> _Key:
+    """``key`` as an exact tuple: the collector stops tracking it (never a FlowKey)."""
+    return tuple.__new__(tuple, key)
+
+
 def _count(table: _Counts, key: _Key, item: str) -> None:
     """One more ``item`` in ``key``'s counts (made on first use, under an
     exact tuple: ``key`` may be the caller's FlowKey)."""
     counts = table.get(key)
     if counts is None:
-        table[tuple(key)] = {item: 1}
+        table[_exact(key)] = {item: 1}
     else:
         counts[item] = counts.get(item, 0) + 1
 
