@@ -19,11 +19,14 @@ while a 1 ms ticker measures how late the loop runs it. Printed: the time
 taken; every garbage collection's duration by generation (gc.callbacks);
 the longest batch callback and the longest stall the ticker saw; the
 objects the collector tracks (per generation and frozen); each per-source
-structure's size and the GC-tracked containers it holds.
+structure's size; the types the collector tracks most, then and at the
+widest full collection; a full collection at the end, then with each
+per-source structure emptied in turn (what each costs it).
 
 Run (PYTHONPATH picks the tree measured, else the venv's install):
-     .venv/bin/python bench/pauses.py [--sources 1000000] [--batch 32]
-     [--per-source 1] [--no-freeze] (see bench/README.md)
+     .venv/bin/python bench/pauses.py [--sources 200000] [--batch 32]
+     [--per-source 1] (a million sources: --sources 1000000, 8+ minutes
+     here; the per-source tables are full from 100,000 on. bench/README.md)
 """
 
 from __future__ import annotations
@@ -229,7 +232,9 @@ def config_text(workdir: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sources", type=int, default=1_000_000)
+    # (the per-source tables are bounded at 65,536-100,000: full from 100,000 on;
+    # 1,000,000 takes 8+ minutes on this machine)
+    ap.add_argument("--sources", type=int, default=200_000)
     ap.add_argument("--per-source", type=int, default=1, help="REGISTERs (and 401s) per source")
     ap.add_argument("--batch", type=int, default=32, help="messages per loop callback")
     ap.add_argument("--census", type=int, default=12, help="types listed by tracked count")
