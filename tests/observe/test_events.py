@@ -3,6 +3,8 @@ never blocking."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -75,3 +77,31 @@ def test_every_event_is_queued_summarised_or_dropped_never_lost(
     told = sum(int(dict(e.fields).get("repeated") or 1) for e in events)  # type: ignore[arg-type]
     assert told + q.dropped == len(pushes)
     assert len(events) <= 50 + 4
+
+
+def test_many_sources_cost_the_collector_only_their_queued_events() -> None:
+    """A spoofed flood's sources each get a (kind, source, reason) tally: a
+    count, not an object, so 5,000 more sources add only their events for a
+    full collection to walk, the one queued and the last one (for the
+    summary): two each (a slots tally made it three)."""
+    queue = EventQueue(sample=1, max_events=20_000, max_keys=20_000)
+
+    def flood(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            source = f"198.18.{i >> 8}.{i & 255}"
+            for n in range(3):  # one queued, two counted
+                queue.push(Event(float(i + n), "login-failed", source, "auth.failed"))
+
+    def tracked() -> int:
+        gc.collect()
+        gc.collect()
+        return len(gc.get_objects())
+
+    flood(0, 100)
+    before = tracked()
+    flood(100, 5_000)
+    assert len(queue) == 5_100
+    assert tracked() - before < 2 * 5_000 + 500  # Events (NamedTuples), nothing per key
+    events = queue.drain()
+    assert len(events) == 2 * 5_100  # each source: its first, then a summary of two
+    assert events[-1].weight == 2 and events[-1].time == 5_101.0

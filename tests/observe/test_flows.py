@@ -3,6 +3,8 @@ bounded for spoofed sources, merged over a window."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -97,3 +99,41 @@ def test_aggregating_the_minutes_keeps_every_packet_and_byte(
     merged = aggregate(table.drain(T0 + 600))
     assert sum(r["packets"] for r in merged) == len(packets)
     assert sum(r["bytes"] for r in merged) == sum(size for _, _, size in packets)
+
+
+def tracked_after_collection() -> int:
+    """The objects the cyclic garbage collector tracks, once it has run (a
+    collection stops tracking tuples of atomics)."""
+    gc.collect()
+    gc.collect()
+    return len(gc.get_objects())
+
+
+def test_many_flows_leave_nothing_per_flow_for_the_collector_to_walk() -> None:
+    """A minute of spoofed sources fills the table: keys and flows are
+    tuples of atomics and the counts dicts of strings and ints, so 5,000
+    more flows add no object a full collection walks (a FlowKey and a slots
+    object per flow added 10,000)."""
+    table = FlowTable(max_flows=10_000)
+
+    def flood(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            key = FlowKey(f"198.18.{i >> 8}.{i & 255}", 5060, "198.51.100.1", 5060, "udp")
+            table.record(key, T0 + i / 1e4, 500, method="REGISTER")
+            table.record(key, T0 + i / 1e4, 400, method="OPTIONS", verdict="limit.requests")
+            table.answer(key, T0 + i / 1e4, 401)
+
+    flood(0, 100)
+    before = tracked_after_collection()
+    flood(100, 5_000)
+    assert len(table) == 5_100
+    assert tracked_after_collection() - before < 100
+    records = table.drain(T0 + 60)
+    assert len(records) == 5_100
+    last = records[-1]
+    assert (last["packets"], last["bytes"], last["peak_pps"]) == (2, 900, 2)
+    assert (last["methods"], last["answers"], last["verdicts"]) == (
+        {"REGISTER": 1, "OPTIONS": 1},
+        {"401": 1},
+        {"limit.requests": 1},
+    )

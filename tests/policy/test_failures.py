@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -151,3 +153,33 @@ def test_memory_is_bounded_whatever_the_sources(sources, cap):
         )
     assert len(tracker) <= cap
     assert len(tracker.accounts) <= cap
+
+
+def tracked_after_collection() -> int:
+    """The objects the cyclic garbage collector tracks, once it has run (a
+    collection stops tracking tuples of atomics)."""
+    gc.collect()
+    gc.collect()
+    return len(gc.get_objects())
+
+
+def test_many_sources_leave_nothing_per_source_for_the_collector_to_walk():
+    """A brute force from spoofed sources fills the tracker: what it keeps
+    per source (failures, probes, users refused, evidence) are tuples of
+    atomics, so 5,000 more sources add no object a full collection walks
+    (a slots object per source added 5,000: 100+ ms a collection at 100,000)."""
+    tracker = FailureTracker(max_sources=10_000)
+
+    def brute_force(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            host = f"198.18.{i >> 8}.{i & 255}"
+            assert tracker.answer(host, 401, "REGISTER", f"u{i % 7}", True, float(i)) is None
+            assert tracker.answer(host, 404, "REGISTER", "ghost", False, i + 0.5) is None
+            assert tracker.answer(host, 401, "INVITE", "", False, i + 0.6) is None
+            tracker.answer(host, 200, "REGISTER", f"u{i % 5}", True, i + 0.7)
+
+    brute_force(0, 100)
+    before = tracked_after_collection()
+    brute_force(100, 5_000)
+    assert len(tracker) == 5_100
+    assert tracked_after_collection() - before < 100

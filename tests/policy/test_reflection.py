@@ -5,6 +5,8 @@ bounded."""
 
 from __future__ import annotations
 
+import gc
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -331,3 +333,34 @@ def test_bad_settings_are_refused():
         except ValueError:
             continue
         raise AssertionError(f"accepted {bad}")
+
+
+def tracked_after_collection() -> int:
+    """The objects the cyclic garbage collector tracks, once it has run (a
+    collection stops tracking tuples of atomics)."""
+    gc.collect()
+    gc.collect()
+    return len(gc.get_objects())
+
+
+def test_many_sources_leave_nothing_per_source_for_the_collector_to_walk():
+    """A spoofed flood fills the table of unverified sources: what it keeps
+    per source (bytes each way, nonces, To tags) is a tuple of atomics, so
+    5,000 more sources add no object a full collection walks."""
+    budget = ReflectionBudget(total=0, max_sources=10_000)
+
+    def flood(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            host = f"198.18.{i >> 8}.{i & 255}"
+            budget.received(host, 600, peek(request()), float(i))
+            assert budget.permit(host, challenge(f"n{i}", tag=f"t{i}"), float(i))
+
+    flood(0, 100)
+    before = tracked_after_collection()
+    flood(100, 5_000)
+    assert len(budget) == 5_100
+    assert tracked_after_collection() - before < 100
+    # what it kept still proves: the last source's nonce verifies it
+    last = "198.18.19.235"  # source 5,099
+    budget.received(last, 600, peek(request(nonce="n5099")), 6_000.0)
+    assert budget.is_verified(last, 6_000.0)

@@ -6,6 +6,8 @@ in tests/edge; here every rule of the core is pinned down on its own.
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from sipwarden.proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
@@ -304,3 +306,25 @@ def test_the_pbx_contact_is_hidden_and_restored(proxy):
     )
     _, ok = sent(proxy.from_backend(bound.to_bytes(), BACKEND))
     assert ok.get("contact") == "<sip:100@192.168.1.20:5060>;expires=600"
+
+
+def test_the_flows_tokens_leave_nothing_per_flow_for_the_collector_to_walk(proxy):
+    """The flows whose tokens are remembered are tuples of atomics: 5,000
+    spoofed flows add no object a full collection walks (a Peer per flow did)."""
+
+    def flows(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            flow = Peer("udp", f"198.18.{i >> 8}.{i & 255}", 5060)
+            token = proxy.token_for(flow)
+            assert proxy.token_for(flow) == token  # remembered
+            assert proxy.tokens.decode(token) == flow
+
+    def tracked() -> int:
+        gc.collect()
+        gc.collect()
+        return len(gc.get_objects())
+
+    flows(0, 100)
+    before = tracked()
+    flows(100, 5_000)
+    assert tracked() - before < 100

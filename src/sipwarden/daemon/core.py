@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -69,6 +70,20 @@ RESTART_SECTIONS = (
     "deception",
     "fleet",  # the connection to Redis and what it shares
 )
+
+
+def settle_heap() -> None:
+    """What start-up (or a reload) made lives as long as the worker: the
+    modules, the config, the policy and its rules. Frozen out of the garbage
+    collector's generations (``gc.freeze``), it is never walked again, so a
+    full collection walks only what the packets made since: without this,
+    every full collection walked the 66,000 objects of start-up, 20-30 ms
+    on this machine (bench/pauses.py). What a reload replaced is collected
+    first (one full collection then, at the operator's request): frozen
+    garbage in a reference cycle would never be."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class Daemon:
@@ -178,6 +193,7 @@ class Daemon:
             self._background(self.analysis.loop())
         if self.reports is not None:
             await self.reports.start()
+        settle_heap()
 
     async def stop(self) -> None:
         if self._control is None:
@@ -273,6 +289,7 @@ class Daemon:
                 else "enforce",
                 "; the kernel lane follows at the next restart" if self.lane is not None else "",
             )
+        settle_heap()  # the old policy collected, the new one frozen
         log.info("worker %d: reloaded, %d rules in force", self.worker, len(policy.rules.rules))
         return None
 

@@ -72,14 +72,6 @@ class Event(NamedTuple):
         }
 
 
-@dataclass(slots=True)
-class _Tally:
-    """One (kind, source, reason) between two drains."""
-
-    count: int
-    last: Event
-
-
 @dataclass
 class EventQueue:
     sample: int = 5  # events of one (kind, source, reason) queued whole between drains
@@ -92,7 +84,12 @@ class EventQueue:
         if self.sample < 1 or self.max_events < 1 or self.max_keys < 1:
             raise ValueError("sample, max_events and max_keys: at least 1")
         self._queued: list[Event] = []
-        self._seen: dict[tuple[str, str, str], _Tally] = {}  # since the last drain
+        # since the last drain: (kind, source, reason) -> events pushed, and the
+        # last one pushed of those over ``sample`` (for the summary). Counts,
+        # not an object per key: a spoofed flood's 50,000 keys a second add
+        # nothing for the garbage collector to walk (a slots object each did)
+        self._counts: dict[tuple[str, str, str], int] = {}
+        self._last: dict[tuple[str, str, str], Event] = {}
 
     def __len__(self) -> int:
         return len(self._queued)
@@ -100,32 +97,33 @@ class EventQueue:
     def push(self, event: Event) -> None:
         """Queue ``event``, or count it (see the module doc). O(1)."""
         key = (event.kind, event.source, event.reason)
-        tally = self._seen.get(key)
-        if tally is None:
-            if len(self._seen) >= self.max_keys:
+        counts = self._counts
+        count = counts.get(key)
+        if count is None:
+            if len(counts) >= self.max_keys:
                 self.dropped += 1
                 return
-            tally = self._seen[key] = _Tally(0, event)
-        tally.last = event
-        if tally.count >= self.sample:
-            tally.count += 1  # counted: drain() says how many
+            count = 0
+        if count >= self.sample:
+            self._last[key] = event  # counted: drain() says how many
         elif len(self._queued) >= self.max_events:
             self.dropped += 1  # neither queued nor summarised
+            counts[key] = count
+            return
         else:
-            tally.count += 1
             self._queued.append(event)
+        counts[key] = count + 1
 
     def drain(self) -> list[Event]:
         """The events queued since the last drain, oldest first, then one
         summary per (kind, source, reason) that had more than ``sample``: its
         last event with ``("repeated", n)`` added."""
         events, self._queued = self._queued, []
-        seen, self._seen = self._seen, {}
-        for tally in seen.values():
-            extra = tally.count - self.sample
-            if extra > 0:
-                last = tally.last
-                events.append(last._replace(fields=(*last.fields, ("repeated", extra))))
-                self.counters["repeated"] += extra
+        counts, self._counts = self._counts, {}
+        over, self._last = self._last, {}
+        for key, last in over.items():  # (only keys counted past ``sample`` have one)
+            extra = counts[key] - self.sample
+            events.append(last._replace(fields=(*last.fields, ("repeated", extra))))
+            self.counters["repeated"] += extra
         self.counters["queued"] += len(events)
         return events

@@ -44,19 +44,32 @@ class FlowKey(NamedTuple):
     transport: str  # "udp", "tcp", "tls"
 
 
-@dataclass(slots=True)
-class _Flow:
-    first: float
-    last: float
-    packets: int = 0
-    bytes: int = 0
-    second: int = -1  # the whole second being counted
-    in_second: int = 0
-    peak: int = 0  # packets in the busiest second
-    # made on first use: a spoofed source's flow often needs one or none
-    methods: dict[str, int] | None = None
-    answers: dict[str, int] | None = None  # status code (a string: JSON keys)
-    verdicts: dict[str, int] | None = None
+# A flow's key as the table holds it: an exact tuple of FlowKey's fields
+# (a FlowKey equals it and hashes alike, so either finds it).
+_Key = tuple[str, int | None, str, int, str]
+# A flow in one minute: (first, last, packets, bytes, second, in_second,
+# peak), an exact tuple of numbers replaced whole on each packet (second:
+# the whole second being counted, in_second: its packets, peak: the packets
+# of the busiest second); its counts of methods, answers (status codes, as
+# strings: JSON keys) and verdicts are in the minute's three count tables,
+# key -> {item: count}, made on first use (a spoofed source's flow often
+# needs one or none). Exact tuples of numbers and strings, and dicts of
+# them, are not tracked by the garbage collector (a tuple holding a dict
+# would be), so a minute of 100,000 spoofed flows adds nothing to what a
+# full collection walks (a FlowKey and a slots object per flow added
+# 200,000: 100+ ms); see tests/observe/test_flows.py.
+_Flow = tuple[float, float, int, int, int, int, int]
+_Counts = dict[_Key, dict[str, int]]
+
+
+class _Minute(NamedTuple):
+    """One minute's tables."""
+
+    minute: int
+    flows: dict[_Key, _Flow]
+    methods: _Counts
+    answers: _Counts
+    verdicts: _Counts
 
 
 @dataclass
@@ -69,8 +82,11 @@ class FlowTable:
         if self.max_flows < 1 or self.max_pending < 1:
             raise ValueError("max_flows and max_pending: at least 1")
         self._minute = -1
-        self._flows: dict[FlowKey, _Flow] = {}
-        self._ended: deque[tuple[int, dict[FlowKey, _Flow]]] = deque()
+        self._flows: dict[_Key, _Flow] = {}
+        self._methods: _Counts = {}
+        self._answers: _Counts = {}
+        self._verdicts: _Counts = {}
+        self._ended: deque[_Minute] = deque()
 
     def __len__(self) -> int:
         """Flows in the current minute."""
@@ -88,96 +104,130 @@ class FlowTable:
         """One packet (or one message of a stream) of ``key``'s flow, of
         ``size`` bytes; its method (a request's, or a response's status code
         as a string) and the verdict's reason (None: forwarded)."""
-        flow = self._flows.get(key) if int(now // 60) == self._minute else None
+        flows = self._flows
+        flow = flows.get(key) if int(now // 60) == self._minute else None
+        held: _Key = key
         if flow is None:  # a new minute, or a new flow in this one
-            flow = self._flow(key, now)
-        flow.last = now
-        flow.packets += 1
-        flow.bytes += size
-        second = int(now)
-        if second == flow.second:
-            flow.in_second += 1
+            held, flow = self._flow(key, now)
+            flows = self._flows  # (a new minute: a new table)
+        first, _, packets, total, second, in_second, peak = flow
+        if int(now) == second:
+            in_second += 1
         else:
-            flow.second, flow.in_second = second, 1
-        if flow.in_second > flow.peak:
-            flow.peak = flow.in_second
+            second, in_second = int(now), 1
+        flows[held] = (
+            first,
+            now,
+            packets + 1,
+            total + size,
+            second,
+            in_second,
+            in_second if in_second > peak else peak,
+        )
         if method is not None:
-            flow.methods = _counted(flow.methods, method)
+            _count(self._methods, held, method)
         if verdict is not None:
-            flow.verdicts = _counted(flow.verdicts, verdict)
+            _count(self._verdicts, held, verdict)
 
     def answer(self, key: FlowKey, now: float, status: int) -> None:
         """An answer that went back to ``key``'s source (the PBX's, or ours):
         counted in that flow's ``answers``, not in its packets (a flow is
         what the source sent). A flow not seen this minute gets one (its
         request came in the minute before)."""
-        flow = self._flows.get(key) if int(now // 60) == self._minute else None
-        if flow is None:
-            flow = self._flow(key, now)
-        flow.answers = _counted(flow.answers, str(status))
+        held: _Key = key
+        if int(now // 60) != self._minute or key not in self._flows:
+            held, _ = self._flow(key, now)
+        _count(self._answers, held, str(status))
 
     def drain(self, now: float) -> list[dict[str, Any]]:
         """The records of every minute that ended before ``now``, oldest first."""
         minute = int(now // 60)
         if minute != self._minute and self._minute >= 0:
             self._roll(minute)
-        records = [
-            _record(key, flow, ended * 60)
-            for ended, flows in self._ended
-            for key, flow in flows.items()
-        ]
+        records = [record for ended in self._ended for record in _records(ended)]
         self._ended.clear()
         return records
 
     def current(self) -> list[dict[str, Any]]:
         """The records of the minute under way (a live view; it goes on counting)."""
-        return [_record(key, flow, self._minute * 60) for key, flow in self._flows.items()]
+        return _records(self._tables())
 
-    def _flow(self, key: FlowKey, now: float) -> _Flow:
+    def _tables(self) -> _Minute:
+        return _Minute(self._minute, self._flows, self._methods, self._answers, self._verdicts)
+
+    def _flow(self, key: _Key, now: float) -> tuple[_Key, _Flow]:
         """``key``'s flow in ``now``'s minute (the minute rolled over if it
-        is a new one), made if new; the overflow flow once the minute is full."""
+        is a new one), made if new; the overflow flow once the minute is
+        full. With the key it is held under."""
         minute = int(now // 60)
         if minute != self._minute:
             self._roll(minute)
-        flow = self._flows.get(key)
+        flows = self._flows
+        flow = flows.get(key)
         if flow is None:
-            if len(self._flows) >= self.max_flows:
+            if len(flows) >= self.max_flows:
                 self.counters["untracked"] += 1
-                key = FlowKey(OVERFLOW, None, key.destination, key.destination_port, key.transport)
-                flow = self._flows.get(key)
+                key = (OVERFLOW, None, key[2], key[3], key[4])
+                flow = flows.get(key)
             if flow is None:
-                flow = self._flows[key] = _Flow(now, now)
-        return flow
+                key = _exact(key)
+                flow = flows[key] = (now, now, 0, 0, -1, 0, 0)
+        return key, flow
 
     def _roll(self, minute: int) -> None:
         if self._flows:
             if len(self._ended) >= self.max_pending:
                 self._ended.popleft()
                 self.counters["minutes-lost"] += 1
-            self._ended.append((self._minute, self._flows))
+            self._ended.append(self._tables())
         self._minute, self._flows = minute, {}
+        self._methods, self._answers, self._verdicts = {}, {}, {}
 
 
-def _counted(counts: dict[str, int] | None, item: str) -> dict[str, int]:
-    """``counts`` with one more ``item`` (made on first use)."""
+def _exact(key: _Key) -> _Key:
+    """``key`` as an exact tuple: the collector stops tracking it (never a FlowKey)."""
+    return tuple.__new__(tuple, key)
+
+
+def _count(table: _Counts, key: _Key, item: str) -> None:
+    """One more ``item`` in ``key``'s counts (made on first use, under an
+    exact tuple: ``key`` may be the caller's FlowKey)."""
+    counts = table.get(key)
     if counts is None:
-        return {item: 1}
-    counts[item] = counts.get(item, 0) + 1
-    return counts
+        table[_exact(key)] = {item: 1}
+    else:
+        counts[item] = counts.get(item, 0) + 1
 
 
-def _record(key: FlowKey, flow: _Flow, minute: float) -> dict[str, Any]:
+def _records(tables: _Minute) -> list[dict[str, Any]]:
+    minute = tables.minute * 60
+    methods, answers, verdicts = tables.methods, tables.answers, tables.verdicts
+    return [
+        _record(key, flow, minute, methods.get(key), answers.get(key), verdicts.get(key))
+        for key, flow in tables.flows.items()
+    ]
+
+
+def _record(
+    key: _Key,
+    flow: _Flow,
+    minute: float,
+    methods: dict[str, int] | None,
+    answers: dict[str, int] | None,
+    verdicts: dict[str, int] | None,
+) -> dict[str, Any]:
+    first, last, packets, total, _, _, peak = flow
     return {
         "minute": minute,
-        **key._asdict(),
-        "first_seen": flow.first,
-        "last_seen": flow.last,
-        "packets": flow.packets,
-        "bytes": flow.bytes,
-        "peak_pps": flow.peak,
-        "methods": dict(flow.methods or {}),
-        "answers": dict(flow.answers or {}),
-        "verdicts": dict(flow.verdicts or {}),
+        **dict(zip(FlowKey._fields, key, strict=True)),
+        "first_seen": first,
+        "last_seen": last,
+        "packets": packets,
+        "bytes": total,
+        "peak_pps": peak,
+        "methods": dict(methods or {}),
+        "answers": dict(answers or {}),
+        "verdicts": dict(verdicts or {}),
     }
 
 

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..values import Decision
@@ -65,15 +65,20 @@ REFUSED: Final = "auth.refused"  # the tap's word for a named user refused other
 EVIDENCE_KEPT: Final = 5
 
 
-@dataclass(slots=True)
-class _Source:
-    # tuples, not lists, and a dict of strings and floats: the garbage
-    # collector stops tracking those, so 100,000 sources do not make every
-    # full collection walk half a million containers (a pause of 100+ ms)
-    failures: tuple[tuple[float, str], ...] = ()  # (when, account)
-    not_found: tuple[float, ...] = ()
-    pending: dict[str, float] = field(default_factory=dict)  # user -> last refused
-    evidence: tuple[str, ...] = ()
+# A source's state: an exact tuple (failures, not_found, pending, evidence)
+# of tuples of strings and floats, replaced whole on each change. The
+# garbage collector stops tracking such tuples (not one holding a dict, even
+# an empty one), so 100,000 sources add nothing to what every full
+# collection walks (a slots object per source made it walk 100,000 more,
+# and a full collection under a brute force from spoofed sources took
+# 100+ ms); see tests/policy/test_failures.py.
+_Source = tuple[
+    tuple[tuple[float, str], ...],  # failures: (when, account)
+    tuple[float, ...],  # not_found: when
+    tuple[tuple[str, float], ...],  # pending: (user, last refused), oldest first
+    tuple[str, ...],  # evidence
+]
+_EMPTY: Final[_Source] = ((), (), (), ())
 
 
 @dataclass
@@ -151,62 +156,73 @@ class FailureTracker:
         tap = self.tap
         if tap is not None and (failed or not_found or user):
             tap(host, LOGIN_FAILED if failed else NOT_FOUND if not_found else REFUSED, user, now)
-        src = self._source(host)
-        src.evidence = (*src.evidence[1 - EVIDENCE_KEPT :], f"{utc(now)} {line}")
+        failures, not_found_at, pending, evidence = self._sources.get(host, _EMPTY)
+        evidence = (*evidence[1 - EVIDENCE_KEPT :], f"{utc(now)} {line}")
         if failed:
-            decision = self._failed(host, src, user, now)
+            failures = self._failed(user, failures, now)
+            decision = self._judge_failures(host, failures, evidence, now)
             if decision is not None:
                 return decision
+        decision = None
         if not_found:
-            recent = [t for t in src.not_found if now - t < self.findtime]
-            src.not_found = (*last(recent, self.enumeration - 1), now)
-            if len(src.not_found) >= self.enumeration:
-                return self._decide(
+            recent = [t for t in not_found_at if now - t < self.findtime]
+            not_found_at = (*last(recent, self.enumeration - 1), now)
+            if len(not_found_at) >= self.enumeration:
+                decision = self._decide(
                     host,
                     "enum.not-found",
-                    f"{len(src.not_found)} unknown users or extensions within"
-                    f" {span(self.findtime)}",
+                    f"{len(not_found_at)} unknown users or extensions within {span(self.findtime)}",
                     "progressive",
+                    evidence,
                 )
-        if user:
-            pending = src.pending
-            pending.pop(user, None)
-            pending[user] = now
-            for name, when in list(pending.items()):  # oldest first: insertion order
-                if now - when < self.users_window:
-                    break
-                del pending[name]
+        if user and decision is None:
+            window = self.users_window
+            pending = (*(p for p in pending if p[0] != user and now - p[1] < window), (user, now))
             if len(pending) >= self.distinct_users:
-                return self._decide(
+                decision = self._decide(
                     host,
                     "enum.users",
                     f"{len(pending)} different users refused within {span(self.users_window)}",
                     "progressive",
+                    evidence,
                 )
-            while len(pending) > self.distinct_users:
-                del pending[next(iter(pending))]
-        return None
+            pending = pending[-self.distinct_users :]
+        if decision is None:
+            self._store(host, (failures, not_found_at, pending, evidence))
+        return decision
 
     # -------------------------------------------------------------- inside
 
-    def _failed(self, host: str, src: _Source, user: str, now: float) -> Decision | None:
+    def _failed(
+        self, user: str, failures: tuple[tuple[float, str], ...], now: float
+    ) -> tuple[tuple[float, str], ...]:
+        """One more failed login: the account's count, and the source's
+        failures kept (those either time needs)."""
         if user:
             self.accounts[user] = self.accounts.pop(user, 0) + 1
             while len(self.accounts) > self.max_accounts:
                 self.accounts.popitem(last=False)
-        maxretry, findtime, when = self.maxretry, self.findtime, ""
-        keep, horizon = maxretry, findtime  # what is kept: what either time needs
+        keep, horizon = self.maxretry, self.findtime  # what is kept: what either time needs
         if self.quiet is not None:
             keep = max(keep, self.quiet_maxretry or 0)
             horizon = max(horizon, self.quiet_findtime or 0)
-            if self.quiet(now):
-                maxretry = self.quiet_maxretry or maxretry
-                findtime = self.quiet_findtime or findtime
-                when = " in quiet time"
-        recent = [f for f in src.failures if now - f[0] < horizon]
-        kept = [*last(recent, keep - 1), (now, user)]
-        src.failures = tuple(kept)
-        fails = [f for f in kept[-maxretry:] if now - f[0] < findtime]
+        recent = [f for f in failures if now - f[0] < horizon]
+        return (*last(recent, keep - 1), (now, user))
+
+    def _judge_failures(
+        self,
+        host: str,
+        failures: tuple[tuple[float, str], ...],
+        evidence: tuple[str, ...],
+        now: float,
+    ) -> Decision | None:
+        """The ban ``failures`` earn now, if any."""
+        maxretry, findtime, when = self.maxretry, self.findtime, ""
+        if self.quiet is not None and self.quiet(now):
+            maxretry = self.quiet_maxretry or maxretry
+            findtime = self.quiet_findtime or findtime
+            when = " in quiet time"
+        fails = [f for f in failures[-maxretry:] if now - f[0] < findtime]
         if len(fails) < maxretry:
             return None
         accounts = sorted({u for _, u in fails if u})
@@ -217,6 +233,7 @@ class FailureTracker:
                 "auth.brute-force",
                 f"{len(fails)} failed logins{whom} within {span(now - fails[0][0])}{when}",
                 "progressive",
+                evidence,
             )
         return self._decide(
             host,
@@ -224,13 +241,19 @@ class FailureTracker:
             f"{len(fails)} failed logins{whom} within {span(findtime)}{when}"
             " (at a phone's pace: a fixed, short ban)",
             self.slow_bantime,
+            evidence,
         )
 
     def _decide(
-        self, host: str, detector: str, reason: str, duration: float | Literal["progressive"]
+        self,
+        host: str,
+        detector: str,
+        reason: str,
+        duration: float | Literal["progressive"],
+        evidence: tuple[str, ...],
     ) -> Decision:
-        src = self._sources.pop(host)
-        return Decision(host, detector, reason, duration, src.evidence)
+        self._sources.pop(host, None)  # asked once: the ban book counts the offences
+        return Decision(host, detector, reason, duration, evidence)
 
     def _succeeded(self, host: str, user: str, now: float) -> None:
         tap = self.tap
@@ -239,18 +262,20 @@ class FailureTracker:
         src = self._sources.get(host)
         if src is None:
             return
-        src.failures = tuple(f for f in src.failures if f[1] != user)
-        src.pending.pop(user, None)
+        failures, not_found_at, pending, evidence = src
+        pending = tuple(p for p in pending if p[0] != user)
+        failures = tuple(f for f in failures if f[1] != user)
+        self._sources[host] = (failures, not_found_at, pending, evidence)
 
-    def _source(self, host: str) -> _Source:
-        src = self._sources.get(host)
-        if src is None:
-            src = self._sources[host] = _Source()
-            if len(self._sources) > self.max_sources:
-                self._sources.popitem(last=False)
-        else:
-            self._sources.move_to_end(host)
-        return src
+    def _store(self, host: str, src: _Source) -> None:
+        """``host``'s state, now its most recently touched (the oldest
+        forgotten past ``max_sources``)."""
+        sources = self._sources
+        if host in sources:
+            sources.move_to_end(host)
+        sources[host] = src
+        if len(sources) > self.max_sources:
+            sources.popitem(last=False)
 
 
 def failure(status: int, method: str, credentials: bool) -> str | None:

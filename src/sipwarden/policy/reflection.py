@@ -62,7 +62,6 @@ from __future__ import annotations
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..sip import PEEKED_HEADERS, Peek, SipError, parse_auth, peek
@@ -81,13 +80,15 @@ _CHALLENGE = re.compile(
 )
 
 
-@dataclass(slots=True)
-class _Source:
-    received: int = 0  # bytes it sent that the edge forwarded or answered
-    sent: int = 0  # bytes of answers let through to it
-    # tuples of strings: the garbage collector stops tracking them
-    nonces: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
+# An unverified source: (received, sent, nonces, tags), an exact tuple of
+# ints and tuples of strings, replaced whole on each change. received: bytes
+# it sent that the edge forwarded or answered; sent: bytes of answers let
+# through to it; the nonces and To tags of those answers, newest first. The
+# garbage collector stops tracking such tuples, so a spoofed flood filling
+# the table adds nothing to what a full collection walks (a slots object
+# per source did: 65,536 more); see tests/policy/test_reflection.py.
+_Source = tuple[int, int, tuple[str, ...], tuple[str, ...]]
+_FRESH: Final[_Source] = (0, 0, (), ())
 
 
 def _never(host: str) -> bool:
@@ -162,12 +163,14 @@ class ReflectionBudget:
         or answers (``view``, its peek, may carry a proof)."""
         if self.is_verified(host, now):
             return
-        source = self._sources.get(host)
+        sources = self._sources
+        source = sources.get(host)
         if source is None:
             source = self._track(host)
-        source.received += size
-        if view is not None and (source.nonces or source.tags) and view.method is not None:
-            proof = _proof(source, view)
+        received, sent, nonces, tags = source
+        sources[host] = (received + size, sent, nonces, tags)
+        if view is not None and (nonces or tags) and view.method is not None:
+            proof = _proof(nonces, tags, view)
             if proof is not None:
                 self.verify(host, now, proof)
 
@@ -189,20 +192,22 @@ class ReflectionBudget:
         second."""
         if self.is_verified(host, now) or self.exempt(host):
             return True
-        source = self._sources.get(host)
+        sources = self._sources
+        source = sources.get(host)
         if source is None:
             source = self._track(host)
+        received, sent, nonces, tags = source
         size = len(answer)
         limit = self.ratio if ratio is None else min(ratio, self.ratio)
-        if source.sent + size > source.received * limit:
+        if sent + size > received * limit:
             return self._withhold("reflection-withheld:ratio", size)
         if self.total and not self._take(size, now):
             return self._withhold("reflection-withheld:total", size)
-        source.sent += size
         counters = self.counters
         counters["reflection-sent"] += 1
         counters["reflection-sent-bytes"] += size
-        _remember(source, answer, view)
+        nonces, tags = _remember(nonces, tags, answer, view)
+        sources[host] = (received, sent + size, nonces, tags)
         return True
 
     def _withhold(self, cause: str, size: int) -> bool:
@@ -229,42 +234,49 @@ class ReflectionBudget:
         if len(sources) >= self.max_sources:
             sources.popitem(last=False)
             self.counters["reflection-forgotten"] += 1
-        source = sources[host] = _Source()
-        return source
+        sources[host] = _FRESH
+        return _FRESH
 
 
-def _proof(source: _Source, request: Peek) -> Proof | None:
-    """What in ``request`` proves its source got one of our answers."""
+def _proof(nonces: tuple[str, ...], tags: tuple[str, ...], request: Peek) -> Proof | None:
+    """What in ``request`` proves its source got one of our answers (``nonces``
+    and ``tags``: those of the answers let through to it)."""
     try:
         to = request.raw(TO)
-        if source.tags and to is not None and "tag" in to.lower() and request.to_tag in source.tags:
+        if tags and to is not None and "tag" in to.lower() and request.to_tag in tags:
             return "tag"
-        if source.nonces and request.has_credentials:
+        if nonces and request.has_credentials:
             for credentials in (request.authorization, request.proxy_authorization):
-                if credentials is not None and credentials.nonce in source.nonces:
+                if credentials is not None and credentials.nonce in nonces:
                     return "nonce"
     except SipError:  # a broken header proves nothing
         pass
     return None
 
 
-def _remember(source: _Source, answer: bytes, view: Peek | None) -> None:
-    """Keep the To tag and any challenge nonce of an answer let through."""
+def _remember(
+    nonces: tuple[str, ...], tags: tuple[str, ...], answer: bytes, view: Peek | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``nonces`` and ``tags`` with the To tag and any challenge nonce of an
+    answer let through."""
     if answer[8:12] == b"100 ":
-        return  # 100 Trying: hop by hop, no tag to keep
+        return nonces, tags  # 100 Trying: hop by hop, no tag to keep
     try:
         if view is None:
             view = peek(answer)
         challenge = view.status in (401, 407)
         if not challenge and not (view.raw(CSEQ) or "").endswith(_DIALOGS):
-            return  # (an answer to OPTIONS or REGISTER: no request comes back with its tag)
+            return (
+                nonces,
+                tags,
+            )  # (an answer to OPTIONS or REGISTER: no request comes back with its tag)
         tag = view.to_tag
     except SipError:
-        return
-    if tag and tag not in source.tags:
-        source.tags = (tag, *source.tags[: TAGS - 1])
+        return nonces, tags
+    if tag and tag not in tags:
+        tags = (tag, *tags[: TAGS - 1])
     if not challenge:
-        return
+        return nonces, tags
     head = answer[: answer.find(b"\r\n\r\n")]
     for found in _CHALLENGE.finditer(head):
         value = re.sub(rb"\r\n[ \t]+", b" ", found.group(1)).decode("utf-8", "surrogateescape")
@@ -272,5 +284,6 @@ def _remember(source: _Source, answer: bytes, view: Peek | None) -> None:
             nonce = parse_auth(value.strip()).nonce
         except SipError:
             continue
-        if nonce and nonce not in source.nonces:
-            source.nonces = (nonce, *source.nonces[: NONCES - 1])
+        if nonce and nonce not in nonces:
+            nonces = (nonce, *nonces[: NONCES - 1])
+    return nonces, tags
