@@ -91,6 +91,10 @@ class Decision(NamedTuple):
 # the longest a ban (or any configured duration) may last: ten years; more is
 # a typo or a hostile request (JSON's 1e308), and "permanent" says it plainly
 MAX_DURATION: Final = 10 * 365 * 86400.0
+# the shortest ban an operator's request (control socket, REST, CLI) may ask
+# for: the kernel's set timeouts count whole seconds, and a shorter ban
+# would expire as it is made
+MIN_DURATION: Final = 1.0
 
 
 def canonical(target: str) -> str:

@@ -12,7 +12,7 @@ from sipwarden.daemon.bans import BanKeeper, add_request, remove_request
 from sipwarden.enforce import NullEnforcer
 from sipwarden.policy.bans import BanBook
 
-DURATION_ERROR = "duration: seconds (more than 0, at most ten years), or null for permanent"
+DURATION_ERROR = "duration: seconds (at least 1, at most ten years), or null for permanent"
 
 
 def ask(keeper: BanKeeper, request: dict[str, Any]) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def ask(keeper: BanKeeper, request: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "duration", [float("nan"), float("inf"), -5, 0, True, "1h", 1e308, 4e8, [600]]
+    "duration", [float("nan"), float("inf"), -5, 0, 0.5, 8e-91, True, "1h", 1e308, 4e8, [600]]
 )
 def test_a_ban_request_with_a_bad_duration_is_refused(tmp_path: Path, duration: object) -> None:
     """The control socket takes JSON, and Python's json reads NaN and Infinity:

@@ -42,7 +42,7 @@ from ..observe.metrics import Histogram
 from ..policy.bans import BanBook
 from ..store import BanStore, StoreError
 from ..store.thread import StoreThread
-from ..values import MAX_DURATION, Ban, Change, canonical
+from ..values import MAX_DURATION, MIN_DURATION, Ban, Change, canonical
 
 log = logging.getLogger("sipwarden.bans")
 TICK = 1.0  # seconds between expiry sweeps, store retries and adopting other workers' bans
@@ -379,11 +379,11 @@ async def add_request(keeper: BanKeeper, request: dict[str, Any]) -> dict[str, A
             isinstance(duration, bool)
             or not isinstance(duration, int | float)
             or not math.isfinite(duration)  # JSON's NaN and Infinity would date a ban NaN
-            or not 0 < duration <= MAX_DURATION
+            or not MIN_DURATION <= duration <= MAX_DURATION
         ):
             return {
                 "ok": False,
-                "error": "duration: seconds (more than 0, at most ten years), or null for permanent",
+                "error": "duration: seconds (at least 1, at most ten years), or null for permanent",
             }
         duration = float(duration)
     reason = request.get("reason") or "added by the operator"
