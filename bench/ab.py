@@ -65,13 +65,13 @@ def main() -> None:
                 wait_port(port, proc)
                 edges[name] = (proc, port, [], workdir)
             time.sleep(0.5)
-            for name, (proc, port, pids, workdir) in edges.items():
+            for proc, _, pids, _ in edges.values():
                 pids.extend(children(proc.pid))
             print(f"A = {args.a} {args.a_env}\nB = {args.b} {args.b_env}")
             print(f"{'edge':6}{'rate':>7}{'ok':>8}{'failed':>8}{'µs/msg':>9}{'core':>7}")
             for _ in range(args.rounds):
                 for rate in rates:
-                    for name, (proc, port, pids, workdir) in edges.items():
+                    for name, (_, port, pids, workdir) in edges.items():
                         r = run_step(pids, uas.pid, port, rate, args.seconds, workdir)
                         results.setdefault((name, rate), []).append(r)
                         print(
@@ -80,11 +80,10 @@ def main() -> None:
                             flush=True,
                         )
         finally:
-            for proc, *_ in edges.values():
+            procs = [*(edge[0] for edge in edges.values()), uas]
+            for proc in procs:
                 proc.send_signal(signal.SIGTERM)
-            for proc in [*(e[0] for e in edges.values()), uas]:
-                if proc is uas:
-                    proc.send_signal(signal.SIGTERM)
+            for proc in procs:
                 try:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:

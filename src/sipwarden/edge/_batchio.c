@@ -36,6 +36,8 @@
 #define HOST_CACHE 256
 
 static char *slab;           /* RECV_MAX x size bytes at most: the datagrams land here */
+static int reading;          /* a read is turning the slab into objects (a finalizer run by
+                                the GC meanwhile must not read into it) */
 static size_t slab_size;
 static struct mmsghdr rmsgs[RECV_MAX];
 static struct iovec riov[RECV_MAX];
@@ -95,6 +97,10 @@ static PyObject *batch_recv(PyObject *self, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "limit must be 1..%d and size 1..1048576", RECV_MAX);
         return NULL;
     }
+    if (reading) {
+        PyErr_SetString(PyExc_RuntimeError, "recv called while a recv is in progress");
+        return NULL;
+    }
     size_t need = (size_t)limit * (size_t)size;
     if (need > slab_size) {
         char *bigger = PyMem_RawRealloc(slab, need);
@@ -122,9 +128,10 @@ static PyObject *batch_recv(PyObject *self, PyObject *args) {
             error = errno;
         n = 0;
     }
+    reading = 1;
     PyObject *out = PyList_New(0);
     if (out == NULL)
-        return NULL;
+        goto fail;
     long truncated = 0;
     for (int i = 0; i < n; i++) {
         if (rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
@@ -144,9 +151,11 @@ static PyObject *batch_recv(PyObject *self, PyObject *args) {
         if (appended < 0)
             goto fail;
     }
+    reading = 0;
     return Py_BuildValue("(Nli)", out, truncated, error);
 fail:
-    Py_DECREF(out);
+    reading = 0;
+    Py_XDECREF(out);
     return NULL;
 }
 

@@ -1,7 +1,10 @@
 """The edge's sockets: thin asyncio adapters around the sans-I/O proxy.
 
 Public listeners (UDP, TCP, TLS; IPv4 and IPv6) take client traffic; one
-internal UDP socket talks to the backend. Every inbound message is framed,
+internal UDP socket talks to the backend. UDP is read in batches
+(``batchio``: ``recvmmsg``, at most ``BATCH`` datagrams a wake-up of the loop)
+and the UDP sends a batch causes go out together at its end (``sendmmsg``);
+timers and TCP send at once. Every inbound message is framed,
 peeked, judged by the policy pipeline and, if it passes, handed to the
 StatelessProxy, whose actions are carried out here. A dropped message gets
 no answer at all (in monitor mode, ``[policy] mode = "monitor"``, every
@@ -574,7 +577,7 @@ class Edge:
             try:
                 failures = batchio.send(sock, datagrams)
             except Exception:
-                _bug(self, "a batch of sends", sock.getsockname())
+                _bug(self, "a batch of sends", f"{len(datagrams)} datagrams queued")
                 continue
             if failures:
                 if sock is self._internal:
