@@ -731,7 +731,13 @@ class _UdpReader:
 
     def ready(self) -> None:
         edge = self.edge
-        datagrams, truncated, error = batchio.receive(self.sock, batchio.BATCH, batchio.DATAGRAM)
+        try:
+            datagrams, truncated, error = batchio.receive(
+                self.sock, batchio.BATCH, batchio.DATAGRAM
+            )
+        except Exception:  # (a sender's address of a family the edge never binds)
+            _bug(edge, "a read", self.sock.fileno())
+            return
         if truncated:  # (none can be: a slot holds any UDP datagram)
             edge.counters["udp-truncated"] += truncated
         if error:  # an ICMP error or the like, as uvloop's error_received had it
