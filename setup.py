@@ -1,7 +1,7 @@
-"""Build the optional C hot path (sipwarden.sip._speedups).
+"""Build the optional C hot paths (sipwarden.sip._speedups, sipwarden.edge._batchio).
 
 Everything else is configured in pyproject.toml. The extension is optional:
-without a compiler the pure-Python twins of its functions are used, with the
+without a compiler the pure-Python twins of their functions are used, with the
 same results (tests compare them), only slower. A failed compile (no
 compiler, no Python headers) is a warning and a pure-Python build;
 ``SIPWARDEN_PURE_PYTHON=1`` at build time skips the extension on purpose
@@ -24,6 +24,12 @@ setup(
             ["src/sipwarden/sip/_speedups.c"],
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-        )
+        ),
+        Extension(
+            "sipwarden.edge._batchio",
+            ["src/sipwarden/edge/_batchio.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        ),
     ]
 )

@@ -39,11 +39,18 @@ def test_the_wheel_holds_the_package_its_data_and_the_c_speedups(installed: Inst
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     for data in PACKAGE_DATA:
         assert data in names, data
-    assert any(n.startswith("sipwarden/sip/_speedups.") and n.endswith(".so") for n in names)
+    for extension in ("sipwarden/sip/_speedups.", "sipwarden/edge/_batchio."):
+        assert any(n.startswith(extension) and n.endswith(".so") for n in names), extension
     assert f"sipwarden-{version}.dist-info/entry_points.txt" in names
     with tarfile.open(installed.sdist) as sdist:
         held = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
-    for source in ("setup.py", "pyproject.toml", "README.md", "src/sipwarden/sip/_speedups.c"):
+    for source in (
+        "setup.py",
+        "pyproject.toml",
+        "README.md",
+        "src/sipwarden/sip/_speedups.c",
+        "src/sipwarden/edge/_batchio.c",
+    ):
         assert source in held, source
     assert {f"src/{d}" for d in PACKAGE_DATA} <= held
     assert not any(n.endswith(".so") for n in held)  # a build product of this machine
@@ -57,8 +64,8 @@ def test_the_installed_command_is_the_package_with_its_speedups(installed: Insta
     assert version.returncode == 0, version.stderr
     assert version.stdout.strip() == f"sipwarden, version {sipwarden.__version__}"
     probe = (
-        "import sipwarden, sipwarden.sip.accel as a;"
-        "print(sipwarden.__file__); print(a.SPEEDUPS is not None)"
+        "import sipwarden, sipwarden.sip.accel as a, sipwarden.edge.batchio as b;"
+        "print(sipwarden.__file__); print(a.SPEEDUPS is not None and b.BATCHIO is not None)"
     )
     done = subprocess.run(
         [str(installed.python), "-c", probe], capture_output=True, text=True, timeout=60,

@@ -1,7 +1,10 @@
 """The edge's sockets: thin asyncio adapters around the sans-I/O proxy.
 
 Public listeners (UDP, TCP, TLS; IPv4 and IPv6) take client traffic; one
-internal UDP socket talks to the backend. Every inbound message is framed,
+internal UDP socket talks to the backend. UDP is read in batches
+(``batchio``: ``recvmmsg``, at most ``BATCH`` datagrams a wake-up of the loop)
+and the UDP sends a batch causes go out together at its end (``sendmmsg``);
+timers and TCP send at once. Every inbound message is framed,
 peeked, judged by the policy pipeline and, if it passes, handed to the
 StatelessProxy, whose actions are carried out here. A dropped message gets
 no answer at all (in monitor mode, ``[policy] mode = "monitor"``, every
@@ -40,6 +43,7 @@ from ..proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
 from ..proxy.base import AUTH_FLAG, BRANCH_PREFIX, TOKEN_PARAM
 from ..sip import PING, Peek, SipError, StreamFramer, make_response, parse, peek
 from ..values import Peer, Verdict
+from . import batchio
 
 log = logging.getLogger("sipwarden.edge")
 
@@ -122,7 +126,10 @@ class Edge:
         # than the transport's): the public ones per family (IPv6?), the internal one
         self._udp: dict[bool, socket.socket] = {}
         self._internal: socket.socket | None = None
-        self._udp_transports: list[asyncio.DatagramTransport] = []
+        self._readers: list[_UdpReader] = []
+        # while a batch of datagrams is handled, the UDP sends it makes wait
+        # here, per socket, and go out together at its end (None: not in a batch)
+        self._outbox: dict[socket.socket, list[batchio.Datagram]] | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._conns: dict[int, _StreamConnection] = {}
         self._per_source: Counter[str] = Counter()
@@ -157,13 +164,13 @@ class Edge:
         loop = asyncio.get_running_loop()
         cfg = self.config
         ssl_ctx = self._server_tls() if any(ep.transport == "tls" for ep in cfg.listen) else None
-        udp_pending: list[tuple[Any, socket.socket]] = []
+        udp_pending: list[_UdpReader] = []
         for hint in _ipv6_only_hints(cfg.listen):
             log.warning("%s", hint)  # a dual-stack setup of old would lose its IPv4 phones
         for ep in cfg.listen:
             if ep.transport == "udp":
                 sock = _udp_socket(ep.host, ep.port, shared=cfg.workers > 1)
-                udp_pending.append((functools.partial(_UdpListener, self, ep), sock))
+                udp_pending.append(_UdpReader(self, sock, ep))
                 port = sock.getsockname()[1]
                 self._udp.setdefault(ep.family_v6, sock)
             else:
@@ -198,7 +205,7 @@ class Edge:
         tls = backend.transport == "tls"
         if backend.transport == "udp":
             sock = _udp_socket(inside_host, 0)
-            udp_pending.append((functools.partial(_BackendSocket, self), sock))
+            udp_pending.append(_UdpReader(self, sock, None))
             self._internal = sock
             inside = Local("udp", inside_host, sock.getsockname()[1])
         else:
@@ -232,9 +239,9 @@ class Edge:
             self.tokens,
         )
         # now read
-        for factory, sock in udp_pending:
-            transport, _ = await loop.create_datagram_endpoint(factory, sock=sock)
-            self._udp_transports.append(transport)
+        for reader in udp_pending:
+            loop.add_reader(reader.sock.fileno(), reader.ready)
+            self._readers.append(reader)
         for listening in self._servers:
             await listening.start_serving()
         if backend.transport != "udp":
@@ -273,8 +280,11 @@ class Edge:
             server.close()
         for conn in list(self._conns.values()):
             conn.close("shutdown")
-        for transport in self._udp_transports:
-            transport.close()
+        loop = asyncio.get_running_loop()
+        for reader in self._readers:
+            loop.remove_reader(reader.sock.fileno())
+            reader.sock.close()
+        self._readers.clear()
         for server in self._servers:
             await server.wait_closed()
 
@@ -494,7 +504,7 @@ class Edge:
                 self.counters["drop:backend-unreachable"] += 1
                 return False
             assert self._internal is not None
-            if _sendto(self._internal, data, flow):
+            if self._sendto(self._internal, data, flow):
                 self.counters["to-backend"] += 1
                 return True
             self.counters["drop:backend-send-failed"] += 1
@@ -519,7 +529,7 @@ class Edge:
             if sock is None:
                 self.counters["drop:no-udp-listener"] += 1
                 return False
-            if not _sendto(sock, data, flow):
+            if not self._sendto(sock, data, flow):
                 self.counters["drop:send-failed"] += 1
                 return False
         else:
@@ -536,6 +546,46 @@ class Edge:
                 key = FlowKey(flow.host, flow.port, to[0], to[1], flow.transport)
                 flows.answer(key, self.now(), int(data[8:11]))
         return True
+
+    def _sendto(self, sock: socket.socket, data: bytes, flow: Peer) -> bool:
+        """Send one datagram on ``sock``. Within a batch it waits in the
+        outbox for the batch's end (True; a refusal then is counted by
+        ``_flush``); else it goes now: False when the kernel refuses it
+        (full queue, no route)."""
+        outbox = self._outbox
+        if outbox is not None:
+            queued = outbox.get(sock)
+            if queued is None:
+                queued = outbox[sock] = []
+            queued.append((data, flow.host, flow.port))
+            return True
+        try:
+            sock.sendto(data, (flow.host, flow.port))
+        except OSError:
+            return False
+        return True
+
+    def _flush(self) -> None:
+        """Send what the batch queued, in order, one ``sendmmsg`` per socket
+        (the outbox closes: sends go out at once again). A datagram the
+        kernel refuses moves from the sent counter to the failed one."""
+        outbox, self._outbox = self._outbox, None
+        if not outbox:
+            return
+        counters = self.counters
+        for sock, datagrams in outbox.items():
+            try:
+                failures = batchio.send(sock, datagrams)
+            except Exception:
+                _bug(self, "a batch of sends", f"{len(datagrams)} datagrams queued")
+                continue
+            if failures:
+                if sock is self._internal:
+                    sent, failed = "to-backend", "drop:backend-send-failed"
+                else:
+                    sent, failed = "to-client", "drop:send-failed"
+                counters[sent] -= len(failures)
+                counters[failed] += len(failures)
 
     # ---------------------------------------------------------- connections
 
@@ -666,42 +716,49 @@ def _peek_or_none(data: bytes) -> Peek | None:
         return None
 
 
-def _sendto(sock: socket.socket, data: bytes, flow: Peer) -> bool:
-    """Send one datagram; False when the kernel refuses it (full queue, no route)."""
-    try:
-        sock.sendto(data, (flow.host, flow.port))
-    except OSError:
-        return False
-    return True
+class _UdpReader:
+    """One UDP socket read in batches (``batchio``) each time the loop finds
+    it readable: a public listener's, or the backend's (``listener`` None).
+    At most ``batchio.BATCH`` datagrams a wake-up, so the TCP listeners and
+    the timers still get their turn under a flood; the UDP sends they cause
+    wait in the edge's outbox and go out together at the batch's end."""
 
-
-class _UdpListener(asyncio.DatagramProtocol):
-    def __init__(self, edge: Edge, listener: Endpoint) -> None:
+    def __init__(self, edge: Edge, sock: socket.socket, listener: Endpoint | None) -> None:
         self.edge = edge
+        self.sock = sock
         self.listener = listener
+        self.error = "udp-error" if listener is not None else "backend-udp-error"
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
+    def ready(self) -> None:
+        edge = self.edge
         try:
-            self.edge.from_client(data, Peer("udp", _ip(addr[0]), addr[1]), self.listener)
-        except Exception:  # a bug must not stop the listener: count it, keep serving
-            _bug(self.edge, "a datagram", addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self.edge.counters["udp-error"] += 1
-
-
-class _BackendSocket(asyncio.DatagramProtocol):
-    def __init__(self, edge: Edge) -> None:
-        self.edge = edge
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
+            datagrams, truncated, error = batchio.receive(
+                self.sock, batchio.BATCH, batchio.DATAGRAM
+            )
+        except Exception:  # (a sender's address of a family the edge never binds)
+            _bug(edge, "a read", self.sock.fileno())
+            return
+        if truncated:  # (none can be: a slot holds any UDP datagram)
+            edge.counters["udp-truncated"] += truncated
+        if error:  # an ICMP error or the like, as uvloop's error_received had it
+            edge.counters[self.error] += 1
+        if not datagrams:
+            return
+        listener = self.listener
+        edge._outbox = {}
         try:
-            self.edge.from_backend(data, Peer("udp", _ip(addr[0]), addr[1]))
-        except Exception:
-            _bug(self.edge, "a datagram from the backend", addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self.edge.counters["backend-udp-error"] += 1
+            for data, host, port in datagrams:
+                source = Peer("udp", host, port)
+                try:
+                    if listener is None:
+                        edge.from_backend(data, source)
+                    else:
+                        edge.from_client(data, source, listener)
+                except Exception:  # a bug must not stop the listener: count it, keep serving
+                    what = "a datagram" if listener is not None else "a datagram from the backend"
+                    _bug(edge, what, (host, port))
+        finally:
+            edge._flush()
 
 
 class _StreamConnection(asyncio.Protocol):
