@@ -258,12 +258,14 @@ def test_an_allow_listed_address_is_never_banned(site: Site, daemon: Daemon, tmp
 
 def test_a_bans_expiry_is_honoured_in_the_kernel_and_the_store(site: Site, daemon: Daemon):
     target = site.operator_banned
-    added = daemon.cli("bans", "add", target, "--for", "3s")
+    # long enough that a loaded machine still reads it with time left (the
+    # kernel shows whole seconds: a read 3 s into a 3 s ban found 0)
+    added = daemon.cli("bans", "add", target, "--for", "6s")
     assert added.returncode == 0, added.stderr
     added_at = time.time()
     assert daemon.stats()["bans"]["changes"] == 1  # made by the running daemon
     elements = daemon.firewall()["elements"]
-    assert list(elements) == [target] and 0 < elements[target] <= 3, elements
+    assert list(elements) == [target] and 0 < elements[target] <= 6, elements
     with phone(site, target) as p:
         assert p.unanswered(3)
         assert daemon.firewall()["dropped"] >= 3
@@ -271,10 +273,10 @@ def test_a_bans_expiry_is_honoured_in_the_kernel_and_the_store(site: Site, daemo
         def gone() -> bool:
             return target not in daemon.firewall()["elements"] and daemon.bans() == []
 
-        assert eventually(gone, 8, 0.25), (daemon.firewall(), daemon.bans())
+        assert eventually(gone, 11, 0.25), (daemon.firewall(), daemon.bans())
         took = time.time() - added_at
         # a figure, not an assertion (a loaded machine slows the CLI calls that poll)
-        print(f"expiry: a 3 s ban was gone from the kernel and the store after {took:.1f} s")
+        print(f"expiry: a 6 s ban was gone from the kernel and the store after {took:.1f} s")
         (ended,) = daemon.show(target)["history"]
         assert ended["ended_at"] is not None, ended
         assert ended["ended_at"] == ended["expires_at"], ended
