@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import re
 import shutil
 import signal
@@ -355,6 +356,8 @@ def main() -> None:
             sys.exit(f"{tool} is not installed")
     rates = [int(r) for r in args.rates.split(",")]
     print(f"OPTIONS + 200 over UDP on loopback; {args.seconds:.0f} s per step; CPU from /proc")
+    # (a PGO/LTO build such as Debian's runs the edge faster than a plain one such as pyenv's)
+    print(f"sipwarden's interpreter: {sys.executable} (Python {platform.python_version()})")
     print(
         f"{'edge':44}{'rate tx/s':>10}{'ok':>9}{'failed':>8}{'edge µs/msg':>13}{'edge core':>11}{'sipp UAS core':>15}"
     )
