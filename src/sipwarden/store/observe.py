@@ -18,7 +18,7 @@ SQLite error, as the ban store does.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,32 +50,38 @@ class ObserveStore:
         return len(events)
 
     @explained
-    def write_flows(self, records: Sequence[dict[str, Any]]) -> int:
-        """Append per-minute flow records (``FlowTable.drain``) in one transaction."""
+    def write_flows(self, records: Iterable[dict[str, Any]]) -> int:
+        """Append per-minute flow records (``FlowTable.drain``, or made as
+        they come: none is kept) in one transaction; how many."""
+        written = 0
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            nonlocal written
+            for r in records:
+                written += 1
+                yield (
+                    r["minute"],
+                    r["source"],
+                    r["source_port"],
+                    r["destination"],
+                    r["destination_port"],
+                    r["transport"],
+                    r["first_seen"],
+                    r["last_seen"],
+                    r["packets"],
+                    r["bytes"],
+                    r["peak_pps"],
+                    *(json.dumps(r[name]) for name in COUNTS),
+                )
+
         with Transaction(self._db):
             self._db.executemany(
                 f"INSERT INTO flows (minute, {FLOW_KEY}, first_seen, last_seen, packets, bytes,"
                 " peak_pps, methods, answers, verdicts)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r["minute"],
-                        r["source"],
-                        r["source_port"],
-                        r["destination"],
-                        r["destination_port"],
-                        r["transport"],
-                        r["first_seen"],
-                        r["last_seen"],
-                        r["packets"],
-                        r["bytes"],
-                        r["peak_pps"],
-                        *(json.dumps(r[name]) for name in COUNTS),
-                    )
-                    for r in records
-                ],
+                rows(),
             )
-        return len(records)
+        return written
 
     @explained
     def prune(
