@@ -309,7 +309,8 @@ def test_verified_sources_are_bounded():
     assert budget.verified_count == 2
     assert budget.is_verified("192.0.2.4", 0.0) and not budget.is_verified("192.0.2.0", 0.0)
     assert budget.counters["reflection-verified-forgotten"] == 3
-    budget.verify("192.0.2.3", 1.0, "tcp")  # proved again: counted once, refreshed
+    # (which of the older ones goes first is not kept: the most recent stays)
+    budget.verify("192.0.2.4", 1.0, "tcp")  # proved again: counted once, refreshed
     assert budget.counters["reflection-verified:tcp"] == 5
 
 
