@@ -94,7 +94,3 @@ class RecentMap(Generic[V]):
 
     def clear(self) -> None:
         self._young, self._old = {}, {}
-
-    def items(self) -> Iterator[tuple[str, V]]:
-        """(key, value) pairs, the older generation first (a copy)."""
-        return iter([*self._old.items(), *self._young.items()])
