@@ -193,7 +193,15 @@ def emptiers(daemon: Daemon, edge: Edge) -> list[tuple[str, Any]]:
         out.append(("reflection budget", edge.reflection._sources.clear))
     if proxy is not None:
         out.append(
-            ("proxy's token caches", lambda: (proxy._token_of.clear(), proxy._flow_of.clear()))
+            (
+                "proxy's token caches",
+                lambda: (
+                    proxy._token_of.clear(),
+                    proxy._flow_of.clear(),
+                    proxy._token_of_text.clear(),
+                    proxy._text_of_token.clear(),
+                ),
+            )
         )
     if edge.flows is not None:
         flows = edge.flows
