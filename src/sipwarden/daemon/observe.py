@@ -38,6 +38,7 @@ from typing import Any
 from ..config import ObserveConfig
 from ..enforce import EnforcerError
 from ..observe import Event, EventQueue, FlowTable, KernelDrops, ipfix
+from ..observe.events import EventRow
 from ..observe.health import HealthWatch
 from ..store import ObserveStore, StoreError
 from ..store.thread import StoreThread
@@ -83,7 +84,7 @@ class ObserveKeeper:
         self.store_error: str | None = None
         self._thread = StoreThread("sipwarden-observe")
         self._store: ObserveStore | None = None
-        self._held_events: list[Event] = []
+        self._held_events: list[EventRow] = []
         self._held_flows: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._pruned = 0.0
@@ -161,7 +162,7 @@ class ObserveKeeper:
     async def write(self, *, final: bool = False) -> None:
         """Drain the queues and write them (with what a failed write held)."""
         now = self.clock()
-        events = self._held_events + self.events.drain()
+        events = self._held_events + self.events.drain_rows()  # (written as they are)
         # at stop the minute under way is written too (it is complete so far)
         flows = self._held_flows + self._kernel_pending
         # the ended minutes stay tables: their records are made one at a time
@@ -239,7 +240,7 @@ class ObserveKeeper:
                 self.counters["events-listener-errors"] += 1
                 log.exception("an event listener failed")
 
-    def _hold(self, events: list[Event], flows: list[dict[str, Any]]) -> None:
+    def _hold(self, events: list[EventRow], flows: list[dict[str, Any]]) -> None:
         over = len(events) - self.config.max_events
         if over > 0:
             self.counters["events-lost"] += over

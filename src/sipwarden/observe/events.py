@@ -22,6 +22,13 @@ second and writes the batch (the store, the live stream, alerts).
   counted in ``dropped`` (never a wait, never an exception).
 
 Sans-I/O: the clock is the caller's (each event carries its time).
+
+What waits between drains is kept as exact tuples of atomics (an event's
+fields as a tuple, keys as strings), which the garbage collector stops
+tracking, not ``Event``s (a named tuple stays tracked): up to
+``max_events`` events a second are not walked by every collection
+meanwhile. ``drain_rows`` hands them on as they are (the writer's way: its
+thread reads them); ``drain`` makes them ``Event``s.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 Field = tuple[str, str | int | float | None]
+# an event as the queue keeps it: Event's fields in an exact tuple
+EventRow = tuple[float, str, str, str, tuple[Field, ...]]
+_SEP: Final = "\x1f"  # between a key's kind, source and reason (in none of them)
 
 # the kinds the edge and the daemon emit (a string, so later issues add more)
 VERDICT: Final = "verdict"  # a message not simply forwarded
@@ -83,20 +93,21 @@ class EventQueue:
     def __post_init__(self) -> None:
         if self.sample < 1 or self.max_events < 1 or self.max_keys < 1:
             raise ValueError("sample, max_events and max_keys: at least 1")
-        self._queued: list[Event] = []
-        # since the last drain: (kind, source, reason) -> events pushed, and the
-        # last one pushed of those over ``sample`` (for the summary). Counts,
-        # not an object per key: a spoofed flood's 50,000 keys a second add
-        # nothing for the garbage collector to walk (a slots object each did)
-        self._counts: dict[tuple[str, str, str], int] = {}
-        self._last: dict[tuple[str, str, str], Event] = {}
+        self._queued: list[EventRow] = []
+        # since the last drain: "kind<SEP>source<SEP>reason" -> events pushed,
+        # and the last one pushed of those over ``sample`` (for the summary).
+        # Counts under string keys, not an object per key: a spoofed flood's
+        # 50,000 keys a second add nothing for the garbage collector to walk
+        # (a slots object each did; a tuple key makes the dict tracked)
+        self._counts: dict[str, int] = {}
+        self._last: dict[str, EventRow] = {}
 
     def __len__(self) -> int:
         return len(self._queued)
 
     def push(self, event: Event) -> None:
         """Queue ``event``, or count it (see the module doc). O(1)."""
-        key = (event.kind, event.source, event.reason)
+        key = f"{event.kind}{_SEP}{event.source}{_SEP}{event.reason}"
         counts = self._counts
         count = counts.get(key)
         if count is None:
@@ -105,25 +116,31 @@ class EventQueue:
                 return
             count = 0
         if count >= self.sample:
-            self._last[key] = event  # counted: drain() says how many
+            self._last[key] = tuple(event)  # type: ignore[assignment]  # counted: drain() says how many
         elif len(self._queued) >= self.max_events:
             self.dropped += 1  # neither queued nor summarised
             counts[key] = count
             return
         else:
-            self._queued.append(event)
+            self._queued.append(tuple(event))  # type: ignore[arg-type]
         counts[key] = count + 1
 
     def drain(self) -> list[Event]:
         """The events queued since the last drain, oldest first, then one
         summary per (kind, source, reason) that had more than ``sample``: its
         last event with ``("repeated", n)`` added."""
+        return [Event._make(row) for row in self.drain_rows()]
+
+    def drain_rows(self) -> list[EventRow]:
+        """``drain``'s events as exact tuples of Event's fields (the
+        writer's way: none is made an ``Event`` on the packets' thread)."""
         events, self._queued = self._queued, []
         counts, self._counts = self._counts, {}
         over, self._last = self._last, {}
         for key, last in over.items():  # (only keys counted past ``sample`` have one)
             extra = counts[key] - self.sample
-            events.append(last._replace(fields=(*last.fields, ("repeated", extra))))
+            time, kind, source, reason, fields = last
+            events.append((time, kind, source, reason, (*fields, ("repeated", extra))))
             self.counters["repeated"] += extra
         self.counters["queued"] += len(events)
         return events

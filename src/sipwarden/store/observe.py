@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..observe import Event
+from ..observe.events import EventRow
 from .db import Transaction, connect, explained
 
 FLOW_KEY = "source, source_port, destination, destination_port, transport"
@@ -40,12 +41,16 @@ class ObserveStore:
     # ---------------------------------------------------------------- write
 
     @explained
-    def write_events(self, events: Sequence[Event]) -> int:
-        """Append ``events`` in one transaction; returns how many."""
+    def write_events(self, events: Sequence[Event | EventRow]) -> int:
+        """Append ``events`` (or their rows: ``EventQueue.drain_rows``) in one
+        transaction; returns how many."""
         with Transaction(self._db):
             self._db.executemany(
                 "INSERT INTO events (time, kind, source, reason, fields) VALUES (?, ?, ?, ?, ?)",
-                [(e.time, e.kind, e.source, e.reason, json.dumps(dict(e.fields))) for e in events],
+                (
+                    (time, kind, source, reason, json.dumps(dict(fields)))
+                    for time, kind, source, reason, fields in events
+                ),
             )
         return len(events)
 
