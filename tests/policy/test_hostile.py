@@ -104,7 +104,7 @@ def test_a_fingerprinted_flood_leaves_nothing_per_source_for_the_collector() -> 
     before = len(gc.get_objects())
     flood(100, 5_000)
     assert len(hostile) == 5_100
-    assert not gc.is_tracked(hostile._sources._young) and not gc.is_tracked(hostile._sources._old)
+    assert not gc.is_tracked(hostile._sources.young) and not gc.is_tracked(hostile._sources.old)
     gc.collect()
     assert len(gc.get_objects()) - before < 100
     assert hostile.why("198.18.19.235") == "ua.friendly-scanner"  # source 5,099: kept whole

@@ -59,4 +59,4 @@ def test_its_tables_are_never_tracked_by_the_collector() -> None:
             table.put(f"198.18.{i >> 8}.{i & 255}", value)
             table.get(f"198.18.{(i * 7) >> 8 & 255}.{i * 7 & 255}")
         assert len(table) == 1000
-        assert not gc.is_tracked(table._young) and not gc.is_tracked(table._old)
+        assert not gc.is_tracked(table.young) and not gc.is_tracked(table.old)

@@ -363,7 +363,7 @@ def test_many_sources_leave_nothing_per_source_for_the_collector_to_walk():
     # nor is any table of it tracked, between collections (an OrderedDict,
     # or a dict given a fresh tuple, would be walked entry by entry)
     for recent in (budget._sources, budget._proofs, budget._verified):
-        assert not gc.is_tracked(recent._young) and not gc.is_tracked(recent._old)
+        assert not gc.is_tracked(recent.young) and not gc.is_tracked(recent.old)
     assert tracked_after_collection() - before < 100
     # what it kept still proves: the last source's nonce verifies it
     last = "198.18.19.235"  # source 5,099

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 OVERFLOW = "*"  # the source of the flow the minute's overflow is added to
 _SEP = "\x1f"  # between the fields of a key's text and a count's key (in no address or name)
+_BYTES = 1 << 40  # a flow's volume: packets (fewer than 2^40 a minute) + bytes * _BYTES
 
 
 class FlowKey(NamedTuple):
@@ -55,9 +56,10 @@ class _Minute:
     ``index`` maps its key's hash to the row (a 64-bit hash of strings
     keyed per process: two flows of one minute collide with odds of about
     one in 10^9 at 100,000 flows, and would be counted as one), ``keys``
-    the row to its key's text; its numbers are in ``array`` columns (the
-    whole second being counted and its packets, the busiest second's
-    packets: the peak); its counts of methods, answers and verdicts in
+    the row to its key's text; its packets and bytes are one int in
+    ``volume``; its other numbers are in ``array`` columns (first and last
+    seen, the whole second being counted and its packets, the busiest
+    second's packets: the peak); its counts of methods, answers and verdicts in
     dicts of ``"row<SEP>item"`` -> count, with each row's items in order
     in ``items`` (``"<SEP>item<SEP>item"``, grown on an item's first
     count). Dicts of strings and numbers, and arrays, are never tracked;
@@ -65,7 +67,6 @@ class _Minute:
 
     __slots__ = (
         "answers",
-        "bytes",
         "first",
         "in_second",
         "index",
@@ -74,10 +75,10 @@ class _Minute:
         "last",
         "methods",
         "minute",
-        "packets",
         "peak",
         "second",
         "verdicts",
+        "volume",
     )
 
     def __init__(self, minute: int) -> None:
@@ -85,7 +86,7 @@ class _Minute:
         self.index: dict[int, int] = {}
         self.keys: dict[int, str] = {}
         self.first, self.last = array("d"), array("d")
-        self.packets, self.bytes = array("q"), array("q")
+        self.volume: dict[int, int] = {}  # row -> packets + bytes * _BYTES
         self.second, self.in_second, self.peak = array("q"), array("q"), array("q")
         # item counts per table, and each (table, row)'s items: "m<row>" etc.
         self.methods: dict[str, int] = {}
@@ -103,8 +104,7 @@ class _Minute:
         self.keys[row] = _SEP.join(map(str, key))
         self.first.append(now)
         self.last.append(now)
-        self.packets.append(0)
-        self.bytes.append(0)
+        self.volume[row] = 0
         self.second.append(-1)
         self.in_second.append(0)
         self.peak.append(0)
@@ -142,8 +142,8 @@ class _Minute:
                 "transport": transport,
                 "first_seen": self.first[row],
                 "last_seen": self.last[row],
-                "packets": self.packets[row],
-                "bytes": self.bytes[row],
+                "packets": self.volume[row] % _BYTES,
+                "bytes": self.volume[row] // _BYTES,
                 "peak_pps": self.peak[row],
                 "methods": self.counts(self.methods, "m", row),
                 "answers": self.counts(self.answers, "a", row),
@@ -186,8 +186,7 @@ class FlowTable:
             row = self._flow(key, now)
             tables = self._now  # (a new minute: new tables)
         tables.last[row] = now
-        tables.packets[row] += 1
-        tables.bytes[row] += size
+        tables.volume[row] += 1 + size * _BYTES
         second = int(now)
         if tables.second[row] == second:
             in_second = tables.in_second[row] = tables.in_second[row] + 1
@@ -198,7 +197,12 @@ class FlowTable:
             if tables.peak[row] < 1:
                 tables.peak[row] = 1
         if method is not None:
-            tables.count(tables.methods, "m", row, method)
+            key = f"{row}{_SEP}{method}"
+            n = tables.methods.get(key)
+            if n is None:
+                tables.count(tables.methods, "m", row, method)
+            else:
+                tables.methods[key] = n + 1
         if verdict is not None:
             tables.count(tables.verdicts, "v", row, verdict)
 

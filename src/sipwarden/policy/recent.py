@@ -19,6 +19,12 @@ becomes ``old`` first. So every key touched since ``old`` was made
 outlives every key not touched since: an LRU to within one generation,
 with no per-entry object.
 
+The generations are the plain dicts ``young`` and ``old``: a hot path may
+look a key up in them itself (two dict probes, no method call) and write a
+key found in ``young`` straight into it; anything else goes through the
+methods (``put`` keeps the bound). Whether a generation swap happened is
+``young``'s identity: fetch it again after a ``get`` or ``put``.
+
 Bounds: at most ``limit`` keys, ever.
 """
 
@@ -33,55 +39,55 @@ V = TypeVar("V", int, float, str, bytes)
 class RecentMap(Generic[V]):
     """See the module doc. Values must be atomic: str, bytes, int, float."""
 
-    __slots__ = ("_old", "_young", "limit")
+    __slots__ = ("limit", "old", "young")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError("limit: at least 1")
         self.limit = limit
-        self._young: dict[str, V] = {}
-        self._old: dict[str, V] = {}
+        self.young: dict[str, V] = {}
+        self.old: dict[str, V] = {}
 
     def __len__(self) -> int:
-        return len(self._young) + len(self._old)
+        return len(self.young) + len(self.old)
 
     def __contains__(self, key: str) -> bool:
-        return key in self._young or key in self._old
+        return key in self.young or key in self.old
 
     def __iter__(self) -> Iterator[str]:
         """The keys, those of the older generation first (a copy: the map
         may change meanwhile)."""
-        return iter([*self._old, *self._young])
+        return iter([*self.old, *self.young])
 
     def get(self, key: str) -> V | None:
         """``key``'s value (now among the most recently touched), or None."""
-        value = self._young.get(key)
+        value = self.young.get(key)
         if value is None:
-            value = self._old.pop(key, None)
+            value = self.old.pop(key, None)
             if value is not None:
-                self._young[key] = value
+                self.young[key] = value
         return value
 
     def peek(self, key: str) -> V | None:
         """``key``'s value, its place left as it is."""
-        value = self._young.get(key)
-        return self._old.get(key) if value is None else value
+        value = self.young.get(key)
+        return self.old.get(key) if value is None else value
 
     def put(self, key: str, value: V) -> bool:
         """Set ``key`` (now among the most recently touched); True when a
         key was forgotten to make room for it."""
-        young = self._young
+        young = self.young
         if key in young:
             young[key] = value
             return False
-        old = self._old
+        old = self.old
         if old.pop(key, None) is not None:
             young[key] = value
             return False
         forgot = len(young) + len(old) >= self.limit
         if forgot:
             if not old:  # a new generation: the young are old now
-                self._old, self._young = young, old
+                self.old, self.young = young, old
                 old, young = young, old
             old.popitem()
         young[key] = value
@@ -89,8 +95,8 @@ class RecentMap(Generic[V]):
 
     def pop(self, key: str) -> V | None:
         """Forget ``key``; its value, or None."""
-        value = self._young.pop(key, None)
-        return self._old.pop(key, None) if value is None else value
+        value = self.young.pop(key, None)
+        return self.old.pop(key, None) if value is None else value
 
     def clear(self) -> None:
-        self._young, self._old = {}, {}
+        self.young, self.old = {}, {}

@@ -145,9 +145,12 @@ class ReflectionBudget:
     # ------------------------------------------------------------ verification
 
     def is_verified(self, host: str, now: float) -> bool:
-        until = self._verified.peek(host)
+        verified = self._verified  # (RecentMap.peek, inline: on every message)
+        until = verified.young.get(host)
         if until is None:
-            return False
+            until = verified.old.get(host)
+            if until is None:
+                return False
         if now < until:
             return True
         self._verified.pop(host)
@@ -172,13 +175,17 @@ class ReflectionBudget:
         if self.is_verified(host, now):
             return
         sources = self._sources
-        source = sources.get(host)
+        source = sources.young.get(host)  # (a hit in the young: no method call)
         if source is None:
-            source = self._track(host)
+            source = sources.get(host)
+            if source is None:
+                source = self._track(host)
         if (source & _RECEIVED) + size <= _RECEIVED:
-            sources.put(host, source + size)
+            sources.young[host] = source + size  # (get and _track left it young)
         if view is not None and view.method is not None:
-            proofs = self._proofs.get(host)
+            proofs = self._proofs.young.get(host)
+            if proofs is None and self._proofs.old:
+                proofs = self._proofs.get(host)
             if proofs is not None:
                 nonces, tags = proofs.split(_PROOFS)
                 proof = _proof(_split(nonces), _split(tags), view)
@@ -204,9 +211,11 @@ class ReflectionBudget:
         if self.is_verified(host, now) or self.exempt(host):
             return True
         sources = self._sources
-        source = sources.get(host)
+        source = sources.young.get(host)
         if source is None:
-            source = self._track(host)
+            source = sources.get(host)
+            if source is None:
+                source = self._track(host)
         received, sent = source & _RECEIVED, source >> 48
         size = len(answer)
         limit = self.ratio if ratio is None else min(ratio, self.ratio)
@@ -217,11 +226,16 @@ class ReflectionBudget:
         counters = self.counters
         counters["reflection-sent"] += 1
         counters["reflection-sent-bytes"] += size
-        sources.put(host, source + size * _SENT)
+        sources.young[host] = source + size * _SENT  # (get and _track left it young)
         if answer[8:12] != b"100 ":  # (100 Trying: hop by hop, no tag to keep)
-            proofs = self._proofs.get(host)
-            nonces, tags = ("", "") if proofs is None else proofs.split(_PROOFS)
-            before = _split(nonces), _split(tags)
+            proofs = self._proofs.young.get(host)
+            if proofs is None and self._proofs.old:
+                proofs = self._proofs.get(host)
+            if proofs is None:
+                before: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+            else:
+                nonces, tags = proofs.split(_PROOFS)
+                before = _split(nonces), _split(tags)
             kept = _remember(*before, answer, view)
             if kept != before:
                 self._proofs.put(host, _SEP.join(kept[0]) + _PROOFS + _SEP.join(kept[1]))
