@@ -197,12 +197,12 @@ class FlowTable:
             if tables.peak[row] < 1:
                 tables.peak[row] = 1
         if method is not None:
-            key = f"{row}{_SEP}{method}"
-            n = tables.methods.get(key)
+            counted = f"{row}{_SEP}{method}"
+            n = tables.methods.get(counted)
             if n is None:
                 tables.count(tables.methods, "m", row, method)
             else:
-                tables.methods[key] = n + 1
+                tables.methods[counted] = n + 1
         if verdict is not None:
             tables.count(tables.verdicts, "v", row, verdict)
 
