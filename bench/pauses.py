@@ -38,7 +38,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,7 @@ def big_containers(least: int = 1000) -> list[tuple[int, str]]:
     more (each walked entry by entry by a collection of its generation)."""
     found = []
     for obj in gc.get_objects():
-        if isinstance(obj, (dict, list, set, frozenset, tuple)) or hasattr(obj, "__len__"):
+        if isinstance(obj, (dict, list, set, frozenset, tuple, deque)):
             try:
                 n = len(obj)
             except Exception:

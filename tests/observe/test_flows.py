@@ -144,3 +144,19 @@ def test_many_flows_leave_nothing_per_flow_for_the_collector_to_walk() -> None:
         {"401": 1},
         {"limit.requests": 1},
     )
+
+
+def test_a_drained_minute_makes_its_records_then_releases_its_tables() -> None:
+    """The writer takes ended minutes as tables, makes their records as it
+    stores them, then empties them a piece at a time (off the loop)."""
+    table = FlowTable()
+    key = FlowKey("198.51.100.7", 5060, "198.51.100.1", 5060, "udp")
+    table.record(key, T0 + 1, 300, method="INVITE", verdict="pack.scan")
+    table.answer(key, T0 + 2, 403)
+    (minute,) = table.drain_minutes(T0 + 60)
+    assert len(minute) == 1
+    (record,) = minute.records()
+    assert (record["packets"], record["bytes"], record["answers"]) == (1, 300, {"403": 1})
+    minute.release()
+    assert len(minute) == 0 and list(minute.records()) == []
+    assert table.drain_minutes(T0 + 120) == []
