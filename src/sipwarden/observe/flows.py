@@ -145,7 +145,10 @@ class FlowMinute:
         """Each flow's record, in order of first sight (made one at a time:
         the writer stores them as they come, so they are never all alive)."""
         minute = self.minute * 60
-        for row, text in list(self.keys.items()):
+        for row in range(len(self.keys)):  # (rows are 0..n-1: no list of them)
+            text = self.keys.get(row)
+            if text is None:  # released meanwhile
+                return
             source, port, destination, destination_port, transport = text.split(_SEP)
             yield {
                 "minute": minute,
