@@ -196,7 +196,10 @@ def big_containers(least: int = 1000) -> list[tuple[int, str]]:
                 continue
             if n >= least:
                 kind = type(obj)
-                found.append((n, f"{kind.__module__}.{kind.__qualname__}"))
+                sample = next(iter(obj.values() if isinstance(obj, dict) else obj))
+                found.append(
+                    (n, f"{kind.__module__}.{kind.__qualname__} of {type(sample).__qualname__}")
+                )
     return sorted(found, reverse=True)[:10]
 
 

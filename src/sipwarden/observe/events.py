@@ -23,23 +23,27 @@ second and writes the batch (the store, the live stream, alerts).
 
 Sans-I/O: the clock is the caller's (each event carries its time).
 
-What waits between drains is kept as exact tuples of atomics (an event's
-fields as a tuple, keys as strings), which the garbage collector stops
-tracking, not ``Event``s (a named tuple stays tracked): up to
-``max_events`` events a second are not walked by every collection
-meanwhile. ``drain_rows`` hands them on as they are (the writer's way: its
-thread reads them); ``drain`` makes them ``Event``s.
+What waits between drains is kept as flat exact tuples of atomics (time,
+kind, source, reason, then each field's name and value: ``EventRow``),
+which the garbage collector stops tracking at their first collection, not
+``Event``s (a named tuple stays tracked; and a tuple holding tuples made
+just before it is often met first and kept tracked, into the oldest
+generation): up to ``max_events`` events a second are not walked by every
+collection meanwhile. ``drain_rows`` hands them on as they are (the
+writer's way: its thread reads them); ``drain`` makes them ``Event``s.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from itertools import chain
+from typing import Any, Final, NamedTuple
 
 Field = tuple[str, str | int | float | None]
-# an event as the queue keeps it: Event's fields in an exact tuple
-EventRow = tuple[float, str, str, str, tuple[Field, ...]]
+# an event as the queue keeps it: (time, kind, source, reason, name, value,
+# name, value...), an exact tuple (see the module doc; ``row_fields``)
+EventRow = tuple[Any, ...]
 _SEP: Final = "\x1f"  # between a key's kind, source and reason (in none of them)
 
 # the kinds the edge and the daemon emit (a string, so later issues add more)
@@ -116,20 +120,20 @@ class EventQueue:
                 return
             count = 0
         if count >= self.sample:
-            self._last[key] = tuple(event)  # type: ignore[assignment]  # counted: drain() says how many
+            self._last[key] = _row(event)  # counted: drain() says how many
         elif len(self._queued) >= self.max_events:
             self.dropped += 1  # neither queued nor summarised
             counts[key] = count
             return
         else:
-            self._queued.append(tuple(event))  # type: ignore[arg-type]
+            self._queued.append(_row(event))
         counts[key] = count + 1
 
     def drain(self) -> list[Event]:
         """The events queued since the last drain, oldest first, then one
         summary per (kind, source, reason) that had more than ``sample``: its
         last event with ``("repeated", n)`` added."""
-        return [Event._make(row) for row in self.drain_rows()]
+        return [Event(row[0], row[1], row[2], row[3], row_fields(row)) for row in self.drain_rows()]
 
     def drain_rows(self) -> list[EventRow]:
         """``drain``'s events as exact tuples of Event's fields (the
@@ -139,8 +143,19 @@ class EventQueue:
         over, self._last = self._last, {}
         for key, last in over.items():  # (only keys counted past ``sample`` have one)
             extra = counts[key] - self.sample
-            time, kind, source, reason, fields = last
-            events.append((time, kind, source, reason, (*fields, ("repeated", extra))))
+            events.append((*last, "repeated", extra))
             self.counters["repeated"] += extra
         self.counters["queued"] += len(events)
         return events
+
+
+def _row(event: Event) -> EventRow:
+    fields = event.fields
+    return event[:4] + tuple(chain.from_iterable(fields)) if fields else event[:4]
+
+
+def row_fields(row: EventRow | Event) -> tuple[Field, ...]:
+    """An event's fields, from its row or the Event itself."""
+    if isinstance(row, Event):
+        return row.fields
+    return tuple(zip(row[4::2], row[5::2], strict=True))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..observe import Event
-from ..observe.events import EventRow
+from ..observe.events import EventRow, row_fields
 from .db import Transaction, connect, explained
 
 FLOW_KEY = "source, source_port, destination, destination_port, transport"
@@ -48,8 +48,8 @@ class ObserveStore:
             self._db.executemany(
                 "INSERT INTO events (time, kind, source, reason, fields) VALUES (?, ?, ?, ?, ?)",
                 (
-                    (time, kind, source, reason, json.dumps(dict(fields)))
-                    for time, kind, source, reason, fields in events
+                    (event[0], event[1], event[2], event[3], json.dumps(dict(row_fields(event))))
+                    for event in events
                 ),
             )
         return len(events)
