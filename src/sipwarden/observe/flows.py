@@ -37,6 +37,10 @@ from typing import Any, NamedTuple
 OVERFLOW = "*"  # the source of the flow the minute's overflow is added to
 _SEP = "\x1f"  # between the fields of a key's text and a count's key (in no address or name)
 _BYTES = 1 << 40  # a flow's volume: packets (fewer than 2^40 a minute) + bytes * _BYTES
+_SHARDS = 16  # a minute's index: dicts by the key hash's low bits...
+_SHARD_MASK = _SHARDS - 1
+_CHUNK_BITS = 12  # ... its other dicts: one per 4,096 rows
+_CHUNK_MASK = (1 << _CHUNK_BITS) - 1
 
 
 class FlowKey(NamedTuple):
@@ -59,11 +63,17 @@ class FlowMinute:
     the row to its key's text; its packets and bytes are one int in
     ``volume``; its other numbers are in ``array`` columns (first and last
     seen, the whole second being counted and its packets, the busiest
-    second's packets: the peak); its counts of methods, answers and verdicts in
-    dicts of ``"row<SEP>item"`` -> count, with each row's items in order
-    in ``items`` (``"<SEP>item<SEP>item"``, grown on an item's first
-    count). Dicts of strings and numbers, and arrays, are never tracked;
-    see tests/observe/test_flows.py."""
+    second's packets: the peak); its counts of methods, answers and
+    verdicts in dicts of ``"row<SEP>item"`` -> count, with each row's items
+    in order in ``items`` (``"<SEP>item<SEP>item"``, grown on an item's
+    first count). Dicts of strings and numbers, and arrays, are never
+    tracked; see tests/observe/test_flows.py.
+
+    No dict grows past a few thousand entries: ``index`` is ``_SHARDS``
+    dicts by the hash's low bits, the per-row dicts one each per
+    ``_CHUNK`` rows (``row >> _CHUNK_BITS``). A dict that grows is copied
+    whole into a bigger one, and the minute's dicts, one entry per row
+    each, grew at the same packet: at 87,382 flows that packet took 37 ms."""
 
     __slots__ = (
         "answers",
@@ -76,6 +86,7 @@ class FlowMinute:
         "methods",
         "minute",
         "peak",
+        "rows",
         "second",
         "verdicts",
         "volume",
@@ -83,48 +94,65 @@ class FlowMinute:
 
     def __init__(self, minute: int) -> None:
         self.minute = minute
-        self.index: dict[int, int] = {}
-        self.keys: dict[int, str] = {}
+        self.rows = 0
+        self.index: list[dict[int, int]] = [{} for _ in range(_SHARDS)]  # hash -> row
         self.first, self.last = array("d"), array("d")
-        self.volume: dict[int, int] = {}  # row -> packets + bytes * _BYTES
         self.second, self.in_second, self.peak = array("q"), array("q"), array("q")
-        # item counts per table, and each (table, row)'s items: "m<row>" etc.
-        self.methods: dict[str, int] = {}
-        self.answers: dict[str, int] = {}
-        self.verdicts: dict[str, int] = {}
-        self.items: dict[str, str] = {}
+        # per chunk of rows: row -> key text, row -> packets + bytes * _BYTES,
+        # item counts per table, each (table, row)'s items ("m<row>" etc.)
+        self.keys: list[dict[int, str]] = []
+        self.volume: list[dict[int, int]] = []
+        self.methods: list[dict[str, int]] = []
+        self.answers: list[dict[str, int]] = []
+        self.verdicts: list[dict[str, int]] = []
+        self.items: list[dict[str, str]] = []
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self.rows
 
     def add(self, key: FlowKey | tuple[Any, ...], now: float) -> int:
         """A new flow's row."""
-        row = len(self.keys)
-        self.index[hash(key)] = row
-        self.keys[row] = _SEP.join(map(str, key))
+        row = self.rows
+        self.rows = row + 1
+        h = hash(key)
+        self.index[h & _SHARD_MASK][h] = row
+        if not row & _CHUNK_MASK:  # the first row of a chunk
+            for tables in (self.keys, self.volume, self.methods, self.answers, self.verdicts):
+                tables.append({})
+            self.items.append({})
+        chunk = row >> _CHUNK_BITS
+        self.keys[chunk][row] = _SEP.join(map(str, key))
+        self.volume[chunk][row] = 0
         self.first.append(now)
         self.last.append(now)
-        self.volume[row] = 0
         self.second.append(-1)
         self.in_second.append(0)
         self.peak.append(0)
         return row
 
-    def count(self, table: dict[str, int], tag: str, row: int, item: str) -> None:
-        """One more ``item`` in ``row``'s counts of ``table`` (``tag``: its letter)."""
+    def row(self, key: FlowKey | tuple[Any, ...]) -> int | None:
+        h = hash(key)
+        return self.index[h & _SHARD_MASK].get(h)
+
+    def count(self, tables: list[dict[str, int]], tag: str, row: int, item: str) -> None:
+        """One more ``item`` in ``row``'s counts of ``tables`` (``tag``: its letter)."""
+        chunk = row >> _CHUNK_BITS
+        table = tables[chunk]
         key = f"{row}{_SEP}{item}"
         n = table.get(key)
         if n is None:
             table[key] = 1
-            at = f"{tag}{row}"
-            self.items[at] = self.items.get(at, "") + _SEP + item
+            items, at = self.items[chunk], f"{tag}{row}"
+            items[at] = items.get(at, "") + _SEP + item
         else:
             table[key] = n + 1
 
-    def counts(self, table: dict[str, int], tag: str, row: int) -> dict[str, int]:
-        items = self.items.get(f"{tag}{row}")
+    def counts(self, tables: list[dict[str, int]], tag: str, row: int) -> dict[str, int]:
+        chunk = row >> _CHUNK_BITS
+        items = self.items[chunk].get(f"{tag}{row}")
         if not items:
             return {}
+        table = tables[chunk]
         return {item: table[f"{row}{_SEP}{item}"] for item in items[1:].split(_SEP)}
 
     def release(self) -> None:
@@ -132,12 +160,14 @@ class FlowMinute:
         minute is stored: a Python loop lets the event loop's thread have
         the GIL every few milliseconds, where dropping 100,000 flows' objects
         at once, on whichever thread, stopped it for tens of milliseconds)."""
-        for table in (self.index, self.keys, self.volume, self.methods, self.answers):
-            while table:
-                table.popitem()
-        for table_ in (self.verdicts, self.items):
-            while table_:
-                table_.popitem()
+        self.rows = 0
+        for index in self.index:
+            index.clear()  # (a few thousand entries: ints)
+        for tables in (self.keys, self.volume, self.methods, self.answers, self.verdicts):
+            while tables:
+                tables.pop().clear()
+        while self.items:
+            self.items.pop().clear()
         for column in (self.first, self.last, self.second, self.in_second, self.peak):
             del column[:]
 
@@ -145,10 +175,11 @@ class FlowMinute:
         """Each flow's record, in order of first sight (made one at a time:
         the writer stores them as they come, so they are never all alive)."""
         minute = self.minute * 60
-        for row in range(len(self.keys)):  # (rows are 0..n-1: no list of them)
-            text = self.keys.get(row)
-            if text is None:  # released meanwhile
+        for row in range(self.rows):
+            chunk = row >> _CHUNK_BITS
+            if chunk >= len(self.keys):  # released meanwhile
                 return
+            text, volume = self.keys[chunk][row], self.volume[chunk][row]
             source, port, destination, destination_port, transport = text.split(_SEP)
             yield {
                 "minute": minute,
@@ -159,8 +190,8 @@ class FlowMinute:
                 "transport": transport,
                 "first_seen": self.first[row],
                 "last_seen": self.last[row],
-                "packets": self.volume[row] % _BYTES,
-                "bytes": self.volume[row] // _BYTES,
+                "packets": volume % _BYTES,
+                "bytes": volume // _BYTES,
                 "peak_pps": self.peak[row],
                 "methods": self.counts(self.methods, "m", row),
                 "answers": self.counts(self.answers, "a", row),
@@ -198,12 +229,17 @@ class FlowTable:
         ``size`` bytes; its method (a request's, or a response's status code
         as a string) and the verdict's reason (None: forwarded)."""
         tables = self._now
-        row = tables.index.get(hash(key)) if int(now // 60) == self._minute else None
+        if int(now // 60) == self._minute:
+            h = hash(key)
+            row = tables.index[h & _SHARD_MASK].get(h)
+        else:
+            row = None
         if row is None:  # a new minute, or a new flow in this one
             row = self._flow(key, now)
             tables = self._now  # (a new minute: new tables)
+        chunk = row >> _CHUNK_BITS
         tables.last[row] = now
-        tables.volume[row] += 1 + size * _BYTES
+        tables.volume[chunk][row] += 1 + size * _BYTES
         second = int(now)
         if tables.second[row] == second:
             in_second = tables.in_second[row] = tables.in_second[row] + 1
@@ -214,12 +250,13 @@ class FlowTable:
             if tables.peak[row] < 1:
                 tables.peak[row] = 1
         if method is not None:
+            methods = tables.methods[chunk]
             counted = f"{row}{_SEP}{method}"
-            n = tables.methods.get(counted)
+            n = methods.get(counted)
             if n is None:
                 tables.count(tables.methods, "m", row, method)
             else:
-                tables.methods[counted] = n + 1
+                methods[counted] = n + 1
         if verdict is not None:
             tables.count(tables.verdicts, "v", row, verdict)
 
@@ -228,7 +265,7 @@ class FlowTable:
         counted in that flow's ``answers``, not in its packets (a flow is
         what the source sent). A flow not seen this minute gets one (its
         request came in the minute before)."""
-        row = self._now.index.get(hash(key)) if int(now // 60) == self._minute else None
+        row = self._now.row(key) if int(now // 60) == self._minute else None
         if row is None:
             row = self._flow(key, now)
         self._now.count(self._now.answers, "a", row, str(status))
@@ -261,12 +298,12 @@ class FlowTable:
         if minute != self._minute:
             self._roll(minute)
         tables = self._now
-        row = tables.index.get(hash(key))
+        row = tables.row(key)
         if row is None:
             if len(tables) >= self.max_flows:
                 self.counters["untracked"] += 1
                 key = (OVERFLOW, None, key[2], key[3], key[4])
-                row = tables.index.get(hash(key))
+                row = tables.row(key)
             if row is None:
                 row = tables.add(key, now)
         return row
