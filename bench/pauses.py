@@ -38,7 +38,8 @@ import os
 import statistics
 import tempfile
 import time
-from collections import Counter, defaultdict
+from array import array
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,14 +173,34 @@ def structures(daemon: Daemon, edge: Edge) -> dict[str, object]:
     return {name: s for name, s in found.items() if s is not None}
 
 
-def full_collection() -> float:
-    """The shortest of three full collections, in seconds."""
-    best = float("inf")
+def full_collection() -> str:
+    """The shortest of three full collections: wall and the thread's CPU."""
+    best = best_cpu = float("inf")
     for _ in range(3):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.thread_time()
         gc.collect()
         best = min(best, time.perf_counter() - began)
-    return best
+        best_cpu = min(best_cpu, time.thread_time() - began_cpu)
+    return f"{ms(best)} (CPU {ms(best_cpu)})"
+
+
+def big_containers(least: int = 1000) -> list[tuple[int, str]]:
+    """The containers the collector tracks that hold ``least`` entries or
+    more (each walked entry by entry by a collection of its generation)."""
+    found = []
+    for obj in gc.get_objects():
+        if isinstance(obj, (dict, list, set, frozenset, tuple, deque)):
+            try:
+                n = len(obj)
+            except Exception:
+                continue
+            if n >= least:
+                kind = type(obj)
+                sample = next(iter(obj.values() if isinstance(obj, dict) else obj))
+                found.append(
+                    (n, f"{kind.__module__}.{kind.__qualname__} of {type(sample).__qualname__}")
+                )
+    return sorted(found, reverse=True)[:10]
 
 
 def emptiers(daemon: Daemon, edge: Edge) -> list[tuple[str, Any]]:
@@ -193,7 +214,15 @@ def emptiers(daemon: Daemon, edge: Edge) -> list[tuple[str, Any]]:
         out.append(("reflection budget", edge.reflection._sources.clear))
     if proxy is not None:
         out.append(
-            ("proxy's token caches", lambda: (proxy._token_of.clear(), proxy._flow_of.clear()))
+            (
+                "proxy's token caches",
+                lambda: (
+                    proxy._token_of.clear(),
+                    proxy._flow_of.clear(),
+                    proxy._token_of_text.clear(),
+                    proxy._text_of_token.clear(),
+                ),
+            )
         )
     if edge.flows is not None:
         flows = edge.flows
@@ -287,9 +316,8 @@ async def feed(daemon: Daemon, args: Any) -> None:
 
     gc_times = GcTimes()
     gc.callbacks.append(gc_times)
-    ticks: list[float] = []
-    batches: list[float] = []
-    batches_cpu: list[float] = []
+    # (arrays: the bench's own lists would be walked by the collections it measures)
+    ticks, batches, batches_cpu = array("d"), array("d"), array("d")
     done = loop.create_future()
     total = args.sources * args.per_source
     addresses = sources(args.sources)
@@ -378,11 +406,14 @@ async def feed(daemon: Daemon, args: Any) -> None:
     print("the types the collector tracks most:")
     for kind, count in census(args.census):
         print(f"  {count:9,}  {kind}")
+    print("tracked containers of 1,000 entries or more:")
+    for n, kind in big_containers():
+        print(f"  {n:9,}  {kind}")
     print("a full collection now (best of 3), then with each structure emptied in turn:")
-    print(f"  everything: {ms(full_collection())}")
+    print(f"  everything: {full_collection()}")
     for name, empty in emptiers(daemon, edge):
         empty()
-        print(f"  without the {name}: {ms(full_collection())}")
+        print(f"  without the {name}: {full_collection()}")
     counters = {
         k: v for k, v in edge.counters.items() if k.startswith(("reflection", "drop", "bug"))
     }

@@ -79,18 +79,20 @@ def test_every_event_is_queued_summarised_or_dropped_never_lost(
     assert len(events) <= 50 + 4
 
 
-def test_many_sources_cost_the_collector_only_their_queued_events() -> None:
-    """A spoofed flood's sources each get a (kind, source, reason) tally: a
-    count, not an object, so 5,000 more sources add only their events for a
-    full collection to walk, the one queued and the last one (for the
-    summary): two each (a slots tally made it three)."""
+def test_many_sources_cost_the_collector_nothing_per_source_or_event() -> None:
+    """A spoofed flood's sources each get a (kind, source, reason) tally (a
+    count under a string key) and their events wait as exact tuples of
+    atomics, so 5,000 more sources add no object a full collection walks,
+    and the tables are never tracked (Events, NamedTuples, stayed tracked:
+    two per source; a slots tally made it three)."""
     queue = EventQueue(sample=1, max_events=20_000, max_keys=20_000)
 
     def flood(first: int, count: int) -> None:
         for i in range(first, first + count):
             source = f"198.18.{i >> 8}.{i & 255}"
             for n in range(3):  # one queued, two counted
-                queue.push(Event(float(i + n), "login-failed", source, "auth.failed"))
+                event = Event(float(i + n), "login-failed", source, "auth.failed")
+                queue.push(event._replace(fields=(("user", f"u{i}"), ("port", 5060))))
 
     def tracked() -> int:
         gc.collect()
@@ -101,7 +103,12 @@ def test_many_sources_cost_the_collector_only_their_queued_events() -> None:
     before = tracked()
     flood(100, 5_000)
     assert len(queue) == 5_100
-    assert tracked() - before < 2 * 5_000 + 500  # Events (NamedTuples), nothing per key
+    assert not gc.is_tracked(queue._counts)
+    gc.collect(0)  # one young collection: every row waiting is untracked by it
+    assert not any(gc.is_tracked(row) for row in queue._queued)
+    assert tracked() - before < 100
     events = queue.drain()
     assert len(events) == 2 * 5_100  # each source: its first, then a summary of two
+    assert all(type(e) is Event for e in events)
+    assert events[-1].fields == (("user", "u5099"), ("port", 5060), ("repeated", 2))
     assert events[-1].weight == 2 and events[-1].time == 5_101.0

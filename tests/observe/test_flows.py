@@ -127,6 +127,16 @@ def test_many_flows_leave_nothing_per_flow_for_the_collector_to_walk() -> None:
     before = tracked_after_collection()
     flood(100, 5_000)
     assert len(table) == 5_100
+    # nor is any dict of the minute tracked, between collections (a dict
+    # given a fresh tuple would be, and walked entry by entry; an array is
+    # tracked, but its traversal visits only its type)
+    minute = table._now
+    tables = [getattr(minute, name) for name in type(minute).__slots__]
+    dicts = [d for t in tables if isinstance(t, list) for d in t]
+    assert len(dicts) == 6 * 2 + 16 and not any(gc.is_tracked(d) for d in dicts)
+    # (and none past a few thousand entries: a dict grows by a whole copy;
+    # a chunk's items: three tables' for each of its 4,096 rows)
+    assert max(len(d) for d in dicts) <= 3 * 4096
     assert tracked_after_collection() - before < 100
     records = table.drain(T0 + 60)
     assert len(records) == 5_100
@@ -137,3 +147,19 @@ def test_many_flows_leave_nothing_per_flow_for_the_collector_to_walk() -> None:
         {"401": 1},
         {"limit.requests": 1},
     )
+
+
+def test_a_drained_minute_makes_its_records_then_releases_its_tables() -> None:
+    """The writer takes ended minutes as tables, makes their records as it
+    stores them, then empties them a piece at a time (off the loop)."""
+    table = FlowTable()
+    key = FlowKey("198.51.100.7", 5060, "198.51.100.1", 5060, "udp")
+    table.record(key, T0 + 1, 300, method="INVITE", verdict="pack.scan")
+    table.answer(key, T0 + 2, 403)
+    (minute,) = table.drain_minutes(T0 + 60)
+    assert len(minute) == 1
+    (record,) = minute.records()
+    assert (record["packets"], record["bytes"], record["answers"]) == (1, 300, {"403": 1})
+    minute.release()
+    assert len(minute) == 0 and list(minute.records()) == []
+    assert table.drain_minutes(T0 + 120) == []

@@ -182,4 +182,8 @@ def test_many_sources_leave_nothing_per_source_for_the_collector_to_walk():
     before = tracked_after_collection()
     brute_force(100, 5_000)
     assert len(tracker) == 5_100
+    # nor is any table of it tracked, between collections (an OrderedDict,
+    # or a dict given a fresh tuple, would be walked entry by entry)
+    for table in (tracker._sources.young, tracker._sources.old, tracker.accounts.young):
+        assert not gc.is_tracked(table)
     assert tracked_after_collection() - before < 100

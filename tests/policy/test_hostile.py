@@ -4,6 +4,8 @@ source, its ban waits for the deception to end."""
 
 from __future__ import annotations
 
+import gc
+
 from sipwarden.config import config_from_dict
 from sipwarden.policy import build_policy
 from sipwarden.policy.hostile import HostileSources, Threshold, family
@@ -79,6 +81,30 @@ def test_the_table_is_bounded_and_families_are_the_first_part() -> None:
     for i in range(5):
         hostile.mark(f"203.0.113.{i}", "ua.friendly-scanner", float(i))
     assert len(hostile) == 3 and hostile.counters["forgotten"] == 2
-    assert "203.0.113.0" not in hostile and "203.0.113.4" in hostile
+    # the latest stay (which of the older ones goes first is not kept)
+    assert "203.0.113.3" in hostile and "203.0.113.4" in hostile
     assert hostile.why("203.0.113.4") == "ua.friendly-scanner"
     assert family("scan.sipvicious-tag") == "scan" and family("ua.friendly-scanner") == "ua"
+
+
+def test_a_fingerprinted_flood_leaves_nothing_per_source_for_the_collector() -> None:
+    """A spoofed flood of fingerprinted packets fills the table: what it
+    keeps per source is packed in bytes, so the table is never a container
+    the collector walks (a slots object and a dict per source were), and
+    5,000 more sources add no tracked object."""
+    hostile = HostileSources(max_sources=10_000)
+
+    def flood(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            host = f"198.18.{i >> 8 & 255}.{i & 255}"
+            assert hostile.hit(host, "ua.friendly-scanner", "UA friendly-scanner", float(i)) is None
+
+    flood(0, 100)
+    gc.collect()
+    before = len(gc.get_objects())
+    flood(100, 5_000)
+    assert len(hostile) == 5_100
+    assert not gc.is_tracked(hostile._sources.young) and not gc.is_tracked(hostile._sources.old)
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100
+    assert hostile.why("198.18.19.235") == "ua.friendly-scanner"  # source 5,099: kept whole

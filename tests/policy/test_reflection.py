@@ -309,7 +309,8 @@ def test_verified_sources_are_bounded():
     assert budget.verified_count == 2
     assert budget.is_verified("192.0.2.4", 0.0) and not budget.is_verified("192.0.2.0", 0.0)
     assert budget.counters["reflection-verified-forgotten"] == 3
-    budget.verify("192.0.2.3", 1.0, "tcp")  # proved again: counted once, refreshed
+    # (which of the older ones goes first is not kept: the most recent stays)
+    budget.verify("192.0.2.4", 1.0, "tcp")  # proved again: counted once, refreshed
     assert budget.counters["reflection-verified:tcp"] == 5
 
 
@@ -359,6 +360,10 @@ def test_many_sources_leave_nothing_per_source_for_the_collector_to_walk():
     before = tracked_after_collection()
     flood(100, 5_000)
     assert len(budget) == 5_100
+    # nor is any table of it tracked, between collections (an OrderedDict,
+    # or a dict given a fresh tuple, would be walked entry by entry)
+    for recent in (budget._sources, budget._proofs, budget._verified):
+        assert not gc.is_tracked(recent.young) and not gc.is_tracked(recent.old)
     assert tracked_after_collection() - before < 100
     # what it kept still proves: the last source's nonce verifies it
     last = "198.18.19.235"  # source 5,099

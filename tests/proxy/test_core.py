@@ -12,6 +12,7 @@ import pytest
 
 from sipwarden.proxy import Drop, FlowTokens, Local, ProxySettings, Send, StatelessProxy
 from sipwarden.proxy.base import BRANCH_PREFIX, TOKEN_PARAM
+from sipwarden.proxy.core import _RECENT_FLOWS
 from sipwarden.sip import make_response, parse
 from sipwarden.values import Peer
 
@@ -308,16 +309,21 @@ def test_the_pbx_contact_is_hidden_and_restored(proxy):
     assert ok.get("contact") == "<sip:100@192.168.1.20:5060>;expires=600"
 
 
-def test_the_flows_tokens_leave_nothing_per_flow_for_the_collector_to_walk(proxy):
-    """The flows whose tokens are remembered are tuples of atomics: 5,000
-    spoofed flows add no object a full collection walks (a Peer per flow did)."""
+def test_the_flows_tokens_leave_nothing_per_flow_for_the_collector_to_walk(proxy, monkeypatch):
+    """The flows whose tokens are remembered are strings, but for the last
+    few thousand (Peers, for the hot path): 20,000 spoofed flows add at most
+    that bounded few to what a full collection walks (a Peer per flow, and a
+    dict given a fresh tuple per flow, added 20,000 and more), and the
+    tables of strings are never tracked."""
+    tokens = []
 
     def flows(first: int, count: int) -> None:
         for i in range(first, first + count):
-            flow = Peer("udp", f"198.18.{i >> 8}.{i & 255}", 5060)
+            flow = Peer("udp", f"198.18.{i >> 8 & 255}.{i & 255}", 5060 + (i >> 16))
             token = proxy.token_for(flow)
             assert proxy.token_for(flow) == token  # remembered
-            assert proxy.tokens.decode(token) == flow
+            assert proxy.flow_of(token) == flow
+            tokens.append(token)
 
     def tracked() -> int:
         gc.collect()
@@ -326,5 +332,10 @@ def test_the_flows_tokens_leave_nothing_per_flow_for_the_collector_to_walk(proxy
 
     flows(0, 100)
     before = tracked()
-    flows(100, 5_000)
-    assert tracked() - before < 100
+    flows(100, 20_000)
+    assert tracked() - before < 2 * _RECENT_FLOWS + 100
+    assert len(proxy._token_of) <= _RECENT_FLOWS and len(proxy._flow_of) <= _RECENT_FLOWS
+    assert not gc.is_tracked(proxy._token_of_text) and not gc.is_tracked(proxy._text_of_token)
+    # a flow no longer among the latest is made back from its text, not the HMAC
+    monkeypatch.setattr(proxy, "tokens", None)  # (would fail if asked)
+    assert proxy.flow_of(tokens[150]) == Peer("udp", "198.18.0.150", 5060)

@@ -30,13 +30,16 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from ..config import ObserveConfig
 from ..enforce import EnforcerError
 from ..observe import Event, EventQueue, FlowTable, KernelDrops, ipfix
+from ..observe.events import EventRow
+from ..observe.flows import FlowMinute
 from ..observe.health import HealthWatch
 from ..store import ObserveStore, StoreError
 from ..store.thread import StoreThread
@@ -82,7 +85,7 @@ class ObserveKeeper:
         self.store_error: str | None = None
         self._thread = StoreThread("sipwarden-observe")
         self._store: ObserveStore | None = None
-        self._held_events: list[Event] = []
+        self._held_events: list[EventRow] = []
         self._held_flows: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._pruned = 0.0
@@ -160,30 +163,37 @@ class ObserveKeeper:
     async def write(self, *, final: bool = False) -> None:
         """Drain the queues and write them (with what a failed write held)."""
         now = self.clock()
-        events = self._held_events + self.events.drain()
+        events = self._held_events + self.events.drain_rows()  # (written as they are)
         # at stop the minute under way is written too (it is complete so far)
         flows = self._held_flows + self._kernel_pending
-        flows += self.flows.drain(now + 60 if final else now)
+        # the ended minutes stay tables: their records are made one at a time
+        # as the store's thread writes them (100,000 records alive at once
+        # were 100,000 dicts for each collection meanwhile to walk)
+        minutes = self.flows.drain_minutes(now + 60 if final else now)
         self._held_events, self._held_flows, self._kernel_pending = [], [], []
-        if not events and not flows:
+        count = len(flows) + sum(len(minute) for minute in minutes)
+        if not events and not count:
             return
         if not await self._open():
-            self._hold(events, flows)
+            self._hold(events, flows + [r for m in minutes for r in m.records()])
             return
         assert self._store is not None
         try:
             if events:
                 await self._thread.run(self._store.write_events, events)
                 self.counters["events-written"] += len(events)
+                await self._thread.run(_release, events)
                 events = []
-            if flows:
-                await self._thread.run(self._store.write_flows, flows)
-                self.counters["flows-written"] += len(flows)
-                self._export(flows)
-                flows = []
+            if count:
+                records = chain(flows, *(minute.records() for minute in minutes))
+                await self._thread.run(self._store.write_flows, records)
+                self.counters["flows-written"] += count
+                self._export(chain(flows, *(minute.records() for minute in minutes)))
+                await self._thread.run(_release, minutes)
+                flows, minutes = [], []
         except StoreError as exc:
             self._failed(str(exc))
-            self._hold(events, flows)
+            self._hold(events, flows + [r for m in minutes for r in m.records()])
         else:
             if self.store_error is not None:
                 log.warning("events and flows are written again")
@@ -233,7 +243,7 @@ class ObserveKeeper:
                 self.counters["events-listener-errors"] += 1
                 log.exception("an event listener failed")
 
-    def _hold(self, events: list[Event], flows: list[dict[str, Any]]) -> None:
+    def _hold(self, events: list[EventRow], flows: list[dict[str, Any]]) -> None:
         over = len(events) - self.config.max_events
         if over > 0:
             self.counters["events-lost"] += over
@@ -252,7 +262,7 @@ class ObserveKeeper:
             self._reminded = now
         self.store_error = error
 
-    def _export(self, flows: list[dict[str, Any]]) -> None:
+    def _export(self, flows: Iterable[dict[str, Any]]) -> None:
         """Append the flows to ``[observe] flows_export`` as IPFIX-like JSON lines."""
         path = self.config.flows_export
         if path is None:
@@ -355,6 +365,21 @@ class ObserveKeeper:
 
 
 CORE_FIELDS = ("id", "time", "kind", "source", "reason")
+
+
+def _release(written: list[Any]) -> None:
+    """Drop what was written a piece at a time, on the store's thread: its
+    Python loop lets the event loop's thread have the GIL every few
+    milliseconds (50,000 events, or a minute of 100,000 flows, dropped at
+    once stopped the loop for tens of milliseconds; a minute's tables
+    release themselves likewise)."""
+    while written:
+        chunk = written[-256:]
+        del written[-256:]
+        for item in chunk:
+            if isinstance(item, FlowMinute):
+                item.release()
+        del chunk  # (256 events at most at once)
 
 
 def as_event(row: dict[str, Any]) -> Event:

@@ -22,15 +22,29 @@ second and writes the batch (the store, the live stream, alerts).
   counted in ``dropped`` (never a wait, never an exception).
 
 Sans-I/O: the clock is the caller's (each event carries its time).
+
+What waits between drains is kept as flat exact tuples of atomics (time,
+kind, source, reason, then each field's name and value: ``EventRow``),
+which the garbage collector stops tracking at their first collection, not
+``Event``s (a named tuple stays tracked; and a tuple holding tuples made
+just before it is often met first and kept tracked, into the oldest
+generation): up to ``max_events`` events a second are not walked by every
+collection meanwhile. ``drain_rows`` hands them on as they are (the
+writer's way: its thread reads them); ``drain`` makes them ``Event``s.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from itertools import chain
+from typing import Any, Final, NamedTuple
 
 Field = tuple[str, str | int | float | None]
+# an event as the queue keeps it: (time, kind, source, reason, name, value,
+# name, value...), an exact tuple (see the module doc; ``row_fields``)
+EventRow = tuple[Any, ...]
+_SEP: Final = "\x1f"  # between a key's kind, source and reason (in none of them)
 
 # the kinds the edge and the daemon emit (a string, so later issues add more)
 VERDICT: Final = "verdict"  # a message not simply forwarded
@@ -83,20 +97,21 @@ class EventQueue:
     def __post_init__(self) -> None:
         if self.sample < 1 or self.max_events < 1 or self.max_keys < 1:
             raise ValueError("sample, max_events and max_keys: at least 1")
-        self._queued: list[Event] = []
-        # since the last drain: (kind, source, reason) -> events pushed, and the
-        # last one pushed of those over ``sample`` (for the summary). Counts,
-        # not an object per key: a spoofed flood's 50,000 keys a second add
-        # nothing for the garbage collector to walk (a slots object each did)
-        self._counts: dict[tuple[str, str, str], int] = {}
-        self._last: dict[tuple[str, str, str], Event] = {}
+        self._queued: list[EventRow] = []
+        # since the last drain: "kind<SEP>source<SEP>reason" -> events pushed,
+        # and the last one pushed of those over ``sample`` (for the summary).
+        # Counts under string keys, not an object per key: a spoofed flood's
+        # 50,000 keys a second add nothing for the garbage collector to walk
+        # (a slots object each did; a tuple key makes the dict tracked)
+        self._counts: dict[str, int] = {}
+        self._last: dict[str, EventRow] = {}
 
     def __len__(self) -> int:
         return len(self._queued)
 
     def push(self, event: Event) -> None:
         """Queue ``event``, or count it (see the module doc). O(1)."""
-        key = (event.kind, event.source, event.reason)
+        key = f"{event.kind}{_SEP}{event.source}{_SEP}{event.reason}"
         counts = self._counts
         count = counts.get(key)
         if count is None:
@@ -105,25 +120,42 @@ class EventQueue:
                 return
             count = 0
         if count >= self.sample:
-            self._last[key] = event  # counted: drain() says how many
+            self._last[key] = _row(event)  # counted: drain() says how many
         elif len(self._queued) >= self.max_events:
             self.dropped += 1  # neither queued nor summarised
             counts[key] = count
             return
         else:
-            self._queued.append(event)
+            self._queued.append(_row(event))
         counts[key] = count + 1
 
     def drain(self) -> list[Event]:
         """The events queued since the last drain, oldest first, then one
         summary per (kind, source, reason) that had more than ``sample``: its
         last event with ``("repeated", n)`` added."""
+        return [Event(row[0], row[1], row[2], row[3], row_fields(row)) for row in self.drain_rows()]
+
+    def drain_rows(self) -> list[EventRow]:
+        """``drain``'s events as exact tuples of Event's fields (the
+        writer's way: none is made an ``Event`` on the packets' thread)."""
         events, self._queued = self._queued, []
         counts, self._counts = self._counts, {}
         over, self._last = self._last, {}
         for key, last in over.items():  # (only keys counted past ``sample`` have one)
             extra = counts[key] - self.sample
-            events.append(last._replace(fields=(*last.fields, ("repeated", extra))))
+            events.append((*last, "repeated", extra))
             self.counters["repeated"] += extra
         self.counters["queued"] += len(events)
         return events
+
+
+def _row(event: Event) -> EventRow:
+    fields = event.fields
+    return event[:4] + tuple(chain.from_iterable(fields)) if fields else event[:4]
+
+
+def row_fields(row: EventRow | Event) -> tuple[Field, ...]:
+    """An event's fields, from its row or the Event itself."""
+    if isinstance(row, Event):
+        return row.fields
+    return tuple(zip(row[4::2], row[5::2], strict=True))

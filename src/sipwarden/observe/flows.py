@@ -28,12 +28,19 @@ counted (``minutes-lost``).
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 OVERFLOW = "*"  # the source of the flow the minute's overflow is added to
+_SEP = "\x1f"  # between the fields of a key's text and a count's key (in no address or name)
+_BYTES = 1 << 40  # a flow's volume: packets (fewer than 2^40 a minute) + bytes * _BYTES
+_SHARDS = 16  # a minute's index: dicts by the key hash's low bits...
+_SHARD_MASK = _SHARDS - 1
+_CHUNK_BITS = 12  # ... its other dicts: one per 4,096 rows
+_CHUNK_MASK = (1 << _CHUNK_BITS) - 1
 
 
 class FlowKey(NamedTuple):
@@ -44,32 +51,152 @@ class FlowKey(NamedTuple):
     transport: str  # "udp", "tcp", "tls"
 
 
-# A flow's key as the table holds it: an exact tuple of FlowKey's fields
-# (a FlowKey equals it and hashes alike, so either finds it).
-_Key = tuple[str, int | None, str, int, str]
-# A flow in one minute: (first, last, packets, bytes, second, in_second,
-# peak), an exact tuple of numbers replaced whole on each packet (second:
-# the whole second being counted, in_second: its packets, peak: the packets
-# of the busiest second); its counts of methods, answers (status codes, as
-# strings: JSON keys) and verdicts are in the minute's three count tables,
-# key -> {item: count}, made on first use (a spoofed source's flow often
-# needs one or none). Exact tuples of numbers and strings, and dicts of
-# them, are not tracked by the garbage collector (a tuple holding a dict
-# would be), so a minute of 100,000 spoofed flows adds nothing to what a
-# full collection walks (a FlowKey and a slots object per flow added
-# 200,000: 100+ ms); see tests/observe/test_flows.py.
-_Flow = tuple[float, float, int, int, int, int, int]
-_Counts = dict[_Key, dict[str, int]]
+class FlowMinute:
+    """One minute's flows, in tables the garbage collector never tracks, so
+    that a minute of 100,000 spoofed flows adds nothing to what a
+    collection walks (a dict is tracked again whenever a tuple is put in
+    it, and then walked entry by entry: 45 ms with 70,000 flows; a FlowKey
+    and a slots object per flow before that: 100+ ms). A flow is a row:
+    ``index`` maps its key's hash to the row (a 64-bit hash of strings
+    keyed per process: two flows of one minute collide with odds of about
+    one in 10^9 at 100,000 flows, and would be counted as one), ``keys``
+    the row to its key's text; its packets and bytes are one int in
+    ``volume``; its other numbers are in ``array`` columns (first and last
+    seen, the whole second being counted and its packets, the busiest
+    second's packets: the peak); its counts of methods, answers and
+    verdicts in dicts of ``"row<SEP>item"`` -> count, with each row's items
+    in order in ``items`` (``"<SEP>item<SEP>item"``, grown on an item's
+    first count). Dicts of strings and numbers, and arrays, are never
+    tracked; see tests/observe/test_flows.py.
 
+    No dict grows past a few thousand entries: ``index`` is ``_SHARDS``
+    dicts by the hash's low bits, the per-row dicts one each per
+    ``_CHUNK`` rows (``row >> _CHUNK_BITS``). A dict that grows is copied
+    whole into a bigger one, and the minute's dicts, one entry per row
+    each, grew at the same packet: at 87,382 flows that packet took 37 ms."""
 
-class _Minute(NamedTuple):
-    """One minute's tables."""
+    __slots__ = (
+        "answers",
+        "first",
+        "in_second",
+        "index",
+        "items",
+        "keys",
+        "last",
+        "methods",
+        "minute",
+        "peak",
+        "rows",
+        "second",
+        "verdicts",
+        "volume",
+    )
 
-    minute: int
-    flows: dict[_Key, _Flow]
-    methods: _Counts
-    answers: _Counts
-    verdicts: _Counts
+    def __init__(self, minute: int) -> None:
+        self.minute = minute
+        self.rows = 0
+        self.index: list[dict[int, int]] = [{} for _ in range(_SHARDS)]  # hash -> row
+        self.first, self.last = array("d"), array("d")
+        self.second, self.in_second, self.peak = array("q"), array("q"), array("q")
+        # per chunk of rows: row -> key text, row -> packets + bytes * _BYTES,
+        # item counts per table, each (table, row)'s items ("m<row>" etc.)
+        self.keys: list[dict[int, str]] = []
+        self.volume: list[dict[int, int]] = []
+        self.methods: list[dict[str, int]] = []
+        self.answers: list[dict[str, int]] = []
+        self.verdicts: list[dict[str, int]] = []
+        self.items: list[dict[str, str]] = []
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def add(self, key: FlowKey | tuple[Any, ...], now: float) -> int:
+        """A new flow's row."""
+        row = self.rows
+        self.rows = row + 1
+        h = hash(key)
+        self.index[h & _SHARD_MASK][h] = row
+        if not row & _CHUNK_MASK:  # the first row of a chunk
+            for tables in (self.keys, self.volume, self.methods, self.answers, self.verdicts):
+                tables.append({})
+            self.items.append({})
+        chunk = row >> _CHUNK_BITS
+        self.keys[chunk][row] = _SEP.join(map(str, key))
+        self.volume[chunk][row] = 0
+        self.first.append(now)
+        self.last.append(now)
+        self.second.append(-1)
+        self.in_second.append(0)
+        self.peak.append(0)
+        return row
+
+    def row(self, key: FlowKey | tuple[Any, ...]) -> int | None:
+        h = hash(key)
+        return self.index[h & _SHARD_MASK].get(h)
+
+    def count(self, tables: list[dict[str, int]], tag: str, row: int, item: str) -> None:
+        """One more ``item`` in ``row``'s counts of ``tables`` (``tag``: its letter)."""
+        chunk = row >> _CHUNK_BITS
+        table = tables[chunk]
+        key = f"{row}{_SEP}{item}"
+        n = table.get(key)
+        if n is None:
+            table[key] = 1
+            items, at = self.items[chunk], f"{tag}{row}"
+            items[at] = items.get(at, "") + _SEP + item
+        else:
+            table[key] = n + 1
+
+    def counts(self, tables: list[dict[str, int]], tag: str, row: int) -> dict[str, int]:
+        chunk = row >> _CHUNK_BITS
+        items = self.items[chunk].get(f"{tag}{row}")
+        if not items:
+            return {}
+        table = tables[chunk]
+        return {item: table[f"{row}{_SEP}{item}"] for item in items[1:].split(_SEP)}
+
+    def release(self) -> None:
+        """Empty the tables a piece at a time (the writer's thread, once the
+        minute is stored: a Python loop lets the event loop's thread have
+        the GIL every few milliseconds, where dropping 100,000 flows' objects
+        at once, on whichever thread, stopped it for tens of milliseconds)."""
+        self.rows = 0
+        for index in self.index:
+            index.clear()  # (a few thousand entries: ints)
+        for tables in (self.keys, self.volume, self.methods, self.answers, self.verdicts):
+            while tables:
+                tables.pop().clear()
+        while self.items:
+            self.items.pop().clear()
+        for column in (self.first, self.last, self.second, self.in_second, self.peak):
+            del column[:]
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Each flow's record, in order of first sight (made one at a time:
+        the writer stores them as they come, so they are never all alive)."""
+        minute = self.minute * 60
+        for row in range(self.rows):
+            chunk = row >> _CHUNK_BITS
+            if chunk >= len(self.keys):  # released meanwhile
+                return
+            text, volume = self.keys[chunk][row], self.volume[chunk][row]
+            source, port, destination, destination_port, transport = text.split(_SEP)
+            yield {
+                "minute": minute,
+                "source": source,
+                "source_port": None if port == "None" else int(port),
+                "destination": destination,
+                "destination_port": int(destination_port),
+                "transport": transport,
+                "first_seen": self.first[row],
+                "last_seen": self.last[row],
+                "packets": volume % _BYTES,
+                "bytes": volume // _BYTES,
+                "peak_pps": self.peak[row],
+                "methods": self.counts(self.methods, "m", row),
+                "answers": self.counts(self.answers, "a", row),
+                "verdicts": self.counts(self.verdicts, "v", row),
+            }
 
 
 @dataclass
@@ -82,15 +209,12 @@ class FlowTable:
         if self.max_flows < 1 or self.max_pending < 1:
             raise ValueError("max_flows and max_pending: at least 1")
         self._minute = -1
-        self._flows: dict[_Key, _Flow] = {}
-        self._methods: _Counts = {}
-        self._answers: _Counts = {}
-        self._verdicts: _Counts = {}
-        self._ended: deque[_Minute] = deque()
+        self._now = FlowMinute(-1)
+        self._ended: deque[FlowMinute] = deque()
 
     def __len__(self) -> int:
         """Flows in the current minute."""
-        return len(self._flows)
+        return len(self._now)
 
     def record(
         self,
@@ -104,131 +228,93 @@ class FlowTable:
         """One packet (or one message of a stream) of ``key``'s flow, of
         ``size`` bytes; its method (a request's, or a response's status code
         as a string) and the verdict's reason (None: forwarded)."""
-        flows = self._flows
-        flow = flows.get(key) if int(now // 60) == self._minute else None
-        held: _Key = key
-        if flow is None:  # a new minute, or a new flow in this one
-            held, flow = self._flow(key, now)
-            flows = self._flows  # (a new minute: a new table)
-        first, _, packets, total, second, in_second, peak = flow
-        if int(now) == second:
-            in_second += 1
+        tables = self._now
+        if int(now // 60) == self._minute:
+            h = hash(key)
+            row = tables.index[h & _SHARD_MASK].get(h)
         else:
-            second, in_second = int(now), 1
-        flows[held] = (
-            first,
-            now,
-            packets + 1,
-            total + size,
-            second,
-            in_second,
-            in_second if in_second > peak else peak,
-        )
+            row = None
+        if row is None:  # a new minute, or a new flow in this one
+            row = self._flow(key, now)
+            tables = self._now  # (a new minute: new tables)
+        chunk = row >> _CHUNK_BITS
+        tables.last[row] = now
+        tables.volume[chunk][row] += 1 + size * _BYTES
+        second = int(now)
+        if tables.second[row] == second:
+            in_second = tables.in_second[row] = tables.in_second[row] + 1
+            if in_second > tables.peak[row]:
+                tables.peak[row] = in_second
+        else:
+            tables.second[row], tables.in_second[row] = second, 1
+            if tables.peak[row] < 1:
+                tables.peak[row] = 1
         if method is not None:
-            _count(self._methods, held, method)
+            methods = tables.methods[chunk]
+            counted = f"{row}{_SEP}{method}"
+            n = methods.get(counted)
+            if n is None:
+                tables.count(tables.methods, "m", row, method)
+            else:
+                methods[counted] = n + 1
         if verdict is not None:
-            _count(self._verdicts, held, verdict)
+            tables.count(tables.verdicts, "v", row, verdict)
 
     def answer(self, key: FlowKey, now: float, status: int) -> None:
         """An answer that went back to ``key``'s source (the PBX's, or ours):
         counted in that flow's ``answers``, not in its packets (a flow is
         what the source sent). A flow not seen this minute gets one (its
         request came in the minute before)."""
-        held: _Key = key
-        if int(now // 60) != self._minute or key not in self._flows:
-            held, _ = self._flow(key, now)
-        _count(self._answers, held, str(status))
+        row = self._now.row(key) if int(now // 60) == self._minute else None
+        if row is None:
+            row = self._flow(key, now)
+        self._now.count(self._now.answers, "a", row, str(status))
 
     def drain(self, now: float) -> list[dict[str, Any]]:
         """The records of every minute that ended before ``now``, oldest first."""
+        return [record for ended in self.drain_minutes(now) for record in ended.records()]
+
+    def drain_minutes(self, now: float) -> list[FlowMinute]:
+        """Every minute that ended before ``now``, oldest first, as its
+        tables: ``len`` of each is its flows, ``records()`` makes them one
+        at a time (the writer's way: 100,000 records alive at once while it
+        stores them were 100,000 dicts for every collection to walk)."""
         minute = int(now // 60)
         if minute != self._minute and self._minute >= 0:
             self._roll(minute)
-        records = [record for ended in self._ended for record in _records(ended)]
+        ended = list(self._ended)
         self._ended.clear()
-        return records
+        return ended
 
     def current(self) -> list[dict[str, Any]]:
         """The records of the minute under way (a live view; it goes on counting)."""
-        return _records(self._tables())
+        return list(self._now.records())
 
-    def _tables(self) -> _Minute:
-        return _Minute(self._minute, self._flows, self._methods, self._answers, self._verdicts)
-
-    def _flow(self, key: _Key, now: float) -> tuple[_Key, _Flow]:
-        """``key``'s flow in ``now``'s minute (the minute rolled over if it
-        is a new one), made if new; the overflow flow once the minute is
-        full. With the key it is held under."""
+    def _flow(self, key: FlowKey | tuple[Any, ...], now: float) -> int:
+        """``key``'s flow's row in ``now``'s minute (the minute rolled over if
+        it is a new one), made if new; the overflow flow's once the minute
+        is full."""
         minute = int(now // 60)
         if minute != self._minute:
             self._roll(minute)
-        flows = self._flows
-        flow = flows.get(key)
-        if flow is None:
-            if len(flows) >= self.max_flows:
+        tables = self._now
+        row = tables.row(key)
+        if row is None:
+            if len(tables) >= self.max_flows:
                 self.counters["untracked"] += 1
                 key = (OVERFLOW, None, key[2], key[3], key[4])
-                flow = flows.get(key)
-            if flow is None:
-                key = _exact(key)
-                flow = flows[key] = (now, now, 0, 0, -1, 0, 0)
-        return key, flow
+                row = tables.row(key)
+            if row is None:
+                row = tables.add(key, now)
+        return row
 
     def _roll(self, minute: int) -> None:
-        if self._flows:
+        if len(self._now):
             if len(self._ended) >= self.max_pending:
                 self._ended.popleft()
                 self.counters["minutes-lost"] += 1
-            self._ended.append(self._tables())
-        self._minute, self._flows = minute, {}
-        self._methods, self._answers, self._verdicts = {}, {}, {}
-
-
-def _exact(key: _Key) -> _Key:
-    """``key`` as an exact tuple: the collector stops tracking it (never a FlowKey)."""
-    return tuple.__new__(tuple, key)
-
-
-def _count(table: _Counts, key: _Key, item: str) -> None:
-    """One more ``item`` in ``key``'s counts (made on first use, under an
-    exact tuple: ``key`` may be the caller's FlowKey)."""
-    counts = table.get(key)
-    if counts is None:
-        table[_exact(key)] = {item: 1}
-    else:
-        counts[item] = counts.get(item, 0) + 1
-
-
-def _records(tables: _Minute) -> list[dict[str, Any]]:
-    minute = tables.minute * 60
-    methods, answers, verdicts = tables.methods, tables.answers, tables.verdicts
-    return [
-        _record(key, flow, minute, methods.get(key), answers.get(key), verdicts.get(key))
-        for key, flow in tables.flows.items()
-    ]
-
-
-def _record(
-    key: _Key,
-    flow: _Flow,
-    minute: float,
-    methods: dict[str, int] | None,
-    answers: dict[str, int] | None,
-    verdicts: dict[str, int] | None,
-) -> dict[str, Any]:
-    first, last, packets, total, _, _, peak = flow
-    return {
-        "minute": minute,
-        **dict(zip(FlowKey._fields, key, strict=True)),
-        "first_seen": first,
-        "last_seen": last,
-        "packets": packets,
-        "bytes": total,
-        "peak_pps": peak,
-        "methods": dict(methods or {}),
-        "answers": dict(answers or {}),
-        "verdicts": dict(verdicts or {}),
-    }
+            self._ended.append(self._now)
+        self._minute, self._now = minute, FlowMinute(minute)
 
 
 PROTOCOLS = {"udp": 17, "tcp": 6, "tls": 6}  # IANA protocol numbers, as IPFIX writes them

@@ -43,18 +43,19 @@ even for a source not tracked here: its failures may be elsewhere). It
 must only record (the packet path waits for it); the tracker stays pure.
 
 Bounded: at most ``max_sources`` sources (least recently touched forgotten
-first) and ``max_accounts`` accounts; per source, only as many timestamps as a
-threshold needs.
+first, to within a generation: ``recent.RecentMap``) and ``max_accounts``
+accounts; per source, only as many timestamps as a threshold needs.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import marshal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..values import Decision
+from .recent import RecentMap
 from .wording import last, span, utc
 
 FAILED: Final = frozenset((401, 403, 407))
@@ -65,13 +66,14 @@ REFUSED: Final = "auth.refused"  # the tap's word for a named user refused other
 EVIDENCE_KEPT: Final = 5
 
 
-# A source's state: an exact tuple (failures, not_found, pending, evidence)
-# of tuples of strings and floats, replaced whole on each change. The
-# garbage collector stops tracking such tuples (not one holding a dict, even
-# an empty one), so 100,000 sources add nothing to what every full
-# collection walks (a slots object per source made it walk 100,000 more,
-# and a full collection under a brute force from spoofed sources took
-# 100+ ms); see tests/policy/test_failures.py.
+# A source's state: a tuple (failures, not_found, pending, evidence) of
+# tuples of strings and floats, replaced whole on each change and kept
+# marshalled (bytes: ~1 us a failure to pack and unpack), so that the table
+# holds only strings and bytes, which the garbage collector never tracks: a
+# brute force from 100,000 spoofed sources adds nothing to what every
+# collection walks (a slots object per source made a full collection walk
+# 100,000 more: 100+ ms; tuples in an OrderedDict still cost it ~6 ms);
+# see tests/policy/test_failures.py.
 _Source = tuple[
     tuple[tuple[float, str], ...],  # failures: (when, account)
     tuple[float, ...],  # not_found: when
@@ -99,18 +101,18 @@ class FailureTracker:
     tap: Callable[[str, str, str, float], None] | None = None
 
     def __post_init__(self) -> None:
-        self._sources: OrderedDict[str, _Source] = OrderedDict()
+        self._sources: RecentMap[bytes] = RecentMap(self.max_sources)  # marshalled _Source
         # failed logins per account, across sources: an account under a
         # distributed attack shows here (metrics, `status`) even when no
         # single source crosses a threshold
-        self.accounts: OrderedDict[str, int] = OrderedDict()
+        self.accounts: RecentMap[int] = RecentMap(self.max_accounts)
 
     def __len__(self) -> int:
         return len(self._sources)
 
     def forget(self, host: str) -> None:
         """Drop what is known of ``host`` (it was banned: start afresh)."""
-        self._sources.pop(host, None)
+        self._sources.pop(host)
 
     def answer(
         self,
@@ -156,7 +158,10 @@ class FailureTracker:
         tap = self.tap
         if tap is not None and (failed or not_found or user):
             tap(host, LOGIN_FAILED if failed else NOT_FOUND if not_found else REFUSED, user, now)
-        failures, not_found_at, pending, evidence = self._sources.get(host, _EMPTY)
+        packed = self._sources.get(host)
+        failures, not_found_at, pending, evidence = (
+            _EMPTY if packed is None else marshal.loads(packed)
+        )
         evidence = (*evidence[1 - EVIDENCE_KEPT :], f"{utc(now)} {line}")
         if failed:
             failures = self._failed(user, failures, now)
@@ -199,9 +204,7 @@ class FailureTracker:
         """One more failed login: the account's count, and the source's
         failures kept (those either time needs)."""
         if user:
-            self.accounts[user] = self.accounts.pop(user, 0) + 1
-            while len(self.accounts) > self.max_accounts:
-                self.accounts.popitem(last=False)
+            self.accounts.put(user, (self.accounts.get(user) or 0) + 1)
         keep, horizon = self.maxretry, self.findtime  # what is kept: what either time needs
         if self.quiet is not None:
             keep = max(keep, self.quiet_maxretry or 0)
@@ -252,30 +255,26 @@ class FailureTracker:
         duration: float | Literal["progressive"],
         evidence: tuple[str, ...],
     ) -> Decision:
-        self._sources.pop(host, None)  # asked once: the ban book counts the offences
+        self._sources.pop(host)  # asked once: the ban book counts the offences
         return Decision(host, detector, reason, duration, evidence)
 
     def _succeeded(self, host: str, user: str, now: float) -> None:
         tap = self.tap
         if tap is not None and user:
             tap(host, LOGGED_IN, user, now)
-        src = self._sources.get(host)
-        if src is None:
+        packed = self._sources.peek(host)
+        if packed is None:
             return
-        failures, not_found_at, pending, evidence = src
+        failures, not_found_at, pending, evidence = marshal.loads(packed)
         pending = tuple(p for p in pending if p[0] != user)
         failures = tuple(f for f in failures if f[1] != user)
-        self._sources[host] = (failures, not_found_at, pending, evidence)
+        self._sources.put(host, marshal.dumps((failures, not_found_at, pending, evidence)))
 
     def _store(self, host: str, src: _Source) -> None:
-        """``host``'s state, now its most recently touched (the oldest
-        forgotten past ``max_sources``)."""
-        sources = self._sources
-        if host in sources:
-            sources.move_to_end(host)
-        sources[host] = src
-        if len(sources) > self.max_sources:
-            sources.popitem(last=False)
+        """``host``'s state, now its most recently touched (one of the least
+        recently touched forgotten past ``max_sources``, which a reload sets)."""
+        self._sources.limit = self.max_sources
+        self._sources.put(host, marshal.dumps(src))
 
 
 def failure(status: int, method: str, credentials: bool) -> str | None:

@@ -26,18 +26,24 @@ Rules:
   hostile); the caller runs it every second.
 
 Bounded: at most ``max_sources`` sources (the least recently seen
-forgotten first); per source a few numbers and the hit times one
-threshold needs. ``ended`` costs the engaged sources, not the table. Sans-I/O: the clock is passed in.
+forgotten first, to within a generation: ``recent.RecentMap``); per source
+a few numbers and the hit times one threshold needs, kept marshalled
+(bytes): the table holds only strings and bytes, which the garbage
+collector never tracks, so a fingerprinted flood from 100,000 spoofed
+sources adds nothing to what a collection walks (a slots object and a dict
+per source did). ``ended`` costs the engaged sources, not the table. Sans-I/O: the clock is passed in.
 """
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+import marshal
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from ..values import Decision
+from .recent import RecentMap
 
 EVIDENCE_KEPT: Final = 5
 
@@ -48,7 +54,7 @@ class Threshold(NamedTuple):
 
 
 @dataclass(slots=True)
-class _Source:
+class _Source:  # (a source's state while it is worked on; kept packed: see _pack)
     since: float  # first named hostile
     last: float  # last packet seen from it (hit, or deceived)
     why: str  # the first reason (a rule id, a detector)
@@ -78,7 +84,7 @@ class HostileSources:
     counters: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self._sources: OrderedDict[str, _Source] = OrderedDict()
+        self._sources: RecentMap[bytes] = RecentMap(self.max_sources)  # host -> _pack(source)
         # the sources deception engages: ``ended`` (every second, on the
         # packets' thread) looks at these, not at every hostile source
         self._engaged: set[str] = set()
@@ -87,15 +93,15 @@ class HostileSources:
         return len(self._sources)
 
     def __contains__(self, host: object) -> bool:
-        return host in self._sources
+        return isinstance(host, str) and host in self._sources
 
     def hostile(self, host: str) -> bool:
         return host in self._sources
 
     def why(self, host: str) -> str | None:
         """The first reason ``host`` was named hostile (None: it is not)."""
-        src = self._sources.get(host)
-        return None if src is None else src.why
+        packed = self._sources.peek(host)
+        return None if packed is None else _unpack(packed).why
 
     def hit(
         self, host: str, rule_id: str, line: str, now: float, *, known_good: bool = False
@@ -110,11 +116,13 @@ class HostileSources:
         src.evidence = (*src.evidence[1 - EVIDENCE_KEPT :], line)
         threshold = self.thresholds.get(name)
         if threshold is None or not self.ban:
+            self._save(host, src)
             return None
         recent = tuple(t for t in src.hits.get(name, ()) if now - t < threshold.window)
         recent = (*recent[1 - threshold.hits :], now)
         src.hits[name] = recent
         if len(recent) < threshold.hits:
+            self._save(host, src)
             return None
         src.hits[name] = ()  # asked once; the ban book counts the offences
         decision = Decision(
@@ -128,13 +136,15 @@ class HostileSources:
         if src.engaged:
             src.owed = decision
             self.counters["deferred"] += 1
+            self._save(host, src)
             return None
         self.counters["fingerprint-bans"] += 1
+        self._save(host, src)
         return decision
 
     def mark(self, host: str, why: str, now: float) -> None:
         """Name ``host`` hostile (a detector's ban, a ``deceive`` rule)."""
-        self._source(host, why, now)
+        self._save(host, self._source(host, why, now))
 
     def owe(self, decision: Decision, now: float) -> None:
         """Name ``decision``'s target hostile for it, its ban owed when the
@@ -142,17 +152,20 @@ class HostileSources:
         src = self._source(decision.target, decision.detector, now)
         src.owed = decision
         self.counters["deferred"] += 1
+        self._save(decision.target, src)
 
     def engage(self, host: str, sent: int, now: float) -> bool:
         """Deception answered ``host`` with ``sent`` bytes; whether it may go
         on (False once its budget is spent: ``ended`` then asks its ban)."""
-        src = self._sources.get(host)
-        if src is None:
+        packed = self._sources.get(host)
+        if packed is None:
             return False
+        src = _unpack(packed)
         src.engaged = True
         self._engaged.add(host)
         src.last = now
         src.spent += sent
+        self._save(host, src)
         return src.spent < self.budget
 
     def ended(self, now: float) -> list[Decision]:
@@ -162,12 +175,13 @@ class HostileSources:
         for a fingerprint). They are forgotten here (the ban book has them)."""
         owed = []
         for host in list(self._engaged):
-            src = self._sources.get(host)
-            if src is None:  # forgotten meanwhile (the table's bound)
+            packed = self._sources.peek(host)
+            if packed is None:  # forgotten meanwhile (the table's bound)
                 self._engaged.discard(host)
                 continue
+            src = _unpack(packed)
             if now - src.last >= self.idle or src.spent >= self.budget:
-                del self._sources[host]
+                self._sources.pop(host)
                 self._engaged.discard(host)
                 owed.append(
                     src.owed
@@ -182,21 +196,39 @@ class HostileSources:
         return owed
 
     def forget(self, host: str) -> None:
-        self._sources.pop(host, None)
+        self._sources.pop(host)
         self._engaged.discard(host)
 
     def _source(self, host: str, why: str, now: float) -> _Source:
-        src = self._sources.get(host)
-        if src is None:
+        """``host``'s state, made if new, seen ``now`` (the caller saves it)."""
+        packed = self._sources.get(host)
+        if packed is None:
             self.counters["marked"] += 1
-            src = self._sources[host] = _Source(since=now, last=now, why=why)
-            while len(self._sources) > self.max_sources:
-                self._sources.popitem(last=False)
-                self.counters["forgotten"] += 1
-        else:
-            self._sources.move_to_end(host)
-            src.last = now
+            return _Source(since=now, last=now, why=why)
+        src = _unpack(packed)
+        src.last = now
         return src
+
+    def _save(self, host: str, src: _Source) -> None:
+        """Keep ``src`` as ``host``'s state (one of the least recently seen
+        forgotten past ``max_sources``, which a reload may set)."""
+        self._sources.limit = self.max_sources
+        if self._sources.put(host, _pack(src)):
+            self.counters["forgotten"] += 1
+
+
+def _pack(src: _Source) -> bytes:
+    owed = None if src.owed is None else tuple(src.owed)
+    hits = tuple(src.hits.items())
+    return marshal.dumps(
+        (src.since, src.last, src.why, hits, src.evidence, src.engaged, src.spent, owed)
+    )
+
+
+def _unpack(packed: bytes) -> _Source:
+    since, last, why, hits, evidence, engaged, spent, owed = marshal.loads(packed)
+    decision = None if owed is None else Decision(*owed)
+    return _Source(since, last, why, dict(hits), evidence, engaged, spent, decision)
 
 
 KnownGoodCheck = Callable[[str, float], bool]

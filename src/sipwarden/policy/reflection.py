@@ -50,21 +50,26 @@ Operations (sans-I/O; the clock is passed in):
   rule that deception never sends an unverified source more than it sent);
   ``verify(host, now, proof)`` for a proof seen elsewhere (a TCP accept).
 
-Bounds: at most ``max_sources`` unverified sources (the oldest forgotten
-first: forgetting one forgets its credit, it never grants any), at most
-``max_verified`` verified ones (the oldest proof forgotten first: that
-source is limited again until it proves again), ``NONCES`` and ``TAGS`` per
-source. Per message on the path of a verified source: one dict probe.
+Bounds: at most ``max_sources`` unverified sources (the least recently
+touched forgotten first, to within a generation: ``recent.RecentMap``;
+forgetting one forgets its credit, it never grants any), and as many
+sources' nonces and tags, at most ``max_verified`` verified ones (the
+oldest proof forgotten first, likewise: that source is limited again until
+it proves again), ``NONCES`` and ``TAGS`` per source. Per message on the
+path of a verified source: one dict probe. The tables hold only strings
+and numbers, which the garbage collector never tracks: a spoofed flood
+filling them adds nothing to what a collection walks.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from typing import Final, Literal
 
 from ..sip import PEEKED_HEADERS, Peek, SipError, parse_auth, peek
+from .recent import RecentMap
 
 NONCES: Final = 4  # challenges remembered per source (a phone retries a few)
 TAGS: Final = 4  # To tags remembered per source
@@ -80,15 +85,18 @@ _CHALLENGE = re.compile(
 )
 
 
-# An unverified source: (received, sent, nonces, tags), an exact tuple of
-# ints and tuples of strings, replaced whole on each change. received: bytes
-# it sent that the edge forwarded or answered; sent: bytes of answers let
-# through to it; the nonces and To tags of those answers, newest first. The
-# garbage collector stops tracking such tuples, so a spoofed flood filling
-# the table adds nothing to what a full collection walks (a slots object
-# per source did: 65,536 more); see tests/policy/test_reflection.py.
-_Source = tuple[int, int, tuple[str, ...], tuple[str, ...]]
-_FRESH: Final[_Source] = (0, 0, (), ())
+# An unverified source's bytes, one int: received (bytes it sent that the
+# edge forwarded or answered; past 2^48 no more credit) + sent (bytes of
+# answers let through to it) * _SENT. The nonces and To tags of the answers
+# let through, newest first, are a string: nonces, _PROOFS, tags, each
+# joined by _SEP (no nonce or tag holds them: a control character would
+# only cost its proof). Strings and ints, which the garbage collector never
+# tracks: a spoofed flood filling the tables adds nothing to what a full
+# collection walks (a slots object per source did: 65,536 more; a tuple per
+# source in an OrderedDict still ~4 ms); see tests/policy/test_reflection.py.
+_SENT: Final = 1 << 48
+_RECEIVED: Final = _SENT - 1
+_SEP, _PROOFS = "\x1f", "\x1e"
 
 
 def _never(host: str) -> bool:
@@ -119,8 +127,9 @@ class ReflectionBudget:
         self.max_verified = max_verified
         self.exempt = exempt
         self.counters: Counter[str] = counters if counters is not None else Counter()
-        self._sources: OrderedDict[str, _Source] = OrderedDict()
-        self._verified: OrderedDict[str, float] = OrderedDict()  # host -> verified until
+        self._sources: RecentMap[int] = RecentMap(max_sources)  # host -> bytes (see _SENT)
+        self._proofs: RecentMap[str] = RecentMap(max_sources)  # host -> nonces and tags
+        self._verified: RecentMap[float] = RecentMap(max_verified)  # host -> verified until
         self._tokens = float(total)  # the total's bucket
         self._filled_at: float | None = None
 
@@ -136,25 +145,27 @@ class ReflectionBudget:
     # ------------------------------------------------------------ verification
 
     def is_verified(self, host: str, now: float) -> bool:
-        until = self._verified.get(host)
+        verified = self._verified  # (RecentMap.peek, inline: on every message)
+        until = verified.young.get(host)
         if until is None:
-            return False
+            until = verified.old.get(host)
+            if until is None:
+                return False
         if now < until:
             return True
-        del self._verified[host]
+        self._verified.pop(host)
         return False
 
     def verify(self, host: str, now: float, proof: Proof) -> None:
         """``host`` has shown it receives at its address: not limited for
         ``verified_for`` seconds from now."""
         verified = self._verified
-        if verified.pop(host, None) is None:
+        if verified.pop(host) is None:
             self.counters[f"reflection-verified:{proof}"] += 1
-            if len(verified) >= self.max_verified:
-                verified.popitem(last=False)
-                self.counters["reflection-verified-forgotten"] += 1
-        verified[host] = now + self.verified_for
-        self._sources.pop(host, None)  # its credit and proofs are of no more use
+        if verified.put(host, now + self.verified_for):
+            self.counters["reflection-verified-forgotten"] += 1
+        self._sources.pop(host)  # its credit and proofs are of no more use
+        self._proofs.pop(host)
 
     # ------------------------------------------------------------------ inbound
 
@@ -164,15 +175,22 @@ class ReflectionBudget:
         if self.is_verified(host, now):
             return
         sources = self._sources
-        source = sources.get(host)
+        source = sources.young.get(host)  # (a hit in the young: no method call)
         if source is None:
-            source = self._track(host)
-        received, sent, nonces, tags = source
-        sources[host] = (received + size, sent, nonces, tags)
-        if view is not None and (nonces or tags) and view.method is not None:
-            proof = _proof(nonces, tags, view)
-            if proof is not None:
-                self.verify(host, now, proof)
+            source = sources.get(host)
+            if source is None:
+                source = self._track(host)
+        if (source & _RECEIVED) + size <= _RECEIVED:
+            sources.young[host] = source + size  # (get and _track left it young)
+        if view is not None and view.method is not None:
+            proofs = self._proofs.young.get(host)
+            if proofs is None and self._proofs.old:
+                proofs = self._proofs.get(host)
+            if proofs is not None:
+                nonces, tags = proofs.split(_PROOFS)
+                proof = _proof(_split(nonces), _split(tags), view)
+                if proof is not None:
+                    self.verify(host, now, proof)
 
     # ----------------------------------------------------------------- outbound
 
@@ -193,10 +211,12 @@ class ReflectionBudget:
         if self.is_verified(host, now) or self.exempt(host):
             return True
         sources = self._sources
-        source = sources.get(host)
+        source = sources.young.get(host)
         if source is None:
-            source = self._track(host)
-        received, sent, nonces, tags = source
+            source = sources.get(host)
+            if source is None:
+                source = self._track(host)
+        received, sent = source & _RECEIVED, source >> 48
         size = len(answer)
         limit = self.ratio if ratio is None else min(ratio, self.ratio)
         if sent + size > received * limit:
@@ -206,8 +226,19 @@ class ReflectionBudget:
         counters = self.counters
         counters["reflection-sent"] += 1
         counters["reflection-sent-bytes"] += size
-        nonces, tags = _remember(nonces, tags, answer, view)
-        sources[host] = (received, sent + size, nonces, tags)
+        sources.young[host] = source + size * _SENT  # (get and _track left it young)
+        if answer[8:12] != b"100 ":  # (100 Trying: hop by hop, no tag to keep)
+            proofs = self._proofs.young.get(host)
+            if proofs is None and self._proofs.old:
+                proofs = self._proofs.get(host)
+            if proofs is None:
+                before: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+            else:
+                nonces, tags = proofs.split(_PROOFS)
+                before = _split(nonces), _split(tags)
+            kept = _remember(*before, answer, view)
+            if kept != before:
+                self._proofs.put(host, _SEP.join(kept[0]) + _PROOFS + _SEP.join(kept[1]))
         return True
 
     def _withhold(self, cause: str, size: int) -> bool:
@@ -229,13 +260,14 @@ class ReflectionBudget:
         self._tokens -= size
         return True
 
-    def _track(self, host: str) -> _Source:
-        sources = self._sources
-        if len(sources) >= self.max_sources:
-            sources.popitem(last=False)
+    def _track(self, host: str) -> int:
+        if self._sources.put(host, 0):
             self.counters["reflection-forgotten"] += 1
-        sources[host] = _FRESH
-        return _FRESH
+        return 0
+
+
+def _split(joined: str) -> tuple[str, ...]:
+    return tuple(joined.split(_SEP)) if joined else ()
 
 
 def _proof(nonces: tuple[str, ...], tags: tuple[str, ...], request: Peek) -> Proof | None:

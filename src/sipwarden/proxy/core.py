@@ -26,6 +26,8 @@ it side by side and a restart loses nothing.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..sip import Address, Message, Peek, SipError, make_response, parse
 from ..sip.address import name_addr_parts
 from ..sip.build import reason_phrase
@@ -57,6 +59,9 @@ def _response_tag(msg: Message) -> str:
     return branch_of(msg.call_id or "", tag or "")[len(BRANCH_PREFIX) :][:12]
 
 
+_RECENT_FLOWS: Final = 4_096  # of the _TOKEN_CACHE flows, the latest kept as Peers
+
+
 class StatelessProxy:
     """See the module docstring. Counters of drops by reason are kept in
     ``drops`` for the metrics layer."""
@@ -72,13 +77,16 @@ class StatelessProxy:
             f"Via: SIP/2.0/{settings.backend.transport.upper()} {inside.hostport()};branch="
         )
         self._path_suffix = f"@{inside.hostport()};transport={inside.transport};lr>\r\n"
-        # the flows remembered as exact tuples of atomics (a Peer equals its
-        # tuple and hashes alike): the garbage collector does not track
-        # those, so a spoofed flood's 65,536 flows add nothing to what a full
-        # collection walks. (The tokens' Peers stay Peers: making one back
-        # from a tuple would cost each relayed answer 0.3 us.)
-        self._token_of: dict[tuple[str, str, int, int], str] = {}
+        # the tokens remembered: the last _RECENT_FLOWS flows and tokens as
+        # they come (Peers: the hot path's hits cost no string), in front of
+        # tables of strings (flow text <-> token, _TOKEN_CACHE each) that the
+        # garbage collector never tracks, so a spoofed flood's 65,536 flows
+        # add nothing to what a full collection walks (65,536 Peers and a
+        # dict given a fresh tuple at each new flow added 5-10 ms to each)
+        self._token_of: dict[Peer, str] = {}
         self._flow_of: dict[str, Peer] = {}
+        self._token_of_text: dict[str, str] = {}
+        self._text_of_token: dict[str, str] = {}
         self._sealed_contacts: dict[str, str] = {}
         outside = [*settings.public.values(), *settings.listeners]
         self._public = {(loc.host.strip("[]").lower(), loc.port) for loc in outside}
@@ -94,10 +102,16 @@ class StatelessProxy:
         """The signed token of a flow, remembered (bounded) to spare the HMAC."""
         token = self._token_of.get(flow)
         if token is None:
-            if len(self._token_of) >= _TOKEN_CACHE:
+            text = f"{flow.transport} {flow.host} {flow.port} {flow.conn}"
+            token = self._token_of_text.get(text)
+            if token is None:
+                token = self.tokens.encode(flow)
+                if len(self._token_of_text) >= _TOKEN_CACHE:
+                    self._token_of_text.clear()
+                self._token_of_text[text] = token
+            if len(self._token_of) >= _RECENT_FLOWS:
                 self._token_of.clear()
-            token = self.tokens.encode(flow)
-            self._token_of[(flow.transport, flow.host, flow.port, flow.conn)] = token
+            self._token_of[flow] = token
         return token
 
     def flow_of(self, token: str | None) -> Peer | None:
@@ -106,11 +120,20 @@ class StatelessProxy:
             return None
         flow = self._flow_of.get(token)
         if flow is None:
-            flow = self.tokens.decode(token)
-            if flow is not None:
-                if len(self._flow_of) >= _TOKEN_CACHE:
-                    self._flow_of.clear()
-                self._flow_of[token] = flow
+            text = self._text_of_token.get(token)
+            if text is not None:
+                transport, host, port, conn = text.split(" ")
+                flow = Peer(transport, host, int(port), int(conn))
+            else:
+                flow = self.tokens.decode(token)
+                if flow is None:
+                    return None
+                if len(self._text_of_token) >= _TOKEN_CACHE:
+                    self._text_of_token.clear()
+                self._text_of_token[token] = f"{flow.transport} {flow.host} {flow.port} {flow.conn}"
+            if len(self._flow_of) >= _RECENT_FLOWS:
+                self._flow_of.clear()
+            self._flow_of[token] = flow
         return flow
 
     def _drop(self, reason: str) -> list[Action]:

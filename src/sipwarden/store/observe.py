@@ -18,11 +18,12 @@ SQLite error, as the ban store does.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..observe import Event
+from ..observe.events import EventRow, row_fields
 from .db import Transaction, connect, explained
 
 FLOW_KEY = "source, source_port, destination, destination_port, transport"
@@ -40,42 +41,52 @@ class ObserveStore:
     # ---------------------------------------------------------------- write
 
     @explained
-    def write_events(self, events: Sequence[Event]) -> int:
-        """Append ``events`` in one transaction; returns how many."""
+    def write_events(self, events: Sequence[Event | EventRow]) -> int:
+        """Append ``events`` (or their rows: ``EventQueue.drain_rows``) in one
+        transaction; returns how many."""
         with Transaction(self._db):
             self._db.executemany(
                 "INSERT INTO events (time, kind, source, reason, fields) VALUES (?, ?, ?, ?, ?)",
-                [(e.time, e.kind, e.source, e.reason, json.dumps(dict(e.fields))) for e in events],
+                (
+                    (event[0], event[1], event[2], event[3], json.dumps(dict(row_fields(event))))
+                    for event in events
+                ),
             )
         return len(events)
 
     @explained
-    def write_flows(self, records: Sequence[dict[str, Any]]) -> int:
-        """Append per-minute flow records (``FlowTable.drain``) in one transaction."""
+    def write_flows(self, records: Iterable[dict[str, Any]]) -> int:
+        """Append per-minute flow records (``FlowTable.drain``, or made as
+        they come: none is kept) in one transaction; how many."""
+        written = 0
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            nonlocal written
+            for r in records:
+                written += 1
+                yield (
+                    r["minute"],
+                    r["source"],
+                    r["source_port"],
+                    r["destination"],
+                    r["destination_port"],
+                    r["transport"],
+                    r["first_seen"],
+                    r["last_seen"],
+                    r["packets"],
+                    r["bytes"],
+                    r["peak_pps"],
+                    *(json.dumps(r[name]) for name in COUNTS),
+                )
+
         with Transaction(self._db):
             self._db.executemany(
                 f"INSERT INTO flows (minute, {FLOW_KEY}, first_seen, last_seen, packets, bytes,"
                 " peak_pps, methods, answers, verdicts)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r["minute"],
-                        r["source"],
-                        r["source_port"],
-                        r["destination"],
-                        r["destination_port"],
-                        r["transport"],
-                        r["first_seen"],
-                        r["last_seen"],
-                        r["packets"],
-                        r["bytes"],
-                        r["peak_pps"],
-                        *(json.dumps(r[name]) for name in COUNTS),
-                    )
-                    for r in records
-                ],
+                rows(),
             )
-        return len(records)
+        return written
 
     @explained
     def prune(
