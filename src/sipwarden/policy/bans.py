@@ -142,6 +142,8 @@ class BanBook:
         return list(self._allow)
 
     def allowed(self, target: str) -> bool:
+        if not self._allow:  # (asked per new source under a spoofed flood: no parse for nothing)
+            return False
         net = ipaddress.ip_network(target, strict=False)
         return any(_overlaps(net, a) and _within(net, a) for a in self._allow)
 

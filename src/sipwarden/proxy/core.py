@@ -109,6 +109,11 @@ class StatelessProxy:
                 if len(self._token_of_text) >= _TOKEN_CACHE:
                     self._token_of_text.clear()
                 self._token_of_text[text] = token
+                # ours, so its answer is read back without the HMAC (a spoofed
+                # flood is all new flows: each cost an encode and a decode)
+                if len(self._text_of_token) >= _TOKEN_CACHE:
+                    self._text_of_token.clear()
+                self._text_of_token[token] = text
             if len(self._token_of) >= _RECENT_FLOWS:
                 self._token_of.clear()
             self._token_of[flow] = token
