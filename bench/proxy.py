@@ -492,12 +492,13 @@ def summarize(results: dict[Setup, list[dict[str, float]]], dashboards: int) -> 
                 f"sipwarden / kamailio CPU per message ({workers} worker{'s' if workers > 1 else ''}{many})",
                 True,
             )
-    compare(
-        Setup("sipwarden", dashboards=dashboards),
-        Setup("sipwarden"),
-        f"{dashboards} dashboards open, edge µs per message",
-        False,
-    )
+    if dashboards:
+        compare(
+            Setup("sipwarden", dashboards=dashboards),
+            Setup("sipwarden"),
+            f"{dashboards} dashboards open, edge µs per message",
+            False,
+        )
     compare(
         Setup("sipwarden"),
         Setup("sipwarden", observe=False),
