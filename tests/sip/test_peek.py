@@ -174,3 +174,39 @@ def test_missing_mandatory_names_the_first_missing():
     data = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>\r\nl: 0\r\n\r\n"
     assert peek(data).missing_mandatory() == "from"
     assert PEEKED_HEADERS[:5] == MANDATORY
+
+
+@pytest.mark.parametrize(
+    "cseq",
+    [
+        "1 REGISTER",
+        "7 OPTIONS",
+        "102 INVITE",
+        "0 BYE",
+        "999999999 CANCEL",
+        "1 FOO",
+        "1  INVITE",
+        "1234567890 INVITE",
+        "4294967296 INVITE",
+        "1 invite",
+        "x INVITE",
+        "1 INVITE ",
+    ],
+)
+def test_a_responses_cseq_method_is_what_the_full_parse_says(cseq: str) -> None:
+    """In an answer (no method of its own to compare with) the quick read of
+    the CSeq method takes only the standard methods, and agrees with the
+    CSeq parser on every shape, broken ones included."""
+    data = (
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n"
+        "From: <sip:a@192.0.2.1>;tag=1\r\nTo: <sip:b@192.0.2.2>;tag=2\r\nCall-ID: c\r\n"
+        f"CSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    try:
+        full = peek(data).cseq
+    except SipError as exc:
+        with pytest.raises(SipError) as quick:
+            _ = peek(data).cseq_method
+        assert quick.value.reason == exc.reason
+        return
+    assert peek(data).cseq_method == (None if full is None else full.method)

@@ -195,10 +195,10 @@ def backend_response(proxy: StatelessProxy, data: bytes, view: Peek) -> list[Act
         contact = view.raw_values[CONTACT]
         assert contact is not None
         try:
-            cseq = view.cseq
+            method = view.cseq_method
         except SipError:
             return None
-        if cseq is None or cseq.method != "REGISTER":
+        if method != "REGISTER":
             contact_parts = name_addr_parts(contact)
             if contact_parts is None or "," in contact:
                 return None

@@ -89,6 +89,11 @@ _IGNORED: Final = -1
 RURI: Final = len(_KEYS)  # the Request-URI's slot in addr_parts (the parts cache's extra entry)
 _as_tuple_of = tuple.__new__  # a plain tuple as its named tuple
 _UNSET: Final = object()
+# the methods of RFC 3261 and its extensions: tokens the CSeq parser takes as they are
+_METHODS: Final = frozenset(
+    "INVITE ACK BYE CANCEL REGISTER OPTIONS PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER"
+    " MESSAGE UPDATE".split()
+)
 
 # Name as written -> slot (or _IGNORED). Spellings not found here are lower-cased
 # and looked up again, so odd-case names cost one extra lookup, never a miss.
@@ -315,10 +320,11 @@ class Peek:
             method: str | None = None
         else:
             number, space, method = value.partition(" ")
-            # the common request shape; anything else takes the full CSeq parser
+            # the common shape (a request's own method, or in a response one
+            # of the standard methods): anything else takes the full CSeq parser
             if not (
                 space
-                and method == self.method
+                and (method == self.method or (self.method is None and method in _METHODS))
                 and number.isascii()
                 and number.isdigit()
                 and len(number) <= 9
