@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from sipwarden.observe.events import BAN, VERDICT, Event, EventQueue
 
+from ..conftest import tracked_after_collection
+
 
 def drop(source: str, t: float, reason: str = "scanner.sipvicious") -> Event:
     return Event(t, VERDICT, source, reason, (("verdict", "drop"),))
@@ -94,19 +96,14 @@ def test_many_sources_cost_the_collector_nothing_per_source_or_event() -> None:
                 event = Event(float(i + n), "login-failed", source, "auth.failed")
                 queue.push(event._replace(fields=(("user", f"u{i}"), ("port", 5060))))
 
-    def tracked() -> int:
-        gc.collect()
-        gc.collect()
-        return len(gc.get_objects())
-
     flood(0, 100)
-    before = tracked()
+    before = tracked_after_collection()
     flood(100, 5_000)
     assert len(queue) == 5_100
     assert not gc.is_tracked(queue._counts)
     gc.collect(0)  # one young collection: every row waiting is untracked by it
     assert not any(gc.is_tracked(row) for row in queue._queued)
-    assert tracked() - before < 100
+    assert tracked_after_collection() - before < 100
     events = queue.drain()
     assert len(events) == 2 * 5_100  # each source: its first, then a summary of two
     assert all(type(e) is Event for e in events)

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from sipwarden.observe.flows import OVERFLOW, FlowKey, FlowTable, aggregate
 
+from ..conftest import tracked_after_collection
+
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % 60  # the start of a minute
 SCANNER = FlowKey("192.0.2.7", 5070, "198.51.100.1", 5060, "udp")
 PHONE = FlowKey("203.0.113.5", 40000, "198.51.100.1", 5060, "udp")
@@ -99,14 +101,6 @@ def test_aggregating_the_minutes_keeps_every_packet_and_byte(
     merged = aggregate(table.drain(T0 + 600))
     assert sum(r["packets"] for r in merged) == len(packets)
     assert sum(r["bytes"] for r in merged) == sum(size for _, _, size in packets)
-
-
-def tracked_after_collection() -> int:
-    """The objects the cyclic garbage collector tracks, once it has run (a
-    collection stops tracking tuples of atomics)."""
-    gc.collect()
-    gc.collect()
-    return len(gc.get_objects())
 
 
 def test_many_flows_leave_nothing_per_flow_for_the_collector_to_walk() -> None:

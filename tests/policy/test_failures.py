@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from sipwarden.policy.failures import FailureTracker
 
+from ..conftest import tracked_after_collection
+
 SRC = "203.0.113.9"
 
 
@@ -153,14 +155,6 @@ def test_memory_is_bounded_whatever_the_sources(sources, cap):
         )
     assert len(tracker) <= cap
     assert len(tracker.accounts) <= cap
-
-
-def tracked_after_collection() -> int:
-    """The objects the cyclic garbage collector tracks, once it has run (a
-    collection stops tracking tuples of atomics)."""
-    gc.collect()
-    gc.collect()
-    return len(gc.get_objects())
 
 
 def test_many_sources_leave_nothing_per_source_for_the_collector_to_walk():

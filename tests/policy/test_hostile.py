@@ -11,7 +11,7 @@ from sipwarden.policy import build_policy
 from sipwarden.policy.hostile import HostileSources, Threshold, family
 from sipwarden.values import Peer
 
-from ..conftest import SCANNERS
+from ..conftest import SCANNERS, tracked_after_collection
 
 SVWAR = (SCANNERS / "svwar_0.3.8_REGISTER_100.sip").read_bytes()
 ATTACKER = Peer("udp", "203.0.113.9", 5060)
@@ -100,11 +100,9 @@ def test_a_fingerprinted_flood_leaves_nothing_per_source_for_the_collector() -> 
             assert hostile.hit(host, "ua.friendly-scanner", "UA friendly-scanner", float(i)) is None
 
     flood(0, 100)
-    gc.collect()
-    before = len(gc.get_objects())
+    before = tracked_after_collection()
     flood(100, 5_000)
     assert len(hostile) == 5_100
     assert not gc.is_tracked(hostile._sources.young) and not gc.is_tracked(hostile._sources.old)
-    gc.collect()
-    assert len(gc.get_objects()) - before < 100
+    assert tracked_after_collection() - before < 100
     assert hostile.why("198.18.19.235") == "ua.friendly-scanner"  # source 5,099: kept whole

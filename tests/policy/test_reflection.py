@@ -14,6 +14,8 @@ from sipwarden.policy import ReflectionBudget
 from sipwarden.policy.reflection import NONCES, TAGS
 from sipwarden.sip import peek
 
+from ..conftest import tracked_after_collection
+
 SOURCE, OTHER = "198.51.100.7", "203.0.113.9"
 
 
@@ -334,14 +336,6 @@ def test_bad_settings_are_refused():
         except ValueError:
             continue
         raise AssertionError(f"accepted {bad}")
-
-
-def tracked_after_collection() -> int:
-    """The objects the cyclic garbage collector tracks, once it has run (a
-    collection stops tracking tuples of atomics)."""
-    gc.collect()
-    gc.collect()
-    return len(gc.get_objects())
 
 
 def test_many_sources_leave_nothing_per_source_for_the_collector_to_walk():

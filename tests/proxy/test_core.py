@@ -16,6 +16,8 @@ from sipwarden.proxy.core import _RECENT_FLOWS
 from sipwarden.sip import make_response, parse
 from sipwarden.values import Peer
 
+from ..conftest import tracked_after_collection
+
 BACKEND = Peer("udp", "127.0.0.1", 5080)
 PUBLIC = Local("udp", "198.51.100.1", 5060)
 PUBLIC_TCP = Local("tcp", "198.51.100.1", 5060)
@@ -325,15 +327,10 @@ def test_the_flows_tokens_leave_nothing_per_flow_for_the_collector_to_walk(proxy
             assert proxy.flow_of(token) == flow
             tokens.append(token)
 
-    def tracked() -> int:
-        gc.collect()
-        gc.collect()
-        return len(gc.get_objects())
-
     flows(0, 100)
-    before = tracked()
+    before = tracked_after_collection()
     flows(100, 20_000)
-    assert tracked() - before < 2 * _RECENT_FLOWS + 100
+    assert tracked_after_collection() - before < 2 * _RECENT_FLOWS + 100
     assert len(proxy._token_of) <= _RECENT_FLOWS and len(proxy._flow_of) <= _RECENT_FLOWS
     assert not gc.is_tracked(proxy._token_of_text) and not gc.is_tracked(proxy._text_of_token)
     # a flow no longer among the latest is made back from its text, not the HMAC
