@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from proxy import HERE, children, free_port, run_step, start_edge, wait_port
+from proxy import HERE, children, free_port, run_step, start_edge, stop, wait_port
 
 
 def main() -> None:
@@ -80,14 +79,7 @@ def main() -> None:
                             flush=True,
                         )
         finally:
-            procs = [*(edge[0] for edge in edges.values()), uas]
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop(*(edge[0] for edge in edges.values()), uas)
     print("edge  rate   µs/msg median (best, worst)   failed %")
     for (name, rate), steps in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         us = [s["edge_us"] for s in steps]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import collections
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -109,12 +108,7 @@ def main() -> None:
                  str(svg)], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         finally:
-            for proc in (edge, uas):
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            proxy.stop(edge, uas)
 
 
 if __name__ == "__main__":

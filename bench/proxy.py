@@ -453,13 +453,19 @@ def main() -> None:
                 if watching is not None:
                     watching.kill()
                     watching.wait()
-                for proc in (edge, uas):
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+                stop(edge, uas)
     summarize(results, args.dashboards)
+
+
+def stop(*procs: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to each, then SIGKILL to any still there 10 s later."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def summarize(results: dict[Setup, list[dict[str, float]]], dashboards: int) -> None:
