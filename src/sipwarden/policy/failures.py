@@ -78,7 +78,7 @@ _Source = tuple[
     tuple[tuple[float, str], ...],  # failures: (when, account)
     tuple[float, ...],  # not_found: when
     tuple[tuple[str, float], ...],  # pending: (user, last refused), oldest first
-    tuple[str, ...],  # evidence
+    tuple[tuple[float, str], ...],  # evidence: (when, what), worded at a ban only
 ]
 _EMPTY: Final[_Source] = ((), (), (), ())
 
@@ -162,7 +162,9 @@ class FailureTracker:
         failures, not_found_at, pending, evidence = (
             _EMPTY if packed is None else marshal.loads(packed)
         )
-        evidence = (*evidence[1 - EVIDENCE_KEPT :], f"{utc(now)} {line}")
+        # (the time is worded only if a ban is made: most refusals are a
+        # phone's first challenge, and formatting a date each was a cost)
+        evidence = (*evidence[1 - EVIDENCE_KEPT :], (now, line))
         if failed:
             failures = self._failed(user, failures, now)
             decision = self._judge_failures(host, failures, evidence, now)
@@ -216,7 +218,7 @@ class FailureTracker:
         self,
         host: str,
         failures: tuple[tuple[float, str], ...],
-        evidence: tuple[str, ...],
+        evidence: tuple[tuple[float, str], ...],
         now: float,
     ) -> Decision | None:
         """The ban ``failures`` earn now, if any."""
@@ -253,10 +255,11 @@ class FailureTracker:
         detector: str,
         reason: str,
         duration: float | Literal["progressive"],
-        evidence: tuple[str, ...],
+        evidence: tuple[tuple[float, str], ...],
     ) -> Decision:
         self._sources.pop(host)  # asked once: the ban book counts the offences
-        return Decision(host, detector, reason, duration, evidence)
+        worded = tuple(f"{utc(when)} {line}" for when, line in evidence)
+        return Decision(host, detector, reason, duration, worded)
 
     def _succeeded(self, host: str, user: str, now: float) -> None:
         tap = self.tap
