@@ -60,3 +60,14 @@ def test_its_tables_are_never_tracked_by_the_collector() -> None:
             table.get(f"198.18.{(i * 7) >> 8 & 255}.{i * 7 & 255}")
         assert len(table) == 1000
         assert not gc.is_tracked(table.young) and not gc.is_tracked(table.old)
+
+
+def test_a_lowered_limit_holds_from_the_next_new_key() -> None:
+    """A reload may lower the bound under what the map holds: the next new
+    key brings it back within the bound, not one key at a time."""
+    recent: RecentMap[int] = RecentMap(10)
+    for i in range(10):
+        recent.put(f"k{i}", i)
+    recent.limit = 3
+    assert recent.put("new", 99) is True
+    assert len(recent) == 3 and recent.get("new") == 99

@@ -84,12 +84,14 @@ class RecentMap(Generic[V]):
         if old.pop(key, None) is not None:
             young[key] = value
             return False
-        forgot = len(young) + len(old) >= self.limit
-        if forgot:
+        forgot = False
+        # (a loop: a reload may have lowered the limit under what is held)
+        while len(young) + len(old) >= self.limit:
             if not old:  # a new generation: the young are old now
                 self.old, self.young = young, old
                 old, young = young, old
             old.popitem()
+            forgot = True
         young[key] = value
         return forgot
 
