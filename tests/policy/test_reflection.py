@@ -244,6 +244,26 @@ def test_our_to_tag_in_its_next_request_verifies_it():
     assert budget.counters["reflection-verified:tag"] == 1
 
 
+def test_a_tag_the_source_wrote_itself_proves_nothing():
+    """A spoofer sends an in-dialog INVITE with a To tag of its choosing in a
+    victim's name; the PBX echoes that tag in its 401 (or 481) to the
+    victim. The spoofer's next request with that tag must not verify the
+    victim's address (it would lift the reflection limit on it)."""
+    budget = ReflectionBudget(ratio=10.0, total=0)
+    sent_to(budget, SOURCE, request("INVITE", to_tag="chosen"))
+    assert budget.permit(SOURCE, challenge("n1", tag="chosen"), 0.0)  # the tag echoed
+    assert budget.permit(
+        SOURCE, answer("481 Call Does Not Exist", tag="chosen", method="INVITE"), 0.0
+    )
+    sent_to(budget, SOURCE, request("ACK", to_tag="chosen"), 1.0)
+    assert not budget.is_verified(SOURCE, 1.0)
+    # the PBX's own tag, on an answer to a request that carried none, still proves
+    sent_to(budget, SOURCE, request("INVITE"), 2.0)
+    assert budget.permit(SOURCE, answer("404 Not Found", tag="pbx-made", method="INVITE"), 2.0)
+    sent_to(budget, SOURCE, request("ACK", to_tag="pbx-made"), 3.0)
+    assert budget.is_verified(SOURCE, 3.0)
+
+
 def test_only_answers_that_make_dialogs_or_challenge_leave_a_tag():
     """No request comes back with the tag of an answer to OPTIONS or
     REGISTER: those are not kept (nor read: it spares the work)."""

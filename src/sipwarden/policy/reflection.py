@@ -29,7 +29,9 @@ once it has shown it receives at its address:
   (401/407, the PBX's or the uniform one; the last ``NONCES`` are kept);
 - our To tag in its next request: the tag of an answer let through to that
   source (its ACK, or a request in the dialog; the last ``TAGS`` are kept,
-  from answers to the requests that make dialogs and from challenges). This
+  from answers to the requests that make dialogs and from challenges; never
+  a tag the source wrote in a request itself, which a PBX echoes in its
+  answer to a forged in-dialog request: a spoofer knows it). This
   rule is as strong as the PBX's tags are unguessable: Kamailio derives
   its stateless tags from fixed text and a CRC of the request, which an
   attacker who got one answer can compute; the nonce and TCP rules carry
@@ -88,9 +90,10 @@ _CHALLENGE = re.compile(
 # An unverified source's bytes, one int: received (bytes it sent that the
 # edge forwarded or answered; past 2^48 no more credit) + sent (bytes of
 # answers let through to it) * _SENT. The nonces and To tags of the answers
-# let through, newest first, are a string: nonces, _PROOFS, tags, each
-# joined by _SEP (no nonce or tag holds them: a control character would
-# only cost its proof). Strings and ints, which the garbage collector never
+# let through, newest first, and the To tags the source wrote itself (they
+# prove nothing), are a string: nonces, _PROOFS, tags, _PROOFS, its own
+# tags, each joined by _SEP (no nonce or tag holds them: a control
+# character would only cost its proof). Strings and ints, which the garbage collector never
 # tracks: a spoofed flood filling the tables adds nothing to what a full
 # collection walks (a slots object per source did: 65,536 more; a tuple per
 # source in an OrderedDict still ~4 ms); see tests/policy/test_reflection.py.
@@ -186,11 +189,18 @@ class ReflectionBudget:
             proofs = self._proofs.young.get(host)
             if proofs is None and self._proofs.old:
                 proofs = self._proofs.get(host)
-            if proofs is not None:
-                nonces, tags = proofs.split(_PROOFS)
-                proof = _proof(_split(nonces), _split(tags), view)
+            nonces, tags, offered = _unpack(proofs)
+            if nonces or tags:
+                proof = _proof(nonces, tags, view)
                 if proof is not None:
                     self.verify(host, now, proof)
+                    return
+            # a To tag the source wrote itself (a forged in-dialog request)
+            # comes back in the PBX's answer: that answer's tag proves nothing
+            tag = _to_tag(view)
+            if tag and tag not in offered and tag not in tags:
+                offered = (tag, *offered[: TAGS - 1])
+                self._proofs.put(host, _pack(nonces, tags, offered))
 
     # ----------------------------------------------------------------- outbound
 
@@ -231,14 +241,10 @@ class ReflectionBudget:
             proofs = self._proofs.young.get(host)
             if proofs is None and self._proofs.old:
                 proofs = self._proofs.get(host)
-            if proofs is None:
-                before: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
-            else:
-                nonces, tags = proofs.split(_PROOFS)
-                before = _split(nonces), _split(tags)
-            kept = _remember(*before, answer, view)
-            if kept != before:
-                self._proofs.put(host, _SEP.join(kept[0]) + _PROOFS + _SEP.join(kept[1]))
+            nonces, tags, offered = _unpack(proofs)
+            kept = _remember(nonces, tags, offered, answer, view)
+            if kept != (nonces, tags):
+                self._proofs.put(host, _pack(*kept, offered))
         return True
 
     def _withhold(self, cause: str, size: int) -> bool:
@@ -270,6 +276,32 @@ def _split(joined: str) -> tuple[str, ...]:
     return tuple(joined.split(_SEP)) if joined else ()
 
 
+_NOTHING: Final[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = ((), (), ())
+
+
+def _unpack(proofs: str | None) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """A source's nonces, tags and the tags it wrote itself, from their string."""
+    if proofs is None:
+        return _NOTHING
+    nonces, tags, offered = proofs.split(_PROOFS)
+    return _split(nonces), _split(tags), _split(offered)
+
+
+def _pack(nonces: tuple[str, ...], tags: tuple[str, ...], offered: tuple[str, ...]) -> str:
+    return _PROOFS.join((_SEP.join(nonces), _SEP.join(tags), _SEP.join(offered)))
+
+
+def _to_tag(request: Peek) -> str | None:
+    """The To tag a request carries, if any (None for a broken To)."""
+    to = request.raw(TO)
+    if to is None or "tag" not in to.lower():
+        return None
+    try:
+        return request.to_tag
+    except SipError:
+        return None
+
+
 def _proof(nonces: tuple[str, ...], tags: tuple[str, ...], request: Peek) -> Proof | None:
     """What in ``request`` proves its source got one of our answers (``nonces``
     and ``tags``: those of the answers let through to it)."""
@@ -287,10 +319,14 @@ def _proof(nonces: tuple[str, ...], tags: tuple[str, ...], request: Peek) -> Pro
 
 
 def _remember(
-    nonces: tuple[str, ...], tags: tuple[str, ...], answer: bytes, view: Peek | None
+    nonces: tuple[str, ...],
+    tags: tuple[str, ...],
+    offered: tuple[str, ...],
+    answer: bytes,
+    view: Peek | None,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``nonces`` and ``tags`` with the To tag and any challenge nonce of an
-    answer let through."""
+    answer let through (not a tag in ``offered``: the source wrote it)."""
     if answer[8:12] == b"100 ":
         return nonces, tags  # 100 Trying: hop by hop, no tag to keep
     try:
@@ -305,7 +341,7 @@ def _remember(
         tag = view.to_tag
     except SipError:
         return nonces, tags
-    if tag and tag not in tags:
+    if tag and tag not in tags and tag not in offered:
         tags = (tag, *tags[: TAGS - 1])
     if not challenge:
         return nonces, tags
